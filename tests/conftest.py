@@ -1,0 +1,92 @@
+"""Fixtures: tiny checkpoints and image folders built on the spot, so no test needs the Hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+# Tests never reach the network; fail fast instead of waiting on timeouts.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_SIZE = 32
+
+
+def tiny_config(num_labels: int = 3, layer_type: str = "basic", **overrides) -> ResNetConfig:
+    """A ResNet with the real structure (stem, 4 stages, head) and a few thousand parameters."""
+    fields = dict(
+        embedding_size=8,
+        hidden_sizes=[8, 12, 16, 24],
+        depths=[1, 1, 1, 1],
+        layer_type=layer_type,
+        num_labels=num_labels,
+        id2label={i: f"class_{i}" for i in range(num_labels)},
+        label2id={f"class_{i}": i for i in range(num_labels)},
+    )
+    fields.update(overrides)
+    return ResNetConfig(**fields)
+
+
+def tiny_processor(size: int = TINY_SIZE) -> ConvNextImageProcessor:
+    # Same processor class and crop_pct as microsoft/resnet-50, at test size.
+    return ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=0.875)
+
+
+def save_tiny_checkpoint(path: Path, num_labels: int = 3, seed: int = 0, **overrides) -> Path:
+    torch.manual_seed(seed)
+    model = ResNetForImageClassification(tiny_config(num_labels=num_labels, **overrides))
+    # Non-trivial BatchNorm statistics, so "buffers unchanged" is a real check.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 1.5)
+    model.save_pretrained(path)
+    tiny_processor().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A saved 3-label tiny ResNet with its image processor, like a Hub checkpoint on disk."""
+    return save_tiny_checkpoint(tmp_path / "tiny-resnet")
+
+
+def shape_image(label: int, rng: np.random.Generator, size: int = 40) -> Image.Image:
+    """A learnable picture: class 0 = bright square, 1 = horizontal bar, 2 = vertical bar, on noise."""
+    array = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+    lo, hi = size // 4, 3 * size // 4
+    colour = np.array([230, 200, 40], dtype=np.uint8)
+    if label == 0:
+        array[lo:hi, lo:hi] = colour
+    elif label == 1:
+        array[size // 2 - 4 : size // 2 + 4, 2:-2] = colour
+    elif label == 2:
+        array[2:-2, size // 2 - 4 : size // 2 + 4] = colour
+    else:
+        array[::4, ::4] = colour  # extra classes: a dot grid shifted per class
+        array = np.roll(array, label, axis=1)
+    return Image.fromarray(array)
+
+
+def make_image_folder(root: Path, per_class: int = 12, classes=("circle", "hbar", "vbar"), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape_image(index, rng).save(root / name / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folders(tmp_path: Path) -> tuple[Path, Path]:
+    """(train_dir, validation_dir) of three learnable shape classes as PNG files."""
+    train = make_image_folder(tmp_path / "train", per_class=24, seed=1)
+    val = make_image_folder(tmp_path / "val", per_class=8, seed=2)
+    return train, val
