@@ -1,71 +1,378 @@
-"""The model card: a pure function of a finished output folder.
+"""The model card: a pure function of a finished output folder (and, once known, the Hub repo id).
 
 Reading everything from the folder (not from live training objects) means the card written
 at the end of training and the one re-made by `hf-resnet push` after a crash are the same.
+The card's plots are drawn with matplotlib's object API (no pyplot state, no display needed)
+and saved without a timestamp, so re-rendering them gives identical bytes and a retried push
+does not upload them again.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+import numpy as np
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from matplotlib.figure import Figure
+
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+TRAINING_CURVES_PNG = "training_curves.png"
+#: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
+METRIC_NAMES = {"accuracy": "Accuracy", "f1_macro": "Macro F1", "top5_accuracy": "Top-5 accuracy", "loss": "Loss"}
+#: Keys of the model-index (Hub leaderboards) for each metric we report there.
+MODEL_INDEX_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "top5_accuracy": "top_5_accuracy"}
+#: Recipe entries listed by name in the card, in this order; the rest follow under their own keys.
+RECIPE_NAMES = {
+    "epochs": "Epochs",
+    "batch_size": "Batch size (effective)",
+    "optimizer": "Optimizer",
+    "lr_scheduler": "Schedule",
+    "weight_decay": "Weight decay",
+    "seed": "Seed",
+}
+#: Per-run bookkeeping the Trainer adds to results files; not a property of the model.
+RUN_STATISTICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "samples")
+#: Above this many classes, the matrix's cells are too small to print counts in (colour still shows).
+MAX_ANNOTATED_CLASSES = 25
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+ENUM_TEXT = re.compile(r"^[A-Z][A-Za-z]+\.([A-Z][A-Z0-9_]*)$")
 
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_model_card(output_dir: str | Path) -> Path:
-    """Write `README.md` in `output_dir` from `config.json`, `recipe.json` and the results files.
+def _redact_secrets(value: Any) -> Any:
+    # A recipe holds argument dicts; any `*token` among them must never reach a public card.
+    if isinstance(value, dict):
+        return {k: "<redacted>" if str(k).lower().endswith("token") else _redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_secrets(v) for v in value]
+    return value
 
-    >>> write_model_card("outputs/beans")  # doctest: +SKIP
+
+def _is_hub_id(name: str | None) -> bool:
+    return bool(name) and HUB_ID.match(name) is not None and not Path(name).is_absolute() and not Path(name).exists()
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, str) and ENUM_TEXT.match(value):
+        return ENUM_TEXT.match(value).group(1).lower()  # "OptimizerNames.ADAMW_TORCH" was str(enum)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _cell(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+
+
+# ----------------------------------------------------------------------------- what the folder says
+
+
+def _labels(config: dict) -> list[str]:
+    id2label = config.get("id2label", {})
+    return [id2label[str(i)] if str(i) in id2label else id2label.get(i, str(i)) for i in range(len(id2label))]
+
+
+def _eval_metrics(output_dir: Path) -> dict[str, float]:
+    """`eval_*` numbers without their prefix, from eval_results.json (or all_results.json)."""
+    results = _read_json(output_dir / "eval_results.json") or _read_json(output_dir / "all_results.json")
+    return {key[len("eval_") :]: value for key, value in results.items() if key.startswith("eval_")}
+
+
+def _dataset(recipe: dict) -> tuple[str | None, str]:
+    """(Hub dataset id or None, a name for people); local paths shrink to their last two parts."""
+    data = recipe.get("data", {})
+    hub_id = data.get("dataset_name") if _is_hub_id(data.get("dataset_name")) else None
+    if hub_id:
+        config = data.get("dataset_config")
+        return hub_id, f"{hub_id} ({config})" if config else hub_id
+    name = str(recipe.get("dataset") or data.get("train_dir") or "an image dataset")
+    if "/" in name or "\\" in name:
+        name = "local image folder " + "/".join(Path(name).parts[-2:])
+    return None, name
+
+
+def _base_model(recipe: dict) -> tuple[str | None, str]:
+    """(Hub model id or None, how the weights started, for people)."""
+    model = recipe.get("model", {})
+    source = model.get("model_name_or_path")
+    if source:
+        named = f"[{source}](https://huggingface.co/{source})" if _is_hub_id(source) else "a local checkpoint"
+        return (source if _is_hub_id(source) else None), f"fine-tuned from {named}"
+    layout = " ".join(str(part) for part in (model.get("arch") or "custom", model.get("variant")) if part)
+    return None, f"trained from scratch ({layout} layout)"
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_confusion_matrix(report: dict, path: Path) -> Path:
+    """Draw the validation confusion matrix: colour = share of the true class, text = image count."""
+    matrix = np.asarray(report["confusion_matrix"], dtype=float)
+    labels = report["labels"]
+    n = len(labels)
+    side = float(np.clip(2.5 + 0.45 * n, 4, 18))
+    fig = Figure(figsize=(side, side))
+    ax = fig.add_subplot()
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if n <= MAX_ANNOTATED_CLASSES:
+        for (row, col), count in np.ndenumerate(matrix):
+            colour = "white" if shares[row, col] > 0.5 else "black"
+            ax.text(col, row, f"{int(count)}", ha="center", va="center", color=colour, fontsize=8)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix (validation)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    return path
+
+
+def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
+    """Draw loss, evaluation metrics and learning rate against epochs; None when nothing was logged."""
+    train = [e for e in log_history if "loss" in e]
+    evals = [e for e in log_history if "eval_loss" in e or "eval_accuracy" in e]
+    x = "epoch" if all("epoch" in e for e in train + evals) else "step"
+    panels = []
+    if train or any("eval_loss" in e for e in evals):
+        panels.append(("loss", [("train", train, "loss"), ("validation", evals, "eval_loss")]))
+    metrics = [("accuracy", evals, "eval_accuracy"), ("macro F1", evals, "eval_f1_macro")]
+    if any(key in e for _, rows, key in metrics for e in rows):
+        panels.append(("validation metrics", metrics))
+    if any("learning_rate" in e for e in train):
+        panels.append(("learning rate (first parameter group)", [("", train, "learning_rate")]))
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    for index, (title, series) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), index)
+        labelled = False
+        for name, rows, key in series:
+            points = [(e[x], e[key]) for e in rows if key in e]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=name or None)
+                labelled = labelled or bool(name)
+        ax.set_title(title)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+        if labelled:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    return path
+
+
+# ----------------------------------------------------------------------------- card sections
+
+
+def _metadata(model_name: str, recipe: dict, metrics: dict[str, float]) -> ModelCardData:
+    dataset_id, dataset_name = _dataset(recipe)
+    base_model, _ = _base_model(recipe)
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset_id or "imagefolder",
+            dataset_name=dataset_name,
+            dataset_config=recipe.get("data", {}).get("dataset_config") if dataset_id else None,
+            dataset_split="validation",
+            metric_type=metric_type,
+            metric_name=METRIC_NAMES[key],
+            metric_value=float(metrics[key]),
+        )
+        for key, metric_type in MODEL_INDEX_METRICS.items()
+        if key in metrics
+    ]
+    return ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=base_model,
+        datasets=[dataset_id] if dataset_id else None,
+        tags=["image-classification", "vision", "resnet", "hf_resnet"],
+        metrics=sorted({result.metric_type for result in results}) or None,
+        eval_results=results or None,
+    )
+
+
+def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, has_curves: bool) -> str:
+    if not metrics and not report:
+        return "## Evaluation results\n\nNo evaluation results were saved with this model.\n"
+    rows = [(METRIC_NAMES[k], metrics[k]) for k in METRIC_NAMES if k in metrics]
+    rows += [(k, v) for k, v in sorted(metrics.items()) if k not in METRIC_NAMES and k not in RUN_STATISTICS]
+    if "samples" in metrics:
+        rows.append(("Validation images", int(metrics["samples"])))
+    lines = ["## Evaluation results", "", "| Metric | Value |", "| --- | --- |"]
+    lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in rows]
+    if report:
+        lines += [
+            "",
+            "### Per class",
+            "",
+            "| Class | Precision | Recall | F1 | Images |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for label, p, r, f, n in zip(
+            report["labels"], report["precision"], report["recall"], report["f1"], report["support"]
+        ):
+            lines.append(f"| {_cell(label)} | {p:.3f} | {r:.3f} | {f:.3f} | {int(n)} |")
+    if has_matrix:
+        lines += ["", f"![Confusion matrix on the validation images]({CONFUSION_MATRIX_PNG})"]
+    if has_curves:
+        lines += [
+            "",
+            "### Training curves",
+            "",
+            f"![Loss, validation metrics and learning rate]({TRAINING_CURVES_PNG})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _recipe_section(recipe: dict, train_results: dict) -> str:
+    steps = _redact_secrets(recipe.get("recipe", {}))
+    _, base = _base_model(recipe)
+    _, dataset = _dataset(recipe)
+    frozen = steps.get("frozen")
+    lines = ["## Training recipe", "", f"- Weights: {base}", f"- Data: {dataset}"]
+    if frozen is not None:
+        lines.append(
+            f"- Frozen (weights and BatchNorm statistics): {', '.join(frozen)}" if frozen else "- Frozen: nothing"
+        )
+    for key, name in RECIPE_NAMES.items():
+        if steps.get(key) is not None:
+            lines.append(f"- {name}: {_number(steps[key])}")
+    shown = {"frozen", "learning_rates", "augmentation", *RECIPE_NAMES}
+    lines += [
+        f"- {_cell(key)}: {_number(value)}" for key, value in steps.items() if key not in shown and value is not None
+    ]
+    if "train_loss" in train_results:
+        lines.append(f"- Final training loss: {train_results['train_loss']:.4g}")
+    rates = steps.get("learning_rates") or {}
+    if rates:
+        lines += ["", "| Learning rate | Value |", "| --- | --- |"]
+        lines += [f"| {_cell(group)} | {_number(rate)} |" for group, rate in rates.items()]
+    augmentation = steps.get("augmentation") or {}
+    if augmentation:
+        lines += ["", "| Augmentation | Value |", "| --- | --- |"]
+        lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in augmentation.items()]
+    if recipe:
+        lines += ["", "Every argument of the run is in [recipe.json](recipe.json) and `training_args.bin`."]
+    return "\n".join(lines) + "\n"
+
+
+def _usage_section(model_ref: str) -> str:
+    return f"""## How to use
+
+With [hf_resnet](https://github.com/hf-resnet/hf_resnet):
+
+```python
+import hf_resnet
+
+hf_resnet.classify("image.jpg", model="{model_ref}")
+# [{{'label': ..., 'score': ...}}, ...]
+```
+
+With transformers alone:
+
+```python
+from transformers import pipeline
+
+classifier = pipeline("image-classification", model="{model_ref}")
+classifier("image.jpg")
+```
+"""
+
+
+def _limitations_section(labels: list[str], metrics: dict[str, float], report: dict, recipe: dict) -> str:
+    lines = [
+        "## Limitations",
+        "",
+        f"- It knows {len(labels)} classes only: every image gets one of them, even an image that shows none, "
+        "so out-of-scope inputs can get confident wrong answers.",
+        "- It was evaluated on held-out images from the same source as its training images; expect lower "
+        "accuracy on photos from other cameras, lighting, places or populations.",
+    ]
+    samples = int(metrics.get("samples") or sum(report.get("support", [])) or 0)
+    if 0 < samples < 500:
+        lines.append(
+            f"- The validation set has {samples} images, so each one moves accuracy by {100 / samples:.2g} "
+            "points: treat small differences between models as noise."
+        )
+    if report and report.get("f1"):
+        f1 = np.asarray(report["f1"])
+        worst = int(f1.argmin())
+        lines.append(f"- Weakest class: {_cell(report['labels'][worst])} (F1 {f1[worst]:.2f}).")
+        matrix = np.asarray(report["confusion_matrix"])
+        errors = matrix - np.diag(np.diag(matrix))
+        if errors.sum() > 0:
+            true, predicted = np.unravel_index(int(errors.argmax()), errors.shape)
+            lines.append(
+                f"- Most frequent confusion: {_cell(report['labels'][true])} taken for "
+                f"{_cell(report['labels'][predicted])} ({int(errors[true, predicted])} of "
+                f"{int(matrix[true].sum())} images)."
+            )
+    if recipe.get("model", {}).get("model_name_or_path"):
+        lines.append("- It inherits the biases of the data its base model was pretrained on.")
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Write `README.md` (and its plots) in `output_dir` from the files a finished run saved there.
+
+    Reads `config.json`, `recipe.json`, `eval_results.json`/`all_results.json`, `train_results.json`,
+    `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
+    `hf_resnet.push`) names the model in the usage examples; without it they use the folder.
+
+    >>> write_model_card("outputs/beans", repo_id="me/resnet-beans")  # doctest: +SKIP
     PosixPath('outputs/beans/README.md')
     """
     output_dir = Path(output_dir)
     config = _read_json(output_dir / "config.json")
     recipe = _read_json(output_dir / "recipe.json")
-    results = _read_json(output_dir / "all_results.json")
-    labels = [config["id2label"][str(i)] for i in range(len(config.get("id2label", {})))]
-    base_model = recipe.get("model", {}).get("model_name_or_path")
-    dataset = recipe.get("dataset")
-    data = ModelCardData(
-        library_name="transformers",
-        pipeline_tag="image-classification",
-        base_model=base_model if base_model and not Path(base_model).exists() else None,
-        datasets=[dataset] if dataset and "/" in dataset and not Path(dataset).exists() else None,
-        tags=["image-classification", "resnet", "hf_resnet"],
+    metrics = _eval_metrics(output_dir)
+    report = _read_json(output_dir / "eval_per_class.json")
+    history = _read_json(output_dir / "trainer_state.json").get("log_history", [])
+    labels = _labels(config) or list(report.get("labels", []))
+    model_name = repo_id.split("/")[-1] if repo_id else output_dir.resolve().name
+
+    has_matrix = bool(report.get("confusion_matrix"))
+    if has_matrix:
+        plot_confusion_matrix(report, output_dir / CONFUSION_MATRIX_PNG)
+    has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
+
+    _, base = _base_model(recipe)
+    _, dataset = _dataset(recipe)
+    shown = ", ".join(_cell(label) for label in labels[:20]) + (
+        f" and {len(labels) - 20} more" if len(labels) > 20 else ""
     )
-    metrics = "\n".join(f"| {key} | {value:.4g} |" for key, value in sorted(results.items()) if isinstance(value, float))
-    body = f"""
-# {output_dir.name}
-
-A ResNet image classifier fine-tuned with [hf_resnet](https://github.com/hf-resnet/hf_resnet).
-
-- Base model: {base_model or "trained from scratch (" + str(recipe.get("model", {}).get("arch")) + ")"}
-- Dataset: {dataset}
-- Labels ({len(labels)}): {", ".join(labels)}
-
-## Recipe
-
-```json
-{json.dumps(recipe.get("recipe", {}), indent=2)}
-```
-
-## Results
-
-| metric | value |
-| --- | --- |
-{metrics}
-
-## Use
-
-```python
-import hf_resnet
-hf_resnet.classify("image.jpg", model="{output_dir}")
-```
-"""
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    summary = f"A ResNet image classifier {base} on {dataset} with hf_resnet."
+    if labels:
+        summary += f" It sorts images into {len(labels)} classes: {shown}."
+    if "accuracy" in metrics:
+        summary += f"\n\nIt reaches **{metrics['accuracy']:.1%} accuracy**"
+        summary += f" (macro F1 {metrics['f1_macro']:.3f})" if "f1_macro" in metrics else ""
+        summary += f" on {int(metrics['samples'])} validation images." if "samples" in metrics else " on validation."
+    body = "\n".join(
+        [
+            f"# {model_name}",
+            "",
+            summary,
+            "",
+            _results_section(metrics, report, has_matrix, has_curves),
+            _recipe_section(recipe, _read_json(output_dir / "train_results.json")),
+            _usage_section(repo_id or str(output_dir)),
+            _limitations_section(labels, metrics, report, recipe),
+        ]
+    )
+    data = _metadata(model_name, recipe, metrics)
     path = output_dir / "README.md"
-    card.save(path)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
     return path

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 # Tests never reach the network; fail fast instead of waiting on timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,8 +36,10 @@ def tiny_config(num_labels: int = 3, layer_type: str = "basic", **overrides) -> 
 
 
 def tiny_processor(size: int = TINY_SIZE) -> ConvNextImageProcessor:
-    # Same processor class and crop_pct as microsoft/resnet-50, at test size.
-    return ConvNextImageProcessor(size={"shortest_edge": size}, crop_pct=0.875)
+    # Same processor class, crop_pct and normalisation as microsoft/resnet-50, at test size.
+    return ConvNextImageProcessor(
+        size={"shortest_edge": size}, crop_pct=0.875, image_mean=IMAGENET_DEFAULT_MEAN, image_std=IMAGENET_DEFAULT_STD
+    )
 
 
 def save_tiny_checkpoint(path: Path, num_labels: int = 3, seed: int = 0, **overrides) -> Path:

@@ -1,0 +1,156 @@
+"""Every knob of a fine-tuning run, as dataclasses parsed by `HfArgumentParser`.
+
+Each default is set once, here, with the reason beside it. The recipe, the Python API
+(`hf_resnet.finetune`) and the tests all build these same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+#: Architectures that can be built from scratch with `--arch`; values are the layouts of the
+#: microsoft/resnet-* checkpoints (which are all v1.5), so a scratch model matches its Hub sibling.
+ARCHITECTURES: dict[str, dict] = {
+    "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-34": dict(layer_type="basic", depths=[3, 4, 6, 3], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-101": dict(layer_type="bottleneck", depths=[3, 4, 23, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
+}
+
+#: Parts of a ResNet a user can name in `--freeze`, from input to output.
+BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
+#: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
+#: freezing them saves a third of the backward pass and guards small datasets against overfitting.
+DEFAULT_FREEZE_PRETRAINED = "embedder,stage1"
+
+
+@dataclass
+class ModelArguments:
+    """Which network to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id (e.g. microsoft/resnet-50) or local checkpoint directory to fine-tune."},
+    )
+    arch: str | None = field(
+        default=None,
+        metadata={"help": f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}."},
+    )
+    variant: str = field(
+        default="v1.5",
+        metadata={
+            "help": "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
+            "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5% more accurate)."
+        },
+    )
+    freeze: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma list of embedder,stage1..stage4 to freeze (weights and BatchNorm statistics), or 'none'. "
+            f"Default: '{DEFAULT_FREEZE_PRETRAINED}' for a loaded checkpoint, 'none' from scratch."
+        },
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Override the processor's crop size (e.g. 224); the resize keeps its ratio."}
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how they are augmented."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, e.g. beans or food101."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (default: image or img)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
+    train_dir: str | None = field(default=None, metadata={"help": "Folder with one sub-folder of images per class."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Held-out folder laid out like train_dir."})
+    validation_split: float = field(
+        default=0.15,
+        metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick experiments)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation (quick experiments)."})
+    verify_images: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode every image once before training, so a bad file fails in seconds instead of mid-epoch. "
+            "Turn off for datasets too large to scan."
+        },
+    )
+    skip_bad_images: bool = field(
+        default=False,
+        metadata={"help": "Leave out undecodable/non-image files with a warning listing them, instead of failing."},
+    )
+    # Augmentation. Defaults are the torchvision/timm ImageNet fine-tuning recipe.
+    crop_scale_min: float = field(
+        default=0.08, metadata={"help": "RandomResizedCrop's smallest area fraction (torchvision's default)."}
+    )
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability (0 for text, digits, etc.)."})
+    auto_augment: str = field(default="none", metadata={"help": "none, trivial (TrivialAugmentWide) or rand."})
+    random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (0.25 in timm)."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables (0.2 typical)."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})
+
+
+@dataclass
+class ResNetTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the transfer-learning knobs; every Trainer flag still works.
+
+    Learning rates: the classifier head trains at `--learning_rate` (or `--head_learning_rate`
+    if given), the backbone at `--backbone_learning_rate`. Both follow the Trainer's schedule
+    (`--lr_scheduler_type`, `--warmup_steps`), which scales every parameter group by the same factor.
+    """
+
+    # A fresh head needs a large step to move from random; the Trainer's 5e-5 is tuned for transformers.
+    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the classifier head."})
+    head_learning_rate: float | None = field(
+        default=None, metadata={"help": "Alias of --learning_rate that says what it applies to; wins if both set."}
+    )
+    backbone_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the unfrozen backbone stages. Default: 1e-5 for a loaded checkpoint "
+            "(pretrained features need nudging, not rewriting), the head's rate from scratch."
+        },
+    )
+    backbone_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise decay: stage4 gets the backbone rate, stage3 x decay, stage2 x decay^2, ..."},
+    )
+    unfreeze_at_epoch: int | None = field(
+        default=None,
+        metadata={"help": "Gradual unfreezing: at this epoch unfreeze the deepest frozen part, then one more each "
+                  "--unfreeze_every epochs (ULMFiT-style)."},
+    )
+    unfreeze_every: int = field(default=1, metadata={"help": "Epochs between two unfreezing steps."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
+    )
+    # Fine-tuning sets are small: judge every epoch, and keep the last two checkpoints only.
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (no, steps, epoch)."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log (no, steps, epoch)."})
+    metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric of the best model."})
+    # Our collator needs the `image`/`label` columns that the model's forward() does not name.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (needed)."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
+    num_train_epochs: float = field(default=5.0, metadata={"help": "Epochs over the training split."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (not on BatchNorm or biases)."})
+    # A short warm-up keeps the random head's first large gradients from wrecking pretrained features.
+    warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a fraction (< 1) of all."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule shared by all parameter groups."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where the model and results are written."})
+    # Pinned memory only speeds up host-to-GPU copies; on a CPU-only machine it just warns.
+    dataloader_pin_memory: bool = field(
+        default_factory=torch.cuda.is_available, metadata={"help": "Pin DataLoader memory (default: on with CUDA)."}
+    )

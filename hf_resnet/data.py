@@ -1,0 +1,273 @@
+"""From a Hub dataset, a folder of class sub-folders or a `datasets.Dataset` to two checked splits.
+
+Whatever the source, the result is the same: `train` and `validation` datasets with an
+`image` column (a `datasets.Image` feature, decoded lazily) and a `label` column (a
+`ClassLabel` whose names are the classes), sharing one label list. Every problem a user can
+fix (a missing folder, an empty class, a corrupt file, a validation label that training never
+saw) is found here, before a model is built, and reported with the file or argument to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Features
+from datasets import Image as ImageFeature
+from tqdm.auto import tqdm
+
+from .config import DataArguments
+from .images import IMAGE_EXTENSIONS, ImageError, open_image
+
+logger = logging.getLogger(__name__)
+
+#: Split names tried, in order, for held-out data in a Hub dataset.
+VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
+#: How many problem lines an error message shows before summarising the rest.
+MAX_LISTED = 20
+
+
+class DataError(ValueError):
+    """A problem with the user's data, phrased so they know which file or argument to fix."""
+
+
+@dataclass
+class ImageData:
+    """Two splits with canonical `image`/`label` columns and the class names they share."""
+
+    train: Dataset
+    validation: Dataset
+    labels: list[str]
+    description: str
+
+
+def _listing(problems: list[str]) -> str:
+    shown = "\n".join(f"  - {problem}" for problem in problems[:MAX_LISTED])
+    more = len(problems) - MAX_LISTED
+    return shown + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def _report(problems: list[str], skip: bool, what: str) -> None:
+    if not problems:
+        return
+    if not skip:
+        raise DataError(
+            f"{len(problems)} bad file(s) in {what}:\n{_listing(problems)}\n"
+            "Fix or remove them, or pass --skip_bad_images to leave them out with a warning."
+        )
+    logger.warning("Leaving out %d bad file(s) in %s:\n%s", len(problems), what, _listing(problems))
+
+
+def _verify(sources: list, names: list[str], what: str) -> set[int]:
+    """Decode every image once (threads: PIL releases the GIL while decoding); return bad indices."""
+    bad: dict[int, str] = {}
+
+    def check(index: int) -> None:
+        try:
+            open_image(sources[index])
+        except ImageError as error:
+            bad[index] = f"{names[index]}: {error.problem}"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(tqdm(pool.map(check, range(len(sources))), total=len(sources), desc=f"Checking images in {what}"))
+    return bad
+
+
+def scan_image_folder(root: str | Path, data_args: DataArguments, argument: str) -> tuple[list[str], list[str]]:
+    """List `root/<class>/**/<image>` as (paths, class names), checking every file on the way.
+
+    >>> scan_image_folder("photos/train", DataArguments(), "--train_dir")  # doctest: +SKIP
+    (['/abs/photos/train/cat/1.jpg', ...], ['cat', ...])
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{argument} {root}: no such directory")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        loose = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        hint = f" ({len(loose)} images lie directly in it)" if loose else ""
+        raise DataError(
+            f"{argument} {root}: no class sub-folders{hint}. Expected {root}/<class name>/<image files>, "
+            "one sub-folder per class."
+        )
+    paths, classes, problems = [], [], []
+    for class_dir in class_dirs:
+        files = sorted(
+            p for p in class_dir.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+        )
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        problems += [f"{p}: not an image file (extension {p.suffix or 'none'})" for p in files if p not in images]
+        paths += [str(p.resolve()) for p in images]
+        classes += [class_dir.name] * len(images)
+    bad = _verify(paths, paths, f"{argument} {root}") if data_args.verify_images else {}
+    # One report for everything, so a user fixes the folder once, not once per kind of problem.
+    _report(problems + [bad[i] for i in sorted(bad)], data_args.skip_bad_images, f"{argument} {root}")
+    keep = [i for i in range(len(paths)) if i not in bad]
+    paths, classes = [paths[i] for i in keep], [classes[i] for i in keep]
+    counts = Counter(classes)
+    empty = [str(d) for d in class_dirs if counts[d.name] == 0]
+    if empty:
+        raise DataError(
+            f"{argument} {root}: empty class folder(s), no usable images in:\n{_listing(empty)}\n"
+            "Add images or remove the folder."
+        )
+    return paths, classes
+
+
+def _from_files(paths: list[str], classes: list[str], labels: list[str]) -> Dataset:
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=labels)})
+    return Dataset.from_dict({"image": paths, "label": [labels.index(c) for c in classes]}, features=features)
+
+
+def _check_known(classes, labels: list[str], where: str) -> None:
+    unknown = sorted(set(classes) - set(labels))
+    if unknown:
+        raise DataError(
+            f"{where}: label(s) {unknown} do not occur in the training data (training labels: {labels}). "
+            "Rename them to match, or add training examples for them."
+        )
+
+
+def _check_class_count(labels: list[str], where: str) -> None:
+    if len(labels) < 2:
+        raise DataError(f"{where}: found only {len(labels)} class {labels}; a classifier needs at least two.")
+
+
+def _load_folders(data_args: DataArguments, seed: int) -> ImageData:
+    paths, classes = scan_image_folder(data_args.train_dir, data_args, "--train_dir")
+    labels = sorted(set(classes))
+    _check_class_count(labels, f"--train_dir {data_args.train_dir}")
+    train = _from_files(paths, classes, labels)
+    description = str(data_args.train_dir)
+    if data_args.validation_dir:
+        val_paths, val_classes = scan_image_folder(data_args.validation_dir, data_args, "--validation_dir")
+        _check_known(val_classes, labels, f"--validation_dir {data_args.validation_dir}")
+        missing = sorted(set(labels) - set(val_classes))
+        if missing:
+            logger.warning("--validation_dir has no images of class(es) %s: they are not evaluated.", missing)
+        return ImageData(train, _from_files(val_paths, val_classes, labels), labels, description)
+    train, validation = split_stratified(train, data_args.validation_split, seed, "--train_dir")
+    return ImageData(train, validation, labels, description)
+
+
+def split_stratified(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
+    """Carve a validation split with every class in the same proportion as in training."""
+    if not 0 < fraction < 1:
+        raise DataError(f"--validation_split must be between 0 and 1 (got {fraction}) when {where} has no held-out set")
+    counts = Counter(dataset["label"])
+    names = dataset.features["label"].names
+    too_few = sorted(names[label] for label, count in counts.items() if count < 2)
+    if too_few:
+        raise DataError(
+            f"{where}: class(es) {too_few} have a single image, too few to carve a validation split. "
+            "Add images, or give a separate validation set."
+        )
+    try:
+        parts = dataset.train_test_split(test_size=fraction, stratify_by_column="label", seed=seed)
+    except ValueError as error:
+        raise DataError(f"{where}: cannot carve a stratified {fraction:.0%} validation split: {error}") from None
+    return parts["train"], parts["test"]
+
+
+def _pick_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
+    columns = dataset.column_names
+    if given:
+        if given not in columns:
+            raise DataError(f"{argument} {given!r} is not a column of the dataset (columns: {columns})")
+        return given
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DataError(f"cannot guess the {argument.lstrip('-').replace('_', ' ')}; pass {argument} (columns: {columns})")
+
+
+def _canonical(split: Dataset, image_column: str, label_column: str, labels: list[str] | None) -> Dataset:
+    """Rename to `image`/`label` and make `label` a ClassLabel with the shared names."""
+    split = split.select_columns([image_column, label_column])
+    if image_column != "image":
+        split = split.rename_column(image_column, "image")
+    if label_column != "label":
+        split = split.rename_column(label_column, "label")
+    if not isinstance(split.features["image"], ImageFeature):
+        split = split.cast_column("image", ImageFeature())
+    feature = split.features["label"]
+    if isinstance(feature, ClassLabel) and (labels is None or feature.names == labels):
+        return split
+    values = split["label"]
+    if isinstance(feature, ClassLabel):
+        values = [feature.names[v] for v in values]
+    values = [str(v) for v in values]
+    labels = labels if labels is not None else sorted(set(values))
+    index = {name: i for i, name in enumerate(labels)}
+    split = split.cast_column("label", datasets.Value("string")) if isinstance(feature, ClassLabel) else split
+    split = split.map(lambda batch: {"label": [index[str(v)] for v in batch["label"]]}, batched=True)
+    return split.cast_column("label", ClassLabel(names=labels))
+
+
+def _verify_split(split: Dataset, data_args: DataArguments, what: str) -> Dataset:
+    if not data_args.verify_images:
+        return split
+    raw = split.cast_column("image", ImageFeature(decode=False))["image"]
+    sources = [item["bytes"] if item.get("bytes") else item["path"] for item in raw]
+    names = [item.get("path") or f"{what}[{i}]" for i, item in enumerate(raw)]
+    bad = _verify(sources, names, what)
+    _report([bad[i] for i in sorted(bad)], data_args.skip_bad_images, what)
+    return split.select([i for i in range(len(split)) if i not in bad]) if bad else split
+
+
+def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: int, description: str) -> ImageData:
+    if isinstance(data, Dataset):
+        data = DatasetDict({"train": data})
+    if "train" not in data:
+        raise DataError(f"{description}: no 'train' split (splits: {list(data)})")
+    train = data["train"]
+    image_column = _pick_column(train, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
+    label_column = _pick_column(train, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    train = _canonical(train, image_column, label_column, None)
+    labels = list(train.features["label"].names)
+    _check_class_count(labels, description)
+    val_name = next((name for name in VALIDATION_SPLIT_NAMES if name in data), None)
+    if val_name is None:
+        train = _verify_split(train, data_args, f"{description} train")
+        train, validation = split_stratified(train, data_args.validation_split, seed, description)
+    else:
+        raw_val = data[val_name]
+        for column in (image_column, label_column):
+            if column not in raw_val.column_names:
+                raise DataError(f"{description}: split {val_name!r} has no column {column!r}")
+        feature = raw_val.features[label_column]
+        val_labels = feature.names if isinstance(feature, ClassLabel) else raw_val.unique(label_column)
+        _check_known([str(v) for v in val_labels] if not isinstance(feature, ClassLabel) else val_labels, labels,
+                     f"{description} split {val_name!r}")
+        validation = _canonical(raw_val, image_column, label_column, labels)
+        train = _verify_split(train, data_args, f"{description} train")
+        validation = _verify_split(validation, data_args, f"{description} {val_name}")
+    return ImageData(train, validation, labels, description)
+
+
+def load_image_data(data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None) -> ImageData:
+    """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset.
+
+    >>> data = load_image_data(DataArguments(train_dir="photos/train"))  # doctest: +SKIP
+    >>> data.labels
+    ['cat', 'dog']
+    """
+    if dataset is not None:
+        data = _from_datasets(dataset, data_args, seed, "the dataset passed to finetune()")
+    elif data_args.train_dir:
+        data = _load_folders(data_args, seed)
+    elif data_args.dataset_name:
+        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config)
+        data = _from_datasets(loaded, data_args, seed, f"--dataset_name {data_args.dataset_name}")
+        data.description = data_args.dataset_name
+    else:
+        raise DataError("no data: pass --dataset_name, --train_dir, or a datasets.Dataset to finetune()")
+    if data_args.max_train_samples is not None:
+        data.train = data.train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(data.train))))
+    if data_args.max_eval_samples is not None:
+        data.validation = data.validation.select(range(min(data_args.max_eval_samples, len(data.validation))))
+    return data

@@ -1,0 +1,380 @@
+"""Export to ONNX (and int8) with proof that the exported model still gives the same answers.
+
+An export is only worth deploying if it classifies like the model it came from, so every export
+is checked on sample images: the largest logit difference and the top-1 agreement with the
+PyTorch model, plus size on disk and latency at batch 1 and 32. The int8 model is made by
+post-training static quantization (ONNX Runtime, QDQ, per-channel weights) calibrated on
+images, after Conv+BatchNorm fusion; it is refused when it agrees with fp32 less than
+`MIN_INT8_AGREEMENT` of the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hf_resnet.images import IMAGE_EXTENSIONS
+from hf_resnet.inference import Classifier, Picture, load_classifier, load_picture, onnx_session
+
+#: Lowest top-1 agreement with the fp32 model at which an int8 model is kept: the issue's target
+#: (99% on real images). A model below it changes one answer in a hundred; use better calibration
+#: images, or deploy the fp32 ONNX model.
+MIN_INT8_AGREEMENT = 0.99
+#: fp32 ONNX and PyTorch differ only by float rounding; a larger gap (relative to the largest
+#: logit) means an operator was exported wrongly.
+FP32_TOLERANCE = 1e-3
+#: Images used for the parity check and for calibration when none are given.
+DEFAULT_SAMPLE_COUNT = 64
+ONNX_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
+
+
+class ExportError(RuntimeError):
+    """An export that failed its parity check; the message says what was measured and what to do."""
+
+
+@dataclass
+class VariantReport:
+    """How one runtime of the model did: file, size, speed and agreement with eager PyTorch fp32."""
+
+    path: str | None
+    size_mb: float | None
+    latency_ms_batch1: float
+    latency_ms_batch32: float
+    max_logit_diff: float = 0.0
+    top1_agreement: float = 1.0
+
+
+@dataclass
+class ExportReport:
+    """Everything `hf-resnet export` measured; saved as `export_report.json` next to the files."""
+
+    model: str
+    out_dir: str
+    sample_images: int
+    eager: VariantReport
+    onnx: VariantReport
+    int8: VariantReport | None = None
+    calibration_images: int = 0
+    batchnorm_nodes_after_fusion: int | None = None
+    min_int8_agreement: float = MIN_INT8_AGREEMENT
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The report as indented JSON."""
+        return json.dumps(asdict(self), indent=2)
+
+
+def reference_photos(count: int = DEFAULT_SAMPLE_COUNT, seed: int = 0) -> list[Image.Image]:
+    """Real photographs for parity checks: random crops and flips of scikit-learn's two sample photos.
+
+    scikit-learn ships `china.jpg` and `flower.jpg` (427x640), so checks run offline on real
+    image statistics, which random noise does not have. Different seeds give different crops.
+
+    >>> [photo.mode for photo in reference_photos(2)]
+    ['RGB', 'RGB']
+    """
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    crops = []
+    for index in range(count):
+        photo = photos[index % len(photos)]
+        height, width = photo.shape[:2]
+        scale = rng.uniform(0.35, 1.0)  # crop side as a fraction of the photo, like RandomResizedCrop
+        crop_h, crop_w = int(height * scale), int(width * scale * rng.uniform(0.75, 1.33)) or 1
+        crop_w = min(crop_w, width)
+        top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
+        crop = photo[top : top + crop_h, left : left + crop_w]
+        crops.append(Image.fromarray(np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)))
+    return crops
+
+
+def _gather(images: str | os.PathLike | Sequence[Picture] | None, seed: int) -> list[Image.Image]:
+    if images is None:
+        return reference_photos(DEFAULT_SAMPLE_COUNT, seed)
+    if isinstance(images, (str, os.PathLike)):
+        folder = Path(images)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise ExportError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        images = files
+    return [load_picture(image) for image in images]
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
+    """Write `model` as ONNX with input `pixel_values` (any batch size) and output `logits`.
+
+    >>> export_onnx(model, "out/model.onnx", torch.randn(1, 3, 224, 224))  # doctest: +SKIP
+    PosixPath('out/model.onnx')
+    """
+
+    class Logits(torch.nn.Module):  # ONNX wants tensors out, not transformers' output objects
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.inner(pixel_values=pixel_values).logits
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = Logits(model).eval().cpu()
+    torch.onnx.export(
+        wrapper,
+        (example[:1].expand(2, -1, -1, -1).contiguous().cpu(),),  # batch 1 would be traced as a constant
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        dynamo=True,
+        external_data=False,  # one self-contained file: ResNets are far below protobuf's 2 GB limit
+        verbose=False,
+    )
+    model.to(memory_format=torch.channels_last)  # export may have touched the layout; restore the fast one
+    return path
+
+
+def _batchnorm_nodes(path: Path) -> int:
+    import onnx
+
+    return sum(node.op_type == "BatchNormalization" for node in onnx.load(str(path)).graph.node)
+
+
+def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, calibration: torch.Tensor) -> int:
+    """Post-training static int8 quantization of an ONNX classifier; returns BatchNorm nodes left unfused (0).
+
+    ONNX Runtime's pre-processing folds each BatchNorm into the preceding Conv first, so one
+    int8 Conv does the work of Conv+BN. Weights are quantized per channel (int8), activations
+    per tensor (uint8) with ranges measured on `calibration` (N, 3, H, W) pixel values.
+
+    >>> quantize_int8("out/model.onnx", "out/model_int8.onnx", pixel_values)  # doctest: +SKIP
+    0
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, batches: list[np.ndarray]):
+            self.batches = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"pixel_values": batch}
+
+    out_path = Path(out_path)
+    fused = out_path.with_name(out_path.stem + "_fused.onnx")
+    quant_pre_process(str(onnx_path), str(fused))
+    try:
+        unfused = _batchnorm_nodes(fused)
+        batches = [chunk.numpy().astype(np.float32) for chunk in calibration.split(8)]
+        quantize_static(
+            str(fused),
+            str(out_path),
+            Reader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        fused.unlink(missing_ok=True)
+    return unfused
+
+
+def measure_latency(run: Callable[[torch.Tensor], object], example: torch.Tensor, repeats: int = 10) -> float:
+    """Median wall-clock milliseconds of `run(example)` over `repeats` calls, after one warm-up call.
+
+    >>> measure_latency(lambda x: x + 1, torch.zeros(1), repeats=3) < 1000
+    True
+    """
+    run(example)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        run(example)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def compare_logits(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[float, float]:
+    """(largest absolute logit difference, share of images with the same top-1 class).
+
+    >>> compare_logits(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.9, 0.0], [1.0, 0.0]]))
+    (1.0, 0.5)
+    """
+    difference = float((reference.float() - candidate.float()).abs().max())
+    agreement = float((reference.argmax(-1) == candidate.argmax(-1)).float().mean())
+    return round(difference, 6), agreement
+
+
+def _session_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    session = onnx_session(path)
+    return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
+
+
+def _variant(path: Path | None, run: Callable, pixel_values: torch.Tensor, reference: torch.Tensor | None, repeats: int):
+    batch32 = pixel_values.repeat((32 + len(pixel_values) - 1) // len(pixel_values), 1, 1, 1)[:32]
+    report = VariantReport(
+        path=str(path) if path else None,
+        size_mb=round(path.stat().st_size / 1e6, 2) if path else None,
+        latency_ms_batch1=round(measure_latency(run, pixel_values[:1], repeats), 2),
+        latency_ms_batch32=round(measure_latency(run, batch32, max(2, repeats // 5)), 2),
+    )
+    if reference is not None:
+        logits = torch.cat([run(chunk) for chunk in pixel_values.split(32)])
+        report.max_logit_diff, report.top1_agreement = compare_logits(reference, logits)
+    return report
+
+
+def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
+        return Path(model) / "onnx"
+    name = model if isinstance(model, (str, os.PathLike)) else model.config._name_or_path or "model"
+    return Path(str(name).replace("/", "--") + "-onnx")
+
+
+def export(
+    model: str | os.PathLike | torch.nn.Module | Classifier,
+    out: str | os.PathLike | None = None,
+    format: str = "onnx",
+    quantize: str | None = None,
+    calibration_images: str | os.PathLike | Sequence[Picture] | None = None,
+    sample_images: str | os.PathLike | Sequence[Picture] | None = None,
+    min_agreement: float = MIN_INT8_AGREEMENT,
+    latency_repeats: int = 10,
+) -> ExportReport:
+    """Export a classifier to ONNX (optionally also int8) in `out`, check parity and measure it.
+
+    `out` (default: `<model folder>/onnx`) receives `model.onnx`, `model_int8.onnx`, the config and
+    image processor (so `classify(..., model=out, backend="onnx")` works) and `export_report.json`.
+    Image sets are folders or lists of pictures; by default crops of scikit-learn's sample photos.
+    Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`.
+
+    >>> export("outputs/beans", quantize="int8").int8.top1_agreement  # doctest: +SKIP
+    1.0
+    """
+    if format != "onnx":
+        raise ValueError(f"format must be 'onnx', not {format!r}")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+    classifier = load_classifier(model, device="cpu")
+    out = Path(out) if out is not None else _default_out(model)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = classifier.preprocess(_gather(sample_images, seed=0))
+    reference = classifier.forward(samples)
+    onnx_path = export_onnx(classifier.model, out / ONNX_NAME, samples[:1])
+    classifier.config.save_pretrained(out)
+    classifier.processor.save_pretrained(out)
+    report = ExportReport(
+        model=str(getattr(classifier.config, "_name_or_path", "") or model),
+        out_dir=str(out),
+        sample_images=len(samples),
+        eager=_variant(None, classifier.forward, samples, None, latency_repeats),
+        onnx=_variant(onnx_path, _session_runner(onnx_path), samples, reference, latency_repeats),
+        min_int8_agreement=min_agreement,
+    )
+    scale = max(1.0, float(reference.abs().max()))
+    if report.onnx.max_logit_diff > FP32_TOLERANCE * scale:
+        _save(report, out)
+        raise ExportError(
+            f"ONNX logits differ from PyTorch by up to {report.onnx.max_logit_diff:.3g} "
+            f"(tolerance {FP32_TOLERANCE * scale:.3g}); the export is wrong, do not deploy {onnx_path}"
+        )
+    if quantize == "int8":
+        _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, latency_repeats)
+    _save(report, out)
+    return report
+
+
+def _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, repeats) -> None:
+    if calibration_images is None:
+        report.notes.append("int8 calibrated on crops of scikit-learn's sample photos; pass your own images")
+    calibration = classifier.preprocess(_gather(calibration_images, seed=1))
+    int8_path = out / INT8_NAME
+    report.calibration_images = len(calibration)
+    report.batchnorm_nodes_after_fusion = quantize_int8(onnx_path, int8_path, calibration)
+    report.int8 = _variant(int8_path, _session_runner(int8_path), samples, reference, repeats)
+    if report.int8.top1_agreement < report.min_int8_agreement:
+        int8_path.unlink()
+        report.int8.path = None
+        report.notes.append("int8 model refused: top-1 agreement below min_int8_agreement")
+        _save(report, out)
+        raise ExportError(
+            f"int8 model agrees with fp32 on {report.int8.top1_agreement:.1%} of {report.sample_images} sample "
+            f"images, below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with "
+            f"more images like the ones you will classify (--calibration-dir), or deploy {onnx_path} (fp32)"
+        )
+
+
+def _save(report: ExportReport, out: Path) -> None:
+    (out / "export_report.json").write_text(report.to_json() + "\n")
+
+
+def _print_report(report: ExportReport) -> None:
+    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {'top-1 agree':>12}")
+    for name in ("eager", "onnx", "int8"):
+        variant = getattr(report, name)
+        if variant is None:
+            continue
+        size = f"{variant.size_mb:.1f}" if variant.size_mb is not None else "-"
+        print(
+            f"{name:<8} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
+            f"{variant.max_logit_diff:>13.2g} {variant.top1_agreement:>12.1%}"
+        )
+    print(f"{report.sample_images} sample images; report in {Path(report.out_dir) / 'export_report.json'}")
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    try:
+        report = export(
+            args.model,
+            out=args.out,
+            format=args.format,
+            quantize=args.quantize,
+            calibration_images=args.calibration_dir,
+            sample_images=args.sample_dir,
+            min_agreement=args.min_agreement,
+            latency_repeats=args.repeats,
+        )
+    except ExportError as error:
+        print(f"hf-resnet export: {error}", file=sys.stderr)
+        return 2
+    _print_report(report)
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `hf-resnet export --model M --format onnx [--quantize int8] [--out DIR] ...`.
+
+    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
+    >>> register_cli(parser.add_subparsers(required=True))
+    >>> parser.parse_args(["export", "--model", "m", "--quantize", "int8"]).min_agreement
+    0.99
+    """
+    parser = subparsers.add_parser("export", help="export to ONNX (and int8) with a parity check and timings")
+    parser.add_argument("--model", required=True, help="Hub id or model folder")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
+    parser.add_argument("--quantize", choices=("int8",), default=None, help="also write a static int8 model")
+    parser.add_argument("--out", default=None, help="output folder (default: <model folder>/onnx)")
+    parser.add_argument("--calibration-dir", default=None, help="images to calibrate int8 ranges on")
+    parser.add_argument("--sample-dir", default=None, help="images for the parity check (default: sample photos)")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=MIN_INT8_AGREEMENT,
+        help=f"refuse an int8 model below this top-1 agreement with fp32 (default: {MIN_INT8_AGREEMENT})",
+    )
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure (default: 10)")
+    parser.set_defaults(func=_run_cli)

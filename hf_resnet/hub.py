@@ -1,0 +1,438 @@
+"""Sharing a run on the Hub: `push` after training, from the CLI, or from Python, and pushes during training.
+
+All pushing goes through `huggingface_hub` (`create_repo`, `create_commit`), so `HF_TOKEN`,
+`HF_ENDPOINT` and Xet or LFS storage work as they do everywhere else. A push never changes what
+training saved (apart from removing a token the Trainer pickled into `training_args.bin`), so
+when it fails the output folder is still complete, and running it again sends only what the
+Hub does not already hold: unchanged files are skipped by the commit and uploaded objects by
+the storage backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from transformers import TrainerCallback
+
+from .card import write_model_card
+
+logger = logging.getLogger(__name__)
+
+#: Never pushed from an output folder: Trainer checkpoints (optimizer state; `--hub_strategy` pushes those),
+#: and, as in transformers, names starting with "_" or "." (staging, caches, editor files).
+IGNORE_PATTERNS = ("checkpoint-*", "_*", ".*")
+#: What a checkpoint contributes to the repo's root while training goes on: enough to load the model.
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+    "training_args.bin",
+)
+TRAINING_ARGS_FILE = "training_args.bin"
+
+
+class PushError(RuntimeError):
+    """A push that did not complete; the message says what failed and the command that resumes it."""
+
+    def __init__(self, message: str, retry_command: str):
+        super().__init__(message)
+        self.retry_command = retry_command
+
+
+def retry_command(
+    output_dir: str | Path, repo_id: str, private: bool | None = None, revision: str | None = None
+) -> str:
+    """The shell command that pushes `output_dir` again (never with a token: that comes from HF_TOKEN).
+
+    >>> retry_command("outputs/beans", "me/beans", revision="v2")
+    'hf-resnet push outputs/beans --repo me/beans --revision v2'
+    """
+    command = ["hf-resnet", "push", shlex.quote(str(output_dir)), "--repo", shlex.quote(repo_id)]
+    if private:
+        command.append("--private")
+    if revision:
+        command += ["--revision", shlex.quote(revision)]
+    return " ".join(command)
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def _redact(text: str, token: str | None) -> str:
+    return text.replace(token, "hf_***") if token else text
+
+
+def redact_training_args(path: str | Path) -> bool:
+    """Remove tokens (`hub_token`, ...) from a `training_args.bin`; returns whether the file changed.
+
+    The Trainer pickles its whole `TrainingArguments`, token included, into every checkpoint.
+    Loading that pickle runs code from the file, which is acceptable only because it is one the
+    Trainer wrote into the folder being pushed.
+    """
+    import torch
+
+    path = Path(path)
+    args = torch.load(path, weights_only=False)
+    secrets = [name for name in vars(args) if name.endswith("_token") and isinstance(getattr(args, name), str)]
+    if not secrets:
+        return False
+    for name in secrets:
+        setattr(args, name, None)
+    partial = path.with_name(f".{path.name}.partial")
+    torch.save(args, partial)
+    os.replace(partial, path)  # atomic: a crash here leaves the old file or the new one, never half of one
+    return True
+
+
+def find_token(files: dict[str, Path], token: str | None) -> str | None:
+    """The first of `files` (by path in repo) whose bytes contain `token`, or None."""
+    if not token:
+        return None
+    needle = token.encode()
+    return next((name for name, path in files.items() if needle in path.read_bytes()), None)
+
+
+def _redact_folder(folder: Path) -> None:
+    for path in sorted(folder.rglob(TRAINING_ARGS_FILE)):
+        if redact_training_args(path):
+            logger.warning("Removed the Hub token saved in %s.", path)
+
+
+# ----------------------------------------------------------------------------- what to push
+
+
+def _ignored(path_in_repo: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in path_in_repo.split("/") for pattern in patterns)
+
+
+def files_to_push(folder: str | Path, patterns: Iterable[str] | None = None) -> dict[str, Path]:
+    """`{path in repo: local file}` for a folder; `patterns` keeps only matching top-level names.
+
+    >>> sorted(files_to_push("outputs/beans"))  # doctest: +SKIP
+    ['README.md', 'config.json', 'confusion_matrix.png', 'model.safetensors', ...]
+    """
+    folder = Path(folder)
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and not _ignored(name, IGNORE_PATTERNS):
+            if patterns is None or any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+                files[name] = path
+    return files
+
+
+def _check_output(output_dir: Path, command: str) -> None:
+    weights = list(output_dir.glob("model*.safetensors")) + list(output_dir.glob("pytorch_model*.bin"))
+    if not (output_dir / "config.json").is_file() or not weights:
+        raise PushError(
+            f"{output_dir} is not a finished run: it needs config.json and model weights "
+            "(model.safetensors). Finish (or resume) training first, then push again: " + command,
+            command,
+        )
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # huggingface_hub's HTTP client library changed across versions; catch whichever is installed.
+    found = []
+    for module_name in ("httpx2", "httpx", "requests"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found.append(getattr(module, "TransportError", None) or getattr(module, "ConnectionError", None))
+    return tuple(error for error in found if error is not None) + (ConnectionError, TimeoutError)
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _explain(error: BaseException, stage: str, endpoint: str, repo_id: str, token: str | None) -> tuple[str, str]:
+    """(what went wrong, what to do before retrying), for a person reading a log."""
+    chain = _chain(error)
+    details = "; ".join(dict.fromkeys(str(e).strip().splitlines()[0] for e in chain if str(e).strip()))
+    details = _redact(details, token)
+    responses = [getattr(e, "response", None) for e in chain if isinstance(e, HfHubHTTPError)]
+    status = next((response.status_code for response in responses if response is not None), None)
+    if any(isinstance(e, OfflineModeIsEnabled) for e in chain):
+        return f"offline mode is on ({details})", "Unset HF_HUB_OFFLINE first."
+    if status == 401:
+        return (
+            f"the Hub refused the credentials (401: {details})",
+            "Set HF_TOKEN to a token with write access (https://huggingface.co/settings/tokens) "
+            "or run `hf auth login` first.",
+        )
+    if status == 403:
+        return (
+            f"the token may not write to {repo_id} (403: {details})",
+            f"Use a token with write access to the namespace of {repo_id}, or push to your own namespace.",
+        )
+    if status is not None and status >= 500:
+        return (
+            f"the Hub had a server error ({status}) while {stage} ({details})",
+            "Files uploaded before the error are kept by the Hub; the retry sends only the rest.",
+        )
+    if any(isinstance(e, _transport_errors()) for e in chain):
+        return f"could not reach {endpoint} ({details})", "Check the network connection (and HF_ENDPOINT)."
+    return f"{type(error).__name__} while {stage}: {details}", ""
+
+
+# ----------------------------------------------------------------------------- push
+
+
+def _commit(api: HfApi, repo_id: str, files: dict[str, Path], message: str, revision: str | None) -> str:
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    return api.create_commit(repo_id, operations, commit_message=message, revision=revision).commit_url
+
+
+def push(
+    output_dir: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Push a finished output folder (weights, configs, card, plots, results) to a Hub model repo.
+
+    The repo is created if needed (`private` only matters then), the model card is (re)written for
+    `repo_id`, and `checkpoint-*` folders stay local. `token` defaults to `HF_TOKEN` or the
+    `hf auth login` token. Pushing again after a failure uploads only what is missing.
+
+    Returns:
+        The URL of the commit on the Hub.
+
+    Raises:
+        PushError: what failed, and the `hf-resnet push ...` command that retries it.
+
+    >>> hf_resnet.push("outputs/beans", "me/resnet-50-beans")  # doctest: +SKIP
+    'https://huggingface.co/me/resnet-50-beans/commit/3f1c...'
+    """
+    output_dir = Path(output_dir)
+    command = retry_command(output_dir, repo_id, private=private, revision=revision)
+    _check_output(output_dir, command)
+    secret = token or get_token()
+    _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
+    leaking = find_token(files_to_push(output_dir), secret)
+    if leaking:
+        raise PushError(
+            f"{output_dir / leaking} contains your Hub token, so nothing was pushed.\n"
+            f"Remove the token from that file, then push again: {command}",
+            command,
+        )
+
+    api = HfApi(token=token)
+    stage = "creating the repository"
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        command = retry_command(output_dir, repo_id, private=private, revision=revision)
+        if revision:
+            stage = f"creating branch {revision}"
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        stage = "writing the model card"
+        write_model_card(output_dir, repo_id=repo_id)
+        stage = "uploading files"
+        files = files_to_push(output_dir)
+        message = commit_message or f"Upload {output_dir.resolve().name} with hf_resnet"
+        url = _commit(api, repo_id, files, message, revision)
+    except Exception as error:
+        problem, advice = _explain(error, stage, api.endpoint, repo_id, secret)
+        explicit = " (pass the token through HF_TOKEN)" if token else ""
+        raise PushError(
+            f"Push of {output_dir} to {api.endpoint}/{repo_id} failed: {problem}.\n"
+            f"The local output is complete; nothing there was lost. {advice}\n"
+            f"Retry without re-training{explicit}: {command}",
+            command,
+        ) from error
+    logger.info("Pushed %s to %s/%s (%s)", output_dir, api.endpoint, repo_id, url)
+    return url
+
+
+def _repo_id(training_args) -> str:
+    # As transformers: without --hub_model_id, the output folder's name in the token owner's namespace.
+    return training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+
+
+def push_after_training(output_dir: str | Path, training_args) -> None:
+    """Push the finished run if `--push_to_hub`; on failure log the reason and the retry command, never raise.
+
+    Training's results are on disk by now; a network problem must not turn a good run into a
+    crash, so the error is logged (with `hf-resnet push ...`) and the run ends normally.
+    """
+    if not training_args.push_to_hub or training_args.process_index != 0:
+        return
+    try:
+        push(
+            output_dir,
+            _repo_id(training_args),
+            token=training_args.hub_token,
+            private=training_args.hub_private_repo,
+            revision=getattr(training_args, "hub_revision", None),
+            commit_message="End of training",
+        )
+    except PushError as error:
+        logger.error("%s", error)
+
+
+# ----------------------------------------------------------------------------- pushes during training
+
+
+def _stage_copy(files: dict[str, Path], staging: Path) -> dict[str, Path]:
+    # Hard links cost nothing and survive the Trainer deleting an old checkpoint mid-upload.
+    staged = {}
+    for name, path in files.items():
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+        staged[name] = target
+    return staged
+
+
+class HubCheckpointPusher(TrainerCallback):
+    """Push each saved checkpoint in the background, with transformers' `hub_strategy` semantics.
+
+    - `every_save`: the model files of each checkpoint go to the repo's root;
+    - `checkpoint`: the same, plus the whole checkpoint in `last-checkpoint/` (resume from it);
+    - `all_checkpoints`: the same, plus each checkpoint in its own `checkpoint-N/` folder.
+
+    One push runs at a time; a save during a push is skipped unless `hub_always_push`. A failed
+    push is logged as a warning: training goes on, and the final push sends everything.
+    """
+
+    def __init__(self, training_args):
+        self.repo_id = _repo_id(training_args)
+        self.strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
+        self.token = training_args.hub_token
+        self.private = training_args.hub_private_repo
+        self.revision = getattr(training_args, "hub_revision", None)
+        self.always_push = training_args.hub_always_push
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_resnet-push")
+        self._pending: list[Future] = []
+        self._repo_ready = False
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not checkpoint.is_dir():
+            return
+        if not self.always_push and any(not job.done() for job in self._pending):
+            logger.info("Not pushing %s: the previous push is still running.", checkpoint.name)
+            return
+        _redact_folder(checkpoint)
+        files = files_to_push(checkpoint, MODEL_FILES)
+        if self.strategy in ("checkpoint", "all_checkpoints"):
+            folder = "last-checkpoint" if self.strategy == "checkpoint" else checkpoint.name
+            files.update({f"{folder}/{name}": path for name, path in files_to_push(checkpoint).items()})
+        staging = Path(tempfile.mkdtemp(prefix="_hub-push-", dir=args.output_dir))
+        staged = _stage_copy(files, staging)
+        message = f"Training in progress, step {state.global_step}"
+        self._pending.append(self._executor.submit(self._push, staged, staging, message, checkpoint.name))
+
+    def _push(self, files: dict[str, Path], staging: Path, message: str, name: str) -> None:
+        secret = self.token or get_token()
+        try:
+            leaking = find_token(files, secret)
+            if leaking:
+                raise ValueError(f"{leaking} contains the Hub token; not pushing it")
+            api = HfApi(token=self.token)
+            if not self._repo_ready:
+                self.repo_id = api.create_repo(self.repo_id, private=self.private, exist_ok=True).repo_id
+                if self.revision:
+                    api.create_branch(self.repo_id, branch=self.revision, exist_ok=True)
+                self._repo_ready = True
+            _commit(api, self.repo_id, files, message, self.revision)
+            logger.info("Pushed %s to %s", name, self.repo_id)
+        except Exception as error:  # a push must never stop training
+            problem, _ = _explain(error, "uploading files", constants.ENDPOINT, self.repo_id, secret)
+            logger.warning(
+                "Push of %s to %s failed: %s. Training goes on; the final push retries.", name, self.repo_id, problem
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def wait(self) -> None:
+        """Block until every queued push has finished (successfully or not)."""
+        for job in self._pending:
+            job.result()
+        self._pending.clear()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if any(not job.done() for job in self._pending):
+            logger.info("Waiting for the last checkpoint push to finish.")
+        self.wait()
+
+
+def trainer_callbacks(training_args) -> list[TrainerCallback]:
+    """Callbacks that push checkpoints during training, per `--hub_strategy` (none for `end`)."""
+    if not training_args.push_to_hub:
+        return []
+    strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
+    return [] if strategy == "end" else [HubCheckpointPusher(training_args)]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    try:
+        url = push(
+            args.output_dir,
+            args.repo,
+            private=True if args.private else None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+        )
+    except PushError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(url)
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `hf-resnet push OUTPUT_DIR --repo user/name [--private] [--revision R] [--commit-message M]`.
+
+    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
+    >>> register_cli(parser.add_subparsers(required=True))
+    >>> parser.parse_args(["push", "outputs/beans", "--repo", "me/beans"]).repo
+    'me/beans'
+    """
+    parser = subparsers.add_parser(
+        "push",
+        help="push a finished output folder to the Hub (again: only missing files are sent)",
+        description="Push weights, configs, results, plots and a model card to a Hub model repo. The token comes "
+        "from HF_TOKEN or `hf auth login` (never from the command line, where shells and logs keep it).",
+    )
+    parser.add_argument("output_dir", help="output folder of a finished run (holds config.json and model weights)")
+    parser.add_argument("--repo", required=True, help="Hub repo id, user/name (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo private (no effect if it exists)")
+    parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
+    parser.add_argument("--commit-message", default=None, help="commit message (default: 'Upload <folder> ...')")
+    parser.set_defaults(func=_run_cli)

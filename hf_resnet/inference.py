@@ -1,0 +1,378 @@
+"""`classify`: any picture in, the transformers pipeline's answer out.
+
+A user holds images in many forms (a path, a URL, bytes from a web form, a PIL image, a numpy
+array from OpenCV, a tensor from a DataLoader); every one becomes an upright 8-bit RGB PIL
+image first, so the checkpoint's own image processor sees exactly what it would see in the
+transformers pipeline and the answers match. Models are loaded once and kept, because loading
+a ResNet-50 costs far more than classifying one image with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+
+from hf_resnet.images import ImageError, open_image, to_rgb
+
+#: Seconds to wait for an image URL; a hung server should not hang a batch job.
+URL_TIMEOUT_S = 10.0
+#: Largest download accepted from a URL (bytes). 20 MB holds any photo; more is likely not an image.
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+#: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
+DEFAULT_BATCH_SIZE = 16
+#: File names the ONNX backend looks for, in order, in a model folder and its `onnx/` subfolder.
+ONNX_FILE_NAMES = ("model.onnx",)
+
+Picture = str | os.PathLike | bytes | Image.Image | np.ndarray | torch.Tensor
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """Return `device`, or the fastest one present (CUDA, then Apple MPS, then CPU).
+
+    >>> pick_device("cpu")
+    device(type='cpu')
+    """
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _fetch_url(url: str) -> bytes:
+    timeout, max_bytes = URL_TIMEOUT_S, MAX_DOWNLOAD_BYTES  # read at call time, so callers can change them
+    request = urllib.request.Request(url, headers={"User-Agent": "hf_resnet"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and int(length) > max_bytes:
+                raise ImageError(url, f"download of {int(length)} bytes exceeds the {max_bytes}-byte limit")
+            data = response.read(max_bytes + 1)
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        raise ImageError(url, f"could not download ({error})", "Check the URL and the network") from None
+    if len(data) > max_bytes:
+        raise ImageError(url, f"download exceeds the {max_bytes}-byte limit")
+    return data
+
+
+def _array_to_image(array: np.ndarray, name: str) -> Image.Image:
+    # Arrays follow numpy/OpenCV convention (HWC); tensors are moved to HWC before coming here.
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or 0 in array.shape:
+        raise ImageError(
+            name,
+            f"wrong shape {tuple(array.shape)}",
+            "Expected HxW, HxWx1, HxWx3 or HxWx4 (a list of images for a batch)",
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            raise ImageError(name, "float pixels outside [0, 1]", "Scale floats to [0, 1] or pass uint8 0-255")
+        array = np.rint(array * 255.0).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = array.astype(np.int32) if array.ndim == 2 else (array // 257).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        raise ImageError(name, f"unsupported dtype {array.dtype}", "Pass uint8 (0-255) or float (0-1) pixels")
+    if array.dtype == np.int32:  # 16-bit greyscale: let to_rgb spread the full range
+        return to_rgb(Image.fromarray(array, mode="I"))
+    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+
+
+def _tensor_to_image(tensor: torch.Tensor, name: str) -> Image.Image:
+    array = tensor.detach().cpu().numpy()
+    # torchvision convention is CHW; HWC is accepted when the first axis cannot be channels.
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)
+    return _array_to_image(array, name)
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        kind = "numpy array" if isinstance(source, np.ndarray) else "tensor"
+        return f"<{kind} of shape {tuple(source.shape)}, dtype {source.dtype}>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
+
+
+def load_picture(source: Picture, name: str | None = None) -> Image.Image:
+    """Turn any supported input into an upright 8-bit RGB PIL image; errors name the input.
+
+    Accepts a path, an http(s) URL, raw bytes, a PIL image (any mode), a numpy array (HWC uint8
+    or float in [0, 1]) or a tensor (CHW or HWC), so callers never convert by hand.
+
+    >>> load_picture(np.zeros((4, 6, 3), dtype=np.uint8)).size
+    (6, 4)
+    """
+    name = name or _describe(source)
+    if isinstance(source, Image.Image):
+        try:
+            source.load()
+            return to_rgb(source)
+        except (OSError, ValueError) as error:
+            raise ImageError(name, f"truncated or corrupt image ({error})") from None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        try:
+            return open_image(bytes(source))
+        except ImageError as error:
+            raise ImageError(name, error.problem) from None
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        try:
+            return open_image(_fetch_url(source))
+        except ImageError as error:
+            raise ImageError(source, error.problem) from None
+    if isinstance(source, (str, os.PathLike)):
+        return open_image(source)
+    if isinstance(source, np.ndarray):
+        return _array_to_image(source, name)
+    if isinstance(source, torch.Tensor):
+        return _tensor_to_image(source, name)
+    raise ImageError(name, f"unsupported input type {type(source).__name__}", "Pass a path, URL, bytes, image or array")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass
+class Classifier:
+    """A model ready to answer: its config (labels, temperature), image processor and forward function."""
+
+    config: PretrainedConfig
+    processor: Any
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    backend: str = "torch"
+    model: torch.nn.Module | None = None
+
+    @property
+    def temperature(self) -> float:
+        """The fitted calibration temperature stored in the config (1.0 when none was fitted)."""
+        return float(getattr(self.config, "calibration_temperature", None) or 1.0)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""
+        return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities: softmax (or sigmoid, as the pipeline chooses) of logits / temperature."""
+        logits = logits.float() / self.temperature
+        problem = getattr(self.config, "problem_type", None)
+        if problem == "regression":
+            return logits
+        if problem == "multi_label_classification" or self.config.num_labels == 1:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=-1)
+
+
+def _torch_forward(model: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    @torch.inference_mode()
+    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
+        pixel_values = pixel_values.to(device).contiguous(memory_format=torch.channels_last)
+        return model(pixel_values=pixel_values).logits.cpu()
+
+    return forward
+
+
+def _prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
+    return model.eval().to(device=device, memory_format=torch.channels_last)
+
+
+def find_onnx_file(folder: Path) -> Path:
+    """The exported ONNX file for a model folder (`model.onnx` there or in its `onnx/` subfolder).
+
+    >>> find_onnx_file(Path("no/such/folder"))
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no model.onnx in no/such/folder or no/such/folder/onnx; run `hf-resnet export --model no/such/folder`
+    """
+    for candidate in (folder / name for name in ONNX_FILE_NAMES):
+        if candidate.is_file():
+            return candidate
+    for candidate in (folder / "onnx" / name for name in ONNX_FILE_NAMES):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no model.onnx in {folder} or {folder / 'onnx'}; run `hf-resnet export --model {folder}`"
+    )
+
+
+def onnx_session(path: str | os.PathLike) -> Any:
+    """An ONNX Runtime CPU session with full graph optimisation (fuses Conv+BN+ReLU, QDQ into int8 kernels).
+
+    >>> onnx_session("model.onnx").get_inputs()[0].name  # doctest: +SKIP
+    'pixel_values'
+    """
+    import onnxruntime  # optional: the [export] extra
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # warnings about unused initialisers are noise to a user
+    return onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
+def _onnx_classifier(location: Path) -> Classifier:
+    onnx_file = location if location.suffix == ".onnx" else find_onnx_file(location)
+    session = onnx_session(onnx_file)
+    input_name = session.get_inputs()[0].name
+
+    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {input_name: pixel_values.numpy().astype(np.float32)})[0])
+
+    config = AutoConfig.from_pretrained(onnx_file.parent)
+    processor = AutoImageProcessor.from_pretrained(onnx_file.parent)
+    return Classifier(config, processor, forward, torch.device("cpu"), backend="onnx")
+
+
+def _folder_stamp(location: str, backend: str) -> int:
+    # Re-saving a model folder (a new training run, a new export) must not serve old weights from the cache.
+    path = Path(location)
+    if not path.exists():
+        return 0
+    files = [path] if path.is_file() else list(path.iterdir())
+    if backend == "onnx" and path.is_dir():
+        files += list((path / "onnx").glob("*"))
+    return max((f.stat().st_mtime_ns for f in files if f.is_file()), default=0)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(location: str, stamp: int, device: str, backend: str) -> Classifier:
+    if backend == "onnx":
+        return _onnx_classifier(Path(location))
+    torch_device = torch.device(device)
+    model = _prepare_model(AutoModelForImageClassification.from_pretrained(location), torch_device)
+    processor = AutoImageProcessor.from_pretrained(location)
+    return Classifier(model.config, processor, _torch_forward(model, torch_device), torch_device, model=model)
+
+
+def load_classifier(
+    model: str | os.PathLike | torch.nn.Module | Classifier,
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    processor: Any = None,
+) -> Classifier:
+    """Load (once, then from cache) a model by Hub id or folder, or wrap an already loaded model.
+
+    `backend="onnx"` runs `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU;
+    `model` may then also be the `.onnx` file itself.
+
+    >>> load_classifier("outputs/beans").config.id2label  # doctest: +SKIP
+    {0: 'angular_leaf_spot', 1: 'bean_rust', 2: 'healthy'}
+    """
+    if isinstance(model, Classifier):
+        return model
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"backend must be 'torch' or 'onnx', not {backend!r}")
+    if isinstance(model, torch.nn.Module):
+        if backend != "torch":
+            raise ValueError("backend='onnx' needs a model folder or .onnx file, not a loaded torch model")
+        torch_device = pick_device(device)
+        if processor is None:
+            source = getattr(model.config, "_name_or_path", "")
+            if not source:
+                raise ValueError("this model has no _name_or_path to load its image processor from; pass processor=")
+            processor = AutoImageProcessor.from_pretrained(source)
+        _prepare_model(model, torch_device)
+        return Classifier(model.config, processor, _torch_forward(model, torch_device), torch_device, model=model)
+    location = os.fspath(model)
+    torch_device = torch.device("cpu") if backend == "onnx" else pick_device(device)
+    classifier = _load_cached(location, _folder_stamp(location, backend), str(torch_device), backend)
+    if processor is not None:
+        classifier = Classifier(
+            classifier.config, processor, classifier.forward, classifier.device, classifier.backend, classifier.model
+        )
+    return classifier
+
+
+# ----------------------------------------------------------------------------- classify
+
+
+def _top_k(classifier: Classifier, scores: torch.Tensor, top_k: int | None) -> list[dict[str, Any]]:
+    k = classifier.config.num_labels if top_k is None else min(top_k, classifier.config.num_labels)
+    values, indices = torch.sort(scores, descending=True, stable=True)
+    id2label = classifier.config.id2label
+    return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
+
+
+def classify(
+    image: Picture | Sequence[Picture],
+    model: str | os.PathLike | torch.nn.Module | Classifier = "microsoft/resnet-50",
+    top_k: int | None = 5,
+    device: str | torch.device | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    backend: str = "torch",
+) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    """Classify one image or a list of images; answers have the transformers pipeline's shape.
+
+    Scores are calibrated when the model's config holds a fitted `calibration_temperature`.
+    A list input gives a list of answers, one per image, computed in batches of `batch_size`.
+
+    >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
+    [{'label': 'healthy', 'score': 0.97}]
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    single = not isinstance(image, (list, tuple))
+    sources = [image] if single else list(image)
+    names = [None] * len(sources) if single else [f"item {i} {_describe(s)}" for i, s in enumerate(sources)]
+    classifier = load_classifier(model, device=device, backend=backend)
+    answers = []
+    for start in range(0, len(sources), batch_size):
+        chunk = range(start, min(start + batch_size, len(sources)))
+        pictures = [load_picture(sources[i], names[i]) for i in chunk]
+        scores = classifier.scores(classifier.forward(classifier.preprocess(pictures)))
+        answers.extend(_top_k(classifier, row, top_k) for row in scores)
+    return answers[0] if single else answers
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
+    if args.json:
+        print(json.dumps(dict(zip(args.images, answers)), indent=2))
+        return 0
+    for name, answer in zip(args.images, answers):
+        print(name)
+        for entry in answer:
+            print(f"  {entry['score']:.4f}  {entry['label']}")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `hf-resnet classify IMAGE... --model M [--top-k K] [--json]`.
+
+    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
+    >>> register_cli(parser.add_subparsers(required=True))
+    >>> parser.parse_args(["classify", "cat.jpg", "--model", "m"]).top_k
+    5
+    """
+    parser = subparsers.add_parser("classify", help="classify images (paths or URLs) with a model")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or http(s) URLs")
+    parser.add_argument("--model", required=True, help="Hub id, model folder, or .onnx file with --backend onnx")
+    parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default: 5)")
+    parser.add_argument("--json", action="store_true", help="print {image: [{label, score}, ...]} as JSON")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
+    parser.set_defaults(func=_run_cli)

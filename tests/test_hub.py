@@ -1,0 +1,332 @@
+"""Pushing to the Hub and loading back, against the local Hub of `hub_server.py` (no internet).
+
+The push runs in this process with `huggingface_hub.constants` pointed at the local server;
+downloads and the `hf-resnet push` retry run in subprocesses, where `HF_ENDPOINT` is read at
+import as it is for a user, with a fresh cache. `HF_HUB_DISABLE_XET=1` selects the LFS path:
+the local server has no Xet service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_image_folder, shape_image, tiny_config
+from huggingface_hub import constants
+from hub_server import HubServer
+from test_card import make_run_folder
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TrainerState, TrainingArguments
+
+import hf_resnet
+from hf_resnet.hub import PushError, files_to_push, push, push_after_training, trainer_callbacks
+
+TOKEN = "hf_TestTokenThatMustNeverLeak0123456789"
+
+# Loads a pushed model the two ways a user would, from HF_ENDPOINT with an empty cache.
+DOWNLOAD = """
+import json, sys
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+from hf_resnet.images import open_image
+from hf_resnet.inference import classify
+
+repo, image_path = sys.argv[1], sys.argv[2]
+model = AutoModelForImageClassification.from_pretrained(repo).eval()
+inputs = AutoImageProcessor.from_pretrained(repo)(open_image(image_path), return_tensors="pt")
+with torch.no_grad():
+    logits = model(**inputs).logits[0].tolist()
+print(json.dumps({"logits": logits, "classify": classify(image_path, model=repo, top_k=None)}))
+"""
+# `hf-resnet push ...` through the same argparse wiring cli.py uses.
+CLI = """
+import argparse, sys
+from hf_resnet import hub
+parser = argparse.ArgumentParser(prog="hf-resnet")
+hub.register_cli(parser.add_subparsers(required=True))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A local Hub requiring TOKEN, with this process's huggingface_hub pointed at it."""
+    with HubServer(token=TOKEN) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+        yield server
+
+
+def subprocess_env(hub: HubServer, home: Path, token: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1")
+    env.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def run_python(code: str, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_with_token(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+
+
+def assert_hub_matches_local(hub: HubServer, repo_id: str, output_dir: Path) -> None:
+    remote = hub.files(repo_id)
+    local = files_to_push(output_dir)
+    assert set(remote) - {".gitattributes"} == set(local)
+    assert all(remote[name] == path.read_bytes() for name, path in local.items())
+
+
+def test_finetune_push_then_load_from_the_hub_gives_the_same_predictions(hub, tmp_path, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    train = make_image_folder(tmp_path / "data" / "train", per_class=6, seed=1)
+    val = make_image_folder(tmp_path / "data" / "val", per_class=3, seed=2)
+    result = hf_resnet.finetune(
+        config=tiny_config(),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "run"),
+        image_size=32,
+        num_train_epochs=2,
+        per_device_train_batch_size=6,
+        push_to_hub=True,
+        hub_model_id="user/tiny-shapes",
+        hub_token=TOKEN,  # the Trainer pickles this into training_args.bin: the push must strip it
+    )
+    output = Path(result.output_dir)
+
+    # The final push holds the whole output (checkpoints stay local); pushes during training came first.
+    assert_hub_matches_local(hub, "user/tiny-shapes", output)
+    assert {"README.md", "confusion_matrix.png", "training_curves.png", "eval_per_class.json"} <= set(
+        hub.files("user/tiny-shapes")
+    )
+    assert not any(name.startswith("checkpoint-") for name in hub.files("user/tiny-shapes"))
+    messages = hub.commit_messages("user/tiny-shapes")
+    assert messages[-1] == "End of training"
+    assert any(m.startswith("Training in progress, step") for m in messages[1:-1])
+
+    # No token anywhere: output folder (checkpoints included), the Hub, logs.
+    assert files_with_token(output) == []
+    assert not any(TOKEN.encode() in content for content in hub.files("user/tiny-shapes").values())
+    captured = capfd.readouterr()
+    assert TOKEN not in caplog.text + captured.out + captured.err
+
+    # Fresh cache, no token, HF_ENDPOINT only: transformers and hf_resnet.classify load the pushed model.
+    image = tmp_path / "probe.png"
+    shape_image(1, np.random.default_rng(7)).save(image)
+    loaded = run_python(DOWNLOAD, ["user/tiny-shapes", str(image)], subprocess_env(hub, tmp_path / "fresh"), tmp_path)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    remote = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert hub.count("GET", r"/user/tiny-shapes/resolve/main/model\.safetensors$") >= 1
+
+    model = AutoModelForImageClassification.from_pretrained(output).eval()
+    inputs = AutoImageProcessor.from_pretrained(output)(hf_resnet.open_image(image), return_tensors="pt")
+    with torch.no_grad():
+        local_logits = model(**inputs).logits[0]
+    torch.testing.assert_close(torch.tensor(remote["logits"]), local_logits, rtol=0, atol=1e-6)
+    from hf_resnet.inference import classify
+
+    local = classify(str(image), model=str(output), top_k=None)
+    assert [a["label"] for a in remote["classify"]] == [a["label"] for a in local]
+    assert [a["score"] for a in remote["classify"]] == pytest.approx([a["score"] for a in local], abs=1e-6)
+
+
+def test_push_that_fails_mid_upload_is_completed_by_hf_resnet_push(hub, tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    weights = sha256(run / "model.safetensors")
+    hub.fail("PUT", weights, status=403)  # the upload of the weights is refused after others went through
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    with pytest.raises(PushError) as failure:
+        push(run, "user/shapes")
+
+    message = str(failure.value)
+    assert "403" in message and "local output is complete" in message
+    assert failure.value.retry_command == f"hf-resnet push {run} --repo user/shapes"
+    assert message.endswith(failure.value.retry_command)
+    assert hub.commit_messages("user/shapes") == ["initial commit"]  # nothing half-committed
+    # The other LFS files (training_args.bin and the two plots) reached the Hub's storage.
+    assert len(hub.lfs_uploads) == 3 and weights not in hub.lfs_uploads
+    assert all(path.read_bytes() == content for path, content in before.items())  # nothing lost locally
+
+    retried = run_python(CLI, failure.value.retry_command.split()[1:], subprocess_env(hub, tmp_path, TOKEN), tmp_path)
+
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert retried.stdout.strip().startswith(f"{hub.url}/user/shapes/commit/")
+    assert hub.lfs_uploads[3:] == [weights]  # only what was missing went up again
+    assert_hub_matches_local(hub, "user/shapes", run)
+    assert "checkpoint-8/optimizer.pt" not in hub.files("user/shapes")
+
+
+def test_server_error_at_commit_then_retry_uploads_nothing_again(hub, tmp_path):
+    run = make_run_folder(tmp_path / "run")
+    hub.fail("POST", r"/commit/main$", status=500)
+
+    with pytest.raises(PushError, match=r"server error \(500\)") as failure:
+        push(run, "user/shapes")
+    assert "the retry sends only the rest" in str(failure.value)
+    uploaded = list(hub.lfs_uploads)
+    assert len(uploaded) == 4  # weights, training_args.bin, two plots
+
+    url = push(run, "user/shapes")
+
+    assert hub.lfs_uploads == uploaded
+    assert url.endswith(hub.repos["user/shapes"].branches["main"])
+    assert_hub_matches_local(hub, "user/shapes", run)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("bad token", ["401", "HF_TOKEN"]),
+        ("no network", ["could not reach http://127.0.0.1:", "Check the network"]),
+        ("offline", ["offline mode", "Unset HF_HUB_OFFLINE"]),
+        ("read-only token", ["may not write to user/shapes (403", "write access"]),
+    ],
+)
+def test_failed_push_says_what_failed_and_how_to_retry(hub, tmp_path, monkeypatch, case, expected):
+    run = make_run_folder(tmp_path / "run", checkpoint=False)
+    if case == "bad token":
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_1234567890")
+    elif case == "no network":
+        monkeypatch.setattr(constants, "ENDPOINT", closed_port_url())
+    elif case == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:
+        hub.fail("POST", r"/api/repos/create$", status=403)
+
+    with pytest.raises(PushError) as failure:
+        push(run, "user/shapes")
+
+    message = str(failure.value)
+    assert all(text in message for text in expected), message
+    assert f"Retry without re-training: hf-resnet push {run} --repo user/shapes" in message
+    assert "hf_wrong_token" not in message and TOKEN not in message
+    assert (run / "model.safetensors").is_file() and (run / "config.json").is_file()
+
+
+def test_push_refuses_an_unfinished_folder_before_any_request(hub, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PushError, match="not a finished run"):
+        push(tmp_path / "empty", "user/shapes")
+    assert hub.requests == []
+
+
+def test_push_after_training_logs_the_retry_command_instead_of_raising(hub, tmp_path, caplog):
+    run = make_run_folder(tmp_path / "run", checkpoint=False)
+    hub.fail("POST", r"/api/repos/create$", status=503)
+    args = TrainingArguments(
+        output_dir=str(run), push_to_hub=True, hub_model_id="user/shapes", hub_token=TOKEN, report_to="none"
+    )
+
+    push_after_training(run, args)
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "server error (503)" in errors[0]
+    assert errors[0].endswith(f"hf-resnet push {run} --repo user/shapes")
+    assert TOKEN not in caplog.text
+
+    other_process = types.SimpleNamespace(push_to_hub=True, process_index=1, hub_model_id="user/shapes")
+    requests = len(hub.requests)
+    push_after_training(run, other_process)
+    assert len(hub.requests) == requests  # only the main process pushes
+
+
+def test_token_is_stripped_from_saved_arguments_and_files_holding_it_are_not_pushed(hub, tmp_path):
+    run = make_run_folder(tmp_path / "run", hub_token=TOKEN)
+    assert len(files_with_token(run)) == 2  # what the Trainer leaves: training_args.bin, also in the checkpoint
+
+    push(run, "user/shapes")
+
+    assert files_with_token(run) == []
+    assert torch.load(run / "training_args.bin", weights_only=False).hub_token is None
+    assert not any(TOKEN.encode() in content for content in hub.files("user/shapes").values())
+
+    (run / "notes.txt").write_text(f"token: {TOKEN}")
+    commits = len(hub.commit_messages("user/shapes"))
+    with pytest.raises(PushError, match="notes.txt contains your Hub token") as failure:
+        push(run, "user/shapes")
+    assert TOKEN not in str(failure.value)
+    assert len(hub.commit_messages("user/shapes")) == commits
+
+
+@pytest.mark.parametrize(
+    "strategy, folder", [("every_save", None), ("checkpoint", "last-checkpoint"), ("all_checkpoints", "checkpoint-8")]
+)
+def test_checkpoint_pushes_follow_hub_strategy(hub, tmp_path, strategy, folder):
+    run = make_run_folder(tmp_path / "run", hub_token=TOKEN)
+    args = TrainingArguments(
+        output_dir=str(run), push_to_hub=True, hub_model_id="user/ckpt", hub_strategy=strategy, report_to="none"
+    )
+    (callback,) = trainer_callbacks(args)
+    state = TrainerState(global_step=8)
+
+    callback.on_save(args, state, None)
+    callback.on_train_end(args, state, None)
+
+    files = hub.files("user/ckpt")
+    model_files = {"config.json", "model.safetensors", "preprocessor_config.json", "training_args.bin"}
+    assert model_files <= set(files)
+    assert files["model.safetensors"] == (run / "checkpoint-8" / "model.safetensors").read_bytes()
+    in_folder = {name.split("/", 1)[1] for name in files if folder and name.startswith(f"{folder}/")}
+    assert in_folder == (model_files | {"optimizer.pt"} if folder else set())
+    assert all("/" not in name for name in files if not folder or not name.startswith(folder))
+    assert hub.commit_messages("user/ckpt")[-1] == "Training in progress, step 8"
+    assert not any(TOKEN.encode() in content for content in files.values())
+    assert not list(run.glob("_*"))  # staging removed
+    assert trainer_callbacks(TrainingArguments(output_dir=str(run), push_to_hub=True, hub_strategy="end")) == []
+
+
+def test_failed_checkpoint_push_warns_and_training_goes_on(hub, tmp_path, caplog):
+    run = make_run_folder(tmp_path / "run")
+    args = TrainingArguments(output_dir=str(run), push_to_hub=True, hub_model_id="user/ckpt", report_to="none")
+    (callback,) = trainer_callbacks(args)
+    hub.fail("POST", r"/commit/main$", status=500)
+
+    callback.on_save(args, TrainerState(global_step=8), None)
+    callback.on_train_end(args, TrainerState(global_step=8), None)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("checkpoint-8" in w and "server error (500)" in w and "Training goes on" in w for w in warnings)
+    assert hub.commit_messages("user/ckpt") == ["initial commit"]
+
+
+def test_private_repo_on_a_branch(hub, tmp_path):
+    run = make_run_folder(tmp_path / "run", checkpoint=False)
+
+    url = push(run, "user/private-shapes", private=True, revision="v1", commit_message="First release")
+
+    repo = hub.repos["user/private-shapes"]
+    assert repo.private and url.endswith(repo.branches["v1"])
+    assert "model.safetensors" in hub.files("user/private-shapes", "v1")
+    assert "model.safetensors" not in hub.files("user/private-shapes", "main")
+    assert hub.commit_messages("user/private-shapes")[-1] == "First release"

@@ -1,0 +1,230 @@
+"""classify(): every input kind gives the transformers pipeline's answer; bad inputs are named."""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import save_tiny_checkpoint, shape_image
+from PIL import Image
+from transformers import AutoModelForImageClassification, pipeline
+
+from hf_resnet import inference
+from hf_resnet.images import ImageError
+from hf_resnet.inference import classify, load_classifier, load_picture
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    return shape_image(0, np.random.default_rng(3), size=48).resize((60, 44))
+
+
+@pytest.fixture
+def labelled_checkpoint(tmp_path: Path) -> Path:
+    labels = ["cat", "dog", "bird", "fish"]
+    return save_tiny_checkpoint(
+        tmp_path / "pets",
+        num_labels=4,
+        seed=7,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+
+
+def _assert_same_answer(ours: list[dict], theirs: list[dict]) -> None:
+    assert [entry["label"] for entry in ours] == [entry["label"] for entry in theirs]
+    np.testing.assert_allclose([e["score"] for e in ours], [e["score"] for e in theirs], rtol=1e-5, atol=1e-6)
+
+
+def test_answers_with_the_fine_tuned_labels_like_the_pipeline(labelled_checkpoint: Path, photo: Image.Image):
+    reference = pipeline("image-classification", model=str(labelled_checkpoint))(photo)
+    answer = classify(photo, model=labelled_checkpoint)
+    assert set(answer[0]) == {"label", "score"}
+    assert {entry["label"] for entry in answer} == {"cat", "dog", "bird", "fish"}
+    assert [e["score"] for e in answer] == sorted((e["score"] for e in answer), reverse=True)
+    _assert_same_answer(answer, reference)
+
+
+def test_every_input_kind_gives_the_same_answer(tiny_checkpoint: Path, photo: Image.Image, tmp_path: Path):
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    array = np.asarray(photo)
+    expected = classify(photo, model=tiny_checkpoint)
+    kinds = {
+        "str path": str(path),
+        "Path": path,
+        "bytes": path.read_bytes(),
+        "numpy uint8 HWC": array,
+        "numpy float HWC": array.astype(np.float32) / 255.0,
+        "tensor CHW": torch.from_numpy(array.copy()).permute(2, 0, 1),
+        "tensor HWC": torch.from_numpy(array.copy()),
+        "PIL RGBA (opaque)": photo.convert("RGBA"),
+    }
+    for kind, source in kinds.items():
+        answer = classify(source, model=tiny_checkpoint)
+        assert [e["label"] for e in answer] == [e["label"] for e in expected], kind
+        np.testing.assert_allclose([e["score"] for e in answer], [e["score"] for e in expected], atol=1e-5)
+
+
+def test_odd_modes_are_converted_before_the_processor(tiny_checkpoint: Path, photo: Image.Image):
+    grey = photo.convert("L")
+    via_rgb = classify(grey.convert("RGB"), model=tiny_checkpoint)
+    for source in (grey, np.asarray(grey), np.asarray(grey)[..., None], photo.convert("CMYK").convert("L")):
+        assert classify(source, model=tiny_checkpoint) == via_rgb
+    # A transparent palette image is composited on white, as everywhere else in hf_resnet.
+    palette = Image.new("P", (40, 40), 0)
+    palette.info["transparency"] = 0
+    white = classify(Image.new("RGB", (40, 40), (255, 255, 255)), model=tiny_checkpoint)
+    assert classify(palette, model=tiny_checkpoint) == white
+
+
+def test_list_input_gives_a_list_of_answers_whatever_the_batch_size(tiny_checkpoint: Path):
+    rng = np.random.default_rng(0)
+    images = [shape_image(i % 3, rng, size=36 + 4 * i) for i in range(5)]
+    one_by_one = [classify(image, model=tiny_checkpoint, top_k=2) for image in images]
+    for batch_size in (1, 2, 16):
+        batched = classify(images, model=tiny_checkpoint, top_k=2, batch_size=batch_size)
+        assert len(batched) == 5
+        for answer, single in zip(batched, one_by_one):
+            _assert_same_answer(answer, single)
+    reference = pipeline("image-classification", model=str(tiny_checkpoint))(images, top_k=2)
+    for answer, theirs in zip(classify(images, model=tiny_checkpoint, top_k=2), reference):
+        _assert_same_answer(answer, theirs)
+
+
+def test_top_k_is_clamped_to_the_number_of_labels(tiny_checkpoint: Path, photo: Image.Image):
+    assert len(classify(photo, model=tiny_checkpoint, top_k=1)) == 1
+    assert len(classify(photo, model=tiny_checkpoint, top_k=50)) == 3
+    assert len(classify(photo, model=tiny_checkpoint, top_k=None)) == 3
+
+
+def test_already_loaded_model_is_accepted(tiny_checkpoint: Path, photo: Image.Image):
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoint)
+    assert classify(photo, model=model) == classify(photo, model=tiny_checkpoint)
+
+
+def test_model_is_loaded_once_and_reloaded_when_the_folder_changes(tmp_path: Path, photo: Image.Image):
+    folder = save_tiny_checkpoint(tmp_path / "m", seed=1)
+    first = load_classifier(folder)
+    assert load_classifier(folder) is first
+    assert load_classifier(str(folder)) is first
+    assert not first.model.training
+    assert first.device.type in ("cpu", "cuda", "mps")
+    before = classify(photo, model=folder)
+    save_tiny_checkpoint(folder, seed=2)  # a new training run writes over the folder
+    assert load_classifier(folder) is not first
+    assert classify(photo, model=folder) != before
+
+
+def test_calibration_temperature_in_the_config_softens_scores(tmp_path: Path, photo: Image.Image):
+    folder = save_tiny_checkpoint(tmp_path / "m", seed=5)
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    pixel_values = load_classifier(folder).preprocess([photo])
+    with torch.no_grad():
+        logits = model(pixel_values).logits[0]
+    model.config.calibration_temperature = 2.5
+    model.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["calibration_temperature"] == 2.5
+    answer = classify(photo, model=folder, top_k=None)
+    expected = torch.softmax(logits / 2.5, dim=-1)
+    for entry in answer:
+        index = model.config.label2id[entry["label"]]
+        assert entry["score"] == pytest.approx(float(expected[index]), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("no/such/photo.jpg", "no/such/photo.jpg: no such file"),
+        (np.zeros((8, 8, 7), dtype=np.uint8), "wrong shape (8, 8, 7)"),
+        (np.zeros((2, 3, 8, 8), dtype=np.uint8), "wrong shape (2, 3, 8, 8)"),
+        (torch.zeros(5, 8, 8, 2), "wrong shape (5, 8, 8, 2)"),
+        (np.full((8, 8, 3), 2.0), "float pixels outside [0, 1]"),
+        (b"definitely not a picture", "<24 bytes>: not an image"),
+        (12345, "unsupported input type int"),
+    ],
+)
+def test_bad_inputs_raise_errors_naming_them(tiny_checkpoint: Path, source, message: str):
+    with pytest.raises(ImageError) as error:
+        classify(source, model=tiny_checkpoint)
+    assert message in str(error.value)
+
+
+def test_bad_files_are_named_and_list_items_are_numbered(tiny_checkpoint: Path, photo: Image.Image, tmp_path: Path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG")
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match=r"notes\.jpg: not an image"):
+        classify(text, model=tiny_checkpoint)
+    with pytest.raises(ImageError, match=r"cut\.jpg: truncated"):
+        classify(str(truncated), model=tiny_checkpoint)
+    with pytest.raises(ImageError, match=r"item 1 <numpy array of shape \(3, 3, 9\)"):
+        classify([photo, np.zeros((3, 3, 9), dtype=np.uint8)], model=tiny_checkpoint)
+
+
+class _ImageServer(http.server.BaseHTTPRequestHandler):
+    payloads: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        body = self.payloads.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def image_server(photo: Image.Image) -> Iterator[str]:
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    _ImageServer.payloads = {"/photo.png": buffer.getvalue(), "/big.png": b"x" * 4096}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_urls_are_downloaded_with_a_size_cap(
+    tiny_checkpoint: Path, photo: Image.Image, image_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    assert classify(f"{image_server}/photo.png", model=tiny_checkpoint) == classify(photo, model=tiny_checkpoint)
+    with pytest.raises(ImageError, match=r"/missing\.png: could not download"):
+        classify(f"{image_server}/missing.png", model=tiny_checkpoint)
+    monkeypatch.setattr(inference, "MAX_DOWNLOAD_BYTES", 1024)
+    with pytest.raises(ImageError, match=r"/big\.png: download of 4096 bytes exceeds the 1024-byte limit"):
+        load_picture(f"{image_server}/big.png")
+
+
+def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, tmp_path: Path, capsys):
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    parser = argparse.ArgumentParser(prog="hf-resnet")
+    inference.register_cli(parser.add_subparsers(required=True))
+    args = parser.parse_args(["classify", str(path), "--model", str(tiny_checkpoint), "--top-k", "2", "--json"])
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {str(path): classify(path, model=tiny_checkpoint, top_k=2)}
+    args = parser.parse_args(["classify", str(path), str(path), "--model", str(tiny_checkpoint), "--top-k", "1"])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(path) and len(lines) == 4
+    assert lines[1].split()[1] == classify(path, model=tiny_checkpoint, top_k=1)[0]["label"]
