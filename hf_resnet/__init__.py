@@ -7,15 +7,30 @@
 """
 
 from .api import finetune, parse_args
+from .calibration import expected_calibration_error, fit_temperature
 from .config import DataArguments, ModelArguments, ResNetTrainingArguments
 from .data import DataError, ImageData, load_image_data
+from .explain import Explanation, explain
+from .export import ExportError, ExportReport, export
+from .hub import PushError, push
 from .images import ImageError, open_image, to_rgb
+from .inference import classify
 from .model import build_model, freeze, unfreeze
 from .training import FinetuneResult, ResNetTrainer, run
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Explanation",
+    "ExportError",
+    "ExportReport",
+    "PushError",
+    "classify",
+    "expected_calibration_error",
+    "explain",
+    "export",
+    "fit_temperature",
+    "push",
     "DataArguments",
     "DataError",
     "FinetuneResult",

@@ -154,3 +154,9 @@ class ResNetTrainingArguments(TrainingArguments):
     dataloader_pin_memory: bool = field(
         default_factory=torch.cuda.is_available, metadata={"help": "Pin DataLoader memory (default: on with CUDA)."}
     )
+
+    def __post_init__(self):
+        # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
+        if self.early_stopping_patience is not None:
+            self.load_best_model_at_end = True
+        super().__post_init__()

@@ -50,7 +50,9 @@ class Explanation:
         return path
 
 
-def grad_cam(model: torch.nn.Module, pixel_values: torch.Tensor, target: int | None = None) -> tuple[torch.Tensor, int]:
+def grad_cam(
+    model: torch.nn.Module, pixel_values: torch.Tensor, target: int | None = None
+) -> tuple[torch.Tensor, int]:
     """Grad-CAM of one image on the last stage of a `ResNetForImageClassification`.
 
     Returns the map at the input resolution, scaled to [0, 1], and the class it explains

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from hf_resnet.images import IMAGE_EXTENSIONS
-from hf_resnet.inference import Classifier, Picture, load_classifier, load_picture, onnx_session
+from hf_resnet.inference import ONNX_FILE_NAME, Classifier, Picture, load_classifier, load_picture, onnx_session
 
 #: Lowest top-1 agreement with the fp32 model at which an int8 model is kept: the issue's target
 #: (99% on real images). A model below it changes one answer in a hundred; use better calibration
@@ -36,7 +36,7 @@ MIN_INT8_AGREEMENT = 0.99
 FP32_TOLERANCE = 1e-3
 #: Images used for the parity check and for calibration when none are given.
 DEFAULT_SAMPLE_COUNT = 64
-ONNX_NAME, INT8_NAME = "model.onnx", "model_int8.onnx"
+INT8_NAME = "model_int8.onnx"
 
 
 class ExportError(RuntimeError):
@@ -224,7 +224,9 @@ def _session_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
 
 
-def _variant(path: Path | None, run: Callable, pixel_values: torch.Tensor, reference: torch.Tensor | None, repeats: int):
+def _variant(
+    path: Path | None, run: Callable, pixel_values: torch.Tensor, reference: torch.Tensor | None, repeats: int
+):
     batch32 = pixel_values.repeat((32 + len(pixel_values) - 1) // len(pixel_values), 1, 1, 1)[:32]
     report = VariantReport(
         path=str(path) if path else None,
@@ -274,7 +276,7 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     samples = classifier.preprocess(_gather(sample_images, seed=0))
     reference = classifier.forward(samples)
-    onnx_path = export_onnx(classifier.model, out / ONNX_NAME, samples[:1])
+    onnx_path = export_onnx(classifier.model, out / ONNX_FILE_NAME, samples[:1])
     classifier.config.save_pretrained(out)
     classifier.processor.save_pretrained(out)
     report = ExportReport(

@@ -2,10 +2,10 @@
 
 All pushing goes through `huggingface_hub` (`create_repo`, `create_commit`), so `HF_TOKEN`,
 `HF_ENDPOINT` and Xet or LFS storage work as they do everywhere else. A push never changes what
-training saved (apart from removing a token the Trainer pickled into `training_args.bin`), so
-when it fails the output folder is still complete, and running it again sends only what the
-Hub does not already hold: unchanged files are skipped by the commit and uploaded objects by
-the storage backend.
+training saved (it only re-renders the card for the repo id and removes a token the Trainer
+pickled into `training_args.bin`), so when it fails the output folder is still complete, and
+running it again sends only what the Hub does not already hold: unchanged files are left out of
+the commit and already stored objects are not uploaded again.
 """
 
 from __future__ import annotations
@@ -109,8 +109,11 @@ def find_token(files: dict[str, Path], token: str | None) -> str | None:
 
 def _redact_folder(folder: Path) -> None:
     for path in sorted(folder.rglob(TRAINING_ARGS_FILE)):
-        if redact_training_args(path):
-            logger.warning("Removed the Hub token saved in %s.", path)
+        try:
+            if redact_training_args(path):
+                logger.warning("Removed the Hub token saved in %s.", path)
+        except Exception as error:  # unreadable pickle (other versions): the byte scan for the token still runs
+            logger.warning("Could not check %s for a saved token: %s", path, error)
 
 
 # ----------------------------------------------------------------------------- what to push
@@ -152,13 +155,12 @@ def _check_output(output_dir: Path, command: str) -> None:
 def _transport_errors() -> tuple[type[BaseException], ...]:
     # huggingface_hub's HTTP client library changed across versions; catch whichever is installed.
     found = []
-    for module_name in ("httpx2", "httpx", "requests"):
+    for module_name in ("httpx2", "httpx"):
         try:
-            module = importlib.import_module(module_name)
-        except ImportError:
+            found.append(importlib.import_module(module_name).TransportError)
+        except (ImportError, AttributeError):
             continue
-        found.append(getattr(module, "TransportError", None) or getattr(module, "ConnectionError", None))
-    return tuple(error for error in found if error is not None) + (ConnectionError, TimeoutError)
+    return (*found, ConnectionError, TimeoutError)
 
 
 def _chain(error: BaseException) -> list[BaseException]:

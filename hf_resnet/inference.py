@@ -33,8 +33,8 @@ URL_TIMEOUT_S = 10.0
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
-#: File names the ONNX backend looks for, in order, in a model folder and its `onnx/` subfolder.
-ONNX_FILE_NAMES = ("model.onnx",)
+#: The file the ONNX backend looks for in a model folder, then in its `onnx/` subfolder (`hf-resnet export`'s output).
+ONNX_FILE_NAME = "model.onnx"
 
 Picture = str | os.PathLike | bytes | Image.Image | np.ndarray | torch.Tensor
 
@@ -147,7 +147,9 @@ def load_picture(source: Picture, name: str | None = None) -> Image.Image:
         return _array_to_image(source, name)
     if isinstance(source, torch.Tensor):
         return _tensor_to_image(source, name)
-    raise ImageError(name, f"unsupported input type {type(source).__name__}", "Pass a path, URL, bytes, image or array")
+    raise ImageError(
+        name, f"unsupported input type {type(source).__name__}", "Pass a path, URL, bytes, image or array"
+    )
 
 
 # ----------------------------------------------------------------------------- models
@@ -201,19 +203,16 @@ def _prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Mod
 def find_onnx_file(folder: Path) -> Path:
     """The exported ONNX file for a model folder (`model.onnx` there or in its `onnx/` subfolder).
 
-    >>> find_onnx_file(Path("no/such/folder"))
+    >>> find_onnx_file(Path("nowhere"))
     Traceback (most recent call last):
     ...
-    FileNotFoundError: no model.onnx in no/such/folder or no/such/folder/onnx; run `hf-resnet export --model no/such/folder`
+    FileNotFoundError: no model.onnx in nowhere or nowhere/onnx; run `hf-resnet export --model nowhere`
     """
-    for candidate in (folder / name for name in ONNX_FILE_NAMES):
-        if candidate.is_file():
-            return candidate
-    for candidate in (folder / "onnx" / name for name in ONNX_FILE_NAMES):
+    for candidate in (folder / ONNX_FILE_NAME, folder / "onnx" / ONNX_FILE_NAME):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"no model.onnx in {folder} or {folder / 'onnx'}; run `hf-resnet export --model {folder}`"
+        f"no {ONNX_FILE_NAME} in {folder} or {folder / 'onnx'}; run `hf-resnet export --model {folder}`"
     )
 
 

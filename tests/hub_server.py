@@ -95,9 +95,9 @@ class Failure:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None, **body):
         super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+        self.status, self.message, self.code, self.headers, self.body = status, message, code, headers or {}, body
 
 
 class HubServer:
@@ -119,7 +119,7 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> HubServer:
         self._thread.start()
@@ -186,7 +186,7 @@ class _HubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as huggingface_hub's client expects
     server_state: HubServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - silence the default stderr logging
+    def log_message(self, format: str, *args) -> None:  # silence the default per-request stderr line
         pass
 
     def do_GET(self) -> None:
@@ -245,7 +245,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": error.message, **error.headers}
             if error.code:
                 headers["X-Error-Code"] = error.code
-            return self._send(error.status, {"error": error.message}, headers)
+            return self._send(error.status, {"error": error.message, **error.body}, headers)
         self._send(status, payload, headers)
 
     def _authorized(self) -> bool:
@@ -302,7 +302,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
         url = f"{self.server_state.url}/{repo_id}"
         if repo_id in self.server_state.repos:
-            raise HubError(409, "You already created this model repo", headers={"X-Repo-Url": url})
+            raise HubError(409, "You already created this model repo", url=url)
         self.server_state.create_repo(repo_id, private=payload.get("visibility") == "private")
         return 200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]}, {}
 

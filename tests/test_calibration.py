@@ -47,7 +47,9 @@ def test_scaling_lowers_ece_without_changing_predictions():
 def test_ece_matches_a_hand_computed_value():
     # Two bins used: confidences 0.9 (both right) and 0.6 (one of two right).
     p_high, p_low = 0.9, 0.6
-    logits = torch.tensor([[math.log(p_high / (1 - p_high)), 0.0]] * 2 + [[math.log(p_low / (1 - p_low)), 0.0]] * 2, dtype=torch.float64)
+    logits = torch.tensor(
+        [[math.log(p_high / (1 - p_high)), 0.0]] * 2 + [[math.log(p_low / (1 - p_low)), 0.0]] * 2, dtype=torch.float64
+    )
     labels = torch.tensor([0, 0, 0, 1])
     expected = 0.5 * abs(1.0 - p_high) + 0.5 * abs(0.5 - p_low)
     assert expected_calibration_error(logits, labels, n_bins=10) == pytest.approx(expected, abs=1e-9)

@@ -37,7 +37,9 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     labels = {0: "empty", 1: "square"}
-    model = ResNetForImageClassification(tiny_config(num_labels=2, id2label=labels, label2id={"empty": 0, "square": 1}))
+    model = ResNetForImageClassification(
+        tiny_config(num_labels=2, id2label=labels, label2id={"empty": 0, "square": 1})
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(30):
         targets = rng.integers(0, 2, size=32)

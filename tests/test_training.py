@@ -66,6 +66,8 @@ def test_output_folder_has_the_transformers_layout(finetuned):
     assert evaluation["eval_samples"] == 24
     assert {"eval_accuracy", "eval_f1_macro", "eval_loss"} <= set(evaluation)
     assert "eval_top5_accuracy" not in evaluation  # 3 classes: top-5 is always 1
+    assert evaluation["eval_temperature"] == config["calibration_temperature"] > 0
+    assert evaluation["eval_ece_calibrated"] <= evaluation["eval_ece"] + 1e-6
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 18  # 72 images / 8 per step x 2 epochs
     per_class = json.loads((out / "eval_per_class.json").read_text())

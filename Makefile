@@ -1,0 +1,31 @@
+# Each target creates .venv and installs what it needs, so a fresh clone needs nothing else.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test style quality clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Fine-tune on the embedded default (offline digits, resnet-18 layout)
+	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		recipes/finetune.py
+
+test: $(STAMP)  ## The test suite (CPU, a few minutes)
+	$(BIN)/python -m pytest -q
+
+style: $(STAMP)
+	$(BIN)/ruff format hf_resnet recipes tests benchmarks
+	$(BIN)/ruff check --fix hf_resnet recipes tests benchmarks
+
+quality: $(STAMP)
+	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
+	$(BIN)/ruff check hf_resnet recipes tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

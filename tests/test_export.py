@@ -1,0 +1,155 @@
+"""ONNX and int8 export: parity with PyTorch, a refused int8 model, classify(backend="onnx"), the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_processor
+from PIL import Image
+from transformers import ResNetForImageClassification
+
+from hf_resnet import export as export_module
+from hf_resnet.export import ExportError, export, reference_photos
+from hf_resnet.inference import classify, load_classifier
+
+WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
+
+
+@pytest.fixture(scope="module")
+def shapes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ResNet trained (under a second) on the three conftest shapes, so its answers have margins.
+
+    With random weights the top two logits are often nearly tied and int8 agreement says little.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: thread wake-ups would cost more than the work
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    processor = tiny_processor()
+    model = ResNetForImageClassification(tiny_config())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        labels = rng.integers(0, 3, size=32)
+        pixels = processor(images=[shape_image(int(c), rng) for c in labels], return_tensors="pt")["pixel_values"]
+        loss = model(pixel_values=pixels, labels=torch.from_numpy(labels)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(threads)
+    folder = tmp_path_factory.mktemp("shapes")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _shapes(count: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [shape_image(i % 3, rng) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def exported(shapes_model: Path) -> export_module.ExportReport:
+    return export(
+        shapes_model,
+        quantize="int8",
+        sample_images=_shapes(60, seed=10),
+        calibration_images=_shapes(30, seed=11),
+        latency_repeats=2,
+    )
+
+
+def test_onnx_and_int8_files_agree_with_pytorch(exported: export_module.ExportReport, shapes_model: Path):
+    out = shapes_model / "onnx"
+    assert exported.out_dir == str(out)
+    assert {"model.onnx", "model_int8.onnx", "config.json", "preprocessor_config.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert exported.sample_images == 60 and exported.calibration_images == 30
+    assert exported.onnx.max_logit_diff < 1e-4 and exported.onnx.top1_agreement == 1.0
+    assert exported.int8.top1_agreement >= exported.min_int8_agreement
+    assert 0 < exported.int8.max_logit_diff < 1.0  # quantized: close, but not bit-identical
+    assert exported.batchnorm_nodes_after_fusion == 0
+    assert exported.int8.size_mb < exported.onnx.size_mb
+    for variant in (exported.eager, exported.onnx, exported.int8):
+        assert variant.latency_ms_batch1 > 0 and variant.latency_ms_batch32 > 0
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["int8"]["top1_agreement"] == exported.int8.top1_agreement
+
+
+def test_classify_with_the_onnx_backend_matches_torch(exported, shapes_model: Path):
+    images = _shapes(6, seed=20)
+    eager = classify(images, model=shapes_model, top_k=3)
+    for location in (shapes_model, shapes_model / "onnx", shapes_model / "onnx" / "model.onnx"):
+        answers = classify(images, model=location, backend="onnx", top_k=3)
+        for ours, theirs in zip(answers, eager):
+            assert [e["label"] for e in ours] == [e["label"] for e in theirs]
+            np.testing.assert_allclose([e["score"] for e in ours], [e["score"] for e in theirs], atol=1e-5)
+    int8 = classify(images, model=shapes_model / "onnx" / "model_int8.onnx", backend="onnx", top_k=1)
+    assert [a[0]["label"] for a in int8] == [a[0]["label"] for a in eager]
+    assert load_classifier(shapes_model, backend="onnx").backend == "onnx"
+
+
+def test_onnx_backend_applies_the_calibration_temperature(tmp_path: Path):
+    folder = save_tiny_checkpoint(tmp_path / "m", seed=4, calibration_temperature=3.0)
+    export(folder, sample_images=_shapes(4, seed=1), latency_repeats=1)
+    image = _shapes(1, seed=2)[0]
+    logits = load_classifier(folder).forward(load_classifier(folder).preprocess([image]))[0]
+    expected = sorted(torch.softmax(logits / 3.0, dim=-1).tolist(), reverse=True)
+    answer = classify(image, model=folder, backend="onnx", top_k=None)
+    np.testing.assert_allclose([e["score"] for e in answer], expected, atol=1e-5)
+
+
+def test_int8_model_below_the_agreement_threshold_is_refused(shapes_model: Path, tmp_path: Path):
+    # Calibrating on a blank white image sets every activation range wrong: the int8 answers collapse.
+    with pytest.raises(ExportError, match=r"int8 model agrees with fp32 on .*below the 99% minimum") as error:
+        export(
+            shapes_model,
+            out=tmp_path / "bad",
+            quantize="int8",
+            sample_images=_shapes(30, seed=3),
+            calibration_images=[WHITE],
+            latency_repeats=1,
+        )
+    assert "--calibration-dir" in str(error.value)
+    assert not (tmp_path / "bad" / "model_int8.onnx").exists()
+    assert (tmp_path / "bad" / "model.onnx").exists()  # the fp32 export stays usable
+    report = json.loads((tmp_path / "bad" / "export_report.json").read_text())
+    assert report["int8"]["path"] is None and report["int8"]["top1_agreement"] < 0.99
+
+
+def test_cli_exports_from_image_folders_and_reports_refusals(shapes_model: Path, tmp_path: Path, capsys):
+    samples, calibration = tmp_path / "samples", tmp_path / "calibration"
+    for folder, images in ((samples, _shapes(9, seed=5)), (calibration, [WHITE])):
+        folder.mkdir()
+        for i, image in enumerate(images):
+            image.save(folder / f"{i}.png")
+    parser = argparse.ArgumentParser(prog="hf-resnet")
+    export_module.register_cli(parser.add_subparsers(required=True))
+    common = ["export", "--model", str(shapes_model), "--sample-dir", str(samples), "--repeats", "1"]
+    args = parser.parse_args([*common, "--out", str(tmp_path / "fp32")])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "onnx" in printed and "9 sample images" in printed
+    assert (tmp_path / "fp32" / "model.onnx").is_file()
+    args = parser.parse_args(
+        [*common, "--out", str(tmp_path / "q"), "--quantize", "int8", "--calibration-dir", str(calibration)]
+    )
+    assert args.func(args) == 2
+    assert "hf-resnet export: int8 model agrees with fp32 on" in capsys.readouterr().err
+
+
+def test_reference_photos_are_real_and_repeatable(tmp_path: Path):
+    first, again, other = reference_photos(4, seed=0), reference_photos(4, seed=0), reference_photos(4, seed=1)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again))
+    assert not np.array_equal(np.asarray(first[0]), np.asarray(other[0]))
+    # Photos, not noise: neighbouring pixels are strongly correlated.
+    pixels = np.asarray(first[0].convert("L"), dtype=float)
+    assert np.corrcoef(pixels[:, :-1].ravel(), pixels[:, 1:].ravel())[0, 1] > 0.8
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no images found"):
+        export(save_tiny_checkpoint(tmp_path / "m"), sample_images=tmp_path / "empty")

@@ -1,0 +1,128 @@
+"""The recipe as a user runs it: `accelerate launch recipes/finetune.py ...` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import sklearn
+import torch
+from conftest import save_tiny_checkpoint
+from PIL import Image
+from safetensors.torch import load_file
+
+import hf_resnet
+from hf_resnet.api import parse_args
+from hf_resnet.parts import part_of
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Real photographs shipped inside installed wheels: the only real photos an offline machine has.
+PHOTOS = {
+    "china": Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg",
+    "flower": Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg",
+    "hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+}
+
+
+def photo_folders(root: Path, per_class: int = 10, seed: int = 0) -> tuple[Path, Path]:
+    """Random crops of three real photos, one class each, saved in the modes cameras and editors produce."""
+    rng = np.random.default_rng(seed)
+    odd = [
+        lambda im, p: im.convert("CMYK").save(p.with_suffix(".jpg")),
+        lambda im, p: im.convert("P", palette=Image.ADAPTIVE).save(p.with_suffix(".png")),
+        lambda im, p: im.convert("LA").save(p.with_suffix(".png")),
+        lambda im, p: Image.fromarray((np.asarray(im.convert("L"), dtype=np.uint16) * 257)).save(p.with_suffix(".png")),
+        lambda im, p: _exif_rotated(im, p.with_suffix(".jpg")),
+    ]
+    for split, count in (("train", per_class), ("val", per_class // 2)):
+        for name, path in PHOTOS.items():
+            photo = Image.open(path).convert("RGB")
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                side = int(rng.integers(min(photo.size) // 3, min(photo.size) // 2))
+                x, y = (int(rng.integers(0, photo.size[k] - side)) for k in (0, 1))
+                crop = photo.crop((x, y, x + side, y + side)).resize((48, 48))
+                if i < len(odd):
+                    odd[i](crop, folder / f"{name}_{i}")
+                else:
+                    crop.save(folder / f"{name}_{i}.jpg", quality=90)
+    return root / "train", root / "val"
+
+
+def _exif_rotated(image: Image.Image, path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated; viewers turn it back
+    image.transpose(Image.Transpose.ROTATE_270).save(path, exif=exif)
+
+
+def launch(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes" / "finetune.py"), *args]
+    result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def test_recipe_on_real_photos_with_odd_modes(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt", num_labels=5)
+    train, val = photo_folders(tmp_path / "photos")
+    out = tmp_path / "out"
+
+    result = launch(["--model_name_or_path", str(checkpoint), "--train_dir", str(train), "--validation_dir", str(val),
+                     "--output_dir", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "8"],
+                    cwd=tmp_path)
+
+    assert "Held-out accuracy" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "china", "1": "flower", "2": "hopper"}
+    evaluation = json.loads((out / "eval_results.json").read_text())
+    assert evaluation["eval_samples"] == 15
+    before, after = load_file(str(checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for name, tensor in after.items():
+        part = part_of(name)
+        if part in ("embedder", "stage1"):
+            assert torch.equal(tensor, before[name]), name
+    assert any(not torch.equal(t, before[n]) for n, t in after.items() if part_of(n) == "stage4")
+    answer = hf_resnet.classify(next((val / "flower").glob("*.jpg")), model=str(out))
+    assert {entry["label"] for entry in answer} == {"china", "flower", "hopper"}
+    assert answer == sorted(answer, key=lambda entry: -entry["score"])
+
+
+def test_bad_image_fails_before_training_and_names_the_file(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    train, _ = photo_folders(tmp_path / "photos", per_class=4)
+    broken = train / "china" / "broken.jpg"
+    broken.write_bytes((train / "china" / "china_0.jpg").read_bytes()[:300])
+    command = [sys.executable, str(ROOT / "recipes" / "finetune.py"), "--model_name_or_path", str(checkpoint),
+               "--train_dir", str(train), "--output_dir", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "broken.jpg" in result.stderr and "--skip_bad_images" in result.stderr
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
+    """The Quick start's main job, exactly as a user runs it: no arguments at all."""
+    result = launch([], cwd=tmp_path, env={"HF_RESNET_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"})
+    assert "embedded default" in result.stderr + result.stdout
+    accuracy = float(result.stdout.split("Held-out accuracy: ")[1].split()[0])
+    assert accuracy >= 0.90
+    out = tmp_path / "outputs" / "digits-resnet18"
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "all_results.json",
+                 "train_results.json", "eval_results.json", "trainer_state.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse(config):
+    model_args, data_args, training_args = parse_args([str(config)])
+    assert model_args.model_name_or_path.startswith("microsoft/resnet-")
+    assert data_args.dataset_name or data_args.train_dir
+    assert training_args.output_dir.startswith("outputs/")
