@@ -126,8 +126,10 @@ class ResNetTrainingArguments(TrainingArguments):
     )
     unfreeze_at_epoch: int | None = field(
         default=None,
-        metadata={"help": "Gradual unfreezing: at this epoch unfreeze the deepest frozen part, then one more each "
-                  "--unfreeze_every epochs (ULMFiT-style)."},
+        metadata={
+            "help": "Gradual unfreezing: at this epoch unfreeze the deepest frozen part, then one more each "
+            "--unfreeze_every epochs (ULMFiT-style)."
+        },
     )
     unfreeze_every: int = field(default=1, metadata={"help": "Epochs between two unfreezing steps."})
     early_stopping_patience: int | None = field(

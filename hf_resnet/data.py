@@ -157,7 +157,9 @@ def _load_folders(data_args: DataArguments, seed: int) -> ImageData:
 def split_stratified(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
     """Carve a validation split with every class in the same proportion as in training."""
     if not 0 < fraction < 1:
-        raise DataError(f"--validation_split must be between 0 and 1 (got {fraction}) when {where} has no held-out set")
+        raise DataError(
+            f"--validation_split must be between 0 and 1 (got {fraction}) when {where} has no held-out set"
+        )
     counts = Counter(dataset["label"])
     names = dataset.features["label"].names
     too_few = sorted(names[label] for label, count in counts.items() if count < 2)
@@ -241,15 +243,20 @@ def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: 
                 raise DataError(f"{description}: split {val_name!r} has no column {column!r}")
         feature = raw_val.features[label_column]
         val_labels = feature.names if isinstance(feature, ClassLabel) else raw_val.unique(label_column)
-        _check_known([str(v) for v in val_labels] if not isinstance(feature, ClassLabel) else val_labels, labels,
-                     f"{description} split {val_name!r}")
+        _check_known(
+            [str(v) for v in val_labels] if not isinstance(feature, ClassLabel) else val_labels,
+            labels,
+            f"{description} split {val_name!r}",
+        )
         validation = _canonical(raw_val, image_column, label_column, labels)
         train = _verify_split(train, data_args, f"{description} train")
         validation = _verify_split(validation, data_args, f"{description} {val_name}")
     return ImageData(train, validation, labels, description)
 
 
-def load_image_data(data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None) -> ImageData:
+def load_image_data(
+    data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None
+) -> ImageData:
     """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset.
 
     >>> data = load_image_data(DataArguments(train_dir="photos/train"))  # doctest: +SKIP

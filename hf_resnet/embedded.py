@@ -36,9 +36,7 @@ EMBEDDED_ARGS: dict[str, object] = {
 #: Arguments that select data or a model; when none is given, the embedded default is used.
 DATA_OR_MODEL_ARGS = ("model_name_or_path", "arch", "dataset_name", "train_dir")
 
-DESCRIPTION = (
-    "scikit-learn handwritten digits (1,797 8x8 scans, upscaled to 32 px RGB) with a resnet-18 from scratch"
-)
+DESCRIPTION = "scikit-learn handwritten digits (1,797 8x8 scans, upscaled to 32 px RGB) with a resnet-18 from scratch"
 
 HOW_TO_USE_YOUR_OWN = (
     "To fine-tune a real checkpoint on your data instead:\n"

@@ -30,8 +30,9 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     predicted = logits.argmax(-1)
     metrics = {
         "accuracy": float(accuracy_score(labels, predicted)),
-        "f1_macro": float(f1_score(labels, predicted, average="macro", labels=np.arange(logits.shape[-1]),
-                                   zero_division=0)),
+        "f1_macro": float(
+            f1_score(labels, predicted, average="macro", labels=np.arange(logits.shape[-1]), zero_division=0)
+        ),
     }
     if logits.shape[-1] > TOP_K:
         top = np.argsort(-logits, axis=-1)[:, :TOP_K]

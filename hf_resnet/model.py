@@ -91,7 +91,9 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
     ({0: 'cat', 1: 'dog'}, [])
     """
     if model_args.model_name_or_path and model_args.arch:
-        raise ValueError("pass either --model_name_or_path (fine-tune a checkpoint) or --arch (from scratch), not both")
+        raise ValueError(
+            "pass either --model_name_or_path (fine-tune a checkpoint) or --arch (from scratch), not both"
+        )
     if model_args.model_name_or_path:
         model = _load_checkpoint(model_args, labels)
         try:
@@ -99,8 +101,10 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
                 model_args.model_name_or_path, revision=model_args.revision, cache_dir=model_args.cache_dir
             )
         except OSError:
-            logger.warning("%s has no preprocessor_config.json: using microsoft/resnet-50's preprocessing",
-                           model_args.model_name_or_path)
+            logger.warning(
+                "%s has no preprocessor_config.json: using microsoft/resnet-50's preprocessing",
+                model_args.model_name_or_path,
+            )
             processor = default_image_processor()
         default_freeze = DEFAULT_FREEZE_PRETRAINED
     else:

@@ -132,7 +132,9 @@ def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
     if resume in ("last", "latest", "true", "True", True):
         last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if last is None:
-            raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}")
+            raise ValueError(
+                f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}"
+            )
         return last
     return resume
 
@@ -141,7 +143,9 @@ def _summary(data, model_args, training_args, frozen, rates, from_checkpoint) ->
     trainable = sum(p.numel() for p in data["model"].parameters() if p.requires_grad)
     total = sum(p.numel() for p in data["model"].parameters())
     effective = (
-        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
     )
     source = model_args.model_name_or_path if from_checkpoint else f"{model_args.arch or 'custom'} (from scratch)"
     return (
@@ -181,9 +185,18 @@ def run(
     logger.info(
         "hf_resnet run\n%s",
         _summary(
-            {"model": model, "description": data.description, "train": len(data.train),
-             "validation": len(data.validation), "labels": len(data.labels)},
-            model_args, training_args, frozen, {k: v for k, v in rates.items() if k not in frozen}, from_checkpoint,
+            {
+                "model": model,
+                "description": data.description,
+                "train": len(data.train),
+                "validation": len(data.validation),
+                "labels": len(data.labels),
+            },
+            model_args,
+            training_args,
+            frozen,
+            {k: v for k, v in rates.items() if k not in frozen},
+            from_checkpoint,
         ),
     )
 
@@ -194,7 +207,9 @@ def run(
                 "--unfreeze_at_epoch is single-process only for now: DistributedDataParallel fixes the set of "
                 "trained parameters when it wraps the model. Use --freeze with fewer parts instead."
             )
-        callbacks.append(GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every))
+        callbacks.append(
+            GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
+        )
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     if training_args.push_to_hub:
@@ -202,7 +217,9 @@ def run(
 
         callbacks += hub.trainer_callbacks(training_args)
     # hub.py does all pushing (with a model card and retry advice); the Trainer's own push must not run.
-    trainer_args = dataclasses.replace(training_args, push_to_hub=False) if training_args.push_to_hub else training_args
+    trainer_args = (
+        dataclasses.replace(training_args, push_to_hub=False) if training_args.push_to_hub else training_args
+    )
 
     trainer = ResNetTrainer(
         model=model,
@@ -251,16 +268,27 @@ def run(
             "dataset": data.description,
             "recipe": {
                 "frozen": frozen,
-                "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay":
-                                   training_args.backbone_lr_decay},
+                "learning_rates": {
+                    "head": head_lr,
+                    "backbone": backbone_lr,
+                    "backbone_lr_decay": training_args.backbone_lr_decay,
+                },
                 "unfreeze_at_epoch": training_args.unfreeze_at_epoch,
                 "augmentation": {
                     key: getattr(data_args, key)
-                    for key in ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha",
-                                "cutmix_alpha")
-                } | {"label_smoothing": training_args.label_smoothing_factor},
+                    for key in (
+                        "crop_scale_min",
+                        "hflip",
+                        "auto_augment",
+                        "random_erasing",
+                        "mixup_alpha",
+                        "cutmix_alpha",
+                    )
+                }
+                | {"label_smoothing": training_args.label_smoothing_factor},
                 "epochs": training_args.num_train_epochs,
-                "batch_size": training_args.per_device_train_batch_size * training_args.world_size
+                "batch_size": training_args.per_device_train_batch_size
+                * training_args.world_size
                 * training_args.gradient_accumulation_steps,
                 "optimizer": str(training_args.optim),
                 "lr_scheduler": str(training_args.lr_scheduler_type),

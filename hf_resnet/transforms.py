@@ -68,7 +68,9 @@ def processor_geometry(processor) -> Geometry:
     height = _size_value(crop, ("height",)) or _size_value(processor.size, ("height", "shortest_edge"))
     width = _size_value(crop, ("width",)) or _size_value(processor.size, ("width", "shortest_edge"))
     resample = getattr(processor, "resample", 3)
-    interpolation = _RESAMPLE_TO_INTERPOLATION.get(int(getattr(resample, "value", resample) or 3), InterpolationMode.BICUBIC)
+    interpolation = _RESAMPLE_TO_INTERPOLATION.get(
+        int(getattr(resample, "value", resample) or 3), InterpolationMode.BICUBIC
+    )
     return Geometry(
         height=int(height),
         width=int(width),

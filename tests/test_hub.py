@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -38,26 +39,16 @@ DOWNLOAD = """
 import json, sys
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageClassification
-from hf_resnet.images import open_image
-from hf_resnet.inference import classify
+import hf_resnet
 
 image_path, answers = sys.argv[1], {}
 for name, source in (("hub", sys.argv[2]), ("local", sys.argv[3])):
     model = AutoModelForImageClassification.from_pretrained(source).eval()
-    inputs = AutoImageProcessor.from_pretrained(source)(open_image(image_path), return_tensors="pt")
+    inputs = AutoImageProcessor.from_pretrained(source)(hf_resnet.open_image(image_path), return_tensors="pt")
     with torch.no_grad():
         logits = model(**inputs).logits[0].tolist()
-    answers[name] = {"logits": logits, "classify": classify(image_path, model=source, top_k=None)}
+    answers[name] = {"logits": logits, "classify": hf_resnet.classify(image_path, model=source, top_k=None)}
 print(json.dumps(answers))
-"""
-# `hf-resnet push ...` through the same argparse wiring cli.py uses.
-CLI = """
-import argparse, sys
-from hf_resnet import hub
-parser = argparse.ArgumentParser(prog="hf-resnet")
-hub.register_cli(parser.add_subparsers(required=True))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))
 """
 
 
@@ -86,6 +77,12 @@ def run_python(code: str, args: list[str], env: dict[str, str], cwd: Path) -> su
     return subprocess.run(
         [sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
     )
+
+
+def run_command(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a shell command as a user would, with this environment's console scripts (hf-resnet) on PATH."""
+    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    return subprocess.run(shlex.split(command), env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
 def sha256(path: Path) -> str:
@@ -169,7 +166,7 @@ def test_push_that_fails_mid_upload_is_completed_by_hf_resnet_push(hub, tmp_path
     assert len(hub.lfs_uploads) == 3 and weights not in hub.lfs_uploads
     assert all(path.read_bytes() == content for path, content in before.items())  # nothing lost locally
 
-    retried = run_python(CLI, failure.value.retry_command.split()[1:], subprocess_env(hub, tmp_path, TOKEN), tmp_path)
+    retried = run_command(failure.value.retry_command, subprocess_env(hub, tmp_path, TOKEN), tmp_path)
 
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert TOKEN not in retried.stdout + retried.stderr

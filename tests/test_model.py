@@ -6,7 +6,7 @@ from transformers import ResNetForImageClassification
 from hf_resnet.config import ModelArguments
 from hf_resnet.model import build_model, freeze, resnet_config, unfreeze
 from hf_resnet.optim import parameter_groups
-from hf_resnet.parts import PARTS, named_parameters_by_part, part_of, parse_parts
+from hf_resnet.parts import PARTS, named_parameters_by_part, parse_parts, part_of
 
 
 def test_every_parameter_belongs_to_exactly_one_part():
@@ -39,7 +39,9 @@ def test_v1_strides_in_the_1x1_and_v1_5_in_the_3x3(variant, conv_with_stride):
     model = ResNetForImageClassification(config)
     first_block_of_stage2 = model.resnet.encoder.stages[1].layers[0]
     assert _strided_conv_index(first_block_of_stage2) == conv_with_stride
-    assert first_block_of_stage2.layer[conv_with_stride].convolution.kernel_size == ((1, 1) if variant == "v1" else (3, 3))
+    assert first_block_of_stage2.layer[conv_with_stride].convolution.kernel_size == (
+        (1, 1) if variant == "v1" else (3, 3)
+    )
 
 
 def test_checkpoint_gets_a_new_head_and_labels(tmp_path):

@@ -35,7 +35,9 @@ def photo_folders(root: Path, per_class: int = 10, seed: int = 0) -> tuple[Path,
         lambda im, p: im.convert("CMYK").save(p.with_suffix(".jpg")),
         lambda im, p: im.convert("P", palette=Image.ADAPTIVE).save(p.with_suffix(".png")),
         lambda im, p: im.convert("LA").save(p.with_suffix(".png")),
-        lambda im, p: Image.fromarray((np.asarray(im.convert("L"), dtype=np.uint16) * 257)).save(p.with_suffix(".png")),
+        lambda im, p: Image.fromarray(np.asarray(im.convert("L"), dtype=np.uint16) * 257).save(
+            p.with_suffix(".png")
+        ),
         lambda im, p: _exif_rotated(im, p.with_suffix(".jpg")),
     ]
     for split, count in (("train", per_class), ("val", per_class // 2)):
@@ -61,10 +63,24 @@ def _exif_rotated(image: Image.Image, path: Path) -> None:
 
 
 def launch(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "recipes" / "finetune.py"), *args]
-    result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / "finetune.py"),
+        *args,
+    ]
+    result = subprocess.run(
+        command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -74,9 +90,23 @@ def test_recipe_on_real_photos_with_odd_modes(tmp_path):
     train, val = photo_folders(tmp_path / "photos")
     out = tmp_path / "out"
 
-    result = launch(["--model_name_or_path", str(checkpoint), "--train_dir", str(train), "--validation_dir", str(val),
-                     "--output_dir", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "8"],
-                    cwd=tmp_path)
+    result = launch(
+        [
+            "--model_name_or_path",
+            str(checkpoint),
+            "--train_dir",
+            str(train),
+            "--validation_dir",
+            str(val),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            "8",
+        ],
+        cwd=tmp_path,
+    )
 
     assert "Held-out accuracy" in result.stdout
     config = json.loads((out / "config.json").read_text())
@@ -99,8 +129,16 @@ def test_bad_image_fails_before_training_and_names_the_file(tmp_path):
     train, _ = photo_folders(tmp_path / "photos", per_class=4)
     broken = train / "china" / "broken.jpg"
     broken.write_bytes((train / "china" / "china_0.jpg").read_bytes()[:300])
-    command = [sys.executable, str(ROOT / "recipes" / "finetune.py"), "--model_name_or_path", str(checkpoint),
-               "--train_dir", str(train), "--output_dir", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        str(ROOT / "recipes" / "finetune.py"),
+        "--model_name_or_path",
+        str(checkpoint),
+        "--train_dir",
+        str(train),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "broken.jpg" in result.stderr and "--skip_bad_images" in result.stderr
@@ -114,8 +152,16 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
     accuracy = float(result.stdout.split("Held-out accuracy: ")[1].split()[0])
     assert accuracy >= 0.90
     out = tmp_path / "outputs" / "digits-resnet18"
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "all_results.json",
-                 "train_results.json", "eval_results.json", "trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "train_results.json",
+        "eval_results.json",
+        "trainer_state.json",
+    ):
         assert (out / name).is_file(), name
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(accuracy, abs=1e-4)
 

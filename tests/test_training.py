@@ -55,9 +55,18 @@ def test_frozen_parts_are_bit_identical_and_the_rest_moved(finetuned):
 def test_output_folder_has_the_transformers_layout(finetuned):
     _, result = finetuned
     out = result.output_dir
-    for name in ("model.safetensors", "config.json", "preprocessor_config.json", "README.md", "all_results.json",
-                 "train_results.json", "eval_results.json", "trainer_state.json", "recipe.json",
-                 "eval_per_class.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "train_results.json",
+        "eval_results.json",
+        "trainer_state.json",
+        "recipe.json",
+        "eval_per_class.json",
+    ):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "circle", "1": "hbar", "2": "vbar"}
@@ -155,8 +164,13 @@ def test_trainer_optimizer_has_the_configured_learning_rates(tmp_path):
 
 def test_resume_from_last_checkpoint_continues_the_step_count(tiny_checkpoint, image_folders, tmp_path):
     train, val = image_folders
-    common = dict(model_name_or_path=str(tiny_checkpoint), train_dir=str(train), validation_dir=str(val),
-                  output_dir=str(tmp_path / "resume"), **FAST)
+    common = dict(
+        model_name_or_path=str(tiny_checkpoint),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "resume"),
+        **FAST,
+    )
     hf_resnet.finetune(num_train_epochs=1, **common)
     assert (tmp_path / "resume" / "checkpoint-9").is_dir()
     result = hf_resnet.finetune(num_train_epochs=2, resume_from_checkpoint="last", **common)
@@ -173,5 +187,10 @@ def test_unknown_keyword_is_refused():
 def test_resume_without_checkpoint_is_a_clear_error(tiny_checkpoint, tmp_path):
     make_image_folder(tmp_path / "d", per_class=4)
     with pytest.raises(ValueError, match=r"no checkpoint-\* folder"):
-        hf_resnet.finetune(model_name_or_path=str(tiny_checkpoint), train_dir=str(tmp_path / "d"),
-                           output_dir=str(tmp_path / "empty"), resume_from_checkpoint="last", **FAST)
+        hf_resnet.finetune(
+            model_name_or_path=str(tiny_checkpoint),
+            train_dir=str(tmp_path / "d"),
+            output_dir=str(tmp_path / "empty"),
+            resume_from_checkpoint="last",
+            **FAST,
+        )
