@@ -141,8 +141,8 @@ class ResNetTrainingArguments(TrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log (no, steps, epoch)."})
     metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric of the best model."})
-    # Our collator needs the `image`/`label` columns that the model's forward() does not name.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns (needed)."})
+    # The training step needs the per-sample `sample_seed` that the model's forward() does not take.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sample_seed field (needed)."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})

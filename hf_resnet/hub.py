@@ -25,7 +25,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from .card import write_model_card
 
@@ -273,12 +273,12 @@ def push(
     return url
 
 
-def _repo_id(training_args) -> str:
+def _repo_id(training_args: TrainingArguments) -> str:
     # As transformers: without --hub_model_id, the output folder's name in the token owner's namespace.
     return training_args.hub_model_id or Path(training_args.output_dir).resolve().name
 
 
-def push_after_training(output_dir: str | Path, training_args) -> None:
+def push_after_training(output_dir: str | Path, training_args: TrainingArguments) -> None:
     """Push the finished run if `--push_to_hub`; on failure log the reason and the retry command, never raise.
 
     Training's results are on disk by now; a network problem must not turn a good run into a
@@ -327,7 +327,7 @@ class HubCheckpointPusher(TrainerCallback):
     push is logged as a warning: training goes on, and the final push sends everything.
     """
 
-    def __init__(self, training_args):
+    def __init__(self, training_args: TrainingArguments):
         self.repo_id = _repo_id(training_args)
         self.strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
         self.token = training_args.hub_token
@@ -338,7 +338,7 @@ class HubCheckpointPusher(TrainerCallback):
         self._pending: list[Future] = []
         self._repo_ready = False
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if not state.is_world_process_zero:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -385,13 +385,13 @@ class HubCheckpointPusher(TrainerCallback):
             job.result()
         self._pending.clear()
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if any(not job.done() for job in self._pending):
             logger.info("Waiting for the last checkpoint push to finish.")
         self.wait()
 
 
-def trainer_callbacks(training_args) -> list[TrainerCallback]:
+def trainer_callbacks(training_args: TrainingArguments) -> list[TrainerCallback]:
     """Callbacks that push checkpoints during training, per `--hub_strategy` (none for `end`)."""
     if not training_args.push_to_hub:
         return []

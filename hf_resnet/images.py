@@ -70,7 +70,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
     """Decode a file path or raw bytes completely, raising `ImageError` naming the input.
 
     Decoding completely (not just reading the header) is what catches truncated JPEGs,
@@ -81,7 +81,7 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
     ...
     hf_resnet.images.ImageError: missing.jpg: no such file. Check the path
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(name, "no such file", "Check the path")
     try:

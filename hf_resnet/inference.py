@@ -187,10 +187,12 @@ class Classifier:
 
 
 def _torch_forward(model: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    dtype = next(model.parameters()).dtype  # a checkpoint saved in bf16/fp16 loads (and runs) as such
+
     @torch.inference_mode()
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        pixel_values = pixel_values.to(device).contiguous(memory_format=torch.channels_last)
-        return model(pixel_values=pixel_values).logits.cpu()
+        pixel_values = pixel_values.to(device, dtype).contiguous(memory_format=torch.channels_last)
+        return model(pixel_values=pixel_values).logits.float().cpu()
 
     return forward
 
@@ -254,6 +256,11 @@ def _folder_stamp(location: str, backend: str) -> int:
     return max((f.stat().st_mtime_ns for f in files if f.is_file()), default=0)
 
 
+@functools.lru_cache(maxsize=8)
+def _load_processor(source: str) -> Any:
+    return AutoImageProcessor.from_pretrained(source)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(location: str, stamp: int, device: str, backend: str) -> Classifier:
     if backend == "onnx":
@@ -272,8 +279,10 @@ def load_classifier(
 ) -> Classifier:
     """Load (once, then from cache) a model by Hub id or folder, or wrap an already loaded model.
 
-    `backend="onnx"` runs `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU;
-    `model` may then also be the `.onnx` file itself.
+    An already loaded model is switched to eval mode on `device`; its image processor comes from
+    `processor` or from the folder or Hub id it was loaded from. `backend="onnx"` runs
+    `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU; `model` may then also be
+    the `.onnx` file itself.
 
     >>> load_classifier("outputs/beans").config.id2label  # doctest: +SKIP
     {0: 'angular_leaf_spot', 1: 'bean_rust', 2: 'healthy'}
@@ -290,7 +299,7 @@ def load_classifier(
             source = getattr(model.config, "_name_or_path", "")
             if not source:
                 raise ValueError("this model has no _name_or_path to load its image processor from; pass processor=")
-            processor = AutoImageProcessor.from_pretrained(source)
+            processor = _load_processor(source)
         _prepare_model(model, torch_device)
         return Classifier(model.config, processor, _torch_forward(model, torch_device), torch_device, model=model)
     location = os.fspath(model)

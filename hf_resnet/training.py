@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ from .data import load_image_data
 from .metrics import compute_metrics, per_class_report
 from .model import build_model, freeze, unfreeze
 from .optim import parameter_groups, part_learning_rates
-from .transforms import attach_transforms, build_batch_mix, collate
+from .loading import EpochSetter, EvalImages, TrainImages, collate
+from .transforms import build_batch_mix, build_eval_transform, build_train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,13 @@ class ResNetTrainer(Trainer):
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        seeds = inputs.pop("sample_seed", None)
         if self.batch_mix is not None:
-            inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
+            # Seeded by the batch's own samples, so a resumed run mixes exactly as an uninterrupted one.
+            with torch.random.fork_rng(devices=[]):
+                if seeds is not None:
+                    torch.manual_seed(int(seeds[0]))
+                inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
         return super().training_step(model, inputs, num_items_in_batch)
 
 
@@ -87,12 +94,12 @@ class GradualUnfreezing(TrainerCallback):
         return self.frozen[: max(0, len(self.frozen) - thawed)]
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        still_frozen = self.frozen_at(int(round(state.epoch or 0)))
+        still_frozen = self.frozen_at(math.floor(state.epoch or 0))
         thawed = [part for part in self.frozen if part not in still_frozen]
         unfreeze(self.model, thawed)
         freeze(self.model, still_frozen)
         if thawed and args.should_log:
-            logger.info("Epoch %d: unfrozen %s; still frozen %s", round(state.epoch or 0), thawed, still_frozen)
+            logger.info("Epoch %d: unfrozen %s; still frozen %s", math.floor(state.epoch or 0), thawed, still_frozen)
 
 
 def calibrate(model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -174,7 +181,8 @@ def run(
 
     data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
-    attach_transforms(data, processor, data_args)
+    train_images = TrainImages(data.train, build_train_transform(processor, data_args), seed=training_args.seed)
+    eval_images = EvalImages(data.validation, build_eval_transform(processor))
 
     from_checkpoint = bool(model_args.model_name_or_path)
     head_lr = training_args.head_learning_rate or training_args.learning_rate
@@ -200,7 +208,7 @@ def run(
         ),
     )
 
-    callbacks = []
+    callbacks = [EpochSetter(train_images)]
     if training_args.unfreeze_at_epoch is not None and frozen:
         if training_args.world_size > 1:
             raise ValueError(
@@ -224,8 +232,8 @@ def run(
     trainer = ResNetTrainer(
         model=model,
         args=trainer_args,
-        train_dataset=data.train,
-        eval_dataset=data.validation,
+        train_dataset=train_images,
+        eval_dataset=eval_images,
         data_collator=collate,
         processing_class=processor,
         compute_metrics=compute_metrics,
@@ -247,7 +255,7 @@ def run(
     trainer.save_state()
 
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
-    prediction = trainer.predict(data.validation, metric_key_prefix="eval")
+    prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     eval_metrics = {
         **prediction.metrics,
@@ -290,8 +298,8 @@ def run(
                 "batch_size": training_args.per_device_train_batch_size
                 * training_args.world_size
                 * training_args.gradient_accumulation_steps,
-                "optimizer": str(training_args.optim),
-                "lr_scheduler": str(training_args.lr_scheduler_type),
+                "optimizer": getattr(training_args.optim, "value", training_args.optim),
+                "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
                 "weight_decay": training_args.weight_decay,
                 "seed": training_args.seed,
             },

@@ -17,7 +17,6 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
 from .config import DataArguments
-from .images import to_rgb
 
 _RESAMPLE_TO_INTERPOLATION = {
     0: InterpolationMode.NEAREST,
@@ -123,31 +122,6 @@ def build_eval_transform(processor) -> Callable[[list[Image.Image]], torch.Tenso
         return processor(images, return_tensors="pt")["pixel_values"]
 
     return transform
-
-
-def attach_transforms(data, processor, data_args: DataArguments) -> None:
-    """Set lazy transforms on both splits, turning `image`/`label` into `pixel_values`/`labels`."""
-    train_transform = build_train_transform(processor, data_args)
-    eval_transform = build_eval_transform(processor)
-
-    def train_batch(batch: dict) -> dict:
-        pixels = [train_transform(to_rgb(image)) for image in batch["image"]]
-        return {"pixel_values": pixels, "labels": batch["label"]}
-
-    def eval_batch(batch: dict) -> dict:
-        pixels = eval_transform([to_rgb(image) for image in batch["image"]])
-        return {"pixel_values": list(pixels), "labels": batch["label"]}
-
-    data.train.set_transform(train_batch)
-    data.validation.set_transform(eval_batch)
-
-
-def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack examples into a batch; module-level so DataLoader workers can pickle it."""
-    return {
-        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
-        "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long),
-    }
 
 
 def build_batch_mix(num_labels: int, data_args: DataArguments) -> Callable | None:
