@@ -53,11 +53,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def finetune(dataset=None, config=None, **kwargs) -> FinetuneResult:
+def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneResult:
     """Fine-tune a ResNet; keyword arguments are the recipe's flags (see `recipes/finetune.py --help`).
 
     `dataset` may be a `datasets.Dataset` or `DatasetDict` with an image and a label column;
-    `config` a `transformers.ResNetConfig` to train from scratch with that exact layout.
+    `config` a `transformers.ResNetConfig` to train from scratch with that exact layout;
+    `callbacks` extra `transformers.TrainerCallback`s.
 
     >>> result = hf_resnet.finetune(model_name_or_path="microsoft/resnet-50", dataset_name="beans",
     ...                             output_dir="outputs/beans")  # doctest: +SKIP
@@ -74,4 +75,4 @@ def finetune(dataset=None, config=None, **kwargs) -> FinetuneResult:
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
-    return run(model_args, data_args, training_args, dataset=dataset, config=config)
+    return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)

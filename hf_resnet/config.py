@@ -132,6 +132,18 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     unfreeze_every: int = field(default=1, metadata={"help": "Epochs between two unfreezing steps."})
+    lr_scaling: str = field(
+        default="none",
+        metadata={
+            "help": "Scale both learning rates with the effective batch: none (use them as given), linear "
+            "(x batch/lr_reference_batch, Goyal et al. 2017) or sqrt. Printed at start either way."
+        },
+    )
+    lr_reference_batch: int = field(default=256, metadata={"help": "Batch size the given learning rates are for."})
+    sync_bn: bool = field(
+        default=False,
+        metadata={"help": "Synchronise BatchNorm statistics across processes (small per-device batches)."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
     )

@@ -13,6 +13,9 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,16 +24,17 @@ import torch
 import torch.nn.functional as F
 import transformers
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 from . import card
 from .calibration import expected_calibration_error, fit_temperature
 from .config import DataArguments, ModelArguments, ResNetTrainingArguments
 from .data import load_image_data
+from .loading import EpochSetter, EvalImages, TrainImages, collate
 from .metrics import compute_metrics, per_class_report
 from .model import build_model, freeze, unfreeze
 from .optim import parameter_groups, part_learning_rates
-from .loading import EpochSetter, EvalImages, TrainImages, collate
 from .transforms import build_batch_mix, build_eval_transform, build_train_transform
 
 logger = logging.getLogger(__name__)
@@ -52,13 +56,48 @@ def soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None, l
     return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
 
 
+#: Checkpoints are written under OUTPUT_DIR/.staging/ and renamed into place once complete, so a
+#: `checkpoint-N` folder always holds a whole checkpoint and a kill mid-save is never resumed from.
+STAGING_DIR = ".staging"
+
+
 class ResNetTrainer(Trainer):
-    """A `Trainer` with head/backbone learning-rate groups and batch mixing; everything else is stock."""
+    """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
 
     def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
         self.batch_mix = batch_mix
+        self._staging = False
         super().__init__(*args, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Let the Trainer write the checkpoint into the staging folder, then publish it with one rename."""
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
+        if self.args.should_save and os.path.isdir(staged):
+            shutil.rmtree(staged)  # left by a run killed mid-save
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank has written its shard / RNG state
+        if self.args.should_save:
+            if os.path.isdir(final):
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
+            if self.state.best_global_step and os.path.isdir(best):
+                self.state.best_model_checkpoint = best  # the Trainer recorded the staging path
+                self.state.save_to_json(os.path.join(final, TRAINER_STATE_NAME))
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        self.accelerator.wait_for_everyone()
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -117,6 +156,72 @@ def calibrate(model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, fl
     }
 
 
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts.
+
+    SIGTERM is what schedulers (SLURM, Kubernetes) send before killing a preempted job. With
+    several processes the request is all-reduced each step, so every rank stops at the same step.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning(
+            "%s received: finishing this step and saving a checkpoint (again to abort).", signal.Signals(signum).name
+        )
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stop = self.requested
+        if args.world_size > 1:
+            flag = torch.tensor(float(stop), device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            self.requested, self.stopped_at = True, state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._restore()
+
+
+def scaled_learning_rates(
+    head_lr: float, backbone_lr: float, args: ResNetTrainingArguments
+) -> tuple[float, float, str]:
+    """Apply `--lr_scaling` for the effective batch; also return the sentence printed at start."""
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    ratio = effective / args.lr_reference_batch
+    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}.get(args.lr_scaling)
+    if factor is None:
+        raise ValueError(f"--lr_scaling {args.lr_scaling!r}: choose none, linear or sqrt")
+    rule = (
+        f"LR scaling: {args.lr_scaling} (effective batch {effective}, reference {args.lr_reference_batch}: "
+        f"x{factor:.4g})"
+        if args.lr_scaling != "none"
+        else f"LR scaling: none (rates used as given at effective batch {effective}; "
+        f"--lr_scaling linear would multiply them by {ratio:.4g})"
+    )
+    return head_lr * factor, backbone_lr * factor, rule
+
+
 @dataclass
 class FinetuneResult:
     """What a run produced: its output folder and the final metrics (train_* and eval_*)."""
@@ -125,6 +230,8 @@ class FinetuneResult:
     metrics: dict[str, float]
     labels: list[str]
     model: torch.nn.Module
+    #: Set when Ctrl-C/SIGTERM stopped the run early: the global step of its last checkpoint.
+    interrupted_at: int | None = None
 
 
 def _setup_logging(training_args: ResNetTrainingArguments) -> None:
@@ -146,25 +253,43 @@ def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
     return resume
 
 
-def _summary(data, model_args, training_args, frozen, rates, from_checkpoint) -> str:
-    trainable = sum(p.numel() for p in data["model"].parameters() if p.requires_grad)
-    total = sum(p.numel() for p in data["model"].parameters())
-    effective = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size
-    )
-    source = model_args.model_name_or_path if from_checkpoint else f"{model_args.arch or 'custom'} (from scratch)"
+def _summary(model, data, model_args, args, frozen, rates, lr_rule) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    source = model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)"
     return (
         f"model: {source}, {total:,} parameters, {trainable:,} trainable\n"
-        f"data: {data['description']}: {data['train']} train / {data['validation']} validation images, "
-        f"{data['labels']} classes\n"
+        f"data: {data.description}: {len(data.train)} train / {len(data.validation)} validation images, "
+        f"{len(data.labels)} classes\n"
         f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
-        + ", ".join(f"{part} {rate:g}" for part, rate in rates.items())
-        + f"\nbatch: {training_args.per_device_train_batch_size} per device x "
-        f"{training_args.gradient_accumulation_steps} accumulation x {training_args.world_size} processes "
-        f"= {effective} per step"
+        + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
+        + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
+        f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}"
     )
+
+
+def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr) -> dict:
+    """What `recipe.json` records: enough to rerun the experiment and to write the model card."""
+    augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
+    return {
+        "model": dataclasses.asdict(model_args),
+        "data": dataclasses.asdict(data_args),
+        "dataset": data.description,
+        "recipe": {
+            "frozen": frozen,
+            "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
+            "unfreeze_at_epoch": args.unfreeze_at_epoch,
+            "augmentation": {key: getattr(data_args, key) for key in augmentation}
+            | {"label_smoothing": args.label_smoothing_factor},
+            "epochs": args.num_train_epochs,
+            "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+            "optimizer": getattr(args.optim, "value", args.optim),
+            "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+            "weight_decay": args.weight_decay,
+            "seed": args.seed,
+        },
+    }
 
 
 def run(
@@ -173,6 +298,7 @@ def run(
     training_args: ResNetTrainingArguments,
     dataset=None,
     config=None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> FinetuneResult:
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
@@ -181,53 +307,39 @@ def run(
 
     data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
+    if training_args.sync_bn and training_args.world_size > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
     train_images = TrainImages(data.train, build_train_transform(processor, data_args), seed=training_args.seed)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
 
-    from_checkpoint = bool(model_args.model_name_or_path)
     head_lr = training_args.head_learning_rate or training_args.learning_rate
     backbone_lr = training_args.backbone_learning_rate
     if backbone_lr is None:
-        backbone_lr = PRETRAINED_BACKBONE_LR if from_checkpoint else head_lr
+        backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
+    head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
     rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
-    logger.info(
-        "hf_resnet run\n%s",
-        _summary(
-            {
-                "model": model,
-                "description": data.description,
-                "train": len(data.train),
-                "validation": len(data.validation),
-                "labels": len(data.labels),
-            },
-            model_args,
-            training_args,
-            frozen,
-            {k: v for k, v in rates.items() if k not in frozen},
-            from_checkpoint,
-        ),
-    )
+    logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule))
 
-    callbacks = [EpochSetter(train_images)]
+    stop = GracefulStop()
+    callbacks = [EpochSetter(train_images), stop, *(callbacks or [])]
     if training_args.unfreeze_at_epoch is not None and frozen:
         if training_args.world_size > 1:
             raise ValueError(
                 "--unfreeze_at_epoch is single-process only for now: DistributedDataParallel fixes the set of "
                 "trained parameters when it wraps the model. Use --freeze with fewer parts instead."
             )
-        callbacks.append(
-            GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
-        )
+        unfreezing = GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
+        callbacks.append(unfreezing)
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     if training_args.push_to_hub:
         from . import hub
 
         callbacks += hub.trainer_callbacks(training_args)
-    # hub.py does all pushing (with a model card and retry advice); the Trainer's own push must not run.
-    trainer_args = (
-        dataclasses.replace(training_args, push_to_hub=False) if training_args.push_to_hub else training_args
-    )
+    # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
+    # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
+    trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
 
     trainer = ResNetTrainer(
         model=model,
@@ -248,11 +360,18 @@ def run(
     )
 
     train_result = trainer.train(resume_from_checkpoint=resume_from)
+    output_dir = Path(training_args.output_dir)
     trainer.save_model()
     train_metrics = {**train_result.metrics, "train_samples": len(data.train)}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
+    if stop.requested:
+        logger.warning(
+            "Stopped at step %d; checkpoint saved. Resume with the same command plus --resume_from_checkpoint last",
+            stop.stopped_at,
+        )
+        return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
 
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
     prediction = trainer.predict(eval_images, metric_key_prefix="eval")
@@ -265,53 +384,16 @@ def run(
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
 
-    output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature
         report = per_class_report(logits, prediction.label_ids, data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = {
-            "model": dataclasses.asdict(model_args),
-            "data": dataclasses.asdict(data_args),
-            "dataset": data.description,
-            "recipe": {
-                "frozen": frozen,
-                "learning_rates": {
-                    "head": head_lr,
-                    "backbone": backbone_lr,
-                    "backbone_lr_decay": training_args.backbone_lr_decay,
-                },
-                "unfreeze_at_epoch": training_args.unfreeze_at_epoch,
-                "augmentation": {
-                    key: getattr(data_args, key)
-                    for key in (
-                        "crop_scale_min",
-                        "hflip",
-                        "auto_augment",
-                        "random_erasing",
-                        "mixup_alpha",
-                        "cutmix_alpha",
-                    )
-                }
-                | {"label_smoothing": training_args.label_smoothing_factor},
-                "epochs": training_args.num_train_epochs,
-                "batch_size": training_args.per_device_train_batch_size
-                * training_args.world_size
-                * training_args.gradient_accumulation_steps,
-                "optimizer": getattr(training_args.optim, "value", training_args.optim),
-                "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-                "weight_decay": training_args.weight_decay,
-                "seed": training_args.seed,
-            },
-        }
+        recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr)
         (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
         card.write_model_card(output_dir)
     if training_args.push_to_hub:
         from . import hub
 
         hub.push_after_training(output_dir, training_args)
-    metrics = {**train_metrics, **eval_metrics}
-    model.eval()
-    return FinetuneResult(
-        output_dir=output_dir, metrics={k: float(v) for k, v in metrics.items()}, labels=data.labels, model=model
-    )
+    metrics = {key: float(value) for key, value in {**train_metrics, **eval_metrics}.items()}
+    return FinetuneResult(output_dir, metrics, data.labels, model.eval())

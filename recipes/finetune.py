@@ -24,6 +24,8 @@ def main(argv=None) -> None:
     )
     model_args, data_args, training_args = hf_resnet.parse_args(argv)
     result = hf_resnet.run(model_args, data_args, training_args)
+    if result.interrupted_at is not None:
+        sys.exit(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:
         print(
             f"\nHeld-out accuracy: {result.metrics['eval_accuracy']:.4f} on {int(result.metrics['eval_samples'])} "

@@ -1,0 +1,153 @@
+"""Crashes and interruptions: real kills of real training processes, then resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+import hf_resnet
+from hf_resnet.training import STAGING_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(checkpoint, train, val, out, **extra):
+    return {
+        **dict(
+            model_name_or_path=str(checkpoint),
+            train_dir=str(train),
+            validation_dir=str(val),
+            output_dir=str(out),
+            num_train_epochs=2,
+            per_device_train_batch_size=8,  # 72 images: 9 steps per epoch
+            backbone_learning_rate=1e-2,
+            auto_augment="trivial",
+            mixup_alpha=0.2,
+            save_strategy="steps",
+            save_steps=4,
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=0,
+        ),
+        **extra,
+    }
+
+
+def test_sigkill_mid_checkpoint_then_resume_gives_the_uninterrupted_weights(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    reference = hf_resnet.finetune(**_args(tiny_checkpoint, train, val, tmp_path / "reference"))
+
+    # The same run in a subprocess that SIGKILLs itself while writing checkpoint-12's optimizer state,
+    # and that uses two DataLoader workers: augmentation must not depend on them.
+    killed = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal, torch, hf_resnet
+        real_save = torch.save
+        def save(obj, f, *args, **kwargs):
+            if "checkpoint-12" in str(f) and str(f).endswith("optimizer.pt"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_save(obj, f, *args, **kwargs)
+        torch.save = save
+        hf_resnet.finetune(**{_args(tiny_checkpoint, train, val, killed, dataloader_num_workers=2)!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert (killed / STAGING_DIR / "checkpoint-12" / "model.safetensors").is_file()  # the cut-off one
+    assert not (killed / STAGING_DIR / "checkpoint-12" / "trainer_state.json").exists()
+
+    resumed = hf_resnet.finetune(**_args(tiny_checkpoint, train, val, killed, resume_from_checkpoint="last"))
+
+    state = json.loads((resumed.output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 18
+    expected, actual = (
+        load_file(str(reference.output_dir / "model.safetensors")),
+        load_file(str(killed / "model.safetensors")),
+    )
+    worst = max((expected[name].float() - actual[name].float()).abs().max().item() for name in expected)
+    assert worst <= 1e-5
+    assert any(
+        not torch.equal(expected[n], load_file(str(tiny_checkpoint / "model.safetensors"))[n]) for n in expected
+    )
+
+
+def test_checkpoints_are_published_whole(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "out"
+    hf_resnet.finetune(**_args(tiny_checkpoint, train, val, out, num_train_epochs=1))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-8", "checkpoint-9"]  # save_total_limit 2
+    for checkpoint in out.glob("checkpoint-*"):
+        names = {p.name for p in checkpoint.iterdir()}
+        assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state.pth"} <= names
+    assert not any((out / STAGING_DIR).iterdir())
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "out"
+    flags = [
+        "--model_name_or_path",
+        str(tiny_checkpoint),
+        "--train_dir",
+        str(train),
+        "--validation_dir",
+        str(val),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "100000",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "100000",
+        "--per_device_train_batch_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "recipes" / "finetune.py"), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = []
+    for line in process.stdout:  # wait until training is under way
+        lines.append(line)
+        if "per optimizer step" in line:
+            break
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    output = "".join(lines) + output
+
+    assert process.returncode == 130, output[-3000:]
+    assert "SIGINT received" in output and "--resume_from_checkpoint last" in output
+    checkpoints = list(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 0 < step < 100000
+    assert (checkpoints[0] / "optimizer.pt").is_file() and (out / "model.safetensors").is_file()
+
+    resumed = hf_resnet.finetune(
+        model_name_or_path=str(tiny_checkpoint),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(out),
+        max_steps=step + 2,
+        per_device_train_batch_size=8,
+        resume_from_checkpoint="last",
+        disable_tqdm=True,
+        save_strategy="no",
+        eval_strategy="no",
+    )
+    assert json.loads((resumed.output_dir / "trainer_state.json").read_text())["global_step"] == step + 2
