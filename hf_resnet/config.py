@@ -164,6 +164,11 @@ class ResNetTrainingArguments(TrainingArguments):
     warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a fraction (< 1) of all."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule shared by all parameter groups."})
     output_dir: str | None = field(default=None, metadata={"help": "Where the model and results are written."})
+    # A ResNet uses every trained parameter in every step (frozen ones are not trained), so DDP need not search
+    # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step.
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Let DDP look for parameters without gradients (not needed here)."}
+    )
     # Pinned memory only speeds up host-to-GPU copies; on a CPU-only machine it just warns.
     dataloader_pin_memory: bool = field(
         default_factory=torch.cuda.is_available, metadata={"help": "Pin DataLoader memory (default: on with CUDA)."}

@@ -70,6 +70,17 @@ class ResNetTrainer(Trainer):
         self._staging = False
         super().__init__(*args, **kwargs)
 
+    def evaluation_loop(self, *args, **kwargs):
+        """Evaluate with rank 0's BatchNorm statistics on every rank: the ones that get saved.
+
+        Each DDP rank updates its running statistics from its own batches after the buffers are
+        broadcast, so without this every rank but 0 would evaluate a slightly different model.
+        """
+        if self.args.world_size > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        return super().evaluation_loop(*args, **kwargs)
+
     def _get_output_dir(self, trial) -> str:
         run_dir = super()._get_output_dir(trial)
         return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
@@ -308,6 +319,8 @@ def run(
     data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if training_args.sync_bn and training_args.world_size > 1:
+        if training_args.device.type != "cuda":
+            raise ValueError("--sync_bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
     train_images = TrainImages(data.train, build_train_transform(processor, data_args), seed=training_args.seed)
@@ -376,9 +389,13 @@ def run(
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
     prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
         **prediction.metrics,
-        **calibrate(model, torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)),
+        # The Trainer averages per-batch losses, which counts the padding of the last distributed batch;
+        # recomputed from the gathered logits, each image counts once, as in the other metrics.
+        "eval_loss": soft_cross_entropy((logits,), labels, label_smoothing=training_args.label_smoothing_factor).item(),
+        **calibrate(model, logits, labels),
         "eval_samples": len(data.validation),
     }
     trainer.log_metrics("eval", eval_metrics)
@@ -386,7 +403,7 @@ def run(
 
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature
-        report = per_class_report(logits, prediction.label_ids, data.labels)
+        report = per_class_report(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
         recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr)
         (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))

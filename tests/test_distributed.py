@@ -1,0 +1,127 @@
+"""Two real processes on the CPU (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import shape_image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+import hf_resnet
+from hf_resnet.images import open_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def launch_two(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / "finetune.py"),
+        *args,
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _flags(checkpoint, train, val, out):
+    return [
+        "--model_name_or_path",
+        str(checkpoint),
+        "--train_dir",
+        str(train),
+        "--validation_dir",
+        str(val),
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "5",
+        "--seed",
+        "0",
+        "--disable_tqdm",
+        "true",
+    ]
+
+
+def test_two_processes_halve_the_steps_and_count_each_eval_image_once(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "two"
+    result = launch_two(_flags(tiny_checkpoint, train, val, out), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "4 per device x 1 accumulation x 2 processes = 8 per optimizer step" in result.stdout + result.stderr
+
+    single = hf_resnet.finetune(
+        model_name_or_path=str(tiny_checkpoint),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "one"),
+        num_train_epochs=1,
+        per_device_train_batch_size=4,
+        seed=0,
+        disable_tqdm=True,
+        report_to="none",
+    )
+    steps_one = json.loads((single.output_dir / "trainer_state.json").read_text())["global_step"]
+    steps_two = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    assert (steps_one, steps_two) == (18, 9)
+
+    # 24 images over 2 ranks in batches of 5 pad the last batch; the metrics must not count the padding.
+    evaluation = json.loads((out / "eval_results.json").read_text())
+    assert evaluation["eval_samples"] == 24
+    model = AutoModelForImageClassification.from_pretrained(out).eval()
+    processor = AutoImageProcessor.from_pretrained(out)
+    paths = sorted(val.rglob("*.png"))
+    labels = torch.tensor([model.config.label2id[p.parent.name] for p in paths])
+    with torch.no_grad():
+        logits = model(processor([open_image(p) for p in paths], return_tensors="pt")["pixel_values"]).logits
+    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert evaluation["eval_accuracy"] == accuracy
+    assert abs(evaluation["eval_loss"] - loss) < 1e-5
+
+    # One output folder, written once: no per-rank copies.
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-9"]
+    assert len(list(out.glob("**/model.safetensors"))) == 2  # the final model and its one checkpoint
+
+
+def _truncated(path: Path) -> None:
+    shape_image(1, np.random.default_rng(0), size=64).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:400])
+
+
+def test_bad_image_stops_every_rank_with_the_same_error(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    _truncated(train / "hbar" / "cut.jpg")
+    result = launch_two(_flags(tiny_checkpoint, train, val, tmp_path / "out"), cwd=tmp_path, timeout=300)
+    assert result.returncode != 0
+    for rank in (0, 1):
+        assert any(f"[rank{rank}]" in line and "1 bad file(s)" in line for line in result.stderr.splitlines())
+    assert "cut.jpg: truncated or corrupt image" in result.stderr
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_bad_image_found_mid_training_does_not_deadlock(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    _truncated(train / "hbar" / "cut.jpg")
+    flags = _flags(tiny_checkpoint, train, val, tmp_path / "out") + ["--verify_images", "false"]
+    result = launch_two(flags, cwd=tmp_path, timeout=300)  # a hang would hit the timeout and fail the test
+    assert result.returncode != 0
+    assert "cut.jpg: truncated or corrupt image" in result.stderr
