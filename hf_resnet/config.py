@@ -75,6 +75,13 @@ class DataArguments:
         default=0.15,
         metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the Hub dataset as a stream (nothing downloaded up front; needs --max_steps and a "
+            "validation split). Local folders never need it: they are indexed without decoding."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick experiments)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation (quick experiments)."})
     verify_images: bool = field(

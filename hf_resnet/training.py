@@ -35,6 +35,7 @@ from .loading import EpochSetter, EvalImages, TrainImages, collate
 from .metrics import compute_metrics, per_class_report
 from .model import build_model, freeze, unfreeze
 from .optim import parameter_groups, part_learning_rates
+from .streaming import StreamEpochSetter, StreamTransform, load_stream
 from .transforms import build_batch_mix, build_eval_transform, build_train_transform
 
 logger = logging.getLogger(__name__)
@@ -264,6 +265,10 @@ def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
     return resume
 
 
+def _count(split) -> str:
+    return str(len(split)) if hasattr(split, "__len__") else "streamed"
+
+
 def _summary(model, data, model_args, args, frozen, rates, lr_rule) -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -271,7 +276,7 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule) -> str:
     source = model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)"
     return (
         f"model: {source}, {total:,} parameters, {trainable:,} trainable\n"
-        f"data: {data.description}: {len(data.train)} train / {len(data.validation)} validation images, "
+        f"data: {data.description}: {_count(data.train)} train / {_count(data.validation)} validation images, "
         f"{len(data.labels)} classes\n"
         f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
         + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
@@ -316,14 +321,29 @@ def run(
     transformers.set_seed(training_args.seed)
     resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
 
-    data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
+    streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
+    if streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming: a stream has no length, so pass --max_steps (the number of optimizer steps)")
+    if streaming:
+        data = load_stream(data_args, training_args.seed, dataset)
+    else:
+        data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if training_args.sync_bn and training_args.world_size > 1:
         if training_args.device.type != "cuda":
             raise ValueError("--sync_bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
-    train_images = TrainImages(data.train, build_train_transform(processor, data_args), seed=training_args.seed)
+    train_transform = build_train_transform(processor, data_args)
+    if streaming:
+        stream_transform = StreamTransform(train_transform, training_args.seed)
+        train_images = data.train.map(stream_transform)
+        epoch_setter = StreamEpochSetter(train_images, stream_transform)
+        # Each rank reads its own shards instead of rank 0 reading everything and dispatching batches.
+        training_args.accelerator_config.dispatch_batches = False
+    else:
+        train_images = TrainImages(data.train, train_transform, seed=training_args.seed)
+        epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
 
     head_lr = training_args.head_learning_rate or training_args.learning_rate
@@ -335,7 +355,7 @@ def run(
     logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule))
 
     stop = GracefulStop()
-    callbacks = [EpochSetter(train_images), stop, *(callbacks or [])]
+    callbacks = [epoch_setter, stop, *(callbacks or [])]
     if training_args.unfreeze_at_epoch is not None and frozen:
         if training_args.world_size > 1:
             raise ValueError(
@@ -375,7 +395,8 @@ def run(
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     output_dir = Path(training_args.output_dir)
     trainer.save_model()
-    train_metrics = {**train_result.metrics, "train_samples": len(data.train)}
+    train_samples = train_result.global_step * training_args.train_batch_size * training_args.world_size
+    train_metrics = {**train_result.metrics, "train_samples": train_samples if streaming else len(data.train)}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
@@ -394,9 +415,11 @@ def run(
         **prediction.metrics,
         # The Trainer averages per-batch losses, which counts the padding of the last distributed batch;
         # recomputed from the gathered logits, each image counts once, as in the other metrics.
-        "eval_loss": soft_cross_entropy((logits,), labels, label_smoothing=training_args.label_smoothing_factor).item(),
+        "eval_loss": soft_cross_entropy(
+            (logits,), labels, label_smoothing=training_args.label_smoothing_factor
+        ).item(),
         **calibrate(model, logits, labels),
-        "eval_samples": len(data.validation),
+        "eval_samples": len(labels),
     }
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)

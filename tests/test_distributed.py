@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import shape_image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -125,3 +126,39 @@ def test_bad_image_found_mid_training_does_not_deadlock(tiny_checkpoint, image_f
     result = launch_two(flags, cwd=tmp_path, timeout=300)  # a hang would hit the timeout and fail the test
     assert result.returncode != 0
     assert "cut.jpg: truncated or corrupt image" in result.stderr
+
+
+def test_streaming_sees_each_sample_once_per_epoch_across_2_ranks_x_2_workers(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "tests" / "stream_probe.py"),
+        str(tmp_path),
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    assert len(seen) == len(expected) == 40
+    assert sorted(seen) == sorted(expected)
+    evaluation = json.loads((tmp_path / "run" / "eval_results.json").read_text())
+    assert evaluation["eval_samples"] == 9
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 2 and loaded.mixed_precision == "bf16"

@@ -1,0 +1,118 @@
+"""Datasets too large to download or index: `--streaming` reads a Hub dataset as a `datasets.IterableDataset`.
+
+Sharding is left to the libraries, which do it without duplicates when the stream has at
+least as many shards as readers: Accelerate gives each rank its own shards
+(`IterableDataset.shard`, with `dispatch_batches=False`), and `datasets` splits a rank's
+shards among its DataLoader workers. Augmentation is seeded per (seed, epoch, sample key),
+the key being the image's path or a hash of its bytes, as for indexed data. The validation
+split is read into memory once (cap it with --max_eval_samples), so evaluation is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+import datasets
+import torch
+from datasets import ClassLabel
+from datasets import Image as ImageFeature
+from transformers import TrainerCallback
+
+from .config import DataArguments
+from .data import VALIDATION_SPLIT_NAMES, DataError, ImageData, _check_class_count, _pick_column
+from .images import open_image
+from .loading import sample_seed
+
+logger = logging.getLogger(__name__)
+
+#: Shuffle buffer: large enough to mix neighbouring shards' classes, small enough for RAM (about 1 GB of JPEGs).
+SHUFFLE_BUFFER = 10_000
+
+
+def sample_key(image: dict) -> int:
+    """A stable 63-bit id for a streamed image: its path, or its bytes when it has none."""
+    raw = image.get("path") or image.get("bytes") or b""
+    digest = hashlib.blake2b(raw.encode() if isinstance(raw, str) else raw, digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class StreamTransform:
+    """Decode and transform one streamed example; the epoch lives in shared memory for forked workers."""
+
+    def __init__(self, transform: Callable, seed: int):
+        self.transform, self.seed = transform, seed
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(int(epoch))
+
+    def __call__(self, example: dict) -> dict:
+        image = example["image"]
+        name = image.get("path") or "streamed image"
+        picture = open_image(image["bytes"] if image.get("bytes") else image["path"], name=name)
+        seed = sample_seed(self.seed, int(self.epoch), sample_key(image))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            pixels = self.transform(picture)
+        return {"pixel_values": pixels, "labels": example["label"], "sample_seed": seed}
+
+
+class StreamEpochSetter(TrainerCallback):
+    """Move the stream's shuffle and augmentation to the next epoch before its iterator is created."""
+
+    def __init__(self, stream: datasets.IterableDataset, transform: StreamTransform):
+        self.stream, self.transform = stream, transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = int(state.epoch or 0)
+        self.stream.set_epoch(epoch)
+        self.transform.set_epoch(epoch)
+
+
+def _canonical_stream(split: datasets.IterableDataset, image_column: str, label_column: str, where: str):
+    split = split.select_columns([image_column, label_column])
+    if image_column != "image":
+        split = split.rename_column(image_column, "image")
+    if label_column != "label":
+        split = split.rename_column(label_column, "label")
+    if not isinstance(split.features["label"], ClassLabel):
+        raise DataError(
+            f"{where}: streaming needs a ClassLabel label column (the classes must be known before reading the "
+            f"stream); {label_column!r} is {split.features['label']}. Drop --streaming or use a dataset with one."
+        )
+    return split.cast_column("image", ImageFeature(decode=False))
+
+
+def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
+    """Open train and validation splits as streams, with the labels from the dataset's features.
+
+    >>> data = load_stream(DataArguments(dataset_name="food101", streaming=True), seed=0)  # doctest: +SKIP
+    """
+    where = f"--dataset_name {data_args.dataset_name}" if data is None else "the streamed dataset"
+    if data is None:
+        if not data_args.dataset_name:
+            raise DataError("--streaming reads a Hub dataset: pass --dataset_name (local folders are indexed instead)")
+        data = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config, streaming=True)
+    if "train" not in data:
+        raise DataError(f"{where}: no 'train' split (splits: {list(data)})")
+    val_name = next((name for name in VALIDATION_SPLIT_NAMES if name in data), None)
+    if val_name is None:
+        raise DataError(f"{where}: a stream cannot be split stratified; it needs a validation or test split")
+    train = data["train"]
+    first = next(iter(train.take(1)))
+    fake = datasets.Dataset.from_dict({key: [] for key in first}, features=train.features)
+    image_column = _pick_column(fake, data_args.image_column, ("image", "img"), "--image_column")
+    label_column = _pick_column(fake, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    train = _canonical_stream(train, image_column, label_column, where)
+    validation = _canonical_stream(data[val_name], image_column, label_column, f"{where} split {val_name!r}")
+    labels = list(train.features["label"].names)
+    _check_class_count(labels, where)
+    if data_args.max_eval_samples is not None:
+        validation = validation.take(data_args.max_eval_samples)
+    # The held-out split is read once into an indexed dataset: distributed evaluation then pads and gathers
+    # it like any other, each image counted once (uneven streamed shards would desynchronise the ranks).
+    validation = datasets.Dataset.from_list(list(validation), features=validation.features)
+    train = train.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset")
