@@ -35,9 +35,7 @@ def photo_folders(root: Path, per_class: int = 10, seed: int = 0) -> tuple[Path,
         lambda im, p: im.convert("CMYK").save(p.with_suffix(".jpg")),
         lambda im, p: im.convert("P", palette=Image.ADAPTIVE).save(p.with_suffix(".png")),
         lambda im, p: im.convert("LA").save(p.with_suffix(".png")),
-        lambda im, p: Image.fromarray(np.asarray(im.convert("L"), dtype=np.uint16) * 257).save(
-            p.with_suffix(".png")
-        ),
+        lambda im, p: Image.fromarray(np.asarray(im.convert("L"), dtype=np.uint16) * 257).save(p.with_suffix(".png")),
         lambda im, p: _exif_rotated(im, p.with_suffix(".jpg")),
     ]
     for split, count in (("train", per_class), ("val", per_class // 2)):
