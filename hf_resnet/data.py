@@ -150,7 +150,7 @@ def _check_known(classes, labels: list[str], where: str) -> None:
         )
 
 
-def _check_class_count(labels: list[str], where: str) -> None:
+def check_class_count(labels: list[str], where: str) -> None:
     if len(labels) < 2:
         raise DataError(f"{where}: found only {len(labels)} class {labels}; a classifier needs at least two.")
 
@@ -158,7 +158,7 @@ def _check_class_count(labels: list[str], where: str) -> None:
 def _load_folders(data_args: DataArguments, seed: int) -> ImageData:
     paths, classes = scan_image_folder(data_args.train_dir, data_args, "--train_dir")
     labels = sorted(set(classes))
-    _check_class_count(labels, f"--train_dir {data_args.train_dir}")
+    check_class_count(labels, f"--train_dir {data_args.train_dir}")
     train = _from_files(paths, classes, labels)
     description = str(data_args.train_dir)
     if data_args.validation_dir:
@@ -193,7 +193,7 @@ def split_stratified(dataset: Dataset, fraction: float, seed: int, where: str) -
     return parts["train"], parts["test"]
 
 
-def _pick_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
+def pick_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...], argument: str) -> str:
     columns = dataset.column_names
     if given:
         if given not in columns:
@@ -205,13 +205,19 @@ def _pick_column(dataset: Dataset, given: str | None, candidates: tuple[str, ...
     raise DataError(f"cannot guess the {argument.lstrip('-').replace('_', ' ')}; pass {argument} (columns: {columns})")
 
 
-def _canonical(split: Dataset, image_column: str, label_column: str, labels: list[str] | None) -> Dataset:
-    """Rename to `image`/`label` and make `label` a ClassLabel with the shared names."""
+def select_image_and_label(split, image_column: str, label_column: str):
+    """Keep only the two columns, named `image` and `label` (works on streams too)."""
     split = split.select_columns([image_column, label_column])
     if image_column != "image":
         split = split.rename_column(image_column, "image")
     if label_column != "label":
         split = split.rename_column(label_column, "label")
+    return split
+
+
+def _canonical(split: Dataset, image_column: str, label_column: str, labels: list[str] | None) -> Dataset:
+    """Rename to `image`/`label` and make `label` a ClassLabel with the shared names."""
+    split = select_image_and_label(split, image_column, label_column)
     if not isinstance(split.features["image"], ImageFeature):
         split = split.cast_column("image", ImageFeature())
     feature = split.features["label"]
@@ -245,11 +251,11 @@ def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: 
     if "train" not in data:
         raise DataError(f"{description}: no 'train' split (splits: {list(data)})")
     train = data["train"]
-    image_column = _pick_column(train, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
-    label_column = _pick_column(train, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    image_column = pick_column(train, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
+    label_column = pick_column(train, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
     train = _canonical(train, image_column, label_column, None)
     labels = list(train.features["label"].names)
-    _check_class_count(labels, description)
+    check_class_count(labels, description)
     val_name = next((name for name in VALIDATION_SPLIT_NAMES if name in data), None)
     if val_name is None:
         train = _verify_split(train, data_args, f"{description} train")

@@ -21,7 +21,14 @@ from datasets import Image as ImageFeature
 from transformers import TrainerCallback
 
 from .config import DataArguments
-from .data import VALIDATION_SPLIT_NAMES, DataError, ImageData, _check_class_count, _pick_column
+from .data import (
+    VALIDATION_SPLIT_NAMES,
+    DataError,
+    ImageData,
+    check_class_count,
+    pick_column,
+    select_image_and_label,
+)
 from .images import open_image
 from .loading import sample_seed
 
@@ -72,11 +79,7 @@ class StreamEpochSetter(TrainerCallback):
 
 
 def _canonical_stream(split: datasets.IterableDataset, image_column: str, label_column: str, where: str):
-    split = split.select_columns([image_column, label_column])
-    if image_column != "image":
-        split = split.rename_column(image_column, "image")
-    if label_column != "label":
-        split = split.rename_column(label_column, "label")
+    split = select_image_and_label(split, image_column, label_column)
     if not isinstance(split.features["label"], ClassLabel):
         raise DataError(
             f"{where}: streaming needs a ClassLabel label column (the classes must be known before reading the "
@@ -103,12 +106,12 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
     train = data["train"]
     first = next(iter(train.take(1)))
     fake = datasets.Dataset.from_dict({key: [] for key in first}, features=train.features)
-    image_column = _pick_column(fake, data_args.image_column, ("image", "img"), "--image_column")
-    label_column = _pick_column(fake, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    image_column = pick_column(fake, data_args.image_column, ("image", "img"), "--image_column")
+    label_column = pick_column(fake, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
     train = _canonical_stream(train, image_column, label_column, where)
     validation = _canonical_stream(data[val_name], image_column, label_column, f"{where} split {val_name!r}")
     labels = list(train.features["label"].names)
-    _check_class_count(labels, where)
+    check_class_count(labels, where)
     if data_args.max_eval_samples is not None:
         validation = validation.take(data_args.max_eval_samples)
     # The held-out split is read once into an indexed dataset: distributed evaluation then pads and gathers
