@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,55 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TINY_SIZE = 32
+ROOT = Path(__file__).resolve().parents[1]
+#: What every finished run writes, like the transformers examples.
+OUTPUT_FILES = (
+    "model.safetensors",
+    "config.json",
+    "preprocessor_config.json",
+    "README.md",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "trainer_state.json",
+)
+
+
+def accelerate_launch(
+    script: Path,
+    args: list[str],
+    processes: int = 1,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: int = 600,
+) -> subprocess.CompletedProcess:
+    """Run `accelerate launch [--multi_gpu --num_processes N] script args` as a user would, on the CPU."""
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    extra = {"PYTHONPATH": str(ROOT / "tests")}
+    if processes > 1:
+        command.insert(3, "--multi_gpu")
+        # Two real processes on a CPU machine; one thread each so they do not fight over 2 cores.
+        extra |= {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*command, str(script), *args],
+        cwd=cwd,
+        env={**os.environ, **extra, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def tiny_config(num_labels: int = 3, layer_type: str = "basic", **overrides) -> ResNetConfig:

@@ -1,42 +1,21 @@
 """Two real processes on the CPU (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2`)."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import shape_image
+from conftest import ROOT, accelerate_launch, shape_image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
 from hf_resnet.images import open_image
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def launch_two(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "recipes" / "finetune.py"),
-        *args,
-    ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return accelerate_launch(ROOT / "recipes" / "finetune.py", args, processes=2, cwd=cwd, timeout=timeout)
 
 
 def _flags(checkpoint, train, val, out):
@@ -129,24 +108,7 @@ def test_bad_image_found_mid_training_does_not_deadlock(tiny_checkpoint, image_f
 
 
 def test_streaming_sees_each_sample_once_per_epoch_across_2_ranks_x_2_workers(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "tests" / "stream_probe.py"),
-        str(tmp_path),
-    ]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    result = accelerate_launch(ROOT / "tests" / "stream_probe.py", [str(tmp_path)], processes=2)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     seen = json.loads((tmp_path / "seen.json").read_text())
     expected = json.loads((tmp_path / "expected.json").read_text())

@@ -1,7 +1,6 @@
 """The recipe as a user runs it: `accelerate launch recipes/finetune.py ...` in a subprocess."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from conftest import save_tiny_checkpoint
+from conftest import OUTPUT_FILES, ROOT, accelerate_launch, save_tiny_checkpoint
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -19,7 +18,6 @@ import hf_resnet
 from hf_resnet.api import parse_args
 from hf_resnet.parts import part_of
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Real photographs shipped inside installed wheels: the only real photos an offline machine has.
 PHOTOS = {
     "china": Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg",
@@ -60,25 +58,8 @@ def _exif_rotated(image: Image.Image, path: Path) -> None:
     image.transpose(Image.Transpose.ROTATE_270).save(path, exif=exif)
 
 
-def launch(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "recipes" / "finetune.py"),
-        *args,
-    ]
-    result = subprocess.run(
-        command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
-    )
+def launch(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = accelerate_launch(ROOT / "recipes" / "finetune.py", args, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -150,16 +131,7 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
     accuracy = float(result.stdout.split("Held-out accuracy: ")[1].split()[0])
     assert accuracy >= 0.90
     out = tmp_path / "outputs" / "digits-resnet18"
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "preprocessor_config.json",
-        "README.md",
-        "all_results.json",
-        "train_results.json",
-        "eval_results.json",
-        "trainer_state.json",
-    ):
+    for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
