@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hf_resnet.images import ImageError
 from hf_resnet.inference import Classifier, Picture, load_classifier, load_picture
 
 
@@ -64,10 +66,10 @@ def grad_cam(
     >>> tuple(heatmap.shape), float(heatmap.max()) <= 1.0
     ((64, 64), True)
     """
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
     with torch.enable_grad():
         # requires_grad on the input keeps a graph even when every weight is frozen.
-        pixel_values = pixel_values.detach().to(device).requires_grad_(True)
+        pixel_values = pixel_values.detach().to(parameter.device, parameter.dtype).requires_grad_(True)
         outputs = model(pixel_values=pixel_values, output_hidden_states=True)
         features = outputs.hidden_states[-1]  # output of the last stage, before pooling
         logits = outputs.logits[0]
@@ -139,7 +141,11 @@ def explain(
 
 def _run_cli(args: argparse.Namespace) -> int:
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
-    explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
+    try:
+        explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
+    except (ImageError, ValueError) as error:  # ImageError is a ValueError; so are unknown targets
+        print(f"hf-resnet explain: {error}", file=sys.stderr)
+        return 2
     print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
     return 0
 

@@ -235,9 +235,13 @@ def _variant(
         latency_ms_batch32=round(measure_latency(run, batch32, max(2, repeats // 5)), 2),
     )
     if reference is not None:
-        logits = torch.cat([run(chunk) for chunk in pixel_values.split(32)])
-        report.max_logit_diff, report.top1_agreement = compare_logits(reference, logits)
+        report.max_logit_diff, report.top1_agreement = compare_logits(reference, _logits(run, pixel_values))
     return report
+
+
+def _logits(run: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Tensor) -> torch.Tensor:
+    # In chunks: a ResNet-50 forward over hundreds of images at once would need gigabytes of activations.
+    return torch.cat([run(chunk) for chunk in pixel_values.split(32)])
 
 
 def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
@@ -272,10 +276,12 @@ def export(
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
     classifier = load_classifier(model, device="cpu")
+    if classifier.model is None:
+        raise ValueError("export needs the PyTorch model; pass a model folder, Hub id or loaded model")
     out = Path(out) if out is not None else _default_out(model)
     out.mkdir(parents=True, exist_ok=True)
     samples = classifier.preprocess(_gather(sample_images, seed=0))
-    reference = classifier.forward(samples)
+    reference = _logits(classifier.forward, samples)
     onnx_path = export_onnx(classifier.model, out / ONNX_FILE_NAME, samples[:1])
     classifier.config.save_pretrained(out)
     classifier.processor.save_pretrained(out)

@@ -13,6 +13,7 @@ import argparse
 import functools
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -357,7 +358,11 @@ def classify(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
+    try:
+        answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
+    except (ImageError, FileNotFoundError) as error:
+        print(f"hf-resnet classify: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(dict(zip(args.images, answers)), indent=2))
         return 0

@@ -13,8 +13,7 @@ from conftest import tiny_config
 from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetForImageClassification
 
-from hf_resnet import explain as explain_module
-from hf_resnet.explain import Explanation, explain, grad_cam
+from hf_resnet.explain import Explanation, explain, grad_cam, register_cli
 
 SIZE = 128  # the last stage of a ResNet is 1/32 of the input: a 4x4 map, enough to localise
 OBJECT = 24
@@ -113,7 +112,7 @@ def test_cli_writes_the_overlay(detector: Path, tmp_path: Path, capsys):
     path = tmp_path / "scene.png"
     Image.fromarray(_scene(np.random.default_rng(3), (70, 20))).save(path)
     parser = argparse.ArgumentParser(prog="hf-resnet")
-    explain_module.register_cli(parser.add_subparsers(required=True))
+    register_cli(parser.add_subparsers(required=True))
     args = parser.parse_args(["explain", str(path), "--model", str(detector), "--out", str(tmp_path / "cam.png")])
     assert args.func(args) == 0
     label, score, out = capsys.readouterr().out.split()
@@ -121,3 +120,6 @@ def test_cli_writes_the_overlay(detector: Path, tmp_path: Path, capsys):
     args = parser.parse_args(["explain", str(path), "--model", str(detector), "--target", "0", "--out", out])
     assert args.func(args) == 0
     assert capsys.readouterr().out.split()[0] == "empty"
+    args = parser.parse_args(["explain", str(path), "--model", str(detector), "--target", "cat", "--out", out])
+    assert args.func(args) == 2
+    assert "hf-resnet explain: unknown label 'cat'" in capsys.readouterr().err

@@ -13,8 +13,7 @@ from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_proces
 from PIL import Image
 from transformers import ResNetForImageClassification
 
-from hf_resnet import export as export_module
-from hf_resnet.export import ExportError, export, reference_photos
+from hf_resnet.export import ExportError, ExportReport, export, reference_photos, register_cli
 from hf_resnet.inference import classify, load_classifier
 
 WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
@@ -53,7 +52,7 @@ def _shapes(count: int, seed: int) -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def exported(shapes_model: Path) -> export_module.ExportReport:
+def exported(shapes_model: Path) -> ExportReport:
     return export(
         shapes_model,
         quantize="int8",
@@ -63,7 +62,7 @@ def exported(shapes_model: Path) -> export_module.ExportReport:
     )
 
 
-def test_onnx_and_int8_files_agree_with_pytorch(exported: export_module.ExportReport, shapes_model: Path):
+def test_onnx_and_int8_files_agree_with_pytorch(exported: ExportReport, shapes_model: Path):
     out = shapes_model / "onnx"
     assert exported.out_dir == str(out)
     assert {"model.onnx", "model_int8.onnx", "config.json", "preprocessor_config.json"} <= {
@@ -129,7 +128,7 @@ def test_cli_exports_from_image_folders_and_reports_refusals(shapes_model: Path,
         for i, image in enumerate(images):
             image.save(folder / f"{i}.png")
     parser = argparse.ArgumentParser(prog="hf-resnet")
-    export_module.register_cli(parser.add_subparsers(required=True))
+    register_cli(parser.add_subparsers(required=True))
     common = ["export", "--model", str(shapes_model), "--sample-dir", str(samples), "--repeats", "1"]
     args = parser.parse_args([*common, "--out", str(tmp_path / "fp32")])
     assert args.func(args) == 0

@@ -111,6 +111,16 @@ def test_already_loaded_model_is_accepted(tiny_checkpoint: Path, photo: Image.Im
     assert classify(photo, model=model) == classify(photo, model=tiny_checkpoint)
 
 
+def test_bfloat16_checkpoint_runs_in_its_own_dtype(tiny_checkpoint: Path, photo: Image.Image, tmp_path: Path):
+    model = AutoModelForImageClassification.from_pretrained(tiny_checkpoint).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "bf16")
+    load_classifier(tiny_checkpoint).processor.save_pretrained(tmp_path / "bf16")
+    assert next(load_classifier(tmp_path / "bf16").model.parameters()).dtype == torch.bfloat16
+    answer, reference = classify(photo, model=tmp_path / "bf16"), classify(photo, model=tiny_checkpoint)
+    assert [e["label"] for e in answer] == [e["label"] for e in reference]
+    np.testing.assert_allclose([e["score"] for e in answer], [e["score"] for e in reference], atol=0.02)
+
+
 def test_model_is_loaded_once_and_reloaded_when_the_folder_changes(tmp_path: Path, photo: Image.Image):
     folder = save_tiny_checkpoint(tmp_path / "m", seed=1)
     first = load_classifier(folder)
@@ -228,3 +238,8 @@ def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, t
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(path) and len(lines) == 4
     assert lines[1].split()[1] == classify(path, model=tiny_checkpoint, top_k=1)[0]["label"]
+    args = parser.parse_args(["classify", str(tmp_path / "gone.png"), "--model", str(tiny_checkpoint)])
+    assert args.func(args) == 2
+    assert (
+        capsys.readouterr().err.strip() == f"hf-resnet classify: {tmp_path / 'gone.png'}: no such file. Check the path"
+    )
