@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification, pipeline
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from hf_resnet.export import export, reference_photos
+from hf_resnet.deployment import export, reference_photos
 from hf_resnet.inference import classify, load_classifier
 
 #: Digits used to fit the probe's BatchNorm statistics and head, then held out for measuring.

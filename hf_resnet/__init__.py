@@ -10,8 +10,8 @@ from .api import finetune, parse_args
 from .calibration import expected_calibration_error, fit_temperature
 from .config import DataArguments, ModelArguments, ResNetTrainingArguments
 from .data import DataError, ImageData, load_image_data
-from .explain import Explanation, explain
-from .export import ExportError, ExportReport, export
+from .deployment import ExportError, ExportReport, export
+from .gradcam import Explanation, explain
 from .hub import PushError, push
 from .images import ImageError, open_image, to_rgb
 from .inference import classify

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: Modules that contribute a sub-command through `register_cli(subparsers)`.
-COMMAND_MODULES = ("hf_resnet.inference", "hf_resnet.explain", "hf_resnet.export", "hf_resnet.hub")
+COMMAND_MODULES = ("hf_resnet.inference", "hf_resnet.gradcam", "hf_resnet.deployment", "hf_resnet.hub")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_proces
 from PIL import Image
 from transformers import ResNetForImageClassification
 
-from hf_resnet.export import ExportError, ExportReport, export, reference_photos, register_cli
+from hf_resnet.deployment import ExportError, ExportReport, export, reference_photos, register_cli
 from hf_resnet.inference import classify, load_classifier
 
 WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
