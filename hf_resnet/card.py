@@ -21,7 +21,15 @@ from matplotlib.figure import Figure
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 TRAINING_CURVES_PNG = "training_curves.png"
 #: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
-METRIC_NAMES = {"accuracy": "Accuracy", "f1_macro": "Macro F1", "top5_accuracy": "Top-5 accuracy", "loss": "Loss"}
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "f1_macro": "Macro F1",
+    "top5_accuracy": "Top-5 accuracy",
+    "loss": "Loss",
+    "ece": "Expected calibration error (15 bins)",
+    "ece_calibrated": "ECE after temperature scaling (fitted on this split)",
+    "temperature": "Calibration temperature (applied by hf_resnet.classify)",
+}
 #: Keys of the model-index (Hub leaderboards) for each metric we report there.
 MODEL_INDEX_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "top5_accuracy": "top_5_accuracy"}
 #: Recipe entries listed by name in the card, in this order; the rest follow under their own keys.
