@@ -6,6 +6,7 @@ Each default is set once, here, with the reason beside it. The recipe, the Pytho
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -106,6 +107,46 @@ class DataArguments:
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})
 
 
+# Speed (issue 6): defaults that depend on the machine.
+#: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
+#: workers feed more images per second than a ResNet-50 trains on one GPU.
+MAX_WORKERS_PER_PROCESS = 16
+#: Where training augmentation is finished (see hf_resnet/loading.py): "workers", "device" or "auto".
+AUGMENT_PLACES = ("auto", "workers", "device")
+
+
+def default_num_workers() -> int:
+    """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
+
+    None on a CPU-only machine with two cores or fewer: the model's threads already keep every
+    core busy, so a worker process adds contention and copies but no parallelism (measured in
+    docs/benchmarks.md); the main process decodes between steps instead.
+
+    >>> default_num_workers() >= 0
+    True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if per_process <= 2 and not torch.cuda.is_available():
+        return 0
+    return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))
+
+
+def default_mixed_precision() -> tuple[bool, bool]:
+    """(bf16, fp16) for a run that chose neither: bf16 on GPUs with native bf16, else fp16 with loss scaling.
+
+    Nothing on a CPU (bf16 autocast there trades accuracy for little speed) or when
+    `accelerate launch --mixed_precision` already chose.
+
+    >>> default_mixed_precision() if not torch.cuda.is_available() else (False, False)
+    (False, False)
+    """
+    if "ACCELERATE_MIXED_PRECISION" in os.environ or not torch.cuda.is_available():
+        return False, False
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    return native_bf16, not native_bf16
+
+
 @dataclass
 class ResNetTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the transfer-learning knobs; every Trainer flag still works.
@@ -180,9 +221,67 @@ class ResNetTrainingArguments(TrainingArguments):
     dataloader_pin_memory: bool = field(
         default_factory=torch.cuda.is_available, metadata={"help": "Pin DataLoader memory (default: on with CUDA)."}
     )
+    # Speed (issue 6). Figures behind these defaults: docs/benchmarks.md, "Training throughput".
+    augment_on: str = field(
+        default="auto",
+        metadata={
+            "help": "Where training images are resized, normalised and erased: workers (DataLoader processes, "
+            "float tensors out), device (the GPU, in batch, from uint8 crops) or auto: device on a GPU, whose "
+            "workers would otherwise be the bottleneck; workers on a CPU, where they overlap the model."
+        },
+    )
+    gpu_decode: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode JPEGs on the GPU (nvjpeg, torchvision.io.decode_jpeg) instead of in the workers. Off by "
+            "default: reduced-size CPU decoding keeps up unless a GPU has only a few CPU cores to feed it."
+        },
+    )
+    # NHWC is the layout oneDNN (CPU) and cuDNN tensor cores (GPU) run convolutions in; NCHW costs a conversion.
+    channels_last: bool = field(default=True, metadata={"help": "Keep weights and activations channels-last (NHWC)."})
+    cache_frozen_features: bool = field(
+        default=False,
+        metadata={
+            "help": "With the backbone frozen through stage3 or stage4, compute its features once per image and train "
+            "only the rest. Much faster epochs, but training sees one fixed view per image: no random crops, flips "
+            "or mixing."
+        },
+    )
+    # One worker per core left over by the training loop (none on a two-core CPU-only machine: see the function).
+    dataloader_num_workers: int = field(
+        default_factory=default_num_workers, metadata={"help": "DataLoader worker processes (default: from CPUs)."}
+    )
+    # Restarting workers each epoch re-imports torch in each of them: seconds per epoch for nothing.
+    dataloader_persistent_workers: bool = field(
+        default=True, metadata={"help": "Keep DataLoader workers alive between epochs."}
+    )
+    # One kernel for all parameters instead of several per tensor; the Trainer picks it only on torch >= 2.8.
+    optim: str = field(default="adamw_torch_fused", metadata={"help": "Optimizer (Trainer names)."})
+    # The Trainer's NaN filter reads the loss back every step, a host-GPU sync that stalls the input pipeline.
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Skip NaN/inf losses in the logged average (syncs with the GPU each step)."}
+    )
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 autocast. Default: on for GPUs with native bf16 (Ampere and later)."}
+    )
+    fp16: bool | None = field(
+        default=None, metadata={"help": "fp16 autocast with loss scaling. Default: on for GPUs without native bf16."}
+    )
+    # With pinned memory, non-blocking copies let the next batch travel while the GPU still runs this one.
+    accelerator_config: dict | str | None = field(
+        default_factory=lambda: {"non_blocking": torch.cuda.is_available()},
+        metadata={"help": "Accelerator settings (dict or JSON file), as in TrainingArguments."},
+    )
 
     def __post_init__(self):
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
+        # Speed (issue 6): resolve the machine-dependent defaults before TrainingArguments validates them.
+        if self.bf16 is None and self.fp16 is None:
+            self.bf16, self.fp16 = default_mixed_precision()
+        self.bf16, self.fp16 = bool(self.bf16), bool(self.fp16)
+        self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
+        if self.augment_on not in AUGMENT_PLACES:
+            raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
         super().__post_init__()

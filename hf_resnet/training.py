@@ -31,7 +31,9 @@ from . import card
 from .calibration import expected_calibration_error, fit_temperature
 from .config import DataArguments, ModelArguments, ResNetTrainingArguments
 from .data import load_image_data
-from .loading import EpochSetter, EvalImages, TrainImages, collate
+from .features import cache_frozen_features
+from .layout import use_channels_last
+from .loading import EpochSetter, EvalImages, TrainImages, collate, train_stage
 from .metrics import compute_metrics, per_class_report
 from .model import build_model, freeze, unfreeze
 from .optim import parameter_groups, part_learning_rates
@@ -70,6 +72,10 @@ class ResNetTrainer(Trainer):
         self.batch_mix = batch_mix
         self._staging = False
         super().__init__(*args, **kwargs)
+        # Speed (issue 6): channels-last weights where safe (layout.py); training_step puts inputs in the same layout.
+        wanted = getattr(self.args, "channels_last", False)
+        safe = wanted and use_channels_last(self.model, self.args.device)
+        self.layout = torch.channels_last if safe else torch.contiguous_format
 
     def evaluation_loop(self, *args, **kwargs):
         """Evaluate with rank 0's BatchNorm statistics on every rank: the ones that get saved.
@@ -120,12 +126,16 @@ class ResNetTrainer(Trainer):
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        seeds = inputs.pop("sample_seed", None)
+        inputs.pop("sample_seed", None)
+        mix_seed = inputs.pop("mix_seed", None)  # a Python int: seeding never reads a value back from the GPU
+        if "crops" in inputs:  # uint8 crops from the workers (--augment_on device): finish them here, in batch
+            inputs["pixel_values"] = inputs.pop("crops").finish()
+        inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=self.layout)
         if self.batch_mix is not None:
             # Seeded by the batch's own samples, so a resumed run mixes exactly as an uninterrupted one.
             with torch.random.fork_rng(devices=[]):
-                if seeds is not None:
-                    torch.manual_seed(int(seeds[0]))
+                if mix_seed is not None:
+                    torch.manual_seed(mix_seed)
                 inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
         return super().training_step(model, inputs, num_items_in_batch)
 
@@ -342,9 +352,17 @@ def run(
         # Each rank reads its own shards instead of rank 0 reading everything and dispatching batches.
         training_args.accelerator_config.dispatch_batches = False
     else:
-        train_images = TrainImages(data.train, train_transform, seed=training_args.seed)
+        stage = train_stage(training_args.augment_on, training_args.gpu_decode, training_args.device)
+        train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage)
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
+    skip_frozen = None
+    if training_args.cache_frozen_features:  # speed (issue 6): see hf_resnet/features.py for the trade-off
+        if streaming:
+            raise ValueError("--cache_frozen_features needs a dataset of known length, not a stream")
+        eval_transform = build_eval_transform(processor)
+        train_images, skip_frozen = cache_frozen_features(model, frozen, data.train, eval_transform, training_args)
+        logger.warning("Training on cached features: random crops, flips, auto-augment, erasing and mixing are off")
 
     head_lr = training_args.head_learning_rate or training_args.learning_rate
     backbone_lr = training_args.backbone_learning_rate
@@ -389,10 +407,12 @@ def run(
         head_lr=head_lr,
         backbone_lr=backbone_lr,
         lr_decay=training_args.backbone_lr_decay,
-        batch_mix=build_batch_mix(len(data.labels), data_args),
+        batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args),
     )
 
     train_result = trainer.train(resume_from_checkpoint=resume_from)
+    if skip_frozen is not None:
+        skip_frozen.remove()
     output_dir = Path(training_args.output_dir)
     trainer.save_model()
     train_samples = train_result.global_step * training_args.train_batch_size * training_args.world_size

@@ -4,19 +4,34 @@ Evaluation calls the checkpoint's `AutoImageProcessor` itself, so validation num
 measured on exactly the tensors the model will see in `transformers.pipeline` or
 `hf_resnet.classify`. Training replaces the processor's resize + centre crop with a random
 resized crop to the same output size and keeps its mean/std, so train and eval statistics agree.
+
+Training augmentation is split in two so it can run wherever is cheapest. `TrainAugment.plan`
+draws every random choice of a sample (crop box, flip, erased patch, auto-augment seed) from its
+seed and the image's size alone, before a pixel is decoded: that is what lets the loader decode a
+JPEG at reduced size (it knows the crop) and what makes the result independent of where the rest
+runs. `TrainAugment.finish` then resizes, flips, normalises and erases a list of crops as one
+batch, with plain torch ops: in a DataLoader worker on a CPU, or on the GPU after the uint8 crops
+are copied there. Both places run the same function, so they give the same pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import math
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
+from torchvision.transforms.v2 import functional as TF
 
-from .config import DataArguments
+if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
+    from .config import DataArguments
 
 _RESAMPLE_TO_INTERPOLATION = {
     0: InterpolationMode.NEAREST,
@@ -26,6 +41,15 @@ _RESAMPLE_TO_INTERPOLATION = {
     4: InterpolationMode.BOX,
     5: InterpolationMode.HAMMING,
 }
+
+#: RandomResizedCrop's aspect-ratio range: torchvision's default, the ImageNet training recipe.
+CROP_RATIO = (3 / 4, 4 / 3)
+#: Random erasing's area fraction and aspect-ratio ranges: torchvision's defaults (also timm's).
+ERASE_SCALE, ERASE_RATIO = (0.02, 0.33), (0.3, 3.3)
+#: Draws before RandomResizedCrop and RandomErasing give up (torchvision's count).
+ATTEMPTS = 10
+#: The kernels torch can resize with on every device; LANCZOS (CPU only), BOX and HAMMING fall back to BICUBIC.
+_TENSOR_INTERPOLATIONS = (InterpolationMode.NEAREST, InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
 
 
 @dataclass(frozen=True)
@@ -89,30 +113,161 @@ def set_processor_size(processor, size: int) -> None:
         processor.crop_size = {"height": size, "width": size}
 
 
-def build_train_transform(processor, data_args: DataArguments) -> Callable[[Image.Image], torch.Tensor]:
-    """Per-image training augmentation producing the processor's output size and normalisation."""
-    geometry = processor_geometry(processor)
-    steps: list = [
-        T.PILToTensor(),
-        T.RandomResizedCrop(
-            (geometry.height, geometry.width),
-            scale=(data_args.crop_scale_min, 1.0),
-            interpolation=geometry.interpolation,
-            antialias=True,
-        ),
-    ]
-    if data_args.hflip > 0:
-        steps.append(T.RandomHorizontalFlip(data_args.hflip))
-    if data_args.auto_augment == "trivial":
-        steps.append(T.TrivialAugmentWide(interpolation=InterpolationMode.BILINEAR))
-    elif data_args.auto_augment == "rand":
-        steps.append(T.RandAugment(interpolation=InterpolationMode.BILINEAR))
-    elif data_args.auto_augment != "none":
+def crop_box(
+    rng: random.Random, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float] = CROP_RATIO
+) -> tuple[int, int, int, int]:
+    """RandomResizedCrop's box `(top, left, height, width)`, drawn as torchvision draws it.
+
+    >>> crop_box(random.Random(0), 100, 100, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    (0, 0, 100, 100)
+    """
+    area, log_ratio = height * width, (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(ATTEMPTS):
+        target_area = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    # Fallback, as torchvision: the largest centred box within the ratio range.
+    if width / height < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif width / height > max(ratio):
+        h, w = height, round(height * max(ratio))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def erase_box(rng: random.Random, height: int, width: int, p: float) -> tuple[int, int, int, int]:
+    """RandomErasing's patch `(top, left, height, width)` in output pixels; `(0, 0, 0, 0)` when none.
+
+    >>> erase_box(random.Random(0), 224, 224, p=0.0)
+    (0, 0, 0, 0)
+    """
+    if p <= 0 or rng.random() >= p:
+        return (0, 0, 0, 0)
+    log_ratio = (math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]))
+    for _ in range(ATTEMPTS):
+        erase_area = height * width * rng.uniform(*ERASE_SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        h, w = round(math.sqrt(erase_area * aspect)), round(math.sqrt(erase_area / aspect))
+        if h < height and w < width:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    return (0, 0, 0, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(shift, scale) with uint8 * scale + shift = (uint8 / 255 - mean) / std, in one fused op."""
+    # Built once per device: a tensor made from Python floats each batch would be a blocking host-to-GPU copy.
+    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32, device=device)
+    scale = torch.tensor([1 / (255 * s) for s in std], dtype=torch.float32, device=device)
+    return shift.view(1, -1, 1, 1), scale.view(1, -1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every random choice of one training sample, drawn before its pixels are decoded."""
+
+    box: tuple[int, int, int, int]  # crop (top, left, height, width) in the upright, full-size image
+    flip: bool
+    erase: tuple[int, int, int, int]  # erased patch in output pixels; zero size = none
+    aug_seed: int  # seeds the auto-augment operation and magnitude
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """Training augmentation: random resized crop, flip, optional auto-augment, normalisation, random erasing.
+
+    Callable on a PIL image like any torchvision transform; the loader uses `plan` and `finish`
+    directly, to decode only what the crop needs and to finish whole batches on the GPU.
+    """
+
+    geometry: Geometry
+    crop_scale: tuple[float, float]
+    hflip: float
+    auto_augment: str
+    random_erasing: float
+
+    def plan(self, height: int, width: int, seed: int) -> Plan:
+        """Draw a sample's crop, flip, erased patch and auto-augment seed from `seed` and the image size.
+
+        >>> augment.plan(480, 640, seed=1) == augment.plan(480, 640, seed=1)  # doctest: +SKIP
+        True
+        """
+        rng = random.Random(seed)
+        box = crop_box(rng, height, width, self.crop_scale)
+        flip = rng.random() < self.hflip
+        erase = erase_box(rng, self.geometry.height, self.geometry.width, self.random_erasing)
+        return Plan(box=box, flip=flip, erase=erase, aug_seed=rng.getrandbits(63))
+
+    @functools.cached_property
+    def _auto(self) -> Callable | None:
+        if self.auto_augment == "trivial":
+            return T.TrivialAugmentWide(interpolation=InterpolationMode.BILINEAR)
+        if self.auto_augment == "rand":
+            return T.RandAugment(interpolation=InterpolationMode.BILINEAR)
+        return None
+
+    def finish(self, crops: Sequence[torch.Tensor], plans: Sequence[Plan]) -> torch.Tensor:
+        """Resize uint8 crops `(3, h, w)` to the output size, flip, auto-augment, normalise and erase them.
+
+        Runs on the crops' device; returns a float32 channels-last batch. Every choice comes
+        from the plans as Python values, so on a GPU nothing is read back from it and nothing
+        waits for the previous step; normalisation is one fused op for the whole batch.
+
+        >>> augment.finish([torch.zeros(3, 300, 400, dtype=torch.uint8)], [plan]).shape  # doctest: +SKIP
+        torch.Size([1, 3, 224, 224])
+        """
+        g = self.geometry
+        device = crops[0].device
+        size = [g.height, g.width]
+        interpolation = g.interpolation if g.interpolation in _TENSOR_INTERPOLATIONS else InterpolationMode.BICUBIC
+        shape = (len(crops), 3, g.height, g.width)
+        batch = torch.empty(shape, dtype=torch.uint8, device=device, memory_format=torch.channels_last)
+        for i, (crop, plan) in enumerate(zip(crops, plans)):
+            image = TF.resize(crop, size, interpolation=interpolation, antialias=True)
+            if plan.flip:
+                image = image.flip(-1)
+            if self._auto is not None:
+                with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
+                    torch.manual_seed(plan.aug_seed)
+                    image = self._auto(image)
+            batch[i] = image
+        shift, scale = _normaliser(g.mean, g.std, device)
+        batch = torch.addcmul(shift, batch, scale)
+        for i, plan in enumerate(plans):
+            top, left, height, width = plan.erase
+            if height and width:  # 0 after normalisation is the dataset mean, torchvision's value=0
+                batch[i, :, top : top + height, left : left + width] = 0.0
+        return batch
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Augment one PIL image (fully decoded) into a normalised `(3, H, W)` tensor; randomness from torch's RNG."""
+        seed = int(torch.randint(0, 2**63 - 1, ()))
+        plan = self.plan(image.height, image.width, seed)
+        top, left, height, width = plan.box
+        crop = np.array(image.convert("RGB").crop((left, top, left + width, top + height)))
+        return self.finish([torch.from_numpy(crop).permute(2, 0, 1)], [plan])[0]
+
+
+def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
+    """Training augmentation producing the processor's output size and normalisation.
+
+    >>> from hf_resnet.config import DataArguments
+    >>> from hf_resnet.model import default_image_processor
+    >>> build_train_transform(default_image_processor(), DataArguments()).geometry.height
+    224
+    """
+    if data_args.auto_augment not in ("none", "trivial", "rand"):
         raise ValueError(f"--auto_augment {data_args.auto_augment!r}: choose none, trivial or rand")
-    steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(geometry.mean, geometry.std)]
-    if data_args.random_erasing > 0:
-        steps.append(T.RandomErasing(p=data_args.random_erasing, value=0))
-    return T.Compose(steps)
+    return TrainAugment(
+        geometry=processor_geometry(processor),
+        crop_scale=(data_args.crop_scale_min, 1.0),
+        hflip=data_args.hflip,
+        auto_augment=data_args.auto_augment,
+        random_erasing=data_args.random_erasing,
+    )
 
 
 def build_eval_transform(processor) -> Callable[[list[Image.Image]], torch.Tensor]:

@@ -1,0 +1,483 @@
+"""Training throughput: the usual way (transformers' image-classification example) vs hf_resnet's defaults.
+
+    python benchmarks/train_throughput.py [--arch resnet-18] [--image_size 224] [--batch_size 16] [--steps 12]
+                                          [--rounds 3] [--compile] [--accuracy_epochs 0] [--json results.json]
+
+Both sides train the same randomly initialised model layout (a full fine-tune: nothing
+frozen) on the same JPEG folder, with the same batch size and number of steps; rounds are
+interleaved (baseline, hf_resnet, model-only, ...), so load from other processes hits all alike.
+
+- baseline: a faithful re-implementation of `examples/pytorch/image-classification/
+  run_image_classification.py`'s data path: `load_dataset("imagefolder")`, per-sample PIL
+  decode and `torchvision.transforms` (RandomResizedCrop, RandomHorizontalFlip, ToTensor,
+  Normalize) in `set_transform`, its `collate_fn`, and a plain `Trainer` with default
+  `TrainingArguments` (fp32, no DataLoader workers).
+- hf_resnet: `hf_resnet.finetune(...)` with default settings, the same call a user makes.
+- model-only: the training step (forward, loss, backward, AdamW) on synthetic tensors already in
+  memory: the ceiling for any data path. NCHW at fp32, and channels-last at hf_resnet's default
+  precision (fp32 on a CPU, bf16 autocast on a GPU with bf16).
+
+Images/s are counted from the end of the warm-up steps (worker start-up, allocator warm-up and
+cuDNN autotuning excluded) to the last step, on both sides.
+
+The images are real photographs: random crops of the three photos that ship inside installed
+wheels (scikit-learn's china.jpg and flower.jpg, 640x427; matplotlib's grace_hopper.jpg,
+512x600), 60-100% of each side at the photo's own resolution, saved as JPEG at quality 90 in
+one class folder per source photo: 360-640 px on the longer side, the size of most Hub image
+datasets. They are not upscaled to camera sizes: resampling smooths away the detail a camera
+records and makes JPEGs unrealistically cheap to decode (upscaled to 500-1000 px they
+compressed to under 2 bits per pixel; the sources hold 1.6-5.8). No download needed, and the
+task (which photo a crop comes from) is learnable, which `--accuracy_epochs` uses to check
+that both ways reach the same accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import PIL
+import sklearn
+import torch
+import torchvision
+import transformers
+from PIL import Image, features
+from torchvision.transforms import (
+    CenterCrop,
+    Compose,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    Resize,
+    ToTensor,
+)
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+import hf_resnet
+from hf_resnet.config import BACKBONE_PARTS, default_mixed_precision
+from hf_resnet.model import default_image_processor, resnet_config
+
+#: The photos shipped in installed wheels; each becomes one class.
+SOURCE_PHOTOS = {
+    "china": Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg",
+    "flower": Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg",
+    "grace_hopper": Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg",
+}
+#: Share of each side of the source photo a crop keeps (native resolution, no resampling).
+CROP_SIDE = (0.6, 1.0)
+#: Quality camera and phone apps save at.
+JPEG_QUALITY = 90
+#: CPU share other processes may use for the machine to count as quiet between runs (--wait_quiet).
+QUIET_CPU_SHARE = 0.05
+
+
+def photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
+    """Write `per_class` random crops of each source photo as JPEGs in `root/<photo>/`; reuse them if present.
+
+    >>> photo_folder(Path("/tmp/photos"), per_class=4)  # doctest: +SKIP
+    PosixPath('/tmp/photos')
+    """
+    rng = np.random.default_rng(seed)
+    for name, path in SOURCE_PHOTOS.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(list(folder.glob("*.jpg"))) >= per_class:
+            continue
+        photo = Image.open(path).convert("RGB")
+        width, height = photo.size
+        for i in range(per_class):
+            crop_w, crop_h = (round(side * rng.uniform(*CROP_SIDE)) for side in (width, height))
+            left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
+            crop = photo.crop((left, top, left + crop_w, top + crop_h))
+            crop.save(folder / f"{name}_{i:05d}.jpg", quality=JPEG_QUALITY)
+    return root
+
+
+class StepTimer(TrainerCallback):
+    """Wall-clock time at the end of each optimizer step; GPU work is waited for at the two ends of the window."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.times = warmup, steps, {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in (self.warmup, self.steps):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times[state.global_step] = time.perf_counter()
+
+    def images_per_second(self, batch_size: int) -> float:
+        return (self.steps - self.warmup) * batch_size / (self.times[self.steps] - self.times[self.warmup])
+
+
+def _quiet_arguments(output_dir: str, args) -> dict:
+    return dict(
+        output_dir=output_dir,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_level="error",
+        seed=args.seed,
+    )
+
+
+def baseline_trainer(train_dir: Path, validation_dir: Path | None, output_dir: str, args, **overrides) -> Trainer:
+    """transformers' image-classification example, as written: datasets imagefolder, set_transform, plain Trainer."""
+    from datasets import load_dataset
+
+    dataset = load_dataset("imagefolder", data_dir=str(train_dir), split="train")
+    labels = dataset.features["label"].names
+    config = resnet_config(
+        args.arch,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(args.seed)
+    model = transformers.ResNetForImageClassification(config)
+    image_processor = default_image_processor(args.image_size)
+    # From here on, the example's code (names and all).
+    if "shortest_edge" in image_processor.size:
+        size = image_processor.size["shortest_edge"]
+    else:
+        size = (image_processor.size["height"], image_processor.size["width"])
+    normalize = Normalize(mean=image_processor.image_mean, std=image_processor.image_std)
+    _train_transforms = Compose([RandomResizedCrop(size), RandomHorizontalFlip(), ToTensor(), normalize])
+    _val_transforms = Compose([Resize(size), CenterCrop(size), ToTensor(), normalize])
+
+    def train_transforms(example_batch):
+        example_batch["pixel_values"] = [_train_transforms(image.convert("RGB")) for image in example_batch["image"]]
+        return example_batch
+
+    def val_transforms(example_batch):
+        example_batch["pixel_values"] = [_val_transforms(image.convert("RGB")) for image in example_batch["image"]]
+        return example_batch
+
+    def collate_fn(examples):
+        pixel_values = torch.stack([example["pixel_values"] for example in examples])
+        labels = torch.tensor([example["label"] for example in examples])
+        return {"pixel_values": pixel_values, "labels": labels}
+
+    def compute_metrics(p):
+        return {"accuracy": float((np.argmax(p.predictions, axis=1) == p.label_ids).mean())}
+
+    dataset.set_transform(train_transforms)
+    validation = None
+    if validation_dir is not None:
+        validation = load_dataset("imagefolder", data_dir=str(validation_dir), split="train")
+        validation.set_transform(val_transforms)
+    training_args = TrainingArguments(
+        **{**_quiet_arguments(output_dir, args), "remove_unused_columns": False, **overrides}
+    )
+    return Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        eval_dataset=validation,
+        compute_metrics=compute_metrics,
+        processing_class=image_processor,
+        data_collator=collate_fn,
+    )
+
+
+def run_baseline(train_dir: Path, args) -> float:
+    timer = StepTimer(args.warmup, args.steps)
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = baseline_trainer(train_dir, None, output_dir, args)
+        trainer.add_callback(timer)
+        trainer.train()
+    return timer.images_per_second(args.batch_size)
+
+
+def run_hf_resnet(train_dir: Path, validation_dir: Path, args, **overrides) -> tuple[float, dict]:
+    """`hf_resnet.finetune` with its defaults; only the run's length, size and output are set."""
+    timer = StepTimer(args.warmup, args.steps)
+    with tempfile.TemporaryDirectory() as output_dir:
+        settings = {
+            **_quiet_arguments(output_dir, args),
+            "arch": args.arch,
+            "image_size": args.image_size,
+            "train_dir": str(train_dir),
+            "validation_dir": str(validation_dir),
+            **overrides,
+        }
+        result = hf_resnet.finetune(callbacks=[timer], **settings)
+    return timer.images_per_second(args.batch_size), result.metrics
+
+
+def run_model_only(args, channels_last: bool, compile_model: bool = False) -> float:
+    """The training step on synthetic tensors: forward, cross-entropy, backward, fused AdamW."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    model = transformers.ResNetForImageClassification(resnet_config(args.arch, num_labels=len(SOURCE_PHOTOS)))
+    model.to(device).train()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    pixels = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    pixels = pixels.contiguous(memory_format=layout)
+    labels = torch.randint(0, len(SOURCE_PHOTOS), (args.batch_size,), device=device)
+    bf16, fp16 = default_mixed_precision() if channels_last else (False, False)
+    autocast = torch.bfloat16 if bf16 else torch.float16 if fp16 else None
+    scaler = torch.amp.GradScaler(enabled=fp16)
+    forward = torch.compile(model) if compile_model else model
+
+    def step():
+        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            logits = forward(pixel_values=pixels).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+    started = time.perf_counter()
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    if compile_model:
+        _progress(f"compiled and warmed up in {time.perf_counter() - started:.0f} s")
+    start = time.perf_counter()
+    for _ in range(args.steps - args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (args.steps - args.warmup) * args.batch_size / (time.perf_counter() - start)
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Share of the machine's CPU time used by any process over `seconds` (Linux /proc/stat), measured while idle."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy_before, total_before = sample()
+    time.sleep(seconds)
+    busy_after, total_after = sample()
+    return (busy_after - busy_before) / max(1, total_after - total_before)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = QUIET_CPU_SHARE) -> float:
+    """Wait (up to `max_wait` seconds) until other processes leave the CPU idle; return the share they used last."""
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy()
+    return busy
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__,
+        "pillow": PIL.__version__,
+        "libjpeg_turbo": features.check_feature("libjpeg_turbo"),
+    }
+    try:
+        model_names = [
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        ]
+        info["cpu"] = model_names[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return info
+
+
+def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
+    runs = {
+        "baseline": lambda: run_baseline(train_dir, args),
+        "hf_resnet": lambda: run_hf_resnet(train_dir, validation_dir, args)[0],
+        "model_only_nchw_fp32": lambda: run_model_only(args, channels_last=False),
+        "model_only_channels_last": lambda: run_model_only(args, channels_last=True),
+    }
+    if args.compile:
+        runs["model_only_channels_last_compiled"] = lambda: run_model_only(
+            args, channels_last=True, compile_model=True
+        )
+    for variant in args.hf_variant:
+        key, value = variant.split("=", 1)
+        overrides = {key: json.loads(value)}
+        runs[f"hf_resnet_{key}={value}"] = lambda o=overrides: run_hf_resnet(train_dir, validation_dir, args, **o)[0]
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    busy: list[float] = []
+    for round_index in range(args.rounds):
+        for name, run in runs.items():
+            if args.wait_quiet > 0 and Path("/proc/stat").exists():
+                busy.append(wait_for_quiet(args.wait_quiet))
+            samples[name].append(run())
+            _progress(f"round {round_index + 1}/{args.rounds} {name}: {samples[name][-1]:.2f} images/s")
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        "images_per_second": median,
+        "all_rounds": samples,
+        "others_cpu_share_before_runs": busy,
+        "speedup_vs_baseline": median["hf_resnet"] / median["baseline"],
+        "share_of_channels_last_ceiling": median["hf_resnet"] / median["model_only_channels_last"],
+    }
+
+
+class _TrainEnd(TrainerCallback):
+    def on_train_end(self, args, state, control, **kwargs):
+        self.time = time.perf_counter()
+
+
+def frozen_backbone(args, train_dir: Path, validation_dir: Path) -> dict:
+    """Seconds to train the head on a frozen backbone for `--frozen_epochs`, with and without the feature cache.
+
+    Timed from the `finetune` call (data checks and, with the cache, the one pass through the
+    backbone included) to the end of training.
+    """
+    seconds = {}
+    for cache in (False, True):
+        end = _TrainEnd()
+        with tempfile.TemporaryDirectory() as output_dir:
+            settings = {
+                **_quiet_arguments(output_dir, args),
+                "arch": args.arch,
+                "image_size": args.image_size,
+                "train_dir": str(train_dir),
+                "validation_dir": str(validation_dir),
+                "max_steps": -1,
+                "num_train_epochs": args.frozen_epochs,
+                "freeze": ",".join(BACKBONE_PARTS),
+                "cache_frozen_features": cache,
+            }
+            start = time.perf_counter()
+            hf_resnet.finetune(callbacks=[end], **settings)
+        seconds["cached" if cache else "not_cached"] = end.time - start
+        _progress(f"frozen backbone, cache={cache}: {seconds['cached' if cache else 'not_cached']:.1f} s")
+    return {"epochs": args.frozen_epochs, "seconds": seconds, "speedup": seconds["not_cached"] / seconds["cached"]}
+
+
+def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
+    """Train both ways for the same epochs and hyperparameters; evaluate each with its own evaluation transform."""
+    results: dict[str, list[float]] = {"baseline": [], "hf_resnet": []}
+    same = dict(learning_rate=1e-3, weight_decay=1e-4, lr_scheduler_type="cosine", warmup_steps=0.05)
+    for seed in range(args.accuracy_seeds):
+        run_args = argparse.Namespace(**{**vars(args), "seed": seed, "steps": -1})
+        epochs = {"num_train_epochs": args.accuracy_epochs}
+        with tempfile.TemporaryDirectory() as output_dir:
+            trainer = baseline_trainer(train_dir, validation_dir, output_dir, run_args, **same, **epochs)
+            trainer.train()
+            results["baseline"].append(trainer.evaluate()["eval_accuracy"])
+        results["hf_resnet"].append(
+            _hf_accuracy_run(train_dir, validation_dir, run_args, same, epochs)["eval_accuracy"]
+        )
+        _progress(
+            f"accuracy seed {seed}: baseline {results['baseline'][-1]:.3f}, hf_resnet {results['hf_resnet'][-1]:.3f}"
+        )
+    return {name: {"runs": values, "mean": statistics.mean(values)} for name, values in results.items()}
+
+
+def _hf_accuracy_run(train_dir: Path, validation_dir: Path, args, same: dict, epochs: dict) -> dict:
+    with tempfile.TemporaryDirectory() as output_dir:
+        settings = {
+            **_quiet_arguments(output_dir, args),
+            "arch": args.arch,
+            "image_size": args.image_size,
+            "train_dir": str(train_dir),
+            "validation_dir": str(validation_dir),
+            **same,
+            **epochs,
+        }
+        return hf_resnet.finetune(**settings).metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", default="resnet-18", help="Layout to train (random init, nothing frozen).")
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=12, help="Optimizer steps per run, warm-up included.")
+    parser.add_argument("--warmup", type=int, default=2, help="Steps left out of the timing.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; medians are reported.")
+    parser.add_argument("--compile", action="store_true", help="Also time torch.compile on the model-only step.")
+    parser.add_argument(
+        "--hf_variant",
+        action="append",
+        default=[],
+        help="KEY=JSON: also time hf_resnet with this one setting changed (repeatable), e.g. max_grad_norm=1.0.",
+    )
+    parser.add_argument("--frozen_epochs", type=float, default=0, help="> 0: time the frozen-feature cache.")
+    parser.add_argument("--accuracy_epochs", type=float, default=0, help="> 0: also compare eval accuracy.")
+    parser.add_argument("--accuracy_seeds", type=int, default=2)
+    parser.add_argument("--accuracy_images", type=int, default=300, help="Training images for the accuracy check.")
+    parser.add_argument(
+        "--wait_quiet", type=float, default=0, help="Before each run, wait up to this many seconds for an idle CPU."
+    )
+    parser.add_argument("--data_dir", default=None, help="Where the JPEG folders are written (kept for reuse).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="Also write the results here.")
+    args = parser.parse_args(argv)
+
+    root = Path(args.data_dir or Path(tempfile.gettempdir()) / "hf_resnet_train_throughput")
+    per_class = math.ceil(args.steps * args.batch_size / len(SOURCE_PHOTOS))  # one epoch covers every step
+    train_dir = photo_folder(root / f"train_{per_class}", per_class, seed=1)
+    validation_dir = photo_folder(root / "validation", 30, seed=2)
+    report = {
+        "command": "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:]),
+        "machine": machine(),
+    }
+    report["load_before"] = os.getloadavg()
+    _progress(f"{per_class * len(SOURCE_PHOTOS)} training JPEGs in {train_dir}")
+    report["throughput"] = throughput(args, train_dir, validation_dir)
+    if args.frozen_epochs > 0:
+        report["frozen_backbone"] = frozen_backbone(args, train_dir, validation_dir)
+    if args.accuracy_epochs > 0:
+        accuracy_dir = photo_folder(root / f"train_{args.accuracy_images // 3}", args.accuracy_images // 3, seed=3)
+        report["accuracy"] = accuracy(args, accuracy_dir, validation_dir)
+    report["load_after"] = os.getloadavg()
+
+    figures = report["throughput"]
+    print(
+        f"\n{args.arch} at {args.image_size} px, batch {args.batch_size}, {args.steps - args.warmup} timed steps, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    for name, value in figures["images_per_second"].items():
+        print(f"  {name:36s} {value:8.2f} images/s")
+    print(f"  hf_resnet / baseline                 {figures['speedup_vs_baseline']:8.2f}x")
+    print(f"  hf_resnet / model-only channels-last {figures['share_of_channels_last_ceiling']:8.1%}")
+    if "frozen_backbone" in report:
+        frozen = report["frozen_backbone"]
+        print(
+            f"  frozen backbone, {frozen['epochs']:g} epochs: {frozen['seconds']['not_cached']:.1f} s, with the "
+            f"feature cache {frozen['seconds']['cached']:.1f} s ({frozen['speedup']:.1f}x)"
+        )
+    if "accuracy" in report:
+        for name, result in report["accuracy"].items():
+            print(f"  eval accuracy {name:22s} {result['mean']:.3f} ({', '.join(f'{v:.3f}' for v in result['runs'])})")
+    print(f"  load average before/after: {report['load_before'][0]:.2f} / {report['load_after'][0]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Frozen-feature caching: run the frozen front of the network once per image, then train only what follows.
+
+With the whole backbone frozen (a linear probe) or all of it but the last stage, the frozen
+part computes the same thing every epoch and takes nearly all of the step's time. Caching
+its output turns every epoch into a pass over the head (or the last stage and the head): on
+a CPU, a ResNet-18 head-only epoch is over a hundred times cheaper than a full one.
+
+The price is augmentation. The features are computed once, from the view evaluation uses
+(the processor's resize and centre crop), so random crops, flips, auto-augment, random
+erasing and mixup/cutmix no longer apply; the head sees the same vectors every epoch. For a
+linear head on pretrained features that is the classic linear-probe recipe and loses little;
+for training a whole stage on a small dataset, augmentation usually matters more, so this is
+opt-in (`--cache_frozen_features`).
+
+The model itself is not changed: `SkipFrozen` makes the frozen parts pass their input
+through while the model is in training mode (their input is then their own cached output),
+and run normally in evaluation mode, so evaluation, checkpoints and the saved model are
+those of the full network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .config import BACKBONE_PARTS
+from .loading import EvalImages
+
+logger = logging.getLogger(__name__)
+
+#: Cache only when the frozen front is embedder..stage3 at least: what is left to train is then stage4 and the
+#: head at most, a small share of the step; caching earlier outputs would cost megabytes per image and save less.
+MIN_CACHED_PARTS = 4
+
+
+def cached_parts(frozen: Sequence[str]) -> int:
+    """How many leading backbone parts can be cached: the frozen ones, if they are the network's front.
+
+    >>> cached_parts(["embedder", "stage1", "stage2", "stage3", "stage4"]), cached_parts(["stage2"])
+    (5, 0)
+    """
+    count = 0
+    while count < len(BACKBONE_PARTS) and BACKBONE_PARTS[count] in frozen:
+        count += 1
+    return count
+
+
+def _front(model: nn.Module, parts: int) -> list[nn.Module]:
+    # The transformers ResNet in input-to-output order: embedder, then stages 1-4 (see parts.py).
+    resnet = model.resnet
+    return [resnet.embedder, *resnet.encoder.stages][:parts]
+
+
+@torch.no_grad()
+def compute_features(
+    model: nn.Module,
+    images: torch.utils.data.Dataset,
+    parts: int,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The output of the first `parts` backbone parts for every image, stored as float16 on the CPU.
+
+    With the whole backbone (5 parts) the features are pooled, `(N, C, 1, 1)`: the pooling is
+    the next thing the network does and it makes the cache a few kilobytes per image.
+
+    >>> images = EvalImages(data.train, build_eval_transform(processor))  # doctest: +SKIP
+    >>> compute_features(model, images, parts=5).shape  # doctest: +SKIP
+    torch.Size([72, 512, 1, 1])
+    """
+    device = next(model.parameters()).device
+    front = _front(model, parts)
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
+    chunks = []
+    try:
+        for batch in loader:
+            hidden = batch["pixel_values"].to(device, non_blocking=True)
+            if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+                hidden = hidden.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+            ):
+                for module in front:
+                    hidden = module(hidden)
+                if parts == len(BACKBONE_PARTS):
+                    hidden = model.resnet.pooler(hidden)
+            # float16 halves the cache; its 11-bit mantissa is finer than the bf16 compute GPUs train in.
+            chunks.append(hidden.to("cpu", torch.float16))
+    finally:
+        model.train(was_training)
+    features = torch.cat(chunks)
+    logger.info(
+        "Cached %s features of %d images (%.1f MB)", tuple(features.shape[1:]), len(features), features.nbytes / 1e6
+    )
+    return features
+
+
+class FeatureImages(torch.utils.data.Dataset):
+    """Cached features and labels, indexed like the images they came from."""
+
+    def __init__(self, features: torch.Tensor, labels: Sequence[int]):
+        if len(features) != len(labels):
+            raise ValueError(f"{len(features)} feature rows for {len(labels)} labels")
+        self.features, self.labels = features, list(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixel_values": self.features[index].float(), "labels": self.labels[index]}
+
+
+class SkipFrozen:
+    """While the model trains, its first `parts` parts pass their input through: it is their cached output.
+
+    In evaluation mode they run as usual, so `Trainer.evaluate` and `predict` see the full
+    network on real images. `remove()` restores the model exactly.
+
+    >>> skip = SkipFrozen(model, parts=5)  # doctest: +SKIP
+    >>> model.train()(pixel_values=cached).logits  # only the head ran  # doctest: +SKIP
+    >>> skip.remove()  # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, parts: int):
+        self.modules = _front(model, parts)
+        for module in self.modules:
+            module.forward = self._skipping(module, module.forward)
+
+    @staticmethod
+    def _skipping(module: nn.Module, forward):
+        def maybe_skip(hidden, *args, **kwargs):
+            return hidden if module.training else forward(hidden, *args, **kwargs)
+
+        return maybe_skip
+
+    def remove(self) -> None:
+        for module in self.modules:
+            if "forward" in vars(module):
+                del module.forward  # back to the class's forward
+
+
+def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_transform, args):
+    """Compute the frozen front's features of a training split; return (their dataset, the installed `SkipFrozen`).
+
+    `split` is a `datasets.Dataset` with `image` and `label` columns, `args` the run's
+    `ResNetTrainingArguments` (device, eval batch size, workers, mixed precision).
+
+    >>> train_features, skip = cache_frozen_features(model, frozen, data.train, eval_transform, args)  # doctest: +SKIP
+    """
+    parts = cached_parts(frozen)
+    if parts < MIN_CACHED_PARTS:
+        raise ValueError(
+            f"--cache_frozen_features needs the backbone frozen through stage3 at least (--freeze "
+            f"{','.join(BACKBONE_PARTS[:MIN_CACHED_PARTS])} or {','.join(BACKBONE_PARTS)}); frozen here: "
+            f"{', '.join(frozen) or 'nothing'}"
+        )
+    if args.unfreeze_at_epoch is not None:
+        raise ValueError("--cache_frozen_features and --unfreeze_at_epoch: unfreezing changes what could be cached")
+    autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    features = compute_features(
+        model.to(args.device),
+        EvalImages(split, eval_transform),
+        parts,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
+        autocast_dtype=autocast_dtype,
+    )
+    return FeatureImages(features, split["label"]), SkipFrozen(model, parts)
