@@ -115,7 +115,9 @@ def scan_image_folder(root: str | Path, data_args: DataArguments, argument: str)
     paths, classes, problems = [], [], []
     for class_dir in class_dirs:
         files = sorted(
-            p for p in class_dir.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)
+            p
+            for p in class_dir.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
         )
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         problems += [f"{p}: not an image file (extension {p.suffix or 'none'})" for p in files if p not in images]

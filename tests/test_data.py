@@ -156,3 +156,11 @@ def test_class_label_feature_with_names_is_kept():
 def test_unknown_column_is_named():
     with pytest.raises(DataError, match=r"--label_column 'kind' is not a column"):
         load_image_data(DataArguments(label_column="kind"), dataset=_in_memory())
+
+
+def test_folder_inside_a_hidden_directory_and_hidden_files_in_it(tmp_path):
+    # ~/.cache/... is where the embedded default lives: only dot-files *inside* the class folders are skipped.
+    root = make_image_folder(tmp_path / ".cache" / "photos", per_class=3)
+    (root / "circle" / ".DS_Store").write_bytes(b"\x00\x01")
+    data = load(train_dir=str(root), validation_split=0.34)
+    assert len(data.train) + len(data.validation) == 9
