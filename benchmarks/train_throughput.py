@@ -75,13 +75,16 @@ SOURCE_PHOTOS = {
 }
 #: Share of each side of the source photo a crop keeps (native resolution, no resampling).
 CROP_SIDE = (0.6, 1.0)
+#: Crops for the accuracy check: small patches (sky, foliage, background), so the task is not solved outright and a
+#: difference between the two ways of training would show.
+ACCURACY_CROP_SIDE = (0.15, 0.35)
 #: Quality camera and phone apps save at.
 JPEG_QUALITY = 90
 #: CPU share other processes may use for the machine to count as quiet between runs (--wait_quiet).
 QUIET_CPU_SHARE = 0.05
 
 
-def photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
+def photo_folder(root: Path, per_class: int, seed: int = 0, crop_side: tuple[float, float] = CROP_SIDE) -> Path:
     """Write `per_class` random crops of each source photo as JPEGs in `root/<photo>/`; reuse them if present.
 
     >>> photo_folder(Path("/tmp/photos"), per_class=4)  # doctest: +SKIP
@@ -96,7 +99,7 @@ def photo_folder(root: Path, per_class: int, seed: int = 0) -> Path:
         photo = Image.open(path).convert("RGB")
         width, height = photo.size
         for i in range(per_class):
-            crop_w, crop_h = (round(side * rng.uniform(*CROP_SIDE)) for side in (width, height))
+            crop_w, crop_h = (round(side * rng.uniform(*crop_side)) for side in (width, height))
             left, top = int(rng.integers(0, width - crop_w + 1)), int(rng.integers(0, height - crop_h + 1))
             crop = photo.crop((left, top, left + crop_w, top + crop_h))
             crop.save(folder / f"{name}_{i:05d}.jpg", quality=JPEG_QUALITY)
@@ -218,8 +221,11 @@ def run_hf_resnet(train_dir: Path, validation_dir: Path, args, **overrides) -> t
     return timer.images_per_second(args.batch_size), result.metrics
 
 
-def run_model_only(args, channels_last: bool, compile_model: bool = False) -> float:
-    """The training step on synthetic tensors: forward, cross-entropy, backward, fused AdamW."""
+def run_model_only(args, channels_last: bool, compile_model: bool = False, force_bf16: bool = False) -> float:
+    """The training step on synthetic tensors: forward, cross-entropy, backward, fused AdamW.
+
+    Precision: fp32 in NCHW (the usual way); hf_resnet's default in channels-last; bf16 with `force_bf16`.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     model = transformers.ResNetForImageClassification(resnet_config(args.arch, num_labels=len(SOURCE_PHOTOS)))
@@ -231,6 +237,7 @@ def run_model_only(args, channels_last: bool, compile_model: bool = False) -> fl
     pixels = pixels.contiguous(memory_format=layout)
     labels = torch.randint(0, len(SOURCE_PHOTOS), (args.batch_size,), device=device)
     bf16, fp16 = default_mixed_precision() if channels_last else (False, False)
+    bf16, fp16 = (True, False) if force_bf16 else (bf16, fp16)
     autocast = torch.bfloat16 if bf16 else torch.float16 if fp16 else None
     scaler = torch.amp.GradScaler(enabled=fp16)
     forward = torch.compile(model) if compile_model else model
@@ -321,10 +328,11 @@ def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
         runs["model_only_channels_last_compiled"] = lambda: run_model_only(
             args, channels_last=True, compile_model=True
         )
+    if args.model_only_bf16:
+        runs["model_only_channels_last_bf16"] = lambda: run_model_only(args, channels_last=True, force_bf16=True)
     for variant in args.hf_variant:
-        key, value = variant.split("=", 1)
-        overrides = {key: json.loads(value)}
-        runs[f"hf_resnet_{key}={value}"] = lambda o=overrides: run_hf_resnet(train_dir, validation_dir, args, **o)[0]
+        overrides = {key: json.loads(value) for key, value in (pair.split("=", 1) for pair in variant.split(","))}
+        runs[f"hf_resnet {variant}"] = lambda o=overrides: run_hf_resnet(train_dir, validation_dir, args, **o)[0]
     samples: dict[str, list[float]] = {name: [] for name in runs}
     busy: list[float] = []
     for round_index in range(args.rounds):
@@ -378,7 +386,7 @@ def frozen_backbone(args, train_dir: Path, validation_dir: Path) -> dict:
 
 def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
     """Train both ways for the same epochs and hyperparameters; evaluate each with its own evaluation transform."""
-    results: dict[str, list[float]] = {"baseline": [], "hf_resnet": []}
+    results: dict[str, list[dict]] = {"baseline": [], "hf_resnet": []}
     same = dict(learning_rate=1e-3, weight_decay=1e-4, lr_scheduler_type="cosine", warmup_steps=0.05)
     for seed in range(args.accuracy_seeds):
         run_args = argparse.Namespace(**{**vars(args), "seed": seed, "steps": -1})
@@ -386,14 +394,20 @@ def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
         with tempfile.TemporaryDirectory() as output_dir:
             trainer = baseline_trainer(train_dir, validation_dir, output_dir, run_args, **same, **epochs)
             trainer.train()
-            results["baseline"].append(trainer.evaluate()["eval_accuracy"])
-        results["hf_resnet"].append(
-            _hf_accuracy_run(train_dir, validation_dir, run_args, same, epochs)["eval_accuracy"]
-        )
-        _progress(
-            f"accuracy seed {seed}: baseline {results['baseline'][-1]:.3f}, hf_resnet {results['hf_resnet'][-1]:.3f}"
-        )
-    return {name: {"runs": values, "mean": statistics.mean(values)} for name, values in results.items()}
+            results["baseline"].append(trainer.evaluate())
+        results["hf_resnet"].append(_hf_accuracy_run(train_dir, validation_dir, run_args, same, epochs))
+        for name, metrics in results.items():
+            _progress(
+                f"seed {seed} {name}: accuracy {metrics[-1]['eval_accuracy']:.3f}, loss {metrics[-1]['eval_loss']:.3f}"
+            )
+    return {
+        name: {
+            "accuracy": [metrics["eval_accuracy"] for metrics in runs],
+            "loss": [metrics["eval_loss"] for metrics in runs],
+            "mean_accuracy": statistics.mean(metrics["eval_accuracy"] for metrics in runs),
+        }
+        for name, runs in results.items()
+    }
 
 
 def _hf_accuracy_run(train_dir: Path, validation_dir: Path, args, same: dict, epochs: dict) -> dict:
@@ -419,11 +433,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2, help="Steps left out of the timing.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; medians are reported.")
     parser.add_argument("--compile", action="store_true", help="Also time torch.compile on the model-only step.")
+    parser.add_argument("--model_only_bf16", action="store_true", help="Also time the model-only step in bf16.")
     parser.add_argument(
         "--hf_variant",
         action="append",
         default=[],
-        help="KEY=JSON: also time hf_resnet with this one setting changed (repeatable), e.g. max_grad_norm=1.0.",
+        help="KEY=JSON[,KEY=JSON]: also time hf_resnet with these settings changed (repeatable), e.g. bf16=true.",
     )
     parser.add_argument("--frozen_epochs", type=float, default=0, help="> 0: time the frozen-feature cache.")
     parser.add_argument("--accuracy_epochs", type=float, default=0, help="> 0: also compare eval accuracy.")
@@ -451,8 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.frozen_epochs > 0:
         report["frozen_backbone"] = frozen_backbone(args, train_dir, validation_dir)
     if args.accuracy_epochs > 0:
-        accuracy_dir = photo_folder(root / f"train_{args.accuracy_images // 3}", args.accuracy_images // 3, seed=3)
-        report["accuracy"] = accuracy(args, accuracy_dir, validation_dir)
+        per_class = args.accuracy_images // len(SOURCE_PHOTOS)
+        accuracy_train = photo_folder(root / f"patches_{per_class}", per_class, seed=3, crop_side=ACCURACY_CROP_SIDE)
+        accuracy_validation = photo_folder(root / "patches_validation", 50, seed=4, crop_side=ACCURACY_CROP_SIDE)
+        report["accuracy"] = accuracy(args, accuracy_train, accuracy_validation)
     report["load_after"] = os.getloadavg()
 
     figures = report["throughput"]
@@ -472,7 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if "accuracy" in report:
         for name, result in report["accuracy"].items():
-            print(f"  eval accuracy {name:22s} {result['mean']:.3f} ({', '.join(f'{v:.3f}' for v in result['runs'])})")
+            runs = ", ".join(f"{a:.3f} (loss {loss:.3f})" for a, loss in zip(result["accuracy"], result["loss"]))
+            print(f"  eval accuracy {name:22s} {result['mean_accuracy']:.3f}: {runs}")
     print(f"  load average before/after: {report['load_before'][0]:.2f} / {report['load_after'][0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
