@@ -173,7 +173,8 @@ class TrainImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if not self._niced and torch.utils.data.get_worker_info() is not None:
-            os.nice(WORKER_NICENESS)  # each worker holds its own copy of this object, so once per worker
+            if hasattr(os, "nice"):  # POSIX only
+                os.nice(WORKER_NICENESS)  # each worker holds its own copy of this object, so once per worker
             self._niced = True
         item = self.dataset[index]
         seed = sample_seed(self.seed, int(self.epoch), index)
