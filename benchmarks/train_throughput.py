@@ -205,16 +205,23 @@ def run_baseline(train_dir: Path, args) -> float:
     return timer.images_per_second(args.batch_size)
 
 
+def _hf_arguments(output_dir: str, args, train_dir: Path, validation_dir: Path) -> dict:
+    """The `finetune` arguments every hf_resnet run here shares: model, size, data, and quiet output."""
+    return {
+        **_quiet_arguments(output_dir, args),
+        "arch": args.arch,
+        "image_size": args.image_size,
+        "train_dir": str(train_dir),
+        "validation_dir": str(validation_dir),
+    }
+
+
 def run_hf_resnet(train_dir: Path, validation_dir: Path, args, **overrides) -> tuple[float, dict]:
     """`hf_resnet.finetune` with its defaults; only the run's length, size and output are set."""
     timer = StepTimer(args.warmup, args.steps)
     with tempfile.TemporaryDirectory() as output_dir:
         settings = {
-            **_quiet_arguments(output_dir, args),
-            "arch": args.arch,
-            "image_size": args.image_size,
-            "train_dir": str(train_dir),
-            "validation_dir": str(validation_dir),
+            **_hf_arguments(output_dir, args, train_dir, validation_dir),
             **overrides,
         }
         result = hf_resnet.finetune(callbacks=[timer], **settings)
@@ -371,11 +378,7 @@ def frozen_backbone(args, train_dir: Path, validation_dir: Path) -> dict:
         end = _TrainEnd()
         with tempfile.TemporaryDirectory() as output_dir:
             settings = {
-                **_quiet_arguments(output_dir, args),
-                "arch": args.arch,
-                "image_size": args.image_size,
-                "train_dir": str(train_dir),
-                "validation_dir": str(validation_dir),
+                **_hf_arguments(output_dir, args, train_dir, validation_dir),
                 "max_steps": -1,
                 "num_train_epochs": args.frozen_epochs,
                 "freeze": ",".join(BACKBONE_PARTS),
@@ -417,11 +420,7 @@ def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
 def _hf_accuracy_run(train_dir: Path, validation_dir: Path, args, same: dict, epochs: dict) -> dict:
     with tempfile.TemporaryDirectory() as output_dir:
         settings = {
-            **_quiet_arguments(output_dir, args),
-            "arch": args.arch,
-            "image_size": args.image_size,
-            "train_dir": str(train_dir),
-            "validation_dir": str(validation_dir),
+            **_hf_arguments(output_dir, args, train_dir, validation_dir),
             **same,
             **epochs,
         }

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+@contextmanager
+def opened(source: str | os.PathLike | bytes, name: str | None = None) -> Iterator[Image.Image]:
+    """Open a path or raw bytes with PIL; any decoding failure inside the block becomes an `ImageError` naming it.
+
+    Shared by the full decode (`open_image`) and the training loader's reduced-size crop decode,
+    so both report a bad file the same way.
+
+    >>> with opened(Path("missing.jpg")) as image:
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    hf_resnet.images.ImageError: missing.jpg: no such file. Check the path
+    """
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise ImageError(name, "no such file", "Check the path")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            yield image
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image PIL can decode", "Remove it or convert it to JPEG/PNG") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(name, f"truncated or corrupt image ({error})", "Re-export or remove the file") from None
+
+
 def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
     """Decode a file path or raw bytes completely, raising `ImageError` naming the input.
 
@@ -81,14 +108,6 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
     ...
     hf_resnet.images.ImageError: missing.jpg: no such file. Check the path
     """
-    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise ImageError(name, "no such file", "Check the path")
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            image.load()
-            return to_rgb(image)
-    except UnidentifiedImageError:
-        raise ImageError(name, "not an image PIL can decode", "Remove it or convert it to JPEG/PNG") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(name, f"truncated or corrupt image ({error})", "Re-export or remove the file") from None
+    with opened(source, name) as image:
+        image.load()
+        return to_rgb(image)

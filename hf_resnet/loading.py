@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import TrainerCallback
 
 from .device_batch import CropBatch
-from .images import ImageError, open_image, to_rgb
+from .images import open_image, opened, to_rgb
 from .transforms import Plan, TrainAugment
 
 #: Where a training sample leaves the DataLoader worker (see the module docstring).
@@ -95,23 +95,15 @@ def decode_crop(
 
     >>> crop, plan = decode_crop("photo.jpg", augment, seed=0)  # doctest: +SKIP
     """
-    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise ImageError(name, "no such file", "Check the path")
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
-            height, width = (image.width, image.height) if turned else (image.height, image.width)
-            plan = augment.plan(height, width, seed)
-            reduction = _reduction(plan, augment.geometry.height, augment.geometry.width)
-            if reduction > 1:  # a no-op for formats other than JPEG
-                image.draft(None, (image.width // reduction, image.height // reduction))
-            image.load()
-            image = to_rgb(image)
-    except UnidentifiedImageError:
-        raise ImageError(name, "not an image PIL can decode", "Remove it or convert it to JPEG/PNG") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(name, f"truncated or corrupt image ({error})", "Re-export or remove the file") from None
+    with opened(source, name) as image:
+        turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        plan = augment.plan(height, width, seed)
+        reduction = _reduction(plan, augment.geometry.height, augment.geometry.width)
+        if reduction > 1:  # a no-op for formats other than JPEG
+            image.draft(None, (image.width // reduction, image.height // reduction))
+        image.load()
+        image = to_rgb(image)
     # The reduced image is ceil(size / reduction): map the box by the actual ratio, to the nearest pixel.
     fy, fx = image.height / height, image.width / width
     top, left, box_height, box_width = plan.box
