@@ -14,8 +14,13 @@ interleaved (baseline, hf_resnet, model-only, ...), so load from other processes
   `TrainingArguments` (fp32, no DataLoader workers).
 - hf_resnet: `hf_resnet.finetune(...)` with default settings, the same call a user makes.
 - model-only: the training step (forward, loss, backward, AdamW) on synthetic tensors already in
-  memory: the ceiling for any data path. NCHW at fp32, and channels-last at hf_resnet's default
-  precision (fp32 on a CPU, bf16 autocast on a GPU with bf16).
+  memory: the ceiling for any data path. NCHW at fp32 with the usual allocator, and channels-last
+  with hf_resnet's own settings: its default precision (fp32 on a CPU, bf16 autocast on a GPU
+  with bf16) and, on a CPU, its host-memory reuse (hf_resnet/host_memory.py); also channels-last
+  with the usual allocator, to show what each of the two gives.
+
+Every run is a fresh Python process (spawned), so nothing one run leaves behind (allocator
+state, process-wide malloc settings, compiled kernels) helps or hurts the next.
 
 Images/s are counted from the end of the warm-up steps (worker start-up, allocator warm-up and
 cuDNN autotuning excluded) to the last step, on both sides.
@@ -36,12 +41,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -65,6 +72,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_resnet
 from hf_resnet.config import BACKBONE_PARTS, default_mixed_precision
+from hf_resnet.host_memory import reused_host_memory
 from hf_resnet.model import default_image_processor, resnet_config
 
 #: The photos shipped in installed wheels; each becomes one class.
@@ -228,11 +236,21 @@ def run_hf_resnet(train_dir: Path, validation_dir: Path, args, **overrides) -> t
     return timer.images_per_second(args.batch_size), result.metrics
 
 
-def run_model_only(args, channels_last: bool, compile_model: bool = False, force_bf16: bool = False) -> float:
+def run_model_only(
+    args, channels_last: bool, compile_model: bool = False, force_bf16: bool = False, host_memory: bool | None = None
+) -> float:
     """The training step on synthetic tensors: forward, cross-entropy, backward, fused AdamW.
 
     Precision: fp32 in NCHW (the usual way); hf_resnet's default in channels-last; bf16 with `force_bf16`.
+    Host memory (`host_memory`, default: as hf_resnet would for the layout): the usual allocator
+    in NCHW, hf_resnet's `reused_host_memory` in channels-last, so the channels-last figure is
+    the ceiling of hf_resnet's own settings.
     """
+    with reused_host_memory(enabled=channels_last if host_memory is None else host_memory):
+        return _model_only(args, channels_last, compile_model, force_bf16)
+
+
+def _model_only(args, channels_last: bool, compile_model: bool, force_bf16: bool) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     model = transformers.ResNetForImageClassification(resnet_config(args.arch, num_labels=len(SOURCE_PHOTOS)))
@@ -324,30 +342,48 @@ def machine() -> dict:
     return info
 
 
+def _overrides(variant: str) -> dict:
+    """`--hf_variant` KEY=JSON[,KEY=JSON] as `finetune` keyword arguments."""
+    return {key: json.loads(value) for key, value in (pair.split("=", 1) for pair in variant.split(","))}
+
+
+def _hf_images_per_second(train_dir: Path, validation_dir: Path, args, **overrides) -> float:
+    return run_hf_resnet(train_dir, validation_dir, args, **overrides)[0]
+
+
+def isolated(function, *args, **kwargs):
+    """`function(*args, **kwargs)` in a fresh Python process.
+
+    Each run starts from the same state: no allocator pages, compiled kernels or process-wide
+    settings (hf_resnet's host-memory settings, say) left behind by the run before it.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
 def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
     runs = {
-        "baseline": lambda: run_baseline(train_dir, args),
-        "hf_resnet": lambda: run_hf_resnet(train_dir, validation_dir, args)[0],
-        "model_only_nchw_fp32": lambda: run_model_only(args, channels_last=False),
-        "model_only_channels_last": lambda: run_model_only(args, channels_last=True),
+        "baseline": (run_baseline, (train_dir, args), {}),
+        "hf_resnet": (_hf_images_per_second, (train_dir, validation_dir, args), {}),
+        "model_only_nchw_fp32": (run_model_only, (args, False), {}),
+        "model_only_channels_last": (run_model_only, (args, True), {}),
+        "model_only_channels_last_usual_allocator": (run_model_only, (args, True), {"host_memory": False}),
     }
     if args.compile:
-        runs["model_only_channels_last_compiled"] = lambda: run_model_only(
-            args, channels_last=True, compile_model=True
-        )
+        runs["model_only_channels_last_compiled"] = (run_model_only, (args, True), {"compile_model": True})
     if args.model_only_bf16:
-        runs["model_only_channels_last_bf16"] = lambda: run_model_only(args, channels_last=True, force_bf16=True)
+        runs["model_only_channels_last_bf16"] = (run_model_only, (args, True), {"force_bf16": True})
     for variant in args.hf_variant:
-        overrides = {key: json.loads(value) for key, value in (pair.split("=", 1) for pair in variant.split(","))}
-        runs[f"hf_resnet {variant}"] = lambda o=overrides: run_hf_resnet(train_dir, validation_dir, args, **o)[0]
+        runs[f"hf_resnet {variant}"] = (_hf_images_per_second, (train_dir, validation_dir, args), _overrides(variant))
     samples: dict[str, list[float]] = {name: [] for name in runs}
     busy: list[float] = []
     for round_index in range(-args.warmup_rounds, args.rounds):
         for name, run in runs.items():
             if args.wait_quiet > 0 and Path("/proc/stat").exists():
                 busy.append(wait_for_quiet(args.wait_quiet))
-            value = run()
-            if round_index < 0:  # the process's first runs pay for allocator and disk-cache warm-up
+            function, positional, keywords = run
+            value = isolated(function, *positional, **keywords)
+            if round_index < 0:  # the first round pays for reading the JPEGs into the page cache
                 _progress(f"warm-up round {name}: {value:.2f} images/s (not counted)")
                 continue
             samples[name].append(value)
@@ -392,8 +428,10 @@ def frozen_backbone(args, train_dir: Path, validation_dir: Path) -> dict:
 
 
 def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
-    """Train both ways for the same epochs and hyperparameters; evaluate each with its own evaluation transform."""
-    results: dict[str, list[dict]] = {"baseline": [], "hf_resnet": []}
+    """Train both ways (and each `--hf_variant`) for the same epochs and hyperparameters; evaluate each with its
+    own evaluation transform."""
+    variants = {f"hf_resnet {variant}": _overrides(variant) for variant in args.hf_variant}
+    results: dict[str, list[dict]] = {"baseline": [], "hf_resnet": [], **{name: [] for name in variants}}
     same = dict(learning_rate=1e-3, weight_decay=1e-4, lr_scheduler_type="cosine", warmup_steps=0.05)
     for seed in range(args.accuracy_seeds):
         run_args = argparse.Namespace(**{**vars(args), "seed": seed, "steps": -1})
@@ -403,6 +441,8 @@ def accuracy(args, train_dir: Path, validation_dir: Path) -> dict:
             trainer.train()
             results["baseline"].append(trainer.evaluate())
         results["hf_resnet"].append(_hf_accuracy_run(train_dir, validation_dir, run_args, same, epochs))
+        for name, overrides in variants.items():
+            results[name].append(_hf_accuracy_run(train_dir, validation_dir, run_args, {**same, **overrides}, epochs))
         for name, metrics in results.items():
             _progress(
                 f"seed {seed} {name}: accuracy {metrics[-1]['eval_accuracy']:.3f}, loss {metrics[-1]['eval_loss']:.3f}"
@@ -442,7 +482,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--hf_variant",
         action="append",
         default=[],
-        help="KEY=JSON[,KEY=JSON]: also time hf_resnet with these settings changed (repeatable), e.g. bf16=true.",
+        help="KEY=JSON[,KEY=JSON]: also time hf_resnet with these settings changed (repeatable), e.g. bf16=true; "
+        "with --accuracy_epochs, also check its accuracy.",
     )
     parser.add_argument("--frozen_epochs", type=float, default=0, help="> 0: time the frozen-feature cache.")
     parser.add_argument("--accuracy_epochs", type=float, default=0, help="> 0: also compare eval accuracy.")
@@ -482,9 +523,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"median of {args.rounds} interleaved rounds"
     )
     for name, value in figures["images_per_second"].items():
-        print(f"  {name:36s} {value:8.2f} images/s")
-    print(f"  hf_resnet / baseline                 {figures['speedup_vs_baseline']:8.2f}x")
-    print(f"  hf_resnet / model-only channels-last {figures['share_of_channels_last_ceiling']:8.1%}")
+        print(f"  {name:42s} {value:8.2f} images/s")
+    print(f"  hf_resnet / baseline{'':22s} {figures['speedup_vs_baseline']:8.2f}x")
+    print(f"  hf_resnet / model-only channels-last{'':6s} {figures['share_of_channels_last_ceiling']:8.1%}")
     if "frozen_backbone" in report:
         frozen = report["frozen_backbone"]
         print(

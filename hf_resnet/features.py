@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+from accelerate.utils import gather_object
 from torch import nn
 
 from .config import BACKBONE_PARTS
@@ -163,12 +164,29 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
     if args.unfreeze_at_epoch is not None:
         raise ValueError("--cache_frozen_features and --unfreeze_at_epoch: unfreezing changes what could be cached")
     autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    images = EvalImages(split, eval_transform)
+    # Each process computes a contiguous share, then every process receives all of them, in order: N devices
+    # compute the cache N times faster than one, and every rank trains on the same full cache.
+    share = shard_range(len(images), args.process_index, args.world_size)
     features = compute_features(
         model.to(args.device),
-        EvalImages(split, eval_transform),
+        torch.utils.data.Subset(images, share) if args.world_size > 1 else images,
         parts,
         batch_size=args.per_device_eval_batch_size,
         num_workers=args.dataloader_num_workers,
         autocast_dtype=autocast_dtype,
     )
+    if args.world_size > 1:
+        features = torch.cat(gather_object([features]))
     return FeatureImages(features, split["label"]), SkipFrozen(model, parts)
+
+
+def shard_range(length: int, index: int, count: int) -> range:
+    """The contiguous share of `range(length)` that process `index` of `count` computes; shares differ by one at most.
+
+    >>> [list(shard_range(5, i, 2)) for i in range(2)]
+    [[0, 1, 2], [3, 4]]
+    """
+    size, extra = divmod(length, count)
+    start = index * size + min(index, extra)
+    return range(start, start + size + (index < extra))

@@ -32,6 +32,7 @@ from .calibration import expected_calibration_error, fit_temperature
 from .config import DataArguments, ModelArguments, ResNetTrainingArguments
 from .data import load_image_data
 from .features import cache_frozen_features
+from .host_memory import reused_host_memory
 from .layout import use_channels_last
 from .loading import EpochSetter, EvalImages, TrainImages, collate, train_stage
 from .metrics import compute_metrics, per_class_report
@@ -410,7 +411,9 @@ def run(
         batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args),
     )
 
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
+    with reused_host_memory(enabled=on_cpu):
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
     if skip_frozen is not None:
         skip_frozen.remove()
     output_dir = Path(training_args.output_dir)
@@ -428,7 +431,8 @@ def run(
         return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
 
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
-    prediction = trainer.predict(eval_images, metric_key_prefix="eval")
+    with reused_host_memory(enabled=on_cpu):
+        prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {

@@ -41,7 +41,7 @@ def make(n: int, seed: int) -> Dataset:
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    state = PartialState()
+    state = PartialState(cpu=True)  # ACCELERATE_USE_CPU: PartialState() alone would see one process
     if state.is_main_process:
         save_tiny_checkpoint(out / "ckpt")
     state.wait_for_everyone()

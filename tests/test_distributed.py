@@ -118,6 +118,26 @@ def test_streaming_sees_each_sample_once_per_epoch_across_2_ranks_x_2_workers(tm
     assert evaluation["eval_samples"] == 9
 
 
+def test_frozen_feature_cache_is_split_between_ranks_and_gathered_whole(tmp_path):
+    from feature_probe import split
+
+    from hf_resnet.config import BACKBONE_PARTS
+    from hf_resnet.features import compute_features
+    from hf_resnet.loading import EvalImages
+    from hf_resnet.transforms import build_eval_transform
+
+    result = accelerate_launch(ROOT / "tests" / "feature_probe.py", [str(tmp_path)], processes=2)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    shares = json.loads((tmp_path / "shares.json").read_text())
+    assert shares == {"world_size": 2, "shares": [12, 11]}  # 23 images: each rank pushed its share through
+    gathered = torch.load(tmp_path / "features.pt")
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "ckpt")
+    images = EvalImages(split(23), build_eval_transform(AutoImageProcessor.from_pretrained(tmp_path / "ckpt")))
+    alone = compute_features(model, images, parts=len(BACKBONE_PARTS), batch_size=4)
+    assert gathered.shape == alone.shape
+    torch.testing.assert_close(gathered, alone, rtol=0, atol=1e-3)  # same images, same order
+
+
 @pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_accelerate_configs_load(config):
     from accelerate.commands.config.config_args import load_config_from_file
