@@ -45,7 +45,7 @@ class ModelArguments:
         default="v1.5",
         metadata={
             "help": "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
-            "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5% more accurate)."
+            "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate)."
         },
     )
     freeze: str | None = field(
