@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+from accelerate import PartialState
 from accelerate.utils import gather_object
 from torch import nn
 
@@ -167,26 +168,16 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
     images = EvalImages(split, eval_transform)
     # Each process computes a contiguous share, then every process receives all of them, in order: N devices
     # compute the cache N times faster than one, and every rank trains on the same full cache.
-    share = shard_range(len(images), args.process_index, args.world_size)
-    features = compute_features(
-        model.to(args.device),
-        torch.utils.data.Subset(images, share) if args.world_size > 1 else images,
-        parts,
-        batch_size=args.per_device_eval_batch_size,
-        num_workers=args.dataloader_num_workers,
-        autocast_dtype=autocast_dtype,
-    )
-    if args.world_size > 1:
+    state = PartialState()  # the run's, set up by the training arguments
+    with state.split_between_processes(list(range(len(images)))) as share:
+        features = compute_features(
+            model.to(args.device),
+            torch.utils.data.Subset(images, share),
+            parts,
+            batch_size=args.per_device_eval_batch_size,
+            num_workers=args.dataloader_num_workers,
+            autocast_dtype=autocast_dtype,
+        )
+    if state.num_processes > 1:
         features = torch.cat(gather_object([features]))
     return FeatureImages(features, split["label"]), SkipFrozen(model, parts)
-
-
-def shard_range(length: int, index: int, count: int) -> range:
-    """The contiguous share of `range(length)` that process `index` of `count` computes; shares differ by one at most.
-
-    >>> [list(shard_range(5, i, 2)) for i in range(2)]
-    [[0, 1, 2], [3, 4]]
-    """
-    size, extra = divmod(length, count)
-    start = index * size + min(index, extra)
-    return range(start, start + size + (index < extra))

@@ -18,7 +18,6 @@ A sample then leaves the worker at one of three stages (`TrainImages(stage=...)`
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Callable
@@ -28,11 +27,10 @@ import numpy as np
 import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
-from PIL import Image
 from transformers import TrainerCallback
 
 from .device_batch import CropBatch
-from .images import open_image, opened, to_rgb
+from .images import ImageError, open_image, opened, to_rgb
 from .transforms import Plan, TrainAugment
 
 #: Where a training sample leaves the DataLoader worker (see the module docstring).
@@ -123,11 +121,11 @@ def gpu_decodable(source: str | bytes) -> tuple[int, int] | None:
     True
     """
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        with opened(source) as image:
             if image.format != "JPEG" or image.mode not in ("RGB", "L") or image.getexif().get(_ORIENTATION, 1) != 1:
                 return None
             return image.height, image.width
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except ImageError:
         return None  # the CPU decode names the file
 
 

@@ -12,6 +12,8 @@ Every `transformers.TrainingArguments` flag works, plus hf_resnet's own (`--help
 import logging
 import sys
 
+from accelerate import PartialState
+
 import hf_resnet
 
 
@@ -24,6 +26,9 @@ def main(argv=None) -> None:
     )
     model_args, data_args, training_args = hf_resnet.parse_args(argv)
     result = hf_resnet.run(model_args, data_args, training_args)
+    # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
+    # ("terminate called without an active exception") on a rank that finishes first.
+    PartialState().destroy_process_group()
     if result.interrupted_at is not None:
         sys.exit(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:

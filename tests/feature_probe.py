@@ -57,3 +57,5 @@ if __name__ == "__main__":
     if state.is_main_process:
         (out / "shares.json").write_text(json.dumps({"world_size": args.world_size, "shares": everyone}))
         torch.save(dataset.features, out / "features.pt")
+    state.wait_for_everyone()
+    state.destroy_process_group()  # together, not at interpreter exit (see recipes/finetune.py)

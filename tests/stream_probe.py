@@ -68,3 +68,4 @@ if __name__ == "__main__":
         report_to="none",
         callbacks=[RecordFirstEpoch(out)],
     )
+    state.destroy_process_group()  # on every rank, not at interpreter exit (see recipes/finetune.py)
