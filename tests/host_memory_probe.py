@@ -24,17 +24,23 @@ BLOCK = 16 * 2**20
 PAGES = BLOCK * 4 // resource.getpagesize()
 
 
-def faults_of_a_repeated_block() -> int:
+def faults_of_a_repeated_block(tries: int = 3) -> int:
     """Page faults taken by touching a 64 MB tensor allocated right after identical ones were freed.
 
     Two blocks come and go first: the heap may have to grow before it settles on reusing one
-    block, as training steps do.
+    block, as training steps do. The fewest faults of `tries` such blocks: a reused block was
+    seen faulted in whole about once in ten suite runs (cause not pinned down; the kernel's
+    proactive reclaim, kdamond on this machine, is one candidate), while the usual allocator
+    faults in every page of every block.
     """
     for _ in range(2):
         torch.empty(BLOCK).fill_(1)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(BLOCK).fill_(1)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    counts = []
+    for _ in range(tries):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(BLOCK).fill_(1)
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return min(counts)
 
 
 class FaultsDuringTraining(TrainerCallback):
