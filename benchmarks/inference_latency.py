@@ -37,8 +37,8 @@ from sklearn.linear_model import LogisticRegression
 from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification, pipeline
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from hf_resnet.deployment import export, reference_photos
-from hf_resnet.inference import classify, load_classifier
+from hf_resnet.inference.classifier import classify, load_classifier
+from hf_resnet.inference.onnx_export import export, reference_photos
 
 #: Digits used to fit the probe's BatchNorm statistics and head, then held out for measuring.
 #: 900 + 300 keep feature extraction and the agreement runs to a few minutes on two cores.
@@ -199,7 +199,7 @@ def int8_feature_noise(onnx_dir: Path, images: list) -> dict[str, float]:
     """
     import onnx
 
-    from hf_resnet.inference import onnx_session
+    from hf_resnet.inference.classifier import onnx_session
 
     pixels = resnet50_processor()(images=images, return_tensors="pt")["pixel_values"].numpy()
     features = {}

@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 from transformers import pipeline
 
-from hf_resnet.inference import classify, load_classifier
+from hf_resnet.inference.classifier import classify, load_classifier
 
 
 def main() -> None:

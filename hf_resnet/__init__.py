@@ -6,17 +6,21 @@
 [{'label': 'cat', 'score': 0.97}, ...]
 """
 
-from .api import finetune, parse_args
-from .calibration import expected_calibration_error, fit_temperature
-from .config import DataArguments, ModelArguments, ResNetTrainingArguments
-from .data import DataError, ImageData, load_image_data
-from .deployment import ExportError, ExportReport, export
-from .gradcam import Explanation, explain
-from .hub import PushError, push
-from .images import ImageError, open_image, to_rgb
-from .inference import classify
-from .model import build_model, freeze, unfreeze
-from .training import FinetuneResult, ResNetTrainer, run
+from .data.arguments import DataArguments
+from .data.images import ImageError, open_image, to_rgb
+from .data.sources import DataError, ImageData, load_image_data
+from .hub.push import PushError, push
+from .inference.classifier import classify
+from .inference.gradcam import Explanation, explain
+from .inference.onnx_export import ExportError, ExportReport, export
+from .model.arguments import ModelArguments
+from .model.build import build_model
+from .model.freezing import freeze, unfreeze
+from .training.arguments import ResNetTrainingArguments
+from .training.calibration import expected_calibration_error, fit_temperature
+from .training.recipe import finetune, parse_args
+from .training.run import FinetuneResult, run
+from .training.trainer import ResNetTrainer
 
 __version__ = "0.1.0"
 

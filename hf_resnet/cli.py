@@ -7,7 +7,12 @@ import importlib
 import sys
 
 #: Modules that contribute a sub-command through `register_cli(subparsers)`.
-COMMAND_MODULES = ("hf_resnet.inference", "hf_resnet.gradcam", "hf_resnet.deployment", "hf_resnet.hub")
+COMMAND_MODULES = (
+    "hf_resnet.inference.classifier",
+    "hf_resnet.inference.gradcam",
+    "hf_resnet.inference.onnx_export",
+    "hf_resnet.hub.push",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,9 +18,9 @@ from datasets import ClassLabel, Dataset, Features, Image
 from transformers import AutoImageProcessor, ResNetForImageClassification
 
 import hf_resnet
-from hf_resnet import features as feature_cache
-from hf_resnet.config import BACKBONE_PARTS
-from hf_resnet.transforms import build_eval_transform
+from hf_resnet.data.transforms import build_eval_transform
+from hf_resnet.model.arguments import BACKBONE_PARTS
+from hf_resnet.training import frozen_features as feature_cache
 
 
 def split(n: int) -> Dataset:

@@ -16,8 +16,8 @@ from datasets import ClassLabel, Dataset, Features, Image, IterableDatasetDict
 from transformers import TrainerCallback
 
 import hf_resnet
-from hf_resnet.loading import sample_seed
-from hf_resnet.streaming import sample_key
+from hf_resnet.data.image_datasets import sample_seed
+from hf_resnet.data.streaming import sample_key
 
 
 class RecordFirstEpoch(TrainerCallback):

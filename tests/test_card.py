@@ -12,7 +12,7 @@ from conftest import save_tiny_checkpoint
 from PIL import Image
 from transformers import TrainingArguments
 
-from hf_resnet.card import CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, write_model_card
+from hf_resnet.hub.card import CONFUSION_MATRIX_PNG, TRAINING_CURVES_PNG, write_model_card
 
 LABELS = ["class_0", "class_1", "class_2"]
 EVAL_RESULTS = {

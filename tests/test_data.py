@@ -8,8 +8,8 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from hf_resnet.config import DataArguments
-from hf_resnet.data import DataError, load_image_data
+from hf_resnet.data.arguments import DataArguments
+from hf_resnet.data.sources import DataError, load_image_data
 
 
 def load(**kwargs):

@@ -11,7 +11,7 @@ from conftest import ROOT, accelerate_launch, shape_image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
-from hf_resnet.images import open_image
+from hf_resnet.data.images import open_image
 
 
 def launch_two(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -121,10 +121,10 @@ def test_streaming_sees_each_sample_once_per_epoch_across_2_ranks_x_2_workers(tm
 def test_frozen_feature_cache_is_split_between_ranks_and_gathered_whole(tmp_path):
     from feature_probe import split
 
-    from hf_resnet.config import BACKBONE_PARTS
-    from hf_resnet.features import compute_features
-    from hf_resnet.loading import EvalImages
-    from hf_resnet.transforms import build_eval_transform
+    from hf_resnet.data.image_datasets import EvalImages
+    from hf_resnet.data.transforms import build_eval_transform
+    from hf_resnet.model.arguments import BACKBONE_PARTS
+    from hf_resnet.training.frozen_features import compute_features
 
     result = accelerate_launch(ROOT / "tests" / "feature_probe.py", [str(tmp_path)], processes=2)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

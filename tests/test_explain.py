@@ -13,7 +13,7 @@ from conftest import tiny_config
 from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetForImageClassification
 
-from hf_resnet.gradcam import Explanation, explain, grad_cam, register_cli
+from hf_resnet.inference.gradcam import Explanation, explain, grad_cam, register_cli
 
 SIZE = 128  # the last stage of a ResNet is 1/32 of the input: a 4x4 map, enough to localise
 OBJECT = 24

@@ -13,8 +13,8 @@ from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_proces
 from PIL import Image
 from transformers import ResNetForImageClassification
 
-from hf_resnet.deployment import ExportError, ExportReport, export, reference_photos, register_cli
-from hf_resnet.inference import classify, load_classifier
+from hf_resnet.inference.classifier import classify, load_classifier
+from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos, register_cli
 
 WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
 

@@ -5,12 +5,12 @@ from safetensors.torch import load_file
 from transformers import ResNetForImageClassification, TrainerCallback
 
 import hf_resnet
-from hf_resnet.config import BACKBONE_PARTS
-from hf_resnet.data import load_image_data
-from hf_resnet.features import FeatureImages, SkipFrozen, cached_parts, compute_features
-from hf_resnet.loading import EvalImages
-from hf_resnet.parts import part_of
-from hf_resnet.transforms import build_eval_transform
+from hf_resnet.data.image_datasets import EvalImages
+from hf_resnet.data.sources import load_image_data
+from hf_resnet.data.transforms import build_eval_transform
+from hf_resnet.model.arguments import BACKBONE_PARTS
+from hf_resnet.model.parts import part_of
+from hf_resnet.training.frozen_features import FeatureImages, SkipFrozen, cached_parts, compute_features
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
 ALL_FROZEN = ",".join(BACKBONE_PARTS)

@@ -29,7 +29,7 @@ from test_card import make_run_folder
 from transformers import TrainerState, TrainingArguments
 
 import hf_resnet
-from hf_resnet.hub import PushError, files_to_push, push, push_after_training, trainer_callbacks
+from hf_resnet.hub.push import PushError, files_to_push, push, push_after_training, trainer_callbacks
 
 TOKEN = "hf_TestTokenThatMustNeverLeak0123456789"
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hf_resnet.images import ImageError, open_image, to_rgb
+from hf_resnet.data.images import ImageError, open_image, to_rgb
 
 
 def test_exif_rotated_jpeg_is_turned_upright(tmp_path):

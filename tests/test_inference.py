@@ -17,9 +17,10 @@ from conftest import save_tiny_checkpoint, shape_image
 from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
-from hf_resnet import inference
-from hf_resnet.images import ImageError
-from hf_resnet.inference import classify, load_classifier, load_picture
+from hf_resnet.data import images
+from hf_resnet.data.images import ImageError, load_picture
+from hf_resnet.inference import classifier as inference
+from hf_resnet.inference.classifier import classify, load_classifier
 
 
 @pytest.fixture
@@ -219,7 +220,7 @@ def test_urls_are_downloaded_with_a_size_cap(
     assert classify(f"{image_server}/photo.png", model=tiny_checkpoint) == classify(photo, model=tiny_checkpoint)
     with pytest.raises(ImageError, match=r"/missing\.png: could not download"):
         classify(f"{image_server}/missing.png", model=tiny_checkpoint)
-    monkeypatch.setattr(inference, "MAX_DOWNLOAD_BYTES", 1024)
+    monkeypatch.setattr(images, "MAX_DOWNLOAD_BYTES", 1024)
     with pytest.raises(ImageError, match=r"/big\.png: download of 4096 bytes exceeds the 1024-byte limit"):
         load_picture(f"{image_server}/big.png")
 

@@ -2,7 +2,7 @@ import torch
 from conftest import tiny_config
 from transformers import ResNetForImageClassification
 
-from hf_resnet.layout import channels_last_is_safe, use_channels_last
+from hf_resnet.model.memory_format import channels_last_is_safe, use_channels_last
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -9,11 +9,9 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 import hf_resnet
-from hf_resnet.config import DataArguments, default_num_workers
-from hf_resnet.device_batch import CropBatch, decode_jpegs
-from hf_resnet.images import ImageError, open_image
-from hf_resnet.loading import (
-    EpochSetter,
+from hf_resnet.data.arguments import DataArguments
+from hf_resnet.data.device_batch import CropBatch, decode_jpegs
+from hf_resnet.data.image_datasets import (
     TrainImages,
     collate,
     decode_crop,
@@ -21,7 +19,10 @@ from hf_resnet.loading import (
     sample_seed,
     train_stage,
 )
-from hf_resnet.transforms import build_train_transform
+from hf_resnet.data.images import ImageError, open_image
+from hf_resnet.data.transforms import build_train_transform
+from hf_resnet.training.arguments import default_num_workers
+from hf_resnet.training.callbacks import EpochSetter
 
 SIZE = 32
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)

@@ -3,10 +3,11 @@ import torch
 from conftest import save_tiny_checkpoint, tiny_config
 from transformers import ResNetForImageClassification
 
-from hf_resnet.config import ModelArguments
-from hf_resnet.model import build_model, freeze, resnet_config, unfreeze
-from hf_resnet.optim import parameter_groups
-from hf_resnet.parts import PARTS, named_parameters_by_part, parse_parts, part_of
+from hf_resnet.model.arguments import ModelArguments
+from hf_resnet.model.build import build_model, resnet_config
+from hf_resnet.model.freezing import freeze, unfreeze
+from hf_resnet.model.parts import PARTS, named_parameters_by_part, parse_parts, part_of
+from hf_resnet.training.optim import parameter_groups
 
 
 def test_every_parameter_belongs_to_exactly_one_part():

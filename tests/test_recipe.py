@@ -15,8 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import hf_resnet
-from hf_resnet.api import parse_args
-from hf_resnet.parts import part_of
+from hf_resnet.model.parts import part_of
+from hf_resnet.training.recipe import parse_args
 
 #: Real photographs shipped inside installed wheels: the only real photos an offline machine has.
 PHOTOS = {

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import hf_resnet
-from hf_resnet.training import STAGING_DIR
+from hf_resnet.training.checkpoints import STAGING_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
-from hf_resnet.config import ResNetTrainingArguments
-from hf_resnet.images import open_image
-from hf_resnet.parts import part_of
-from hf_resnet.training import ResNetTrainer
+from hf_resnet.data.images import open_image
+from hf_resnet.model.parts import part_of
+from hf_resnet.training.arguments import ResNetTrainingArguments
+from hf_resnet.training.trainer import ResNetTrainer
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
 

@@ -8,8 +8,8 @@ from conftest import tiny_processor
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from hf_resnet.config import DataArguments
-from hf_resnet.transforms import (
+from hf_resnet.data.arguments import DataArguments
+from hf_resnet.data.transforms import (
     CROP_RATIO,
     ERASE_SCALE,
     Plan,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from torch import nn
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -22,9 +21,10 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from .config import ARCHITECTURES, DEFAULT_FREEZE_PRETRAINED, ModelArguments
-from .parts import batchnorms_in, named_parameters_by_part, parse_parts
-from .transforms import set_processor_size
+from ..data.transforms import set_processor_size
+from ..model.arguments import ARCHITECTURES, DEFAULT_FREEZE_PRETRAINED, ModelArguments
+from ..model.parts import parse_parts
+from .freezing import freeze
 
 logger = logging.getLogger(__name__)
 
@@ -122,34 +122,3 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
     frozen = parse_parts(model_args.freeze if model_args.freeze is not None else default_freeze)
     freeze(model, frozen)
     return model, processor, frozen
-
-
-def _hold_eval(module: nn.Module, _inputs) -> None:
-    module.training = False
-
-
-def freeze(model: nn.Module, parts: list[str]) -> None:
-    """Stop gradients and BatchNorm statistic updates in `parts` (e.g. `["embedder", "stage1"]`).
-
-    >>> freeze(model, ["embedder"])  # doctest: +SKIP
-    """
-    by_part = named_parameters_by_part(model)
-    for part in parts:
-        for _, parameter in by_part[part]:
-            parameter.requires_grad_(False)
-    for module in batchnorms_in(model, parts):
-        if not hasattr(module, _FROZEN_HOOK):
-            setattr(module, _FROZEN_HOOK, module.register_forward_pre_hook(_hold_eval))
-
-
-def unfreeze(model: nn.Module, parts: list[str]) -> None:
-    """Undo `freeze` for `parts`: gradients flow and BatchNorm follows train/eval mode again."""
-    by_part = named_parameters_by_part(model)
-    for part in parts:
-        for _, parameter in by_part[part]:
-            parameter.requires_grad_(True)
-    for module in batchnorms_in(model, parts):
-        handle = getattr(module, _FROZEN_HOOK, None)
-        if handle is not None:
-            handle.remove()
-            delattr(module, _FROZEN_HOOK)

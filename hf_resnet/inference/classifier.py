@@ -14,8 +14,6 @@ import functools
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +24,12 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
-from hf_resnet.images import ImageError, open_image, to_rgb
+from ..data.images import ImageError, Picture, describe, load_picture
 
-#: Seconds to wait for an image URL; a hung server should not hang a batch job.
-URL_TIMEOUT_S = 10.0
-#: Largest download accepted from a URL (bytes). 20 MB holds any photo; more is likely not an image.
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
 #: The file the ONNX backend looks for in a model folder, then in its `onnx/` subfolder (`hf-resnet export`'s output).
 ONNX_FILE_NAME = "model.onnx"
-
-Picture = str | os.PathLike | bytes | Image.Image | np.ndarray | torch.Tensor
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -53,104 +45,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _fetch_url(url: str) -> bytes:
-    timeout, max_bytes = URL_TIMEOUT_S, MAX_DOWNLOAD_BYTES  # read at call time, so callers can change them
-    request = urllib.request.Request(url, headers={"User-Agent": "hf_resnet"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length is not None and int(length) > max_bytes:
-                raise ImageError(url, f"download of {int(length)} bytes exceeds the {max_bytes}-byte limit")
-            data = response.read(max_bytes + 1)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        raise ImageError(url, f"could not download ({error})", "Check the URL and the network") from None
-    if len(data) > max_bytes:
-        raise ImageError(url, f"download exceeds the {max_bytes}-byte limit")
-    return data
-
-
-def _array_to_image(array: np.ndarray, name: str) -> Image.Image:
-    # Arrays follow numpy/OpenCV convention (HWC); tensors are moved to HWC before coming here.
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or 0 in array.shape:
-        raise ImageError(
-            name,
-            f"wrong shape {tuple(array.shape)}",
-            "Expected HxW, HxWx1, HxWx3 or HxWx4 (a list of images for a batch)",
-        )
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
-            raise ImageError(name, "float pixels outside [0, 1]", "Scale floats to [0, 1] or pass uint8 0-255")
-        array = np.rint(array * 255.0).astype(np.uint8)
-    elif array.dtype == np.uint16:
-        array = array.astype(np.int32) if array.ndim == 2 else (array // 257).astype(np.uint8)
-    elif array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype != np.uint8:
-        raise ImageError(name, f"unsupported dtype {array.dtype}", "Pass uint8 (0-255) or float (0-1) pixels")
-    if array.dtype == np.int32:  # 16-bit greyscale: let to_rgb spread the full range
-        return to_rgb(Image.fromarray(array, mode="I"))
-    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
-
-
-def _tensor_to_image(tensor: torch.Tensor, name: str) -> Image.Image:
-    array = tensor.detach().cpu().numpy()
-    # torchvision convention is CHW; HWC is accepted when the first axis cannot be channels.
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4):
-        array = np.moveaxis(array, 0, -1)
-    return _array_to_image(array, name)
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        kind = "numpy array" if isinstance(source, np.ndarray) else "tensor"
-        return f"<{kind} of shape {tuple(source.shape)}, dtype {source.dtype}>"
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return f"<{len(source)} bytes>"
-    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
-
-
-def load_picture(source: Picture, name: str | None = None) -> Image.Image:
-    """Turn any supported input into an upright 8-bit RGB PIL image; errors name the input.
-
-    Accepts a path, an http(s) URL, raw bytes, a PIL image (any mode), a numpy array (HWC uint8
-    or float in [0, 1]) or a tensor (CHW or HWC), so callers never convert by hand.
-
-    >>> load_picture(np.zeros((4, 6, 3), dtype=np.uint8)).size
-    (6, 4)
-    """
-    name = name or _describe(source)
-    if isinstance(source, Image.Image):
-        try:
-            source.load()
-            return to_rgb(source)
-        except (OSError, ValueError) as error:
-            raise ImageError(name, f"truncated or corrupt image ({error})") from None
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        try:
-            return open_image(bytes(source))
-        except ImageError as error:
-            raise ImageError(name, error.problem) from None
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        try:
-            return open_image(_fetch_url(source))
-        except ImageError as error:
-            raise ImageError(source, error.problem) from None
-    if isinstance(source, (str, os.PathLike)):
-        return open_image(source)
-    if isinstance(source, np.ndarray):
-        return _array_to_image(source, name)
-    if isinstance(source, torch.Tensor):
-        return _tensor_to_image(source, name)
-    raise ImageError(
-        name, f"unsupported input type {type(source).__name__}", "Pass a path, URL, bytes, image or array"
-    )
 
 
 # ----------------------------------------------------------------------------- models
@@ -343,7 +237,7 @@ def classify(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     single = not isinstance(image, (list, tuple))
     sources = [image] if single else list(image)
-    names = [None] * len(sources) if single else [f"item {i} {_describe(s)}" for i, s in enumerate(sources)]
+    names = [None] * len(sources) if single else [f"item {i} {describe(s)}" for i, s in enumerate(sources)]
     classifier = load_classifier(model, device=device, backend=backend)
     answers = []
     for start in range(0, len(sources), batch_size):

@@ -22,8 +22,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features
 from datasets import Image as ImageFeature
 from tqdm.auto import tqdm
 
-from .config import DataArguments
-from .images import IMAGE_EXTENSIONS, ImageError, open_image
+from ..data.arguments import DataArguments
+from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_resnet.images import ImageError
-from hf_resnet.inference import Classifier, Picture, load_classifier, load_picture
+from ..data.images import ImageError, Picture, load_picture
+from .classifier import Classifier, load_classifier
 
 
 @dataclass

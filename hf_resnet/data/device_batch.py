@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from .images import ImageError
-from .transforms import Plan, TrainAugment
+from ..data.images import ImageError
+from ..data.transforms import Plan, TrainAugment
 
 
 def _shared_empty(numel: int) -> torch.Tensor:

@@ -18,7 +18,6 @@ A sample then leaves the worker at one of three stages (`TrainImages(stage=...)`
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +26,10 @@ import numpy as np
 import torch
 from datasets import Dataset
 from datasets import Image as ImageFeature
-from transformers import TrainerCallback
 
-from .device_batch import CropBatch
-from .images import ImageError, open_image, opened, to_rgb
-from .transforms import Plan, TrainAugment
+from ..data.device_batch import CropBatch
+from ..data.images import ImageError, open_image, opened, to_rgb
+from ..data.transforms import Plan, TrainAugment
 
 #: Where a training sample leaves the DataLoader worker (see the module docstring).
 STAGES = ("pixels", "crops", "jpeg")
@@ -218,16 +216,3 @@ def collate(examples: list[dict]) -> dict:
         batch["sample_seed"] = torch.tensor([example["sample_seed"] for example in examples], dtype=torch.int64)
         batch["mix_seed"] = int(examples[0]["sample_seed"])
     return batch
-
-
-class EpochSetter(TrainerCallback):
-    """Tell the training images which epoch starts, before the DataLoader iterator (and its workers) exist.
-
-    `floor(state.epoch)` is the epoch being run, also on a resume mid-epoch (state.epoch = e + k/n).
-    """
-
-    def __init__(self, images: TrainImages):
-        self.images = images
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.images.set_epoch(math.floor(state.epoch or 0))

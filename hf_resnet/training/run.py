@@ -1,248 +1,45 @@
-"""The fine-tuning run: data, model, `Trainer`, results folder, in the order of the transformers examples.
-
-`ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
-vs backbone learning rates) and batch-level mixing (mixup/cutmix) before each step. Frozen
-BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
-`model.train()` calls need no override.
-"""
+"""The fine-tuning run: data, model, `Trainer`, results folder, in the order of the transformers examples."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import math
 import os
-import shutil
-import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import torch
-import torch.nn.functional as F
 import transformers
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
-from . import card
-from .calibration import expected_calibration_error, fit_temperature
-from .config import DataArguments, ModelArguments, ResNetTrainingArguments
-from .data import load_image_data
-from .features import cache_frozen_features
-from .host_memory import reused_host_memory
-from .layout import use_channels_last
-from .loading import EpochSetter, EvalImages, TrainImages, collate, train_stage
-from .metrics import compute_metrics, per_class_report
-from .model import build_model, freeze, unfreeze
-from .optim import parameter_groups, part_learning_rates
-from .streaming import StreamEpochSetter, StreamTransform, load_stream
-from .transforms import build_batch_mix, build_eval_transform, build_train_transform
+from ..data.arguments import DataArguments
+from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
+from ..data.sources import load_image_data
+from ..data.streaming import StreamTransform, load_stream
+from ..data.transforms import build_batch_mix, build_eval_transform, build_train_transform
+from ..hub import card
+from ..model.arguments import ModelArguments
+from ..model.build import build_model
+from ..model.freezing import freeze
+from ..training.arguments import ResNetTrainingArguments
+from ..training.frozen_features import cache_frozen_features
+from ..training.host_memory import reused_host_memory
+from ..training.metrics import compute_metrics, per_class_report
+from ..training.optim import part_learning_rates
+from .calibration import calibrate
+from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .loss import soft_cross_entropy
+from .optim import scaled_learning_rates
+from .trainer import ResNetTrainer
 
 logger = logging.getLogger(__name__)
 
+
 #: Backbone learning rate for a loaded checkpoint: pretrained features need nudging, not rewriting.
 PRETRAINED_BACKBONE_LR = 1e-5
-
-
-def soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0):
-    """Cross-entropy for hard (class index) or soft (mixup/cutmix) targets, summed then divided by the item count.
-
-    Dividing by `num_items_in_batch` (the Trainer's count over all accumulated micro-batches)
-    keeps the loss identical with and without gradient accumulation.
-    """
-    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-    losses = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction="none")
-    if num_items_in_batch is None:
-        return losses.mean()
-    return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
-
-
-#: Checkpoints are written under OUTPUT_DIR/.staging/ and renamed into place once complete, so a
-#: `checkpoint-N` folder always holds a whole checkpoint and a kill mid-save is never resumed from.
-STAGING_DIR = ".staging"
-
-
-class ResNetTrainer(Trainer):
-    """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
-
-    def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
-        self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
-        self.batch_mix = batch_mix
-        self._staging = False
-        super().__init__(*args, **kwargs)
-        # Speed (issue 6): channels-last weights where safe (layout.py); training_step puts inputs in the same layout.
-        wanted = getattr(self.args, "channels_last", False)
-        safe = wanted and use_channels_last(self.model, self.args.device)
-        self.layout = torch.channels_last if safe else torch.contiguous_format
-
-    def evaluation_loop(self, *args, **kwargs):
-        """Evaluate with rank 0's BatchNorm statistics on every rank: the ones that get saved.
-
-        Each DDP rank updates its running statistics from its own batches after the buffers are
-        broadcast, so without this every rank but 0 would evaluate a slightly different model.
-        """
-        if self.args.world_size > 1:
-            for buffer in self.model.buffers():
-                torch.distributed.broadcast(buffer, src=0)
-        return super().evaluation_loop(*args, **kwargs)
-
-    def _get_output_dir(self, trial) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
-
-    def _save_checkpoint(self, model, trial) -> None:
-        """Let the Trainer write the checkpoint into the staging folder, then publish it with one rename."""
-        run_dir = self._get_output_dir(trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
-        if self.args.should_save and os.path.isdir(staged):
-            shutil.rmtree(staged)  # left by a run killed mid-save
-        self.accelerator.wait_for_everyone()
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        self.accelerator.wait_for_everyone()  # every rank has written its shard / RNG state
-        if self.args.should_save:
-            if os.path.isdir(final):
-                shutil.rmtree(final)
-            os.replace(staged, final)
-            best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
-            if self.state.best_global_step and os.path.isdir(best):
-                self.state.best_model_checkpoint = best  # the Trainer recorded the staging path
-                self.state.save_to_json(os.path.join(final, TRAINER_STATE_NAME))
-            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
-        self.accelerator.wait_for_everyone()
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            model = self.model if model is None else model
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            groups = parameter_groups(model, self.head_lr, self.backbone_lr, self.lr_decay, self.args.weight_decay)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        inputs.pop("sample_seed", None)
-        mix_seed = inputs.pop("mix_seed", None)  # a Python int: seeding never reads a value back from the GPU
-        if "crops" in inputs:  # uint8 crops from the workers (--augment_on device): finish them here, in batch
-            inputs["pixel_values"] = inputs.pop("crops").finish()
-        inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=self.layout)
-        if self.batch_mix is not None:
-            # Seeded by the batch's own samples, so a resumed run mixes exactly as an uninterrupted one.
-            with torch.random.fork_rng(devices=[]):
-                if mix_seed is not None:
-                    torch.manual_seed(mix_seed)
-                inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
-        return super().training_step(model, inputs, num_items_in_batch)
-
-
-class GradualUnfreezing(TrainerCallback):
-    """Unfreeze the deepest frozen part at `start`, then one more every `every` epochs.
-
-    The frozen set is recomputed from the epoch number at each epoch start, so a run resumed
-    from a checkpoint lands in the same state as one that never stopped.
-    """
-
-    def __init__(self, model, frozen: list[str], start: int, every: int):
-        self.model, self.frozen, self.start, self.every = model, list(frozen), start, max(1, every)
-
-    def frozen_at(self, epoch: int) -> list[str]:
-        thawed = 0 if epoch < self.start else 1 + (epoch - self.start) // self.every
-        return self.frozen[: max(0, len(self.frozen) - thawed)]
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        still_frozen = self.frozen_at(math.floor(state.epoch or 0))
-        thawed = [part for part in self.frozen if part not in still_frozen]
-        unfreeze(self.model, thawed)
-        freeze(self.model, still_frozen)
-        if thawed and args.should_log:
-            logger.info("Epoch %d: unfrozen %s; still frozen %s", math.floor(state.epoch or 0), thawed, still_frozen)
-
-
-def calibrate(model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Fit temperature scaling on the validation logits and store it in the config for `classify`.
-
-    The calibrated ECE is measured on the split the temperature was fitted on, so it is an
-    optimistic figure; one scalar fitted on hundreds of images overfits little (Guo et al., 2017).
-    """
-    temperature = fit_temperature(logits, labels)
-    model.config.calibration_temperature = temperature
-    return {
-        "eval_ece": expected_calibration_error(logits, labels),
-        "eval_ece_calibrated": expected_calibration_error(logits, labels, temperature),
-        "eval_temperature": temperature,
-    }
-
-
-class GracefulStop(TrainerCallback):
-    """First Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts.
-
-    SIGTERM is what schedulers (SLURM, Kubernetes) send before killing a preempted job. With
-    several processes the request is all-reduced each step, so every rank stops at the same step.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self.stopped_at: int | None = None
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            self._restore()
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning(
-            "%s received: finishing this step and saving a checkpoint (again to abort).", signal.Signals(signum).name
-        )
-
-    def _restore(self):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-
-    def on_step_end(self, args, state, control, **kwargs):
-        stop = self.requested
-        if args.world_size > 1:
-            flag = torch.tensor(float(stop), device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
-        if stop:
-            self.requested, self.stopped_at = True, state.global_step
-            control.should_save = True
-            control.should_training_stop = True
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
-
-
-def scaled_learning_rates(
-    head_lr: float, backbone_lr: float, args: ResNetTrainingArguments
-) -> tuple[float, float, str]:
-    """Apply `--lr_scaling` for the effective batch; also return the sentence printed at start."""
-    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    ratio = effective / args.lr_reference_batch
-    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}.get(args.lr_scaling)
-    if factor is None:
-        raise ValueError(f"--lr_scaling {args.lr_scaling!r}: choose none, linear or sqrt")
-    rule = (
-        f"LR scaling: {args.lr_scaling} (effective batch {effective}, reference {args.lr_reference_batch}: "
-        f"x{factor:.4g})"
-        if args.lr_scaling != "none"
-        else f"LR scaling: none (rates used as given at effective batch {effective}; "
-        f"--lr_scaling linear would multiply them by {ratio:.4g})"
-    )
-    return head_lr * factor, backbone_lr * factor, rule
 
 
 @dataclass
@@ -349,7 +146,7 @@ def run(
     if streaming:
         stream_transform = StreamTransform(train_transform, training_args.seed)
         train_images = data.train.map(stream_transform)
-        epoch_setter = StreamEpochSetter(train_images, stream_transform)
+        epoch_setter = EpochSetter(train_images, stream_transform)
         # Each rank reads its own shards instead of rank 0 reading everything and dispatching batches.
         training_args.accelerator_config.dispatch_batches = False
     else:
@@ -386,7 +183,7 @@ def run(
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     if training_args.push_to_hub:
-        from . import hub
+        from ..hub import push as hub
 
         callbacks += hub.trainer_callbacks(training_args)
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
@@ -456,7 +253,7 @@ def run(
         (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
         card.write_model_card(output_dir)
     if training_args.push_to_hub:
-        from . import hub
+        from ..hub import push as hub
 
         hub.push_after_training(output_dir, training_args)
     metrics = {key: float(value) for key, value in {**train_metrics, **eval_metrics}.items()}

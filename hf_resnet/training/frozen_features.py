@@ -28,8 +28,8 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from torch import nn
 
-from .config import BACKBONE_PARTS
-from .loading import EvalImages
+from ..data.image_datasets import EvalImages
+from ..model.arguments import BACKBONE_PARTS
 
 logger = logging.getLogger(__name__)
 

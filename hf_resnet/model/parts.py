@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
-from .config import BACKBONE_PARTS
+from ..model.arguments import BACKBONE_PARTS
 
 HEAD = "head"
 #: Every part, from input to output.

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_resnet.images import IMAGE_EXTENSIONS
-from hf_resnet.inference import ONNX_FILE_NAME, Classifier, Picture, load_classifier, load_picture, onnx_session
+from ..data.images import IMAGE_EXTENSIONS, Picture, load_picture
+from .classifier import ONNX_FILE_NAME, Classifier, load_classifier, onnx_session
 
 #: Lowest top-1 agreement with the fp32 model at which an int8 model is kept: the issue's target
 #: (99% on real images). A model below it changes one answer in a hundred; use better calibration

@@ -18,10 +18,11 @@ import datasets
 import torch
 from datasets import ClassLabel
 from datasets import Image as ImageFeature
-from transformers import TrainerCallback
 
-from .config import DataArguments
-from .data import (
+from ..data.arguments import DataArguments
+from ..data.image_datasets import sample_seed
+from ..data.images import open_image
+from ..data.sources import (
     VALIDATION_SPLIT_NAMES,
     DataError,
     ImageData,
@@ -29,8 +30,6 @@ from .data import (
     pick_column,
     select_image_and_label,
 )
-from .images import open_image
-from .loading import sample_seed
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +63,6 @@ class StreamTransform:
             torch.manual_seed(seed)
             pixels = self.transform(picture)
         return {"pixel_values": pixels, "labels": example["label"], "sample_seed": seed}
-
-
-class StreamEpochSetter(TrainerCallback):
-    """Move the stream's shuffle and augmentation to the next epoch before its iterator is created."""
-
-    def __init__(self, stream: datasets.IterableDataset, transform: StreamTransform):
-        self.stream, self.transform = stream, transform
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = int(state.epoch or 0)
-        self.stream.set_epoch(epoch)
-        self.transform.set_epoch(epoch)
 
 
 def _canonical_stream(split: datasets.IterableDataset, image_column: str, label_column: str, where: str):

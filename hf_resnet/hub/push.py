@@ -27,7 +27,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from .card import write_model_card
+from ..hub.card import write_model_card
 
 logger = logging.getLogger(__name__)
 

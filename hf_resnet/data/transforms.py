@@ -31,7 +31,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
-    from .config import DataArguments
+    from ..data.arguments import DataArguments
 
 _RESAMPLE_TO_INTERPOLATION = {
     0: InterpolationMode.NEAREST,

@@ -7,10 +7,13 @@ rebuilding the optimizer or the schedule.
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
-from .config import BACKBONE_PARTS
-from .parts import HEAD, named_parameters_by_part
+from ..model.arguments import BACKBONE_PARTS
+from ..model.parts import HEAD, named_parameters_by_part
+from .arguments import ResNetTrainingArguments
 
 
 def part_learning_rates(head_lr: float, backbone_lr: float, lr_decay: float = 1.0) -> dict[str, float]:
@@ -44,3 +47,22 @@ def parameter_groups(
         if no_decay:
             groups.append({"name": f"{part}/no_decay", "params": no_decay, "lr": rates[part], "weight_decay": 0.0})
     return groups
+
+
+def scaled_learning_rates(
+    head_lr: float, backbone_lr: float, args: ResNetTrainingArguments
+) -> tuple[float, float, str]:
+    """Apply `--lr_scaling` for the effective batch; also return the sentence printed at start."""
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    ratio = effective / args.lr_reference_batch
+    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}.get(args.lr_scaling)
+    if factor is None:
+        raise ValueError(f"--lr_scaling {args.lr_scaling!r}: choose none, linear or sqrt")
+    rule = (
+        f"LR scaling: {args.lr_scaling} (effective batch {effective}, reference {args.lr_reference_batch}: "
+        f"x{factor:.4g})"
+        if args.lr_scaling != "none"
+        else f"LR scaling: none (rates used as given at effective batch {effective}; "
+        f"--lr_scaling linear would multiply them by {ratio:.4g})"
+    )
+    return head_lr * factor, backbone_lr * factor, rule

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import embedded
-from .config import DataArguments, ModelArguments, ResNetTrainingArguments
-from .training import FinetuneResult, run
+from ..data import embedded
+from ..data.arguments import DataArguments
+from ..model.arguments import ModelArguments
+from ..training.arguments import ResNetTrainingArguments
+from ..training.run import FinetuneResult, run
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,50 @@
+"""Where a run's images come from and how they are augmented; parsed by `HfArgumentParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from and how they are augmented."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, e.g. beans or food101."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
+    image_column: str | None = field(default=None, metadata={"help": "Image column (default: image or img)."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
+    train_dir: str | None = field(default=None, metadata={"help": "Folder with one sub-folder of images per class."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Held-out folder laid out like train_dir."})
+    validation_split: float = field(
+        default=0.15,
+        metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the Hub dataset as a stream (nothing downloaded up front; needs --max_steps and a "
+            "validation split). Local folders never need it: they are indexed without decoding."
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick experiments)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation (quick experiments)."})
+    verify_images: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode every image once before training, so a bad file fails in seconds instead of mid-epoch. "
+            "Turn off for datasets too large to scan."
+        },
+    )
+    skip_bad_images: bool = field(
+        default=False,
+        metadata={"help": "Leave out undecodable/non-image files with a warning listing them, instead of failing."},
+    )
+    # Augmentation. Defaults are the torchvision/timm ImageNet fine-tuning recipe.
+    crop_scale_min: float = field(
+        default=0.08, metadata={"help": "RandomResizedCrop's smallest area fraction (torchvision's default)."}
+    )
+    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability (0 for text, digits, etc.)."})
+    auto_augment: str = field(default="none", metadata={"help": "none, trivial (TrivialAugmentWide) or rand."})
+    random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (0.25 in timm)."})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables (0.2 typical)."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})

@@ -1,0 +1,1 @@
+"""Sharing on the Hub: the model card and the push."""

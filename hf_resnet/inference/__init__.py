@@ -1,0 +1,1 @@
+"""Using a trained model: classify, explain (Grad-CAM), export (ONNX, int8)."""

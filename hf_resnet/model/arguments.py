@@ -1,0 +1,54 @@
+"""Which network a run starts from, and the names of its parts; parsed by `HfArgumentParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Architectures that can be built from scratch with `--arch`; values are the layouts of the
+#: microsoft/resnet-* checkpoints (which are all v1.5), so a scratch model matches its Hub sibling.
+ARCHITECTURES: dict[str, dict] = {
+    "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-34": dict(layer_type="basic", depths=[3, 4, 6, 3], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-101": dict(layer_type="bottleneck", depths=[3, 4, 23, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
+}
+
+#: Parts of a ResNet a user can name in `--freeze`, from input to output.
+BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
+#: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
+#: freezing them saves a third of the backward pass and guards small datasets against overfitting.
+DEFAULT_FREEZE_PRETRAINED = "embedder,stage1"
+
+
+@dataclass
+class ModelArguments:
+    """Which network to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id (e.g. microsoft/resnet-50) or local checkpoint directory to fine-tune."},
+    )
+    arch: str | None = field(
+        default=None,
+        metadata={"help": f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}."},
+    )
+    variant: str = field(
+        default="v1.5",
+        metadata={
+            "help": "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
+            "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate)."
+        },
+    )
+    freeze: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma list of embedder,stage1..stage4 to freeze (weights and BatchNorm statistics), or 'none'. "
+            f"Default: '{DEFAULT_FREEZE_PRETRAINED}' for a loaded checkpoint, 'none' from scratch."
+        },
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Override the processor's crop size (e.g. 224); the resize keeps its ratio."}
+    )
+    revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit) of the model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})

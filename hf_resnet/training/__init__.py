@@ -1,0 +1,1 @@
+"""Fine-tuning: arguments, the Trainer and its callbacks, losses, metrics, the run itself."""

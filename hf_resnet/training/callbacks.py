@@ -1,0 +1,101 @@
+"""Trainer callbacks of a fine-tuning run: gradual unfreezing and a graceful stop on Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+
+import torch
+from transformers import TrainerCallback
+
+from ..model.freezing import freeze, unfreeze
+
+logger = logging.getLogger(__name__)
+
+
+class GradualUnfreezing(TrainerCallback):
+    """Unfreeze the deepest frozen part at `start`, then one more every `every` epochs.
+
+    The frozen set is recomputed from the epoch number at each epoch start, so a run resumed
+    from a checkpoint lands in the same state as one that never stopped.
+    """
+
+    def __init__(self, model, frozen: list[str], start: int, every: int):
+        self.model, self.frozen, self.start, self.every = model, list(frozen), start, max(1, every)
+
+    def frozen_at(self, epoch: int) -> list[str]:
+        thawed = 0 if epoch < self.start else 1 + (epoch - self.start) // self.every
+        return self.frozen[: max(0, len(self.frozen) - thawed)]
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        still_frozen = self.frozen_at(math.floor(state.epoch or 0))
+        thawed = [part for part in self.frozen if part not in still_frozen]
+        unfreeze(self.model, thawed)
+        freeze(self.model, still_frozen)
+        if thawed and args.should_log:
+            logger.info("Epoch %d: unfrozen %s; still frozen %s", math.floor(state.epoch or 0), thawed, still_frozen)
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts.
+
+    SIGTERM is what schedulers (SLURM, Kubernetes) send before killing a preempted job. With
+    several processes the request is all-reduced each step, so every rank stops at the same step.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self._restore()
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning(
+            "%s received: finishing this step and saving a checkpoint (again to abort).", signal.Signals(signum).name
+        )
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stop = self.requested
+        if args.world_size > 1:
+            flag = torch.tensor(float(stop), device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            self.requested, self.stopped_at = True, state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._restore()
+
+
+class EpochSetter(TrainerCallback):
+    """Tell each epoch-aware object (`set_epoch`) which epoch starts, before the DataLoader iterator exists.
+
+    Augmentation seeds and stream shuffles are functions of the epoch, and the iterator (and its
+    workers) is created right after this callback runs. `floor(state.epoch)` is the epoch being
+    run, also on a resume mid-epoch (state.epoch = e + k/n).
+    """
+
+    def __init__(self, *targets):
+        self.targets = targets
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for target in self.targets:
+            target.set_epoch(math.floor(state.epoch or 0))

@@ -1,0 +1,66 @@
+"""The `Trainer` of a fine-tuning run.
+
+`ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
+vs backbone learning rates) and batch-level mixing (mixup/cutmix) before each step. Frozen
+BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
+`model.train()` calls need no override.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import Trainer
+
+from ..model.memory_format import use_channels_last
+from .checkpoints import AtomicCheckpoints
+from .optim import parameter_groups
+
+logger = logging.getLogger(__name__)
+
+
+class ResNetTrainer(AtomicCheckpoints, Trainer):
+    """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
+
+    def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
+        self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
+        self.batch_mix = batch_mix
+        super().__init__(*args, **kwargs)
+        # Speed (issue 6): channels-last weights where safe (layout.py); training_step puts inputs in the same layout.
+        wanted = getattr(self.args, "channels_last", False)
+        safe = wanted and use_channels_last(self.model, self.args.device)
+        self.layout = torch.channels_last if safe else torch.contiguous_format
+
+    def evaluation_loop(self, *args, **kwargs):
+        """Evaluate with rank 0's BatchNorm statistics on every rank: the ones that get saved.
+
+        Each DDP rank updates its running statistics from its own batches after the buffers are
+        broadcast, so without this every rank but 0 would evaluate a slightly different model.
+        """
+        if self.args.world_size > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        return super().evaluation_loop(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            groups = parameter_groups(model, self.head_lr, self.backbone_lr, self.lr_decay, self.args.weight_decay)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        inputs.pop("sample_seed", None)
+        mix_seed = inputs.pop("mix_seed", None)  # a Python int: seeding never reads a value back from the GPU
+        if "crops" in inputs:  # uint8 crops from the workers (--augment_on device): finish them here, in batch
+            inputs["pixel_values"] = inputs.pop("crops").finish()
+        inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=self.layout)
+        if self.batch_mix is not None:
+            # Seeded by the batch's own samples, so a resumed run mixes exactly as an uninterrupted one.
+            with torch.random.fork_rng(devices=[]):
+                if mix_seed is not None:
+                    torch.manual_seed(mix_seed)
+                inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
+        return super().training_step(model, inputs, num_items_in_batch)
