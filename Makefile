@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test style quality clean
+.PHONY: demo test style quality help-text clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ style: $(STAMP)
 quality: $(STAMP)
 	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
 	$(BIN)/ruff check hf_resnet recipes tests benchmarks
+
+# `hf-resnet train --help` prints a copy rendered here (so it need not import torch); a test keeps it current.
+help-text: $(STAMP)
+	$(BIN)/python -c "from hf_resnet.training.recipe import render_help; print(render_help(), end='')" \
+		> hf_resnet/training/train_help.txt
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

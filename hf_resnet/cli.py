@@ -1,37 +1,62 @@
-"""`hf-resnet`: one command, a sub-command per job; each module registers its own."""
+"""`hf-resnet`: one command, a sub-command per job.
+
+Each subpackage's `cli.py` adds its sub-commands without importing torch or the training stack;
+the work is imported only when a command runs, so `hf-resnet --help` answers at once. `train`
+hands its flags to the recipe's own `HfArgumentParser` untouched, so every `TrainingArguments`
+flag works there exactly as in `recipes/finetune.py`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
-#: Modules that contribute a sub-command through `register_cli(subparsers)`.
-COMMAND_MODULES = (
-    "hf_resnet.inference.classifier",
-    "hf_resnet.inference.gradcam",
-    "hf_resnet.inference.onnx_export",
-    "hf_resnet.hub.push",
-)
+#: Modules whose `register(subparsers)` adds sub-commands, in the order `--help` lists them.
+COMMAND_MODULES = ("hf_resnet.training.cli", "hf_resnet.inference.cli", "hf_resnet.hub.cli")
+
+
+def _modules() -> list:
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-resnet",
-        description="Classify, explain, export and share ResNet image classifiers. "
-        "Training: accelerate launch recipes/finetune.py --help",
+        description="Fine-tune, classify, explain, export and share ResNet image classifiers. "
+        "`hf-resnet COMMAND --help` describes each command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register_cli(subparsers)
+    for module in _modules():
+        module.register(subparsers)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf_resnet")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _passthrough() -> dict[str, Callable[[list[str]], int]]:
+    """Commands that parse their own flags (`train`'s HfArgumentParser), by name."""
+    return {name: run for module in _modules() for name, run in getattr(module, "PASSTHROUGH", {}).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `hf-resnet` console script.
+    """Entry point of the `hf-resnet` console script and of `python -m hf_resnet`.
 
     >>> main(["classify", "cat.jpg", "--model", "outputs/pets"])  # doctest: +SKIP
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own_parser = _passthrough().get(argv[0]) if argv else None
+    if own_parser is not None:
+        return own_parser(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

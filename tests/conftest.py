@@ -21,6 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TINY_SIZE = 32
 ROOT = Path(__file__).resolve().parents[1]
+#: Subprocesses import the tests' helpers and this checkout's hf_resnet (not another installed copy).
+TEST_PYTHONPATH = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
 #: What every finished run writes, like the transformers examples.
 OUTPUT_FILES = (
     "model.safetensors",
@@ -56,7 +58,7 @@ def accelerate_launch(
         "--dynamo_backend",
         "no",
     ]
-    extra = {"PYTHONPATH": str(ROOT / "tests")}
+    extra = {"PYTHONPATH": TEST_PYTHONPATH}
     if processes > 1:
         command.insert(3, "--multi_gpu")
         # Two real processes on a CPU machine; one thread each so they do not fight over 2 cores.

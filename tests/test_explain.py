@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from conftest import tiny_config
 from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetForImageClassification
 
-from hf_resnet.inference.gradcam import Explanation, explain, grad_cam, register_cli
+from hf_resnet.cli import main as cli
+from hf_resnet.inference.gradcam import Explanation, explain, grad_cam
 
 SIZE = 128  # the last stage of a ResNet is 1/32 of the input: a 4x4 map, enough to localise
 OBJECT = 24
@@ -111,15 +111,10 @@ def test_overlay_shows_the_model_view_and_is_saved(detector: Path, tmp_path: Pat
 def test_cli_writes_the_overlay(detector: Path, tmp_path: Path, capsys):
     path = tmp_path / "scene.png"
     Image.fromarray(_scene(np.random.default_rng(3), (70, 20))).save(path)
-    parser = argparse.ArgumentParser(prog="hf-resnet")
-    register_cli(parser.add_subparsers(required=True))
-    args = parser.parse_args(["explain", str(path), "--model", str(detector), "--out", str(tmp_path / "cam.png")])
-    assert args.func(args) == 0
+    assert cli(["explain", str(path), "--model", str(detector), "--out", str(tmp_path / "cam.png")]) == 0
     label, score, out = capsys.readouterr().out.split()
     assert label == "square" and float(score) > 0.9 and Path(out).is_file()
-    args = parser.parse_args(["explain", str(path), "--model", str(detector), "--target", "0", "--out", out])
-    assert args.func(args) == 0
+    assert cli(["explain", str(path), "--model", str(detector), "--target", "0", "--out", out]) == 0
     assert capsys.readouterr().out.split()[0] == "empty"
-    args = parser.parse_args(["explain", str(path), "--model", str(detector), "--target", "cat", "--out", out])
-    assert args.func(args) == 2
+    assert cli(["explain", str(path), "--model", str(detector), "--target", "cat", "--out", out]) == 2
     assert "hf-resnet explain: unknown label 'cat'" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,8 +12,9 @@ from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_proces
 from PIL import Image
 from transformers import ResNetForImageClassification
 
+from hf_resnet.cli import main as cli
 from hf_resnet.inference.classifier import classify, load_classifier
-from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos, register_cli
+from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos
 
 WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
 
@@ -127,18 +127,14 @@ def test_cli_exports_from_image_folders_and_reports_refusals(shapes_model: Path,
         folder.mkdir()
         for i, image in enumerate(images):
             image.save(folder / f"{i}.png")
-    parser = argparse.ArgumentParser(prog="hf-resnet")
-    register_cli(parser.add_subparsers(required=True))
     common = ["export", "--model", str(shapes_model), "--sample-dir", str(samples), "--repeats", "1"]
-    args = parser.parse_args([*common, "--out", str(tmp_path / "fp32")])
-    assert args.func(args) == 0
+    assert cli([*common, "--out", str(tmp_path / "fp32")]) == 0
     printed = capsys.readouterr().out
     assert "onnx" in printed and "9 sample images" in printed
     assert (tmp_path / "fp32" / "model.onnx").is_file()
-    args = parser.parse_args(
-        [*common, "--out", str(tmp_path / "q"), "--quantize", "int8", "--calibration-dir", str(calibration)]
+    assert (
+        cli([*common, "--out", str(tmp_path / "q"), "--quantize", "int8", "--calibration-dir", str(calibration)]) == 2
     )
-    assert args.func(args) == 2
     assert "hf-resnet export: int8 model agrees with fp32 on" in capsys.readouterr().err
 
 

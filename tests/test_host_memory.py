@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TEST_PYTHONPATH
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the s
 def probe(name: str, workdir) -> dict:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "host_memory_probe.py"), name, str(workdir)],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+        env={**os.environ, "PYTHONPATH": TEST_PYTHONPATH},
         capture_output=True,
         text=True,
         timeout=300,

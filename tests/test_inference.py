@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import io
 import json
@@ -17,9 +16,9 @@ from conftest import save_tiny_checkpoint, shape_image
 from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
+from hf_resnet.cli import main as cli
 from hf_resnet.data import images
 from hf_resnet.data.images import ImageError, load_picture
-from hf_resnet.inference import classifier as inference
 from hf_resnet.inference.classifier import classify, load_classifier
 
 
@@ -228,19 +227,14 @@ def test_urls_are_downloaded_with_a_size_cap(
 def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, tmp_path: Path, capsys):
     path = tmp_path / "photo.png"
     photo.save(path)
-    parser = argparse.ArgumentParser(prog="hf-resnet")
-    inference.register_cli(parser.add_subparsers(required=True))
-    args = parser.parse_args(["classify", str(path), "--model", str(tiny_checkpoint), "--top-k", "2", "--json"])
-    assert args.func(args) == 0
+    assert cli(["classify", str(path), "--model", str(tiny_checkpoint), "--top-k", "2", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == {str(path): classify(path, model=tiny_checkpoint, top_k=2)}
-    args = parser.parse_args(["classify", str(path), str(path), "--model", str(tiny_checkpoint), "--top-k", "1"])
-    assert args.func(args) == 0
+    assert cli(["classify", str(path), str(path), "--model", str(tiny_checkpoint), "--top-k", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(path) and len(lines) == 4
     assert lines[1].split()[1] == classify(path, model=tiny_checkpoint, top_k=1)[0]["label"]
-    args = parser.parse_args(["classify", str(tmp_path / "gone.png"), "--model", str(tiny_checkpoint)])
-    assert args.func(args) == 2
+    assert cli(["classify", str(tmp_path / "gone.png"), "--model", str(tiny_checkpoint)]) == 2
     assert (
         capsys.readouterr().err.strip() == f"hf-resnet classify: {tmp_path / 'gone.png'}: no such file. Check the path"
     )

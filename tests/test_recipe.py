@@ -136,7 +136,9 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(accuracy, abs=1e-4)
 
 
-@pytest.mark.parametrize("config", sorted((ROOT / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "config", sorted((ROOT / "hf_resnet" / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_configs_parse(config):
     model_args, data_args, training_args = parse_args([str(config)])
     assert model_args.model_name_or_path.startswith("microsoft/resnet-")

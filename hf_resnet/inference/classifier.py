@@ -9,11 +9,8 @@ a ResNet-50 costs far more than classifying one image with it.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
-from ..data.images import ImageError, Picture, describe, load_picture
+from ..data.images import Picture, describe, load_picture
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -246,40 +243,3 @@ def classify(
         scores = classifier.scores(classifier.forward(classifier.preprocess(pictures)))
         answers.extend(_top_k(classifier, row, top_k) for row in scores)
     return answers[0] if single else answers
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    try:
-        answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
-    except (ImageError, FileNotFoundError) as error:
-        print(f"hf-resnet classify: {error}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(dict(zip(args.images, answers)), indent=2))
-        return 0
-    for name, answer in zip(args.images, answers):
-        print(name)
-        for entry in answer:
-            print(f"  {entry['score']:.4f}  {entry['label']}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `hf-resnet classify IMAGE... --model M [--top-k K] [--json]`.
-
-    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
-    >>> register_cli(parser.add_subparsers(required=True))
-    >>> parser.parse_args(["classify", "cat.jpg", "--model", "m"]).top_k
-    5
-    """
-    parser = subparsers.add_parser("classify", help="classify images (paths or URLs) with a model")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or http(s) URLs")
-    parser.add_argument("--model", required=True, help="Hub id, model folder, or .onnx file with --backend onnx")
-    parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default: 5)")
-    parser.add_argument("--json", action="store_true", help="print {image: [{label, score}, ...]} as JSON")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
-    parser.set_defaults(func=_run_cli)

@@ -8,9 +8,7 @@ returns a plain tensor and break on transformers' output objects; asking the HF 
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import ImageError, Picture, load_picture
+from ..data.images import Picture, load_picture
 from .classifier import Classifier, load_classifier
 
 
@@ -137,31 +135,3 @@ def explain(
     if out is not None:
         explanation.save(out)
     return explanation
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
-    try:
-        explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
-    except (ImageError, ValueError) as error:  # ImageError is a ValueError; so are unknown targets
-        print(f"hf-resnet explain: {error}", file=sys.stderr)
-        return 2
-    print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `hf-resnet explain IMAGE --model M --out cam.png [--target LABEL_OR_INDEX]`.
-
-    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
-    >>> register_cli(parser.add_subparsers(required=True))
-    >>> parser.parse_args(["explain", "dog.jpg", "--model", "m"]).out
-    'cam.png'
-    """
-    parser = subparsers.add_parser("explain", help="save a Grad-CAM overlay showing where a class is seen")
-    parser.add_argument("image", metavar="IMAGE", help="image path or http(s) URL")
-    parser.add_argument("--model", required=True, help="Hub id or model folder")
-    parser.add_argument("--out", default="cam.png", help="overlay PNG to write (default: cam.png)")
-    parser.add_argument("--target", default=None, help="class label or index to explain (default: the top class)")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
-    parser.set_defaults(func=_run_cli)

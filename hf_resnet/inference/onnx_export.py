@@ -10,11 +10,9 @@ images, after Conv+BatchNorm fusion; it is refused when it agrees with fp32 less
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -328,61 +326,3 @@ def _add_int8(report, classifier, out, onnx_path, samples, reference, calibratio
 
 def _save(report: ExportReport, out: Path) -> None:
     (out / "export_report.json").write_text(report.to_json() + "\n")
-
-
-def _print_report(report: ExportReport) -> None:
-    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {'top-1 agree':>12}")
-    for name in ("eager", "onnx", "int8"):
-        variant = getattr(report, name)
-        if variant is None:
-            continue
-        size = f"{variant.size_mb:.1f}" if variant.size_mb is not None else "-"
-        print(
-            f"{name:<8} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
-            f"{variant.max_logit_diff:>13.2g} {variant.top1_agreement:>12.1%}"
-        )
-    print(f"{report.sample_images} sample images; report in {Path(report.out_dir) / 'export_report.json'}")
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    try:
-        report = export(
-            args.model,
-            out=args.out,
-            format=args.format,
-            quantize=args.quantize,
-            calibration_images=args.calibration_dir,
-            sample_images=args.sample_dir,
-            min_agreement=args.min_agreement,
-            latency_repeats=args.repeats,
-        )
-    except ExportError as error:
-        print(f"hf-resnet export: {error}", file=sys.stderr)
-        return 2
-    _print_report(report)
-    return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `hf-resnet export --model M --format onnx [--quantize int8] [--out DIR] ...`.
-
-    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
-    >>> register_cli(parser.add_subparsers(required=True))
-    >>> parser.parse_args(["export", "--model", "m", "--quantize", "int8"]).min_agreement
-    0.99
-    """
-    parser = subparsers.add_parser("export", help="export to ONNX (and int8) with a parity check and timings")
-    parser.add_argument("--model", required=True, help="Hub id or model folder")
-    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--quantize", choices=("int8",), default=None, help="also write a static int8 model")
-    parser.add_argument("--out", default=None, help="output folder (default: <model folder>/onnx)")
-    parser.add_argument("--calibration-dir", default=None, help="images to calibrate int8 ranges on")
-    parser.add_argument("--sample-dir", default=None, help="images for the parity check (default: sample photos)")
-    parser.add_argument(
-        "--min-agreement",
-        type=float,
-        default=MIN_INT8_AGREEMENT,
-        help=f"refuse an int8 model below this top-1 agreement with fp32 (default: {MIN_INT8_AGREEMENT})",
-    )
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure (default: 10)")
-    parser.set_defaults(func=_run_cli)

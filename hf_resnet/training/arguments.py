@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-# Speed (issue 6): defaults that depend on the machine.
+# Speed: defaults that depend on the machine.
 #: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
 #: workers feed more images per second than a ResNet-50 trains on one GPU.
 MAX_WORKERS_PER_PROCESS = 16
-#: Where training augmentation is finished (see hf_resnet/loading.py): "workers", "device" or "auto".
+#: Where training augmentation is finished (see hf_resnet/data/image_datasets.py): "workers", "device" or "auto".
 AUGMENT_PLACES = ("auto", "workers", "device")
 
 
@@ -124,10 +124,10 @@ class ResNetTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Let DDP look for parameters without gradients (not needed here)."}
     )
     # Pinned memory only speeds up host-to-GPU copies; on a CPU-only machine it just warns.
-    dataloader_pin_memory: bool = field(
-        default_factory=torch.cuda.is_available, metadata={"help": "Pin DataLoader memory (default: on with CUDA)."}
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": "Pin DataLoader memory; None: on with CUDA."}
     )
-    # Speed (issue 6). Figures behind these defaults: docs/benchmarks.md, "Training throughput".
+    # Speed. Figures behind these defaults: docs/benchmarks.md, "Training throughput".
     augment_on: str = field(
         default="auto",
         metadata={
@@ -154,14 +154,17 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     # One worker per core left over by the training loop (none on a two-core CPU-only machine: see the function).
-    dataloader_num_workers: int = field(
-        default_factory=default_num_workers, metadata={"help": "DataLoader worker processes (default: from CPUs)."}
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "DataLoader worker processes; None: the cores less one (none on a CPU-only machine of 2 cores)."
+        },
     )
     # Restarting workers each epoch re-imports torch in each of them: seconds per epoch for nothing.
     dataloader_persistent_workers: bool = field(
         default=True, metadata={"help": "Keep DataLoader workers alive between epochs."}
     )
-    # Without it, every CPU step maps, zeroes and page-faults its activations afresh (see hf_resnet/host_memory.py).
+    # Without it, every CPU step maps, zeroes and page-faults its activations afresh (see training/host_memory.py).
     reuse_host_memory: bool = field(
         default=True,
         metadata={
@@ -183,15 +186,24 @@ class ResNetTrainingArguments(TrainingArguments):
     )
     # With pinned memory, non-blocking copies let the next batch travel while the GPU still runs this one.
     accelerator_config: dict | str | None = field(
-        default_factory=lambda: {"non_blocking": torch.cuda.is_available()},
-        metadata={"help": "Accelerator settings (dict or JSON file), as in TrainingArguments."},
+        default=None,
+        metadata={
+            "help": "Accelerator settings (dict or JSON file), as in TrainingArguments. Default: "
+            "non-blocking copies on CUDA."
+        },
     )
 
     def __post_init__(self):
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
-        # Speed (issue 6): resolve the machine-dependent defaults before TrainingArguments validates them.
+        # Machine-dependent defaults are resolved here, not in the fields, so `--help` reads the same everywhere.
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = default_num_workers()
+        if self.dataloader_pin_memory is None:
+            self.dataloader_pin_memory = torch.cuda.is_available()
+        if self.accelerator_config is None:
+            self.accelerator_config = {"non_blocking": torch.cuda.is_available()}
         if self.bf16 is None and self.fp16 is None:
             self.bf16, self.fp16 = default_mixed_precision()
         self.bf16, self.fp16 = bool(self.bf16), bool(self.fp16)

@@ -1,8 +1,8 @@
 """Atomic checkpoints: the only place hf_resnet overrides private `Trainer` methods.
 
 The Trainer has no public hook for where a checkpoint is written, so `_save_checkpoint` and
-`_get_output_dir` are wrapped here and nowhere else. They were tested against the transformers
-versions `pyproject.toml` allows; an upgrade that renames them fails `tests/test_resilience.py`.
+`_get_output_dir` are wrapped here and nowhere else. The transformers versions they were tested
+on are stated in `pyproject.toml`; an upgrade that renames them fails `tests/test_resilience.py`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,21 @@
-"""`finetune()` and argument parsing: the command line and Python build the same dataclasses."""
+"""The recipe: flags (or a config) in, a fine-tuned model folder out.
+
+`hf-resnet train`, `recipes/finetune.py` and `finetune()` all build the same three dataclasses and
+call the same `run`; `main` is the command line's body and `finetune` the Python one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
+import yaml
+from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from ..data import embedded
@@ -18,6 +27,11 @@ from ..training.run import FinetuneResult, run
 logger = logging.getLogger(__name__)
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, ResNetTrainingArguments)
+#: The worked configs shipped inside the package, run by name: `hf-resnet train --config beans`.
+CONFIG_DIR = Path(__file__).with_name("configs")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+#: `--help` is rendered at a fixed width so the shipped copy (training/train_help.txt) is the same on every terminal.
+HELP_COLUMNS = 100
 
 
 def _uses_embedded(given: set[str]) -> bool:
@@ -32,31 +46,137 @@ def _announce_embedded() -> None:
     )
 
 
+def shipped_configs() -> list[str]:
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str) -> Path:
+    """A config file's path: the path given, or the shipped config of that name (`beans`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if path.suffix not in CONFIG_SUFFIXES and shipped.is_file():
+        return shipped
+    raise ValueError(
+        f"config {name_or_path!r}: no such file, and no shipped config of that name "
+        f"(shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def _field_names() -> set[str]:
+    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+
+
+def config_flags(path: Path) -> list[str]:
+    """A config file's `key: value` pairs as the flags `--key value`; unknown keys are named, with a guess."""
+    text = path.read_text(encoding="utf-8")
+    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected `flag: value` lines (a mapping), found {type(values).__name__}")
+    known = _field_names()
+    for key in values:
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else "; `hf-resnet train --help` lists the flags"
+            raise ValueError(f"{path}: unknown key {key!r}{hint}")
+    flags = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
+    return flags
+
+
+def expand_config(argv: list[str]) -> list[str]:
+    """Replace a config (a leading `X.yaml`, or `--config NAME_OR_PATH`) by its flags, put first so given flags win."""
+    argv = list(argv)
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        return config_flags(config_path(argv[0])) + argv[1:]
+    for index, arg in enumerate(argv):
+        if arg == "--config" or arg.startswith("--config="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else None)
+            if not value:
+                raise ValueError(
+                    "--config: give a config file or the name of a shipped one: " + ", ".join(shipped_configs())
+                )
+            rest = argv[:index] + argv[index + (1 if "=" in arg else 2) :]
+            return config_flags(config_path(value)) + rest
+    return argv
+
+
+def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
+    return HfArgumentParser(
+        ARGUMENT_CLASSES,
+        prog=prog,
+        usage=f"{prog} [CONFIG.yaml | --config NAME] [--flag value ...]",
+        description="Fine-tune a ResNet image classifier. A config (a YAML/JSON file of `flag: value` lines, or "
+        f"the name of a shipped one: {', '.join(shipped_configs())}) gives flags that the command line can "
+        "override. With no model or data flag, the embedded default runs (offline digits). Many processes: "
+        "accelerate launch -m hf_resnet train ... (or accelerate launch recipes/finetune.py ...).",
+    )
+
+
+def render_help() -> str:
+    """The help text at a fixed width: what `hf-resnet train --help` prints from its shipped copy."""
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(HELP_COLUMNS)
+    try:
+        return build_parser().format_help()
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
-    """Parse command-line flags, or a single `.yaml`/`.json` config file, into the three dataclasses.
+    """Parse command-line flags, with an optional config file, into the three dataclasses.
 
     With no data or model argument, the embedded default's flags are put first, so any flag
-    given still wins (`recipes/finetune.py --num_train_epochs 1` is a quick embedded run).
+    given still wins (`hf-resnet train --num_train_epochs 1` is a quick embedded run).
 
     >>> model_args, data_args, training_args = parse_args(["--train_dir", "photos", "--arch", "resnet-18"])
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        path = Path(argv[0]).resolve()
-        if path.suffix == ".json":
-            return parser.parse_json_file(str(path), allow_extra_keys=False)
-        return parser.parse_yaml_file(str(path), allow_extra_keys=False)
+    argv = expand_config(sys.argv[1:] if argv is None else argv)
     given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
-    if _uses_embedded(given):
+    if _uses_embedded(given) and not {"-h", "--help"} & set(argv):
         _announce_embedded()
         defaults = [item for key, value in embedded.embedded_defaults().items() for item in (f"--{key}", str(value))]
         argv = defaults + argv
-    return parser.parse_args_into_dataclasses(args=argv)
+    return build_parser().parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line's run: parse, fine-tune, print where the results are; 130 after Ctrl-C/SIGTERM."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=logging.INFO,
+    )
+    model_args, data_args, training_args = parse_args(argv)
+    result = run(model_args, data_args, training_args)
+    # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
+    # ("terminate called without an active exception") on a rank that finishes first.
+    PartialState().destroy_process_group()
+    if result.interrupted_at is not None:
+        return 130  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
+    if training_args.should_log:
+        print(
+            f"\nHeld-out accuracy: {result.metrics['eval_accuracy']:.4f} on {int(result.metrics['eval_samples'])} "
+            f"validation images ({', '.join(result.labels[:10])}{', ...' if len(result.labels) > 10 else ''}).\n"
+            f"Model, processor, card and results: {result.output_dir}/\n"
+            f"Try it: hf-resnet classify IMAGE.png --model {result.output_dir}"
+        )
+    return 0
 
 
 def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneResult:
-    """Fine-tune a ResNet; keyword arguments are the recipe's flags (see `recipes/finetune.py --help`).
+    """Fine-tune a ResNet; keyword arguments are the recipe's flags (see `hf-resnet train --help`).
 
     `dataset` may be a `datasets.Dataset` or `DatasetDict` with an image and a label column;
     `config` a `transformers.ResNetConfig` to train from scratch with that exact layout;
@@ -70,7 +190,7 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     fields = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in ARGUMENT_CLASSES}
     unknown = set(kwargs) - set().union(*fields.values())
     if unknown:
-        raise TypeError(f"finetune() got unknown argument(s) {sorted(unknown)}; see recipes/finetune.py --help")
+        raise TypeError(f"finetune() got unknown argument(s) {sorted(unknown)}; see hf-resnet train --help")
     if dataset is None and config is None and _uses_embedded(set(kwargs)):
         _announce_embedded()
         kwargs = {**embedded.embedded_defaults(), **kwargs}

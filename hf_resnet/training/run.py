@@ -155,7 +155,7 @@ def run(
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
     skip_frozen = None
-    if training_args.cache_frozen_features:  # speed (issue 6): see hf_resnet/features.py for the trade-off
+    if training_args.cache_frozen_features:  # see training/frozen_features.py for the trade-off
         if streaming:
             raise ValueError("--cache_frozen_features needs a dataset of known length, not a stream")
         eval_transform = build_eval_transform(processor)

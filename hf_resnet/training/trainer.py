@@ -27,7 +27,7 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
         self.batch_mix = batch_mix
         super().__init__(*args, **kwargs)
-        # Speed (issue 6): channels-last weights where safe (layout.py); training_step puts inputs in the same layout.
+        # Channels-last weights where safe (model/memory_format.py); training_step puts inputs in the same layout.
         wanted = getattr(self.args, "channels_last", False)
         safe = wanted and use_channels_last(self.model, self.args.device)
         self.layout = torch.channels_last if safe else torch.contiguous_format

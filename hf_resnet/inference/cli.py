@@ -1,0 +1,121 @@
+"""`hf-resnet classify`, `explain` and `export`.
+
+Parsers only: torch, transformers and onnxruntime are imported when a command runs, not when
+`hf-resnet --help` lists the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from ..data.images import ImageError
+    from .classifier import classify
+
+    try:
+        answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
+    except (ImageError, FileNotFoundError) as error:
+        print(f"hf-resnet classify: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(dict(zip(args.images, answers)), indent=2))
+        return 0
+    for name, answer in zip(args.images, answers):
+        print(name)
+        for entry in answer:
+            print(f"  {entry['score']:.4f}  {entry['label']}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .gradcam import explain
+
+    target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
+    try:
+        explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
+    except ValueError as error:  # ImageError is a ValueError; so are unknown targets
+        print(f"hf-resnet explain: {error}", file=sys.stderr)
+        return 2
+    print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .onnx_export import MIN_INT8_AGREEMENT, ExportError, export
+
+    try:
+        report = export(
+            args.model,
+            out=args.out,
+            format=args.format,
+            quantize=args.quantize,
+            calibration_images=args.calibration_dir,
+            sample_images=args.sample_dir,
+            min_agreement=MIN_INT8_AGREEMENT if args.min_agreement is None else args.min_agreement,
+            latency_repeats=args.repeats,
+        )
+    except ExportError as error:
+        print(f"hf-resnet export: {error}", file=sys.stderr)
+        return 2
+    _print_report(report)
+    return 0
+
+
+def _print_report(report) -> None:
+    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {'top-1 agree':>12}")
+    for name in ("eager", "onnx", "int8"):
+        variant = getattr(report, name)
+        if variant is None:
+            continue
+        size = f"{variant.size_mb:.1f}" if variant.size_mb is not None else "-"
+        print(
+            f"{name:<8} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
+            f"{variant.max_logit_diff:>13.2g} {variant.top1_agreement:>12.1%}"
+        )
+    print(f"{report.sample_images} sample images; report in {Path(report.out_dir) / 'export_report.json'}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `classify`, `explain` and `export`.
+
+    >>> parser = argparse.ArgumentParser(prog="hf-resnet")
+    >>> register(parser.add_subparsers(required=True))
+    >>> parser.parse_args(["classify", "cat.jpg", "--model", "m"]).top_k
+    5
+    """
+    parser = subparsers.add_parser("classify", help="classify images (paths or URLs) with a model")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or http(s) URLs")
+    parser.add_argument("--model", required=True, help="Hub id, model folder, or .onnx file with --backend onnx")
+    parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default: 5)")
+    parser.add_argument("--json", action="store_true", help="print {image: [{label, score}, ...]} as JSON")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
+    parser.set_defaults(func=_classify)
+
+    parser = subparsers.add_parser("explain", help="save a Grad-CAM overlay showing where a class is seen")
+    parser.add_argument("image", metavar="IMAGE", help="image path or http(s) URL")
+    parser.add_argument("--model", required=True, help="Hub id or model folder")
+    parser.add_argument("--out", default="cam.png", help="overlay PNG to write (default: cam.png)")
+    parser.add_argument("--target", default=None, help="class label or index to explain (default: the top class)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
+    parser.set_defaults(func=_explain)
+
+    parser = subparsers.add_parser("export", help="export to ONNX (and int8) with a parity check and timings")
+    parser.add_argument("--model", required=True, help="Hub id or model folder")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
+    parser.add_argument("--quantize", choices=("int8",), default=None, help="also write a static int8 model")
+    parser.add_argument("--out", default=None, help="output folder (default: <model folder>/onnx)")
+    parser.add_argument("--calibration-dir", default=None, help="images to calibrate int8 ranges on")
+    parser.add_argument("--sample-dir", default=None, help="images for the parity check (default: sample photos)")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="refuse an int8 model below this top-1 agreement with fp32 (default: onnx_export.MIN_INT8_AGREEMENT)",
+    )
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure (default: 10)")
+    parser.set_defaults(func=_export)

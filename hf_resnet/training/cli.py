@@ -1,0 +1,41 @@
+"""`hf-resnet train`: the recipe as a sub-command, the same entry point as `recipes/finetune.py`.
+
+Its flags are `HfArgumentParser`'s over the run's dataclasses, which import torch and
+transformers. So that `hf-resnet train --help` answers at once, the help is printed from a copy
+rendered at release time (`make help-text`); a test keeps the copy equal to the live parser's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+
+#: The rendered `hf-resnet train --help`, shipped beside this module.
+HELP_FILE = "train_help.txt"
+
+
+def help_text() -> str:
+    return resources.files(__package__).joinpath(HELP_FILE).read_text(encoding="utf-8")
+
+
+def run_train(argv: list[str]) -> int:
+    """`hf-resnet train [CONFIG] [--flags]`: print the help, or run the recipe."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        sys.stdout.write(help_text())
+        return 0
+    from .recipe import main
+
+    return main(argv)
+
+
+#: Commands whose flags go to their own parser untouched (see hf_resnet/cli.py).
+PASSTHROUGH = {"train": run_train}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser(
+        "train",
+        add_help=False,
+        help="fine-tune a ResNet: hf-resnet train [CONFIG | --config NAME] [--flags]; train --help lists the flags",
+    )

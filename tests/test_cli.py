@@ -1,0 +1,118 @@
+"""The installed product: `hf-resnet` and `python -m hf_resnet` as a user runs them, and what they import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import OUTPUT_FILES, ROOT, TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
+
+from hf_resnet.training.cli import help_text
+from hf_resnet.training.recipe import CONFIG_DIR, parse_args, render_help
+
+#: What `classify` must never pay for: the training stack. (transformers' own `from_pretrained` imports
+#: accelerate and scipy, so those are not ours to avoid.)
+TRAINING_STACK = ("transformers.trainer", "datasets", "sklearn", "matplotlib", "hf_resnet.training.run")
+
+
+def python(code_or_args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    return subprocess.run(
+        [sys.executable, *code_or_args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": TEST_PYTHONPATH, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def imported_after(statement: str) -> set[str]:
+    """The top-level and dotted module names a fresh interpreter holds after running `statement`."""
+    code = f"import json, sys\n{statement}\nprint('MODULES', json.dumps(sorted(sys.modules)))"
+    result = python(["-c", code])
+    assert result.returncode == 0, result.stderr
+    return set(json.loads(result.stdout.rsplit("MODULES ", 1)[1]))
+
+
+def test_help_and_import_load_no_torch():
+    for statement in (
+        "import hf_resnet",
+        "from hf_resnet.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
+        "from hf_resnet.cli import main\nmain(['train', '--help'])",
+    ):
+        modules = imported_after(statement)
+        assert "torch" not in modules and "transformers" not in modules, statement
+
+
+def test_classify_does_not_load_the_training_stack(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    image = next((make_image_folder(tmp_path / "photos", per_class=1) / "circle").iterdir())
+    modules = imported_after(f"import hf_resnet\nhf_resnet.classify({str(image)!r}, model={str(checkpoint)!r})")
+    assert "torch" in modules  # it did classify
+    assert not [name for name in TRAINING_STACK if name in modules]
+
+
+def test_train_help_is_the_live_parsers_help():
+    """The shipped copy (printed without importing torch) must say what the parser accepts; `make help-text`."""
+    assert help_text() == render_help()
+    for flag in ("--train_dir", "--freeze", "--backbone_learning_rate", "--per_device_train_batch_size"):
+        assert flag in help_text()
+
+
+def test_python_dash_m_and_the_console_script_print_the_same_train_help():
+    by_module = python(["-m", "hf_resnet", "train", "--help"], cwd=ROOT.parent)
+    assert by_module.returncode == 0 and by_module.stdout == help_text()
+    listing = python(["-m", "hf_resnet", "--help"])
+    for command in ("train", "classify", "explain", "export", "push"):
+        assert command in listing.stdout
+
+
+def test_a_shipped_config_runs_by_name_and_flags_override_it():
+    model_args, data_args, training_args = parse_args(["--config", "beans", "--num_train_epochs", "1"])
+    assert model_args.model_name_or_path == "microsoft/resnet-50" and data_args.dataset_name == "beans"
+    assert training_args.num_train_epochs == 1 and training_args.backbone_learning_rate == pytest.approx(1e-4)
+    by_path = parse_args([str(CONFIG_DIR / "beans.yaml"), "--seed", "7"])
+    assert by_path[2].seed == 7 and by_path[0].freeze == "embedder,stage1"
+
+
+def test_a_typo_in_a_config_names_the_key_and_the_likely_flag(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("train_dir: photos\nlerning_rate: 0.01\n")
+    with pytest.raises(ValueError, match=r"mine\.yaml: unknown key 'lerning_rate'; did you mean 'learning_rate'\?"):
+        parse_args([str(config)])
+    with pytest.raises(ValueError, match=r"config 'nosuch': no such file, and no shipped config .*beans"):
+        parse_args(["--config", "nosuch"])
+
+
+def test_an_installed_wheel_trains_from_outside_the_repo(tmp_path):
+    """`pip install` of the wheel alone gives `hf-resnet train`: configs and help inside, no repo needed."""
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    build = python(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(ROOT)])
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheel_dir.glob("hf_resnet-*.whl")
+    install = python(["-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)])
+    assert install.returncode == 0, install.stderr
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    save_tiny_checkpoint(work / "ckpt")
+    make_image_folder(work / "photos", per_class=6)
+    env = {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    where = python(["-c", "import hf_resnet; print(hf_resnet.__file__)"], cwd=work, env=env)
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    assert python(["-m", "hf_resnet", "train", "--help"], cwd=work, env=env).stdout == help_text()
+    assert (
+        "beans"
+        in python(
+            ["-c", "from hf_resnet.training.recipe import shipped_configs as s; print(s())"], cwd=work, env=env
+        ).stdout
+    )
+    flags = ["--model_name_or_path", "ckpt", "--train_dir", "photos", "--output_dir", "out", "--num_train_epochs", "1"]
+    trained = python([str(site / "bin" / "hf-resnet"), "train", *flags], cwd=work, env=env)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+    for name in OUTPUT_FILES:
+        assert (work / "out" / name).is_file(), name
+    assert json.loads((work / "out" / "eval_results.json").read_text())["eval_samples"] > 0
