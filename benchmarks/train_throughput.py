@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ from torchvision.transforms import (
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_resnet
+from hf_resnet.hardware import native_bf16_cpu
 from hf_resnet.model.arguments import BACKBONE_PARTS
 from hf_resnet.model.build import default_image_processor, resnet_config
 from hf_resnet.training.arguments import default_mixed_precision
@@ -237,8 +239,58 @@ def run_hf_resnet(train_dir: Path, validation_dir: Path, args, **overrides) -> t
     return timer.images_per_second(args.batch_size), result.metrics
 
 
+#: The README's command, as a user launches it (no accelerate config: the launcher's own defaults apply).
+README_LAUNCH = (
+    "-m",
+    "accelerate.commands.launch",
+    str(Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"),
+)
+
+
+def _launched_runtime(train_dir: Path, validation_dir: Path, args, steps: int, launcher_flags: tuple) -> float:
+    """`train_runtime` (seconds inside `Trainer.train`) of one `accelerate launch recipes/finetune.py` run."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        flags = {
+            "arch": args.arch,
+            "image_size": args.image_size,
+            "train_dir": train_dir,
+            "validation_dir": validation_dir,
+            "per_device_train_batch_size": args.batch_size,
+            "max_steps": steps,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "logging_strategy": "no",
+            "seed": args.seed,
+            "output_dir": Path(output_dir) / "run",
+        }
+        command = [sys.executable, README_LAUNCH[0], README_LAUNCH[1], *launcher_flags, README_LAUNCH[2]]
+        command += [str(item) for key, value in flags.items() for item in (f"--{key}", value)]
+        env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "PYTHONPATH")}
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+        return json.loads((Path(output_dir) / "run" / "train_results.json").read_text())["train_runtime"]
+
+
+def run_readme_launch(train_dir: Path, validation_dir: Path, args, launcher_flags: tuple = ()) -> float:
+    """Images/s of the README's `accelerate launch recipes/finetune.py`, steps after the warm-up only.
+
+    Two launches that differ only in `--max_steps` (the warm-up, then all steps): the difference of their
+    `train_runtime` is the time of the steps after the warm-up, start-up and first steps excluded, as in the
+    other ways' timing, without changing anything in what the user runs.
+    """
+    short = _launched_runtime(train_dir, validation_dir, args, args.warmup, launcher_flags)
+    full = _launched_runtime(train_dir, validation_dir, args, args.steps, launcher_flags)
+    return (args.steps - args.warmup) * args.batch_size / (full - short)
+
+
 def run_model_only(
-    args, channels_last: bool, compile_model: bool = False, force_bf16: bool = False, host_memory: bool | None = None
+    args,
+    channels_last: bool,
+    compile_model: bool = False,
+    force_bf16: bool = False,
+    host_memory: bool | None = None,
+    force_fp32: bool = False,
 ) -> float:
     """The training step on synthetic tensors: forward, cross-entropy, backward, fused AdamW.
 
@@ -248,10 +300,10 @@ def run_model_only(
     the ceiling of hf_resnet's own settings.
     """
     with reused_host_memory(enabled=channels_last if host_memory is None else host_memory):
-        return _model_only(args, channels_last, compile_model, force_bf16)
+        return _model_only(args, channels_last, compile_model, force_bf16, force_fp32)
 
 
-def _model_only(args, channels_last: bool, compile_model: bool, force_bf16: bool) -> float:
+def _model_only(args, channels_last: bool, compile_model: bool, force_bf16: bool, force_fp32: bool = False) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     model = transformers.ResNetForImageClassification(resnet_config(args.arch, num_labels=len(SOURCE_PHOTOS)))
@@ -262,8 +314,8 @@ def _model_only(args, channels_last: bool, compile_model: bool, force_bf16: bool
     pixels = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     pixels = pixels.contiguous(memory_format=layout)
     labels = torch.randint(0, len(SOURCE_PHOTOS), (args.batch_size,), device=device)
-    bf16, fp16 = default_mixed_precision() if channels_last else (False, False)
-    bf16, fp16 = (True, False) if force_bf16 else (bf16, fp16)
+    bf16, fp16, _ = default_mixed_precision() if channels_last else (False, False, "")
+    bf16, fp16 = (True, False) if force_bf16 else (False, False) if force_fp32 else (bf16, fp16)
     autocast = torch.bfloat16 if bf16 else torch.float16 if fp16 else None
     scaler = torch.amp.GradScaler(enabled=fp16)
     forward = torch.compile(model) if compile_model else model
@@ -365,11 +417,19 @@ def isolated(function, *args, **kwargs):
 def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
     runs = {
         "baseline": (run_baseline, (train_dir, args), {}),
+        "readme_launch": (run_readme_launch, (train_dir, validation_dir, args), {}),
         "hf_resnet": (_hf_images_per_second, (train_dir, validation_dir, args), {}),
         "model_only_nchw_fp32": (run_model_only, (args, False), {}),
         "model_only_channels_last": (run_model_only, (args, True), {}),
         "model_only_channels_last_usual_allocator": (run_model_only, (args, True), {"host_memory": False}),
     }
+    if native_bf16_cpu() and not torch.cuda.is_available():  # the default is bf16 here: time fp32 too
+        runs["readme_launch_fp32"] = (
+            run_readme_launch,
+            (train_dir, validation_dir, args, ("--mixed_precision", "no")),
+            {},
+        )
+        runs["model_only_channels_last_fp32"] = (run_model_only, (args, True), {"force_fp32": True})
     if args.compile:
         runs["model_only_channels_last_compiled"] = (run_model_only, (args, True), {"compile_model": True})
     if args.model_only_bf16:
@@ -383,20 +443,31 @@ def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
             if args.wait_quiet > 0 and Path("/proc/stat").exists():
                 busy.append(wait_for_quiet(args.wait_quiet))
             function, positional, keywords = run
-            value = isolated(function, *positional, **keywords)
+            launched = function is run_readme_launch  # a process tree of its own already
+            value = function(*positional, **keywords) if launched else isolated(function, *positional, **keywords)
             if round_index < 0:  # the first round pays for reading the JPEGs into the page cache
                 _progress(f"warm-up round {name}: {value:.2f} images/s (not counted)")
                 continue
             samples[name].append(value)
             _progress(f"round {round_index + 1}/{args.rounds} {name}: {value:.2f} images/s")
     median = {name: statistics.median(values) for name, values in samples.items()}
-    return {
+    ceiling = max(
+        median["model_only_channels_last"], median["model_only_nchw_fp32"] if "readme_launch_fp32" not in median else 0
+    )
+    figures = {
         "images_per_second": median,
         "all_rounds": samples,
         "others_cpu_share_before_runs": busy,
-        "speedup_vs_baseline": median["hf_resnet"] / median["baseline"],
-        "share_of_channels_last_ceiling": median["hf_resnet"] / median["model_only_channels_last"],
+        "speedup_vs_baseline": median["readme_launch"] / median["baseline"],
+        "share_of_channels_last_ceiling": median["readme_launch"] / ceiling,
+        "python_api_speedup_vs_baseline": median["hf_resnet"] / median["baseline"],
     }
+    if "readme_launch_fp32" in median:
+        fp32_ceiling = max(median["model_only_channels_last_fp32"], median["model_only_nchw_fp32"])
+        figures["fp32_speedup_vs_baseline"] = median["readme_launch_fp32"] / median["baseline"]
+        figures["fp32_share_of_ceiling"] = median["readme_launch_fp32"] / fp32_ceiling
+        figures["bf16_speedup_over_fp32"] = median["readme_launch"] / median["readme_launch_fp32"]
+    return figures
 
 
 class _TrainEnd(TrainerCallback):
@@ -525,8 +596,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name, value in figures["images_per_second"].items():
         print(f"  {name:42s} {value:8.2f} images/s")
-    print(f"  hf_resnet / baseline{'':22s} {figures['speedup_vs_baseline']:8.2f}x")
-    print(f"  hf_resnet / model-only channels-last{'':6s} {figures['share_of_channels_last_ceiling']:8.1%}")
+    print(f"  README launch / baseline{'':18s} {figures['speedup_vs_baseline']:8.2f}x")
+    print(f"  README launch / model-only ceiling{'':8s} {figures['share_of_channels_last_ceiling']:8.1%}")
+    for key in ("fp32_speedup_vs_baseline", "fp32_share_of_ceiling", "bf16_speedup_over_fp32"):
+        if key in figures:
+            print(f"  {key:42s} {figures[key]:8.2f}")
     if "frozen_backbone" in report:
         frozen = report["frozen_backbone"]
         print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from transformers import ResNetForImageClassification
 from hf_resnet.cli import main as cli
 from hf_resnet.inference.classifier import classify, load_classifier
 from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos
+
+# Parity with the transformers pipeline (and ONNX) is a claim about fp32 numerics; on CPUs with native bf16,
+# classify's default is bf16 autocast, whose agreement with fp32 is tested in test_precision.py.
+classify = functools.partial(classify, precision="fp32")
+load_classifier = functools.partial(load_classifier, precision="fp32")
 
 WHITE = Image.new("RGB", (40, 40), (255, 255, 255))
 

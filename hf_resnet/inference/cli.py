@@ -17,7 +17,14 @@ def _classify(args: argparse.Namespace) -> int:
     from .classifier import classify
 
     try:
-        answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
+        answers = classify(
+            args.images,
+            model=args.model,
+            top_k=args.top_k,
+            device=args.device,
+            backend=args.backend,
+            precision=args.precision,
+        )
     except (ImageError, FileNotFoundError) as error:
         print(f"hf-resnet classify: {error}", file=sys.stderr)
         return 2
@@ -94,6 +101,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print {image: [{label, score}, ...]} as JSON")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 where the CPU or GPU runs it natively, else fp32 (default: auto)",
+    )
     parser.set_defaults(func=_classify)
 
     parser = subparsers.add_parser("explain", help="save a Grad-CAM overlay showing where a class is seen")

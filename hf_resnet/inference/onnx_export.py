@@ -273,7 +273,7 @@ def export(
         raise ValueError(f"format must be 'onnx', not {format!r}")
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-    classifier = load_classifier(model, device="cpu")
+    classifier = load_classifier(model, device="cpu", precision="fp32")  # the reference the export must match
     if classifier.model is None:
         raise ValueError("export needs the PyTorch model; pass a model folder, Hub id or loaded model")
     out = Path(out) if out is not None else _default_out(model)

@@ -7,10 +7,13 @@ Each default is set once, here, with the reason beside it. The recipe, the Pytho
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from transformers import TrainingArguments
+
+from ..hardware import native_bf16_cpu
+from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices
 
 # Speed: defaults that depend on the machine.
 #: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
@@ -37,20 +40,19 @@ def default_num_workers() -> int:
     return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))
 
 
-def default_mixed_precision() -> tuple[bool, bool]:
-    """(bf16, fp16) for a run that chose neither: bf16 on GPUs with native bf16, else fp16 with loss scaling.
+def default_mixed_precision() -> tuple[bool, bool, str]:
+    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`.
 
-    Nothing on a CPU, even one with native bf16 where autocast doubles the speed
-    (docs/benchmarks.md): it would change the numerics of every CPU run, and CPUs that only
-    emulate bf16 get slower. Nothing either when `accelerate launch --mixed_precision` chose.
-
-    >>> default_mixed_precision() if not torch.cuda.is_available() else (False, False)
-    (False, False)
+    >>> default_mixed_precision()[2]  # doctest: +SKIP
+    'CPU with native bf16 (avx512_bf16)'
     """
-    if "ACCELERATE_MIXED_PRECISION" in os.environ or not torch.cuda.is_available():
-        return False, False
-    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    return native_bf16, not native_bf16
+    choices = launcher_choices()
+    own = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if not choices.launched and own in LAUNCHER_PRECISIONS:  # set by the user for this very process
+        choices = replace(choices, mixed_precision=own, mixed_precision_source="ACCELERATE_MIXED_PRECISION")
+    cuda = torch.cuda.is_available()
+    cuda_bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    return default_precision(cuda, cuda_bf16, None if cuda else native_bf16_cpu(), choices)
 
 
 @dataclass
@@ -179,7 +181,11 @@ class ResNetTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Skip NaN/inf losses in the logged average (syncs with the GPU each step)."}
     )
     bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 autocast. Default: on for GPUs with native bf16 (Ampere and later)."}
+        default=None,
+        metadata={
+            "help": "bf16 autocast. Default: on where the hardware runs bf16 natively (GPUs from Ampere on; CPUs "
+            "with AMX or AVX512-BF16), unless accelerate launch --mixed_precision chose."
+        },
     )
     fp16: bool | None = field(
         default=None, metadata={"help": "fp16 autocast with loss scaling. Default: on for GPUs without native bf16."}
@@ -205,8 +211,14 @@ class ResNetTrainingArguments(TrainingArguments):
         if self.accelerator_config is None:
             self.accelerator_config = {"non_blocking": torch.cuda.is_available()}
         if self.bf16 is None and self.fp16 is None:
-            self.bf16, self.fp16 = default_mixed_precision()
+            self.bf16, self.fp16, self.precision_reason = default_mixed_precision()
+        else:
+            self.precision_reason = "--bf16/--fp16 as given"
         self.bf16, self.fp16 = bool(self.bf16), bool(self.fp16)
+        # transformers allows bf16 without a GPU only when told the run is on the CPU; on a machine with no
+        # accelerator that is where it runs anyway.
+        if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            self.use_cpu = True
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
         if self.augment_on not in AUGMENT_PLACES:
             raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")

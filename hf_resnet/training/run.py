@@ -24,15 +24,15 @@ from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
-from ..training.arguments import ResNetTrainingArguments
-from ..training.frozen_features import cache_frozen_features
-from ..training.host_memory import reused_host_memory
-from ..training.metrics import compute_metrics, per_class_report
-from ..training.optim import part_learning_rates
+from .arguments import ResNetTrainingArguments
 from .calibration import calibrate
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .frozen_features import cache_frozen_features
+from .host_memory import reused_host_memory
+from .launcher import use_cpu_threads
 from .loss import soft_cross_entropy
-from .optim import scaled_learning_rates
+from .metrics import compute_metrics, per_class_report
+from .optim import part_learning_rates, scaled_learning_rates
 from .trainer import ResNetTrainer
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,12 @@ def _count(split) -> str:
     return str(len(split)) if hasattr(split, "__len__") else "streamed"
 
 
-def _summary(model, data, model_args, args, frozen, rates, lr_rule) -> str:
+def _precision(args: ResNetTrainingArguments) -> str:
+    name = "bf16 autocast" if args.bf16 else "fp16 autocast with loss scaling" if args.fp16 else "fp32"
+    return f"{name} ({getattr(args, 'precision_reason', 'as given')})"
+
+
+def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -89,11 +94,12 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule) -> str:
         f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
         + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
         + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
-        f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}"
+        f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}\n"
+        f"precision: {_precision(args)}" + (f"\n{threads}" if threads else "")
     )
 
 
-def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr) -> dict:
+def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads) -> dict:
     """What `recipe.json` records: enough to rerun the experiment and to write the model card."""
     augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
     return {
@@ -112,6 +118,8 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr) -> 
             "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
             "weight_decay": args.weight_decay,
             "seed": args.seed,
+            "precision": _precision(args),
+            "threads": threads or None,
         },
     }
 
@@ -127,6 +135,7 @@ def run(
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
     transformers.set_seed(training_args.seed)
+    threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
     resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
@@ -168,7 +177,7 @@ def run(
         backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
     head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
     rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
-    logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule))
+    logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads))
 
     stop = GracefulStop()
     callbacks = [epoch_setter, stop, *(callbacks or [])]
@@ -249,7 +258,7 @@ def run(
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature
         report = per_class_report(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr)
+        recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads)
         (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
         card.write_model_card(output_dir)
     if training_args.push_to_hub:
