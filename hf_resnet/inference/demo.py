@@ -18,7 +18,7 @@ from typing import Any
 from ..data.examples import EXAMPLES_DIR, find_examples
 
 #: What `pip install "hf_resnet[demo]"` provides; said in one line when it is missing.
-GRADIO_MISSING = 'hf-resnet demo needs Gradio, an optional extra: pip install "hf_resnet[demo]"'
+GRADIO_MISSING = 'Gradio is not installed; the demo needs this optional extra: pip install "hf_resnet[demo]"'
 #: Files a demo needs from a Hub model repo: weights, configs, results, card and example images.
 HUB_FILES = ("*.json", "*.safetensors", "README.md", f"{EXAMPLES_DIR}/*")
 #: Labels shown for a single-label model; a visitor reads a few, not a thousand.
@@ -173,7 +173,8 @@ def _build(folder: Path, hub_id: str | None, device: str | None, top_k: int):
     def run(image):
         if image is None:  # the image was cleared
             return None, None
-        return predict(classifier, facts, image, top_k)
+        shown, overlay = predict(classifier, facts, image, top_k)
+        return shown, _enlarged(overlay)
 
     with gr.Blocks(title=f"{name}: image classifier demo") as demo:
         gr.Markdown(f"# {name}\nUpload or paste an image, or pick an example, then press **Classify**.")
@@ -197,6 +198,14 @@ def _build(folder: Path, hub_id: str | None, device: str | None, top_k: int):
         button.click(run, inputs=image, outputs=[scores, overlay], api_name="classify")
         image.upload(run, inputs=image, outputs=[scores, overlay], api_name=False)
     return demo
+
+
+def _enlarged(image):
+    # The overlay is at the model's input size (224 px, or 32 px for a toy model): blown up so its cells can be seen.
+    from PIL import Image
+
+    factor = max(1, IMAGE_HEIGHT // max(image.size))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
 
 
 def _example_label(path: Path, labels: list[str]) -> str:
