@@ -104,7 +104,9 @@ def stop(process: subprocess.Popen) -> None:
 
 def chromium():
     """A headless Chromium under Selenium, through the system chromedriver (no browser download)."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    names = ("chromium", "chromium-browser", "google-chrome")  # Debian's, Ubuntu's, GitHub runners'
+    browser = next((shutil.which(name) for name in names if shutil.which(name)), None)
+    driver = shutil.which("chromedriver")
     if not (browser and driver):
         message = "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
         if os.environ.get("HF_RESNET_REQUIRE_BROWSER") == "1":  # set by .ci/run: there the browser test must run
