@@ -123,18 +123,21 @@ def chromium():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def upload_and_read_prediction(browser, url: str, image: Path) -> tuple[str, dict[str, float]]:
-    """Upload `image` on the demo page, press Classify, and read (top label, {label: score}) from the page."""
+def classify_on_page(browser, url: str, image: Path | None = None, example: str | None = None):
+    """On a freshly loaded demo page, upload `image` (or click the example named `example`), press Classify,
+    and read what the page shows: (top label, {label: score})."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
     wait = WebDriverWait(browser, 120)
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "input[type=file]"))
-    browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(image))
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid=image] img, img[alt]"))
+    if image is not None:
+        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(image))
+    else:
+        browser.find_element(By.XPATH, f"//button[normalize-space()={example!r}]").click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "[data-testid=image] img"))
     browser.find_element(By.XPATH, "//button[normalize-space()='Classify']").click()
-    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#prediction [data-testid=label-output-value]"))
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#prediction meter"))
     top = browser.find_element(By.CSS_SELECTOR, "#prediction [data-testid=label-output-value]").text
     bars = browser.find_elements(By.CSS_SELECTOR, "#prediction meter")
@@ -196,6 +199,8 @@ def test_demo_in_a_real_browser_shows_the_label_and_scores_classify_gives(finish
     image = tmp_path / "upload.png"
     shape_image(2, np.random.default_rng(11)).save(image)
     expected = hf_resnet.classify(str(image), model=str(finished_run), top_k=None)
+    example = finished_run / "examples" / "001_hbar.jpg"
+    expected_example = hf_resnet.classify(str(example), model=str(finished_run), top_k=None)
     port = free_port()
     command = [sys.executable, "-m", "hf_resnet", "demo", "--model", str(finished_run), "--server_port", str(port)]
     env = {**os.environ, **GRADIO_ENV, "PYTHONPATH": TEST_PYTHONPATH}
@@ -203,7 +208,9 @@ def test_demo_in_a_real_browser_shows_the_label_and_scores_classify_gives(finish
     browser = None
     try:
         browser = chromium()
-        top, shown = upload_and_read_prediction(browser, f"http://127.0.0.1:{port}/", image)
+        url = f"http://127.0.0.1:{port}/"
+        example_top, example_shown = classify_on_page(browser, url, example="hbar")
+        top, shown = classify_on_page(browser, url, image=image)
         facts = browser.find_element("id", "facts").text
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot = ARTIFACTS / "demo.png"
@@ -215,6 +222,8 @@ def test_demo_in_a_real_browser_shows_the_label_and_scores_classify_gives(finish
         stop(server)
 
     assert top == expected[0]["label"]
+    assert example_top == expected_example[0]["label"]
+    assert example_shown == pytest.approx({e["label"]: e["score"] for e in expected_example}, abs=1e-6)
     assert shown == pytest.approx({entry["label"]: entry["score"] for entry in expected}, abs=1e-6)
     accuracy = json.loads((finished_run / "eval_results.json").read_text())["eval_accuracy"]
     assert "3 labels: circle, hbar, vbar" in facts
@@ -287,7 +296,7 @@ def test_push_with_a_space_makes_a_space_whose_app_serves_the_model(hub, tmp_pat
     assert all("==" in line for line in requirements)
     metadata, body = read_card(run / "README.md")
     assert hub.files("user/shapes")["README.md"] == (run / "README.md").read_bytes()
-    assert "https://huggingface.co/spaces/user/shapes-demo" in body
+    assert "https://huggingface.co/spaces/user/shapes-demo" in body and "hf-resnet demo --model user/shapes" in body
     assert metadata["widget"] == [
         {"src": f"{hub.url}/user/shapes/resolve/main/examples/001_class_1.jpg", "example_title": "class_1"}
     ]

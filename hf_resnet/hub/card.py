@@ -316,12 +316,12 @@ classifier("image.jpg")
 """
 
 
-def _demo_section(space_id: str) -> str:
+def _demo_section(space_id: str, model_ref: str) -> str:
     return (
         "## Try it\n\n"
         f"Upload a picture in the [demo Space](https://huggingface.co/spaces/{space_id}): it shows the top labels, "
-        "their calibrated scores and a Grad-CAM map of where the model looked. Locally: "
-        "`hf-resnet demo --model <this repo>`.\n"
+        "their calibrated scores and a Grad-CAM map of where the model looked. The same page on your machine: "
+        f"`hf-resnet demo --model {model_ref}`.\n"
     )
 
 
@@ -405,7 +405,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
             _results_section(metrics, report, has_matrix, has_curves),
             _recipe_section(recipe, _read_json(output_dir / "train_results.json")),
             _usage_section(repo_id or str(output_dir)),
-            _demo_section(space_id) if space_id else None,
+            _demo_section(space_id, repo_id or str(output_dir)) if space_id else None,
             _limitations_section(labels, metrics, report, recipe),
         ]
         if part is not None
