@@ -56,10 +56,9 @@ class ModelFacts:
         if self.accuracy is not None:
             on = f" on {self.eval_samples} validation images" if self.eval_samples else " on validation"
             lines.append(f"**Accuracy**: {self.accuracy:.1%}{on}")
-        lines.append(f"**Weights**: {self.base_model}")
-        lines.append(
-            "**Scores**: " + ("calibrated (temperature scaling)" if self.calibrated else "softmax, uncalibrated")
-        )
+        lines.append(f"**Base model**: {self.base_model}")
+        calibration = "calibrated (temperature scaling)" if self.calibrated else "uncalibrated (no temperature fitted)"
+        lines.append(f"**Scores**: {calibration}")
         if self.card:
             card = f"[{self.card}]({self.card})" if self.card.startswith("http") else f"`{self.card}`"
             lines.append(f"**Model card**: {card}")
