@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export,demo]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## Fine-tune on the embedded default (offline digits, resnet-18 layout)

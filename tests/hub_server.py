@@ -2,14 +2,16 @@
 
 It speaks the part of the Hub HTTP API that `huggingface_hub` uses on its LFS path (`HF_HUB_DISABLE_XET=1`):
 
-- create a repo (`/api/repos/create`), a branch, validate a card's YAML, `whoami-v2`;
+- create a model repo or a Space (`/api/repos/create`; a Space needs an `sdk`), a branch, validate a card's YAML,
+  `whoami-v2`;
 - upload: `preupload` (LFS or regular, remote oid), the git-LFS batch API with the `basic` transfer (a PUT per
   object, then `verify`), and the ndjson `commit`;
 - download: `resolve` (HEAD and GET, with `ETag`, `X-Linked-Etag`, `X-Linked-Size`, `X-Repo-Commit`,
   `Content-Length`, ranges), model info per revision, the tree listing and refs.
 
 Errors carry the `X-Error-Code` headers the client turns into `RepositoryNotFoundError`, `EntryNotFoundError`, ...
-Tests inject failures with `fail(...)` and read what happened in `requests` and `lfs_uploads`.
+Tests inject failures with `fail(...)` and read what happened in `requests` and `lfs_uploads`. Spaces live under
+`/api/spaces/...`, `/spaces/<id>/resolve/...`, and in `repos` (and `files(...)`) under the key `spaces/<id>`.
 
 >>> with HubServer(token="hf_test") as hub:  # doctest: +SKIP
 ...     os.environ["HF_ENDPOINT"] = hub.url
@@ -36,6 +38,7 @@ LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.png", "*
 LFS_THRESHOLD = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS).encode()
 USER = "user"
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -75,15 +78,26 @@ class Commit:
 class Repo:
     repo_id: str
     private: bool
+    repo_type: str = "model"
+    sdk: str | None = None  # Spaces only: gradio, streamlit, docker or static
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     )
 
+    @property
+    def key(self) -> str:
+        """Where the repo lives in URLs and in `HubServer.repos`: `user/name` or `spaces/user/name`."""
+        return repo_key(self.repo_type, self.repo_id)
+
     def resolve(self, revision: str) -> Commit | None:
         oid = self.branches.get(revision, revision)
         return self.commits.get(oid)
+
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
 
 
 @dataclass
@@ -137,7 +151,7 @@ class HubServer:
             self.failures.append(Failure(method.upper(), pattern, status, times))
 
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
-        """The content of every file of `repo_id` at `revision`, LFS objects resolved."""
+        """The content of every file of `repo_id` (`spaces/user/name` for a Space) at `revision`, LFS resolved."""
         with self.lock:
             commit = self.repos[repo_id].resolve(revision)
             return {path: self._content(entry) for path, entry in commit.files.items()}
@@ -157,14 +171,17 @@ class HubServer:
 
     def _new_commit(self, repo: Repo, parent: Commit | None, message: str, files: dict[str, RepoEntry]) -> Commit:
         self._commit_counter += 1
-        seed = f"{repo.repo_id}\n{parent.oid if parent else ''}\n{message}\n{self._commit_counter}"
+        seed = f"{repo.key}\n{parent.oid if parent else ''}\n{message}\n{self._commit_counter}"
         commit = Commit(oid=hashlib.sha1(seed.encode()).hexdigest(), message=message, files=files)
         repo.commits[commit.oid] = commit
         return commit
 
-    def create_repo(self, repo_id: str, private: bool = False) -> Repo:
+    def create_repo(
+        self, repo_id: str, private: bool = False, repo_type: str = "model", sdk: str | None = None
+    ) -> Repo:
         with self.lock:
-            repo = self.repos[repo_id] = Repo(repo_id=repo_id, private=private)
+            repo = Repo(repo_id=repo_id, private=private, repo_type=repo_type, sdk=sdk)
+            self.repos[repo.key] = repo
             entry = RepoEntry(len(GITATTRIBUTES), hashlib.sha256(GITATTRIBUTES).hexdigest(), False, GITATTRIBUTES)
             repo.branches["main"] = self._new_commit(repo, None, "initial commit", {".gitattributes": entry}).oid
             return repo
@@ -287,23 +304,30 @@ class _HubHandler(BaseHTTPRequestHandler):
             if payload["oid"] not in self.server_state.objects:
                 raise HubError(404, "Object not uploaded")
             return 200, {"success": True}, {}
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
-            return self._api_model(method, f"{parts[2]}/{parts[3]}", parts[4:], query, body)
-        if method == "POST" and len(parts) == 6 and parts[1].endswith(".git") and parts[2:] == LFS_BATCH:
-            return self._lfs_batch(f"{parts[0]}/{parts[1][: -len('.git')]}", json.loads(body))
-        if method in ("GET", "HEAD") and len(parts) >= 5 and parts[2] == "resolve":
-            return self._resolve(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]))
+        if parts[:2] in (["api", "models"], ["api", "spaces"]) and len(parts) >= 4:
+            key = repo_key(parts[1][:-1], f"{parts[2]}/{parts[3]}")
+            return self._api_repo(method, key, parts[4:], query, body)
+        space = 1 if parts[:1] == ["spaces"] else 0  # a Space's URLs are a model's with `spaces/` in front
+        key, rest = "/".join(parts[: 2 + space]), parts[2 + space :]
+        if method == "POST" and len(rest) == 4 and key.endswith(".git") and rest == LFS_BATCH:
+            return self._lfs_batch(key[: -len(".git")], json.loads(body))
+        if method in ("GET", "HEAD") and len(rest) >= 3 and rest[0] == "resolve":
+            return self._resolve(key, rest[1], "/".join(rest[2:]))
         raise HubError(404, f"No route for {method} {path}")
 
     def _create_repo(self, payload: dict) -> tuple[int, dict, dict]:
         self._require_write()
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "This test server only hosts model repos")
+        repo_type = payload.get("type", "model")
+        if repo_type not in ("model", "space"):
+            raise HubError(400, "This test server hosts model repos and Spaces only")
+        sdk = payload.get("sdk")
+        if repo_type == "space" and sdk not in SPACE_SDKS:
+            raise HubError(400, f"A Space needs an sdk, one of {', '.join(SPACE_SDKS)}")
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
-        url = f"{self.server_state.url}/{repo_id}"
-        if repo_id in self.server_state.repos:
-            raise HubError(409, "You already created this model repo", url=url)
-        self.server_state.create_repo(repo_id, private=payload.get("visibility") == "private")
+        url = f"{self.server_state.url}/{repo_key(repo_type, repo_id)}"
+        if repo_key(repo_type, repo_id) in self.server_state.repos:
+            raise HubError(409, f"You already created this {repo_type} repo", url=url)
+        self.server_state.create_repo(repo_id, payload.get("visibility") == "private", repo_type, sdk)
         return 200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]}, {}
 
     def _validate_yaml(self, payload: dict) -> tuple[int, dict, dict]:
@@ -316,8 +340,8 @@ class _HubHandler(BaseHTTPRequestHandler):
             return 400, {"errors": [{"message": "metadata must be a mapping"}], "warnings": []}, {}
         return 200, {"errors": [], "warnings": []}, {}
 
-    def _api_model(self, method: str, repo_id: str, rest: list[str], query: dict, body: bytes):
-        repo = self._repo(repo_id)
+    def _api_repo(self, method: str, key: str, rest: list[str], query: dict, body: bytes):
+        repo = self._repo(key)
         action = rest[0] if rest else "revision"
         if method == "GET" and action == "revision":
             return 200, self._model_info(repo, rest[1] if len(rest) > 1 else "main", "blobs" in query), {}
@@ -342,7 +366,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             start = json.loads(body or b"{}").get("startingPoint") or "main"
             repo.branches[rest[1]] = self._commit(repo, start).oid
             return 200, {}, {}
-        raise HubError(404, f"No route for {method} /api/models/{repo_id}/{'/'.join(rest)}")
+        raise HubError(404, f"No route for {method} /api/{repo.repo_type}s/{repo.repo_id}/{'/'.join(rest)}")
 
     def _model_info(self, repo: Repo, revision: str, blobs: bool) -> dict:
         commit = self._commit(repo, revision)
@@ -375,6 +399,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             "lastModified": repo.created,
             "siblings": siblings,
             "cardData": yaml.safe_load(match.group(1)) if match else None,
+            **({"sdk": repo.sdk} if repo.repo_type == "space" else {}),
         }
 
     def _tree(self, repo: Repo, revision: str, folder: str, recursive: bool) -> list[dict]:
@@ -459,7 +484,7 @@ class _HubHandler(BaseHTTPRequestHandler):
                 files = {path: entry for path, entry in files.items() if not path.startswith(prefix)}
         commit = self.server_state._new_commit(repo, parent, message, files)
         repo.branches[revision] = commit.oid
-        url = f"{self.server_state.url}/{repo.repo_id}/commit/{commit.oid}"
+        url = f"{self.server_state.url}/{repo.key}/commit/{commit.oid}"
         return {"success": True, "commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None}
 
     def _resolve(self, repo_id: str, revision: str, path: str) -> tuple[int, bytes, dict]:

@@ -67,7 +67,7 @@ def test_python_dash_m_and_the_console_script_print_the_same_train_help():
     by_module = python(["-m", "hf_resnet", "train", "--help"], cwd=ROOT.parent)
     assert by_module.returncode == 0 and by_module.stdout == help_text()
     listing = python(["-m", "hf_resnet", "--help"])
-    for command in ("train", "classify", "explain", "export", "push"):
+    for command in ("train", "classify", "explain", "export", "push", "demo"):
         assert command in listing.stdout
 
 

@@ -39,6 +39,13 @@ class DataArguments:
         default=False,
         metadata={"help": "Leave out undecodable/non-image files with a warning listing them, instead of failing."},
     )
+    keep_examples: bool = field(
+        default=True,
+        metadata={
+            "help": "Save one small validation image per class in OUTPUT_DIR/examples/, for `hf-resnet demo` and "
+            "the Hub widget (they are your own images: turn off if they must not be shared)."
+        },
+    )
     # Augmentation. Defaults are the torchvision/timm ImageNet fine-tuning recipe.
     crop_scale_min: float = field(
         default=0.08, metadata={"help": "RandomResizedCrop's smallest area fraction (torchvision's default)."}

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from matplotlib.figure import Figure
+
+from ..data.examples import find_examples
 
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 TRAINING_CURVES_PNG = "training_curves.png"
@@ -181,7 +183,21 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
 # ----------------------------------------------------------------------------- card sections
 
 
-def _metadata(model_name: str, recipe: dict, metrics: dict[str, float]) -> ModelCardData:
+def _widget(output_dir: Path, repo_id: str | None, labels: list[str]) -> list[dict] | None:
+    """The Hub's inference widget examples: the kept validation images, by URL (the widget needs one)."""
+    examples = find_examples(output_dir)
+    if not repo_id or not examples:
+        return None
+    widget = []
+    for path in examples:
+        index = int(path.name.split("_", 1)[0])
+        title = labels[index] if index < len(labels) else path.stem
+        relative = path.relative_to(output_dir).as_posix()
+        widget.append({"src": f"{constants.ENDPOINT}/{repo_id}/resolve/main/{relative}", "example_title": title})
+    return widget
+
+
+def _metadata(model_name: str, recipe: dict, metrics: dict[str, float], widget: list[dict] | None) -> ModelCardData:
     dataset_id, dataset_name = _dataset(recipe)
     base_model, _ = _base_model(recipe)
     results = [
@@ -208,6 +224,7 @@ def _metadata(model_name: str, recipe: dict, metrics: dict[str, float]) -> Model
         tags=["image-classification", "vision", "resnet", "hf_resnet"],
         metrics=sorted({result.metric_type for result in results}) or None,
         eval_results=results or None,
+        widget=widget,
     )
 
 
@@ -299,6 +316,15 @@ classifier("image.jpg")
 """
 
 
+def _demo_section(space_id: str, model_ref: str) -> str:
+    return (
+        "## Try it\n\n"
+        f"Upload a picture in the [demo Space](https://huggingface.co/spaces/{space_id}): it shows the top labels, "
+        "their calibrated scores and a Grad-CAM map of where the model looked. The same page on your machine: "
+        f"`hf-resnet demo --model {model_ref}`.\n"
+    )
+
+
 def _limitations_section(labels: list[str], metrics: dict[str, float], report: dict, recipe: dict) -> str:
     lines = [
         "## Limitations",
@@ -332,12 +358,13 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
+def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_id: str | None = None) -> Path:
     """Write `README.md` (and its plots) in `output_dir` from the files a finished run saved there.
 
     Reads `config.json`, `recipe.json`, `eval_results.json`/`all_results.json`, `train_results.json`,
     `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
-    `hf_resnet.push`) names the model in the usage examples; without it they use the folder.
+    `hf_resnet.push`) names the model in the usage examples and points the Hub widget at the kept
+    example images; without it they use the folder. `space_id` links the card to a demo Space.
 
     >>> write_model_card("outputs/beans", repo_id="me/resnet-beans")  # doctest: +SKIP
     PosixPath('outputs/beans/README.md')
@@ -369,7 +396,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
         summary += f" (macro F1 {metrics['f1_macro']:.3f})" if "f1_macro" in metrics else ""
         summary += f" on {int(metrics['samples'])} validation images." if "samples" in metrics else " on validation."
     body = "\n".join(
-        [
+        part
+        for part in [
             f"# {model_name}",
             "",
             summary,
@@ -377,10 +405,12 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path
             _results_section(metrics, report, has_matrix, has_curves),
             _recipe_section(recipe, _read_json(output_dir / "train_results.json")),
             _usage_section(repo_id or str(output_dir)),
+            _demo_section(space_id, repo_id or str(output_dir)) if space_id else None,
             _limitations_section(labels, metrics, report, recipe),
         ]
+        if part is not None
     )
-    data = _metadata(model_name, recipe, metrics)
+    data = _metadata(model_name, recipe, metrics, _widget(output_dir, repo_id, labels))
     path = output_dir / "README.md"
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
     return path

@@ -16,6 +16,7 @@ def _push(args: argparse.Namespace) -> int:
             private=True if args.private else None,
             revision=args.revision,
             commit_message=args.commit_message,
+            space_id=args.space,
         )
     except PushError as error:
         print(error, file=sys.stderr)
@@ -25,7 +26,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `hf-resnet push OUTPUT_DIR --repo user/name [--private] [--revision R] [--commit-message M]`.
+    """Add `hf-resnet push OUTPUT_DIR --repo user/name [--private] [--revision R] [--commit-message M] [--space S]`.
 
     >>> parser = argparse.ArgumentParser(prog="hf-resnet")
     >>> register(parser.add_subparsers(required=True))
@@ -43,4 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--private", action="store_true", help="create the repo private (no effect if it exists)")
     parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
     parser.add_argument("--commit-message", default=None, help="commit message (default: 'Upload <folder> ...')")
+    parser.add_argument(
+        "--space",
+        default=None,
+        metavar="USER/NAME",
+        help="also create or update a Gradio Space that demos the model (its main branch); the card links to it",
+    )
     parser.set_defaults(func=_push)

@@ -25,7 +25,8 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..hub.card import write_model_card
+from . import space
+from .card import write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +54,24 @@ class PushError(RuntimeError):
 
 
 def retry_command(
-    output_dir: str | Path, repo_id: str, private: bool | None = None, revision: str | None = None
+    output_dir: str | Path,
+    repo_id: str,
+    private: bool | None = None,
+    revision: str | None = None,
+    space_id: str | None = None,
 ) -> str:
     """The shell command that pushes `output_dir` again (never with a token: that comes from HF_TOKEN).
 
-    >>> retry_command("outputs/beans", "me/beans", revision="v2")
-    'hf-resnet push outputs/beans --repo me/beans --revision v2'
+    >>> retry_command("outputs/beans", "me/beans", revision="v2", space_id="me/beans-demo")
+    'hf-resnet push outputs/beans --repo me/beans --revision v2 --space me/beans-demo'
     """
     command = ["hf-resnet", "push", shlex.quote(str(output_dir)), "--repo", shlex.quote(repo_id)]
     if private:
         command.append("--private")
     if revision:
         command += ["--revision", shlex.quote(revision)]
+    if space_id:
+        command += ["--space", shlex.quote(space_id)]
     return " ".join(command)
 
 
@@ -202,9 +209,20 @@ def _explain(error: BaseException, stage: str, endpoint: str, repo_id: str, toke
 # ----------------------------------------------------------------------------- push
 
 
-def _commit(api: HfApi, repo_id: str, files: dict[str, Path], message: str, revision: str | None) -> str:
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
-    return api.create_commit(repo_id, operations, commit_message=message, revision=revision).commit_url
+def _commit(
+    api: HfApi,
+    repo_id: str,
+    files: dict[str, Path | bytes],
+    message: str,
+    revision: str | None,
+    repo_type: str | None = None,
+) -> str:
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if isinstance(content, bytes) else str(content))
+        for name, content in files.items()
+    ]
+    commit = api.create_commit(repo_id, operations, commit_message=message, revision=revision, repo_type=repo_type)
+    return commit.commit_url
 
 
 def push(
@@ -215,12 +233,17 @@ def push(
     private: bool | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
+    space_id: str | None = None,
 ) -> str:
     """Push a finished output folder (weights, configs, card, plots, results) to a Hub model repo.
 
     The repo is created if needed (`private` only matters then), the model card is (re)written for
     `repo_id`, and `checkpoint-*` folders stay local. `token` defaults to `HF_TOKEN` or the
     `hf auth login` token. Pushing again after a failure uploads only what is missing.
+
+    With `space_id`, a Gradio Space is created or updated too (see `hub/space.py`): its `app.py`
+    runs `hf-resnet demo` on the model repo, and the model card links to it. A private Space
+    needs the token as its `HF_TOKEN` secret to read a private model.
 
     Returns:
         The URL of the commit on the Hub.
@@ -232,7 +255,7 @@ def push(
     'https://huggingface.co/me/resnet-50-beans/commit/3f1c...'
     """
     output_dir = Path(output_dir)
-    command = retry_command(output_dir, repo_id, private=private, revision=revision)
+    command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
     _check_output(output_dir, command)
     secret = token or get_token()
     _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
@@ -248,16 +271,26 @@ def push(
     stage = "creating the repository"
     try:
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        command = retry_command(output_dir, repo_id, private=private, revision=revision)
+        command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
+        if space_id:
+            stage = f"creating the Space {space_id}"
+            space_id = api.create_repo(
+                space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True
+            ).repo_id
+            command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
         if revision:
             stage = f"creating branch {revision}"
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         stage = "writing the model card"
-        write_model_card(output_dir, repo_id=repo_id)
+        write_model_card(output_dir, repo_id=repo_id, space_id=space_id)
         stage = "uploading files"
         files = files_to_push(output_dir)
         message = commit_message or f"Upload {output_dir.resolve().name} with hf_resnet"
         url = _commit(api, repo_id, files, message, revision)
+        if space_id:
+            stage = f"uploading the Space {space_id}"
+            space_files = space.space_files(repo_id, space_id)
+            _commit(api, space_id, space_files, f"Demo of {repo_id} with hf_resnet", None, repo_type="space")
     except Exception as error:
         problem, advice = _explain(error, stage, api.endpoint, repo_id, secret)
         explicit = " (pass the token through HF_TOKEN)" if token else ""

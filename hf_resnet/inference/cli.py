@@ -1,4 +1,4 @@
-"""`hf-resnet classify`, `explain` and `export`.
+"""`hf-resnet classify`, `explain`, `export` and `demo`.
 
 Parsers only: torch, transformers and onnxruntime are imported when a command runs, not when
 `hf-resnet --help` lists the commands.
@@ -72,6 +72,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoError, launch
+
+    try:
+        launch(
+            args.model,
+            server_name=args.server_name,
+            server_port=args.server_port,
+            share=args.share or None,
+            device=args.device,
+            top_k=args.top_k,
+        )
+    except DemoError as error:
+        print(f"hf-resnet demo: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _print_report(report) -> None:
     print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {'top-1 agree':>12}")
     for name in ("eager", "onnx", "int8"):
@@ -87,7 +105,7 @@ def _print_report(report) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `classify`, `explain` and `export`.
+    """Add `classify`, `explain`, `export` and `demo`.
 
     >>> parser = argparse.ArgumentParser(prog="hf-resnet")
     >>> register(parser.add_subparsers(required=True))
@@ -132,3 +150,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure (default: 10)")
     parser.set_defaults(func=_export)
+
+    parser = subparsers.add_parser(
+        "demo",
+        help="serve a page to try a model on: upload an image, see labels, scores and Grad-CAM (Gradio)",
+        description='A Gradio app over classify and explain. Needs the demo extra: pip install "hf_resnet[demo]".',
+    )
+    parser.add_argument("--model", required=True, help="output folder of a finished run, or Hub id")
+    parser.add_argument("--server_name", default=None, help="address to serve on (Gradio's; default: 127.0.0.1)")
+    parser.add_argument("--server_port", type=int, default=None, help="port (Gradio's; default: 7860 or next free)")
+    parser.add_argument("--share", action="store_true", help="also serve through a public *.gradio.live link")
+    parser.add_argument(
+        "--top-k", type=int, default=5, help="labels to show (default: 5; multi-label: all over threshold)"
+    )
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
+    parser.set_defaults(func=_demo)

@@ -16,6 +16,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.arguments import DataArguments
+from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
 from ..data.sources import load_image_data
 from ..data.streaming import StreamTransform, load_stream
@@ -260,6 +261,8 @@ def run(
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
         recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads)
         (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+        if data_args.keep_examples:
+            keep_examples(data.validation, data.labels, output_dir)
         card.write_model_card(output_dir)
     if training_args.push_to_hub:
         from ..hub import push as hub

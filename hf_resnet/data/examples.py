@@ -1,0 +1,67 @@
+"""A handful of the user's own validation images, kept next to the model for people to try it on.
+
+A demo or a model card's widget is judged by its first click; a picture from the model's own
+classes gets a meaningful answer where a random photo from the web would not. They come from
+the validation split (never from training images, which the model has memorised), one per class,
+shrunk so that a model folder with hundreds of classes stays a few megabytes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .images import IMAGE_EXTENSIONS, to_rgb
+
+#: Folder, inside a model folder (and its Hub repo), that holds the example images.
+EXAMPLES_DIR = "examples"
+#: Longest side of a kept example: enough for the demo to show, small enough for the repo.
+EXAMPLE_MAX_SIDE = 256
+#: More classes than this keep examples for the first ones only: a demo shows a page of them anyway.
+MAX_EXAMPLES = 50
+
+
+def example_name(index: int, label: str) -> str:
+    """A file name that sorts in class order and says the label, safe on every file system.
+
+    >>> example_name(3, "golden retriever / dog")
+    '003_golden_retriever_dog.jpg'
+    """
+    safe = re.sub(r"[^\w.-]+", "_", label).strip("._") or "class"
+    return f"{index:03d}_{safe[:60]}.jpg"
+
+
+def keep_examples(split, labels: list[str], output_dir: str | Path, max_examples: int = MAX_EXAMPLES) -> list[Path]:
+    """Save the first image of each class in `split` (a dataset with `image` and `label`) as a small JPEG.
+
+    Returns the written paths; earlier examples in the folder are replaced, so a re-run never
+    mixes images from two datasets.
+
+    >>> keep_examples(data.validation, data.labels, "outputs/beans")  # doctest: +SKIP
+    [PosixPath('outputs/beans/examples/000_angular_leaf_spot.jpg'), ...]
+    """
+    folder = Path(output_dir) / EXAMPLES_DIR
+    first: dict[int, int] = {}
+    for row, label in enumerate(split["label"]):
+        first.setdefault(int(label), row)
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old.suffix.lower() in IMAGE_EXTENSIONS:
+                old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for label in sorted(first)[:max_examples]:
+        image = to_rgb(split[first[label]]["image"])
+        image.thumbnail((EXAMPLE_MAX_SIDE, EXAMPLE_MAX_SIDE))
+        path = folder / example_name(label, labels[label])
+        image.save(path, quality=90)
+        written.append(path)
+    return written
+
+
+def find_examples(model_dir: str | Path) -> list[Path]:
+    """The example images of a model folder, in class order (none for a folder trained without them)."""
+    folder = Path(model_dir) / EXAMPLES_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
