@@ -337,7 +337,7 @@ def test_private_repo_on_a_branch(hub, tmp_path):
     assert hub.commit_messages("user/private-shapes")[-1] == "First release"
 
 
-def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_other_data(hub, tmp_path, monkeypatch):
+def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_other_data(hub, tmp_path):
     base = save_tiny_checkpoint(tmp_path / "alice" / "models" / "tiny")
     photos = tmp_path / "alice" / "photos"
     make_image_folder(photos / "train", per_class=6, seed=1)
@@ -360,33 +360,30 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     folders = {str(tmp_path).encode(), str(tmp_path.resolve()).encode(), b"alice"}
     assert [name for name, content in pushed.items() if any(folder in content for folder in folders)] == []
     recipe = json.loads(pushed["recipe.json"])
-    assert (recipe["data"]["train_dir"], recipe["data"]["validation_dir"], recipe["dataset"]) == (
-        "train",
-        "val",
-        "train",
-    )
+    assert recipe["data"]["train_dir"] == recipe["dataset"] == "train" and recipe["data"]["validation_dir"] == "val"
     assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": ["model_name_or_path"]}
     card = pushed["README.md"].decode()
     assert "hf-resnet train --recipe user/portable --data_root YOUR_DATA --model_name_or_path" in card
 
-    # Someone else reruns it from the Hub id on their own folders, laid out the same way.
+    # A recipe that left out a local base model asks for one, in one line, before any work.
     from hf_resnet.training.recipe import parse_args
-    from hf_resnet.training.run import run
 
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "bob" / "cache"))
-    bob = tmp_path / "bob" / "data"
-    make_image_folder(bob / "train", per_class=6, seed=3)
-    make_image_folder(bob / "val", per_class=3, seed=4)
-    rerun_dir = tmp_path / "bob" / "rerun"
-    with pytest.raises(ValueError, match=r"^--recipe user/portable: model_name_or_path was a local path .*"):
-        parse_args(["--recipe", "user/portable", "--data_root", str(bob), "--output_dir", str(rerun_dir)])
-    model_args, data_args, training_args = parse_args(
-        ["--recipe", "user/portable", "--data_root", str(bob), "--model_name_or_path", str(base)]
-        + ["--output_dir", str(rerun_dir), "--num_train_epochs", "1"]  # the command line still wins
+    with pytest.raises(ValueError, match=r"^--recipe .*run: model_name_or_path was a local path .*--model_name_or"):
+        parse_args(["--recipe", str(tmp_path / "alice" / "run"), "--output_dir", str(tmp_path / "unused")])
+
+    # Someone else reruns it from the Hub id on their own folders, laid out the same way, as a user would.
+    bob = tmp_path / "bob"
+    make_image_folder(bob / "data" / "train", per_class=6, seed=3)
+    make_image_folder(bob / "data" / "val", per_class=3, seed=4)
+    rerun = run_command(
+        f"hf-resnet train --recipe user/portable --data_root {bob / 'data'} --model_name_or_path {base} "
+        f"--output_dir {bob / 'rerun'} --num_train_epochs 1",  # the command line still wins
+        {**subprocess_env(hub, bob / "hf_home", token=TOKEN), "OMP_NUM_THREADS": "1"},
+        bob,
     )
-    assert (data_args.train_dir, data_args.validation_dir) == (str(bob / "train"), str(bob / "val"))
-    assert (training_args.unfreeze_at_epoch, training_args.per_device_train_batch_size) == (1, 6)
-    result = run(model_args, data_args, training_args)
-    rerun = json.loads((result.output_dir / "recipe.json").read_text())
-    assert rerun["data"] == recipe["data"] and rerun["model"] == recipe["model"]
-    assert rerun["training"] == recipe["training"] | {"num_train_epochs": 1.0}
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads((bob / "rerun" / "recipe.json").read_text())
+    assert again["data"] == recipe["data"] and again["model"] == recipe["model"]
+    assert again["training"] == recipe["training"] | {"num_train_epochs": 1.0}
+    summary = rerun.stdout + rerun.stderr
+    assert f"data: {bob / 'data' / 'train'}: 18 train / 9 validation images" in summary
