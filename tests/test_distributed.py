@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, accelerate_launch, shape_image
+from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
@@ -144,3 +145,71 @@ def test_shipped_accelerate_configs_load(config):
 
     loaded = load_config_from_file(str(config))
     assert loaded.num_processes >= 2 and loaded.mixed_precision == "bf16"
+
+
+def _rates_by_step(output_dir: Path) -> dict[int, dict[str, float]]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return {
+        entry["step"]: {key: value for key, value in entry.items() if key.startswith("learning_rate/")}
+        for entry in history
+        if "loss" in entry
+    }
+
+
+def test_two_processes_unfreeze_at_the_same_step_with_the_same_rates_as_one_and_resume_exactly(
+    tiny_checkpoint, image_folders, tmp_path
+):
+    """Same effective batch (2 x 4 and 1 x 8): same parts thawed at the same optimizer step, same group rates.
+
+    Weights are not compared between the two: each process normalises with its own batch's BatchNorm
+    statistics (no --sync_bn on CPU), so they differ by design. A resumed two-process run is compared
+    bit for bit with the uninterrupted one instead.
+    """
+    train, val = image_folders
+    # Given after _flags' own, so these win (argparse keeps the last value of a flag).
+    schedule = ["--num_train_epochs", "2", "--unfreeze_at_epoch", "1", "--logging_strategy", "steps"]
+    schedule += ["--logging_steps", "1"]
+    two = tmp_path / "two"
+    result = launch_two(_flags(tiny_checkpoint, train, val, two) + schedule, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "Epoch 1: unfrozen ['stage1']; still frozen ['embedder']" in result.stdout + result.stderr
+
+    hf_resnet.finetune(
+        model_name_or_path=str(tiny_checkpoint),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "one"),
+        num_train_epochs=2,
+        unfreeze_at_epoch=1,
+        per_device_train_batch_size=8,
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+    )
+    one_rates, two_rates = _rates_by_step(tmp_path / "one"), _rates_by_step(two)
+    assert sorted(one_rates) == sorted(two_rates) == list(range(1, 19))
+    assert one_rates == two_rates  # every step: the same parts train, at the same rates
+    thawed_at = [step for step, rates in two_rates.items() if "learning_rate/stage1" in rates]
+    assert thawed_at == list(range(10, 19))  # first step of epoch 1
+    assert all("learning_rate/embedder" not in rates for rates in two_rates.values())
+
+    resumed = tmp_path / "resumed"
+    flags = _flags(tiny_checkpoint, train, val, resumed) + schedule
+    result = launch_two(flags + ["--resume_from_checkpoint", str(two / "checkpoint-9")], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    uninterrupted, again = load_file(two / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(again[name], tensor) for name, tensor in uninterrupted.items())
+    assert any(
+        not torch.equal(uninterrupted[n], t) for n, t in load_file(tiny_checkpoint / "model.safetensors").items()
+    )
+
+
+def test_sync_bn_on_cpu_processes_is_refused_in_one_line_before_any_work(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "out"
+    result = launch_two(_flags(tiny_checkpoint, train, val, out) + ["--sync_bn", "true"], cwd=tmp_path, timeout=300)
+    assert result.returncode != 0
+    assert "ValueError: --sync_bn: torch's SyncBatchNorm cannot run on CPU processes (2 here)" in result.stderr
+    assert "hf_resnet run" not in result.stdout + result.stderr and not out.exists()  # no data scan, no model

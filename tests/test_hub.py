@@ -22,14 +22,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_folder, shape_image, tiny_config
+from conftest import make_image_folder, save_tiny_checkpoint, shape_image, tiny_config
 from hub_server import HubServer
 from huggingface_hub import constants
 from test_card import make_run_folder
 from transformers import TrainerState, TrainingArguments
 
 import hf_resnet
-from hf_resnet.hub.push import PushError, files_to_push, push, push_after_training, trainer_callbacks
+from hf_resnet.hub.push import (
+    PushError,
+    files_to_push,
+    portable_files,
+    push,
+    push_after_training,
+    trainer_callbacks,
+)
 
 TOKEN = "hf_TestTokenThatMustNeverLeak0123456789"
 
@@ -94,10 +101,13 @@ def files_with_token(folder: Path) -> list[Path]:
 
 
 def assert_hub_matches_local(hub: HubServer, repo_id: str, output_dir: Path) -> None:
+    """The Hub holds the output folder as pushed: each file, or its copy with paths relative to the folder."""
     remote = hub.files(repo_id)
-    local = files_to_push(output_dir)
+    local = portable_files(files_to_push(output_dir), output_dir)
     assert set(remote) - {".gitattributes"} == set(local)
-    assert all(remote[name] == path.read_bytes() for name, path in local.items())
+    assert all(
+        remote[name] == (data if isinstance(data, bytes) else data.read_bytes()) for name, data in local.items()
+    )
 
 
 def test_finetune_push_then_load_from_the_hub_gives_the_same_predictions(hub, tmp_path, caplog, capfd):
@@ -325,3 +335,55 @@ def test_private_repo_on_a_branch(hub, tmp_path):
     assert "model.safetensors" in hub.files("user/private-shapes", "v1")
     assert "model.safetensors" not in hub.files("user/private-shapes", "main")
     assert hub.commit_messages("user/private-shapes")[-1] == "First release"
+
+
+def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_other_data(hub, tmp_path):
+    base = save_tiny_checkpoint(tmp_path / "alice" / "models" / "tiny")
+    photos = tmp_path / "alice" / "photos"
+    make_image_folder(photos / "train", per_class=6, seed=1)
+    make_image_folder(photos / "val", per_class=3, seed=2)
+    hf_resnet.finetune(
+        model_name_or_path=str(base),
+        train_dir=str(photos / "train"),
+        validation_dir=str(photos / "val"),
+        output_dir=str(tmp_path / "alice" / "run"),
+        num_train_epochs=2,
+        unfreeze_at_epoch=1,
+        per_device_train_batch_size=6,
+        push_to_hub=True,
+        hub_model_id="user/portable",
+        hub_strategy="checkpoint",  # whole checkpoints too: trainer_state.json, training_args.bin, ...
+        hub_token=TOKEN,
+    )
+    pushed = hub.files("user/portable")
+    assert {"recipe.json", "README.md", "trainer_state.json", "last-checkpoint/trainer_state.json"} <= set(pushed)
+    folders = {str(tmp_path).encode(), str(tmp_path.resolve()).encode(), b"alice"}
+    assert [name for name, content in pushed.items() if any(folder in content for folder in folders)] == []
+    recipe = json.loads(pushed["recipe.json"])
+    assert recipe["data"]["train_dir"] == recipe["dataset"] == "train" and recipe["data"]["validation_dir"] == "val"
+    assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": ["model_name_or_path"]}
+    card = pushed["README.md"].decode()
+    assert "hf-resnet train --recipe user/portable --data_root YOUR_DATA --model_name_or_path" in card
+
+    # A recipe that left out a local base model asks for one, in one line, before any work.
+    from hf_resnet.training.recipe import parse_args
+
+    with pytest.raises(ValueError, match=r"^--recipe .*run: model_name_or_path was a local path .*--model_name_or"):
+        parse_args(["--recipe", str(tmp_path / "alice" / "run"), "--output_dir", str(tmp_path / "unused")])
+
+    # Someone else reruns it from the Hub id on their own folders, laid out the same way, as a user would.
+    bob = tmp_path / "bob"
+    make_image_folder(bob / "data" / "train", per_class=6, seed=3)
+    make_image_folder(bob / "data" / "val", per_class=3, seed=4)
+    rerun = run_command(
+        f"hf-resnet train --recipe user/portable --data_root {bob / 'data'} --model_name_or_path {base} "
+        f"--output_dir {bob / 'rerun'} --num_train_epochs 1",  # the command line still wins
+        {**subprocess_env(hub, bob / "hf_home", token=TOKEN), "OMP_NUM_THREADS": "1"},
+        bob,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads((bob / "rerun" / "recipe.json").read_text())
+    assert again["data"] == recipe["data"] and again["model"] == recipe["model"]
+    assert again["training"] == recipe["training"] | {"num_train_epochs": 1.0}
+    summary = rerun.stdout + rerun.stderr
+    assert f"data: {bob / 'data' / 'train'}: 18 train / 9 validation images" in summary

@@ -109,3 +109,29 @@ def test_parameter_groups_carry_part_rates_and_skip_decay_on_norms():
     assert by_name["stage2"]["weight_decay"] == 0.01 and by_name["stage2/no_decay"]["weight_decay"] == 0.0
     assert all(p.ndim == 1 for p in by_name["stage2/no_decay"]["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_sync_batchnorm_conversion_keeps_frozen_statistics_and_runs_alone_on_cpu():
+    """What of --sync_bn runs on a CPU: the conversion run.py makes, and the converted model in one process.
+
+    Training it across CPU processes is refused (torch's DDP rejects SyncBatchNorm there); see
+    tests/test_distributed.py. Without a process group SyncBatchNorm computes what BatchNorm does.
+    """
+    torch.manual_seed(0)
+    plain = ResNetForImageClassification(tiny_config())
+    freeze(plain, ["embedder"])
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(ResNetForImageClassification(tiny_config()))
+    synced.load_state_dict(plain.state_dict())
+    freeze(synced, ["embedder"])  # as run.py: the converted layers need the frozen-statistics hooks again
+    stem_bn = synced.resnet.embedder.embedder.normalization
+    assert isinstance(stem_bn, torch.nn.SyncBatchNorm)
+    before = stem_bn.running_mean.clone()
+
+    images = torch.randn(4, 3, 32, 32) * 3 + 1
+    plain.train(), synced.train()
+    torch.testing.assert_close(synced(images).logits, plain(images).logits)
+    assert torch.equal(stem_bn.running_mean, before)
+    stage4 = synced.resnet.encoder.stages[3].layers[0].layer[0].normalization
+    torch.testing.assert_close(
+        stage4.running_mean, plain.resnet.encoder.stages[3].layers[0].layer[0].normalization.running_mean
+    )

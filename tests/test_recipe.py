@@ -155,3 +155,51 @@ def test_help_lists_the_flags(capsys):
     for flag in ("--train_dir", "--variant", "--freeze", "--backbone_learning_rate", "--reuse_host_memory"):
         assert flag in shown
     assert "0.5% more accurate" in shown
+
+
+def _recorded_recipe(tmp_path: Path) -> Path:
+    """A recipe.json as a run writes it, for a run on folders under tmp_path/alice (nothing is trained)."""
+    from hf_resnet.training.recipe_file import portable_arguments
+
+    alice = tmp_path / "alice"
+    for folder in ("train", "val"):
+        (alice / folder).mkdir(parents=True)
+    model_args, data_args, training_args = parse_args(
+        ["--model_name_or_path", "microsoft/resnet-50", "--train_dir", str(alice / "train")]
+        + ["--validation_dir", str(alice / "val"), "--output_dir", str(alice / "run"), "--unfreeze_at_epoch", "2"]
+        + ["--backbone_learning_rate", "3e-5", "--hflip", "0", "--dataloader_num_workers", "7"]
+    )
+    recipe = portable_arguments(model_args, data_args, training_args)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+def test_recipe_json_records_data_relative_to_a_root_and_no_machine_settings(tmp_path):
+    recipe = json.loads(_recorded_recipe(tmp_path).read_text())
+    assert str(tmp_path) not in json.dumps(recipe)
+    assert (recipe["data"]["train_dir"], recipe["data"]["validation_dir"]) == ("train", "val")
+    assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": []}
+    assert recipe["model"]["model_name_or_path"] == "microsoft/resnet-50"  # a Hub id is portable as it is
+    assert recipe["training"]["unfreeze_at_epoch"] == 2 and recipe["training"]["eval_strategy"] == "epoch"
+    assert not {"output_dir", "dataloader_num_workers", "bf16", "hub_token"} & set(recipe["training"])
+
+
+def test_recipe_reruns_on_another_data_root_and_the_command_line_wins(tmp_path):
+    path = _recorded_recipe(tmp_path)
+    bob = tmp_path / "bob"
+    model_args, data_args, training_args = parse_args(
+        ["--recipe", str(path), "--data_root", str(bob), "--output_dir", str(bob / "run"), "--hflip", "0.5"]
+    )
+    assert (data_args.train_dir, data_args.validation_dir) == (str(bob / "train"), str(bob / "val"))
+    assert model_args.model_name_or_path == "microsoft/resnet-50"
+    assert (training_args.unfreeze_at_epoch, training_args.backbone_learning_rate) == (2, 3e-5)
+    assert data_args.hflip == 0.5 and training_args.output_dir == str(bob / "run")
+    assert training_args.dataloader_num_workers != 7  # a machine setting: not replayed
+
+
+def test_missing_recipe_is_one_line_naming_it(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^--recipe nowhere/recipe\.json: no such file or folder, and no recipe\.json"
+    ):
+        parse_args(["--recipe", "nowhere/recipe.json", "--output_dir", str(tmp_path)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,14 @@ class DataArguments:
     label_column: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
     train_dir: str | None = field(default=None, metadata={"help": "Folder with one sub-folder of images per class."})
     validation_dir: str | None = field(default=None, metadata={"help": "Held-out folder laid out like train_dir."})
+    data_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder that relative --train_dir/--validation_dir (and a local --dataset_name) are under. A "
+            "recipe.json records local data paths relative to such a root, so `hf-resnet train --recipe R "
+            "--data_root MY_DATA` reruns it on your own data."
+        },
+    )
     validation_split: float = field(
         default=0.15,
         metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
@@ -55,3 +64,21 @@ class DataArguments:
     random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (0.25 in timm)."})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables (0.2 typical)."})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})
+
+    def __post_init__(self):
+        if self.data_root:
+            self.train_dir, self.validation_dir = (
+                under_root(self.data_root, p) for p in (self.train_dir, self.validation_dir)
+            )
+            # A Hub id ("beans") stays one unless the root holds a folder of that name.
+            local = under_root(self.data_root, self.dataset_name)
+            self.dataset_name = local if local and os.path.exists(local) else self.dataset_name
+
+
+def under_root(root: str, path: str | None) -> str | None:
+    """`path` joined to `root` when relative; absolute paths and None are kept.
+
+    >>> under_root("/data/pets", "train")
+    '/data/pets/train'
+    """
+    return path if path is None or os.path.isabs(path) else os.path.join(root, path)

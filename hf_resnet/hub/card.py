@@ -102,7 +102,7 @@ def _dataset(recipe: dict) -> tuple[str | None, str]:
         config = data.get("dataset_config")
         return hub_id, f"{hub_id} ({config})" if config else hub_id
     name = str(recipe.get("dataset") or data.get("train_dir") or "an image dataset")
-    if "/" in name or "\\" in name:
+    if data.get("train_dir") or "/" in name or "\\" in name:
         name = "local image folder " + "/".join(Path(name).parts[-2:])
     return None, name
 
@@ -261,7 +261,17 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
     return "\n".join(lines) + "\n"
 
 
-def _recipe_section(recipe: dict, train_results: dict) -> str:
+def _rerun_command(recipe: dict, model_ref: str) -> str:
+    """The command that reruns the recipe on the reader's data (what recipe.json could not record, they give)."""
+    command = f"hf-resnet train --recipe {model_ref}"
+    if recipe.get("paths", {}).get("relative_to"):
+        command += " --data_root YOUR_DATA"
+    if "model_name_or_path" in recipe.get("paths", {}).get("not_recorded", []):
+        command += " --model_name_or_path YOUR_BASE_MODEL"
+    return command + " --output_dir YOUR_OUTPUT"
+
+
+def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     steps = _redact_secrets(recipe.get("recipe", {}))
     _, base = _base_model(recipe)
     _, dataset = _dataset(recipe)
@@ -290,6 +300,11 @@ def _recipe_section(recipe: dict, train_results: dict) -> str:
         lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in augmentation.items()]
     if recipe:
         lines += ["", "Every argument of the run is in [recipe.json](recipe.json) and `training_args.bin`."]
+    if "training" in recipe:
+        relative = (
+            " (its local data paths are relative to a data root: yours)" if recipe["paths"]["relative_to"] else ""
+        )
+        lines += ["", f"Rerun the recipe{relative}:", "", "```bash", _rerun_command(recipe, model_ref), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -403,7 +418,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
             summary,
             "",
             _results_section(metrics, report, has_matrix, has_curves),
-            _recipe_section(recipe, _read_json(output_dir / "train_results.json")),
+            _recipe_section(recipe, _read_json(output_dir / "train_results.json"), repo_id or str(output_dir)),
             _usage_section(repo_id or str(output_dir)),
             _demo_section(space_id, repo_id or str(output_dir)) if space_id else None,
             _limitations_section(labels, metrics, report, recipe),

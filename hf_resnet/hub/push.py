@@ -5,7 +5,8 @@ All pushing goes through `huggingface_hub` (`create_repo`, `create_commit`), so 
 training saved (it only re-renders the card for the repo id and removes a token the Trainer
 pickled into `training_args.bin`), so when it fails the output folder is still complete, and
 running it again sends only what the Hub does not already hold: unchanged files are left out of
-the commit and already stored objects are not uploaded again.
+the commit and already stored objects are not uploaded again. What is uploaded names no folder of
+this machine: paths the Trainer recorded are made relative to the output folder (`portable_files`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import fnmatch
 import importlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -104,12 +106,75 @@ def redact_training_args(path: str | Path) -> bool:
     return True
 
 
-def find_token(files: dict[str, Path], token: str | None) -> str | None:
+def find_token(files: dict[str, Path | bytes], token: str | None) -> str | None:
     """The first of `files` (by path in repo) whose bytes contain `token`, or None."""
     if not token:
         return None
     needle = token.encode()
-    return next((name for name, path in files.items() if needle in path.read_bytes()), None)
+    return next((name for name, data in files.items() if needle in _bytes(data)), None)
+
+
+def _bytes(data: Path | bytes) -> bytes:
+    return data if isinstance(data, bytes) else data.read_bytes()
+
+
+# ----------------------------------------------------------------------------- machine-local paths
+
+#: Text files whose content may hold the run folder's absolute path (trainer_state.json's best checkpoint, ...).
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml", ".csv")
+
+
+def _portable_path(value: str, run_dir: Path) -> str:
+    """An absolute path as the run folder's relative one ("." for the folder), or its last name if outside it."""
+    path = Path(value)
+    for root in dict.fromkeys((run_dir, run_dir.resolve())):
+        if path == root or root in path.parents:
+            return path.relative_to(root).as_posix() or "."
+    return path.name
+
+
+def _portable_training_args(path: Path, run_dir: Path) -> bytes:
+    import io
+
+    import torch
+
+    args = torch.load(path, weights_only=False)  # a file the Trainer wrote into this folder, as in redact
+    for name, value in vars(args).items():
+        if isinstance(value, str) and os.path.isabs(value):
+            setattr(args, name, _portable_path(value, run_dir))
+    buffer = io.BytesIO()
+    torch.save(args, buffer)
+    return buffer.getvalue()
+
+
+def _portable_text(text: str, run_dir: Path) -> str:
+    for root in sorted({str(run_dir), str(run_dir.resolve())}, key=len, reverse=True):
+        # The folder itself becomes ".", a path inside it loses the prefix; "/runs/a" in "/runs/ab" is left alone.
+        pattern = re.compile(re.escape(root) + r"(?:" + re.escape(os.sep) + r"|(?![\w.-]))")
+        text = pattern.sub(lambda match: "" if match.group().endswith(os.sep) else ".", text)
+    return text
+
+
+def portable_files(files: dict[str, Path], run_dir: str | Path) -> dict[str, Path | bytes]:
+    """What to upload for each file: the file itself, or a copy whose paths no longer name this machine's folders.
+
+    The Trainer records absolute paths (`best_model_checkpoint` in trainer_state.json, `output_dir`
+    and `logging_dir` in training_args.bin); on the Hub they would show the user's directory layout
+    and point nowhere. Paths inside `run_dir` (the run's output folder) become relative to it;
+    anything else absolute in training_args.bin keeps its last name. The local files are not changed.
+    """
+    run_dir = Path(run_dir).absolute()
+    needles = {str(run_dir).encode(), str(run_dir.resolve()).encode()}
+    portable: dict[str, Path | bytes] = {}
+    for name, path in files.items():
+        content = path.read_bytes()
+        if Path(name).name == TRAINING_ARGS_FILE:
+            portable[name] = _portable_training_args(path, run_dir)
+        elif path.suffix in TEXT_SUFFIXES and any(needle in content for needle in needles):
+            portable[name] = _portable_text(content.decode("utf-8"), run_dir).encode("utf-8")
+        else:
+            portable[name] = path
+    return portable
 
 
 def _redact_folder(folder: Path) -> None:
@@ -259,7 +324,7 @@ def push(
     _check_output(output_dir, command)
     secret = token or get_token()
     _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
-    leaking = find_token(files_to_push(output_dir), secret)
+    leaking = find_token(portable_files(files_to_push(output_dir), output_dir), secret)
     if leaking:
         raise PushError(
             f"{output_dir / leaking} contains your Hub token, so nothing was pushed.\n"
@@ -284,7 +349,7 @@ def push(
         stage = "writing the model card"
         write_model_card(output_dir, repo_id=repo_id, space_id=space_id)
         stage = "uploading files"
-        files = files_to_push(output_dir)
+        files = portable_files(files_to_push(output_dir), output_dir)
         message = commit_message or f"Upload {output_dir.resolve().name} with hf_resnet"
         url = _commit(api, repo_id, files, message, revision)
         if space_id:
@@ -333,12 +398,16 @@ def push_after_training(output_dir: str | Path, training_args: TrainingArguments
 # ----------------------------------------------------------------------------- pushes during training
 
 
-def _stage_copy(files: dict[str, Path], staging: Path) -> dict[str, Path]:
+def _stage_copy(files: dict[str, Path | bytes], staging: Path) -> dict[str, Path]:
     # Hard links cost nothing and survive the Trainer deleting an old checkpoint mid-upload.
     staged = {}
     for name, path in files.items():
         target = staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(path, bytes):
+            target.write_bytes(path)
+            staged[name] = target
+            continue
         try:
             os.link(path, target)
         except OSError:
@@ -384,7 +453,7 @@ class HubCheckpointPusher(TrainerCallback):
             folder = "last-checkpoint" if self.strategy == "checkpoint" else checkpoint.name
             files.update({f"{folder}/{name}": path for name, path in files_to_push(checkpoint).items()})
         staging = Path(tempfile.mkdtemp(prefix="_hub-push-", dir=args.output_dir))
-        staged = _stage_copy(files, staging)
+        staged = _stage_copy(portable_files(files, args.output_dir), staging)
         message = f"Training in progress, step {state.global_step}"
         self._pending.append(self._executor.submit(self._push, staged, staging, message, checkpoint.name))
 

@@ -55,6 +55,35 @@ def default_mixed_precision() -> tuple[bool, bool, str]:
     return default_precision(cuda, cuda_bf16, None if cuda else native_bf16_cpu(), choices)
 
 
+#: The training flags a recipe.json records and `--recipe` replays: what the model learns from. The others describe
+#: the machine (workers, precision, devices) or the run's folders and Hub repo, which differ for whoever reruns it.
+RECIPE_TRAINING_FLAGS = (
+    "learning_rate",
+    "head_learning_rate",
+    "backbone_learning_rate",
+    "backbone_lr_decay",
+    "unfreeze_at_epoch",
+    "unfreeze_every",
+    "lr_scaling",
+    "lr_reference_batch",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "max_grad_norm",
+    "label_smoothing_factor",
+    "seed",
+    "early_stopping_patience",
+    "eval_strategy",
+    "metric_for_best_model",
+    "cache_frozen_features",
+)
+
+
 @dataclass
 class ResNetTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the transfer-learning knobs; every Trainer flag still works.
@@ -121,7 +150,8 @@ class ResNetTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule shared by all parameter groups."})
     output_dir: str | None = field(default=None, metadata={"help": "Where the model and results are written."})
     # A ResNet uses every trained parameter in every step (frozen ones are not trained), so DDP need not search
-    # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step.
+    # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step. Gradual
+    # unfreezing turns it on (training/callbacks.py): DDP then also holds the parts that are still frozen.
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Let DDP look for parameters without gradients (not needed here)."}
     )

@@ -16,26 +16,56 @@ logger = logging.getLogger(__name__)
 
 
 class GradualUnfreezing(TrainerCallback):
-    """Unfreeze the deepest frozen part at `start`, then one more every `every` epochs.
+    """Unfreeze the deepest frozen part at `start`, then one more every `every` epochs, on any number of processes.
 
     The frozen set is recomputed from the epoch number at each epoch start, so a run resumed
     from a checkpoint lands in the same state as one that never stopped.
+
+    With several processes, DistributedDataParallel reduces the gradients of exactly the
+    parameters that required one when it wrapped the model, so a part thawed later would train
+    on each rank's own gradient and the replicas would drift apart. Hence every part is left
+    trainable until the Trainer has wrapped the model (`on_init_end` thaws them, `on_train_begin`
+    freezes again), and DDP runs with `find_unused_parameters` (`ddp_arguments`): frozen
+    parameters take no part in the backward pass, DDP marks them unused and leaves their
+    gradient empty, so AdamW skips them exactly as in one process. The alternatives, measured in
+    docs/benchmarks.md ("Gradual unfreezing on several processes"): learning rates held at zero
+    is the slowest (a full backward pass and gradient reduction through the frozen parts, and
+    AdamW moments and weight decay see parts that one process never touches, so the schedule
+    would differ), and re-preparing the model at each thaw needs the Trainer's private loop
+    (it keeps its own reference to the wrapped model) for a step that is no faster.
     """
 
     def __init__(self, model, frozen: list[str], start: int, every: int):
         self.model, self.frozen, self.start, self.every = model, list(frozen), start, max(1, every)
 
+    @staticmethod
+    def ddp_arguments(world_size: int) -> dict:
+        """`TrainingArguments` changes that gradual unfreezing needs with `world_size` processes."""
+        return {"ddp_find_unused_parameters": True} if world_size > 1 else {}
+
     def frozen_at(self, epoch: int) -> list[str]:
         thawed = 0 if epoch < self.start else 1 + (epoch - self.start) // self.every
         return self.frozen[: max(0, len(self.frozen) - thawed)]
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        still_frozen = self.frozen_at(math.floor(state.epoch or 0))
+    def _apply(self, epoch: int) -> list[str]:
+        still_frozen = self.frozen_at(epoch)
         thawed = [part for part in self.frozen if part not in still_frozen]
         unfreeze(self.model, thawed)
         freeze(self.model, still_frozen)
+        return thawed
+
+    def on_init_end(self, args, state, control, **kwargs):
+        if args.world_size > 1:  # DDP must see every part as trainable when it wraps the model
+            unfreeze(self.model, self.frozen)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply(math.floor(state.epoch or 0))  # the model is wrapped by now
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = math.floor(state.epoch or 0)
+        thawed = self._apply(epoch)
         if thawed and args.should_log:
-            logger.info("Epoch %d: unfrozen %s; still frozen %s", math.floor(state.epoch or 0), thawed, still_frozen)
+            logger.info("Epoch %d: unfrozen %s; still frozen %s", epoch, thawed, self.frozen_at(epoch))
 
 
 class GracefulStop(TrainerCallback):

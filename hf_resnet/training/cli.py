@@ -20,7 +20,7 @@ def help_text() -> str:
 
 
 def run_train(argv: list[str]) -> int:
-    """`hf-resnet train [CONFIG] [--flags]`: print the help, or run the recipe."""
+    """`hf-resnet train [CONFIG] [--recipe RECIPE] [--flags]`: print the help, or run the recipe."""
     if any(arg in ("-h", "--help") for arg in argv):
         sys.stdout.write(help_text())
         return 0
@@ -37,5 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subparsers.add_parser(
         "train",
         add_help=False,
-        help="fine-tune a ResNet: hf-resnet train [CONFIG | --config NAME] [--flags]; train --help lists the flags",
+        help="fine-tune a ResNet: hf-resnet train [CONFIG | --config NAME] [--recipe RECIPE] [--flags]; train --help "
+        "lists the flags",
     )

@@ -74,12 +74,17 @@ def config_flags(path: Path) -> list[str]:
     values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected `flag: value` lines (a mapping), found {type(values).__name__}")
+    return mapping_flags(values, str(path))
+
+
+def mapping_flags(values: dict, source: str) -> list[str]:
+    """`{flag: value}` as `--flag value` arguments (None: not given); `source` names the origin in errors."""
     known = _field_names()
     for key in values:
         if key not in known:
             guess = difflib.get_close_matches(str(key), known, n=1)
             hint = f"; did you mean {guess[0]!r}?" if guess else "; `hf-resnet train --help` lists the flags"
-            raise ValueError(f"{path}: unknown key {key!r}{hint}")
+            raise ValueError(f"{source}: unknown key {key!r}{hint}")
     flags = []
     for key, value in values.items():
         if value is None:
@@ -91,31 +96,57 @@ def config_flags(path: Path) -> list[str]:
     return flags
 
 
-def expand_config(argv: list[str]) -> list[str]:
-    """Replace a config (a leading `X.yaml`, or `--config NAME_OR_PATH`) by its flags, put first so given flags win."""
-    argv = list(argv)
-    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
-        return config_flags(config_path(argv[0])) + argv[1:]
+def _take(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """(value of `flag` or None if absent, argv without it); `--flag value` and `--flag=value` both count."""
     for index, arg in enumerate(argv):
-        if arg == "--config" or arg.startswith("--config="):
-            value = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else None)
-            if not value:
-                raise ValueError(
-                    "--config: give a config file or the name of a shipped one: " + ", ".join(shipped_configs())
-                )
-            rest = argv[:index] + argv[index + (1 if "=" in arg else 2) :]
-            return config_flags(config_path(value)) + rest
-    return argv
+        if arg == flag or arg.startswith(f"{flag}="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else "")
+            return value, argv[:index] + argv[index + (1 if "=" in arg else 2) :]
+    return None, argv
+
+
+def recipe_flags(name_or_path: str, argv: list[str]) -> list[str]:
+    """A published recipe's flags (recipe.json, a run folder or a Hub model id); `argv`'s flags are checked."""
+    from .recipe_file import load_recipe, recipe_values
+
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    values = recipe_values(load_recipe(name_or_path), name_or_path, given)
+    return mapping_flags(values, f"--recipe {name_or_path}")
+
+
+def expand_config(argv: list[str]) -> list[str]:
+    """Replace a recipe (`--recipe`) and a config (a leading `X.yaml`, or `--config NAME_OR_PATH`) by their flags.
+
+    They are put first, the recipe's before the config's, so a config overrides a recipe and the
+    command line overrides both.
+    """
+    recipe, argv = _take(list(argv), "--recipe")
+    if recipe == "":
+        raise ValueError("--recipe: give a recipe.json, a run folder or the Hub id of a model trained by hf_resnet")
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        front, argv = config_flags(config_path(argv[0])), argv[1:]
+    else:
+        config, argv = _take(argv, "--config")
+        if config == "":
+            raise ValueError(
+                "--config: give a config file or the name of a shipped one: " + ", ".join(shipped_configs())
+            )
+        front = config_flags(config_path(config)) if config is not None else []
+    if recipe is not None:
+        front = recipe_flags(recipe, front + argv) + front
+    return front + argv
 
 
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
     return HfArgumentParser(
         ARGUMENT_CLASSES,
         prog=prog,
-        usage=f"{prog} [CONFIG.yaml | --config NAME] [--flag value ...]",
+        usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",
         description="Fine-tune a ResNet image classifier. A config (a YAML/JSON file of `flag: value` lines, or "
         f"the name of a shipped one: {', '.join(shipped_configs())}) gives flags that the command line can "
-        "override. With no model or data flag, the embedded default runs (offline digits). Many processes: "
+        "override. --recipe (a recipe.json, a run folder or the Hub id of a model trained with hf_resnet) reruns "
+        "a published recipe: add --data_root YOUR_DATA, whose folders replace the recipe's relative ones. With "
+        "no model or data flag, the embedded default runs (offline digits). Many processes: "
         "accelerate launch -m hf_resnet train ... (or accelerate launch recipes/finetune.py ...).",
     )
 

@@ -34,6 +34,7 @@ from .launcher import use_cpu_threads
 from .loss import soft_cross_entropy
 from .metrics import compute_metrics, per_class_report
 from .optim import part_learning_rates, scaled_learning_rates
+from .recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from .trainer import ResNetTrainer
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
     return resume
 
 
+def _check_sync_bn(training_args: ResNetTrainingArguments) -> None:
+    # DistributedDataParallel refuses SyncBatchNorm on CPU processes (gloo); CUDA, XPU and HPU run it.
+    if training_args.sync_bn and training_args.world_size > 1 and training_args.device.type == "cpu":
+        raise ValueError(
+            f"--sync_bn: torch's SyncBatchNorm cannot run on CPU processes ({training_args.world_size} here); "
+            "drop --sync_bn (each process then keeps its own BatchNorm statistics) or train on GPUs"
+        )
+
+
 def _count(split) -> str:
     return str(len(split)) if hasattr(split, "__len__") else "streamed"
 
@@ -101,12 +111,11 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> 
 
 
 def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads) -> dict:
-    """What `recipe.json` records: enough to rerun the experiment and to write the model card."""
+    """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card."""
     augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
     return {
-        "model": dataclasses.asdict(model_args),
-        "data": dataclasses.asdict(data_args),
-        "dataset": data.description,
+        **portable_arguments(model_args, data_args, args),
+        "dataset": portable_description(data.description, data_args),
         "recipe": {
             "frozen": frozen,
             "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
@@ -138,6 +147,7 @@ def run(
     transformers.set_seed(training_args.seed)
     threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
     resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
+    _check_sync_bn(training_args)
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
     if streaming and training_args.max_steps <= 0:
@@ -148,8 +158,6 @@ def run(
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if training_args.sync_bn and training_args.world_size > 1:
-        if training_args.device.type != "cuda":
-            raise ValueError("--sync_bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
     train_transform = build_train_transform(processor, data_args)
@@ -182,14 +190,11 @@ def run(
 
     stop = GracefulStop()
     callbacks = [epoch_setter, stop, *(callbacks or [])]
+    ddp_arguments = {}
     if training_args.unfreeze_at_epoch is not None and frozen:
-        if training_args.world_size > 1:
-            raise ValueError(
-                "--unfreeze_at_epoch is single-process only for now: DistributedDataParallel fixes the set of "
-                "trained parameters when it wraps the model. Use --freeze with fewer parts instead."
-            )
         unfreezing = GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
         callbacks.append(unfreezing)
+        ddp_arguments = unfreezing.ddp_arguments(training_args.world_size)
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     if training_args.push_to_hub:
@@ -198,7 +203,7 @@ def run(
         callbacks += hub.trainer_callbacks(training_args)
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
-    trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
+    trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
 
     trainer = ResNetTrainer(
         model=model,
@@ -260,7 +265,7 @@ def run(
         report = per_class_report(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
         recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads)
-        (output_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+        (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         if data_args.keep_examples:
             keep_examples(data.validation, data.labels, output_dir)
         card.write_model_card(output_dir)

@@ -26,6 +26,7 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
     def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
         self.batch_mix = batch_mix
+        self.step_rates: dict[str, float] = {}
         super().__init__(*args, **kwargs)
         # Channels-last weights where safe (model/memory_format.py); training_step puts inputs in the same layout.
         wanted = getattr(self.args, "channels_last", False)
@@ -51,8 +52,25 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
+    def training_learning_rates(self) -> dict[str, float]:
+        """`learning_rate/<part>` of each part that trains now: which parts are thawed, and at what rate."""
+        rates = {}
+        for group in self.optimizer.param_groups if self.optimizer is not None else []:
+            if any(parameter.requires_grad for parameter in group["params"]):
+                rates[f"learning_rate/{group['name'].split('/')[0]}"] = group["lr"]
+        return rates
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Training logs also get each training part's rate, so a run's schedule can be read (and compared)."""
+        if "learning_rate" in logs:
+            logs = {**logs, **self.step_rates}
+        super().log(logs, start_time)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         inputs.pop("sample_seed", None)
+        # Read before the optimizer step: the rates this step trains with (the scheduler moves them afterwards),
+        # as the Trainer's own `learning_rate` log.
+        self.step_rates = self.training_learning_rates()
         mix_seed = inputs.pop("mix_seed", None)  # a Python int: seeding never reads a value back from the GPU
         if "crops" in inputs:  # uint8 crops from the workers (--augment_on device): finish them here, in batch
             inputs["pixel_values"] = inputs.pop("crops").finish()
