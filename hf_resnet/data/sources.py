@@ -231,8 +231,12 @@ def _canonical(split: Dataset, image_column: str, label_column: str, labels: lis
     values = [str(v) for v in values]
     labels = labels if labels is not None else sorted(set(values))
     index = {name: i for i, name in enumerate(labels)}
-    split = split.cast_column("label", datasets.Value("string")) if isinstance(feature, ClassLabel) else split
-    split = split.map(lambda batch: {"label": [index[str(v)] for v in batch["label"]]}, batched=True)
+    # A ClassLabel is matched by its names; cast to plain ints first, since a cast to string gives "2", not the name.
+    names = feature.names if isinstance(feature, ClassLabel) else None
+    split = split.cast_column("label", datasets.Value("int64")) if names else split
+    split = split.map(
+        lambda batch: {"label": [index[names[v] if names else str(v)] for v in batch["label"]]}, batched=True
+    )
     return split.cast_column("label", ClassLabel(names=labels))
 
 
