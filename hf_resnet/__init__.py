@@ -26,6 +26,10 @@ _EXPORTS = {
     "ResNetTrainingArguments": "training.arguments",
     "expected_calibration_error": "training.calibration",
     "fit_temperature": "training.calibration",
+    # evaluation
+    "evaluate": "evaluation.run",
+    "EvaluationError": "evaluation.run",
+    "EvaluationResult": "evaluation.run",
     # data
     "DataArguments": "data.arguments",
     "DataError": "data.sources",
@@ -55,6 +59,8 @@ __all__ = [
     "DataArguments",
     "DataError",
     "Explanation",
+    "EvaluationError",
+    "EvaluationResult",
     "ExportError",
     "ExportReport",
     "FinetuneResult",
@@ -67,6 +73,7 @@ __all__ = [
     "build_model",
     "classify",
     "expected_calibration_error",
+    "evaluate",
     "explain",
     "export",
     "finetune",
@@ -99,6 +106,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .data.arguments import DataArguments
     from .data.images import ImageError, open_image, to_rgb
     from .data.sources import DataError, ImageData, load_image_data
+    from .evaluation.run import EvaluationError, EvaluationResult, evaluate
     from .hub.push import PushError, push
     from .inference.classifier import classify
     from .inference.gradcam import Explanation, explain

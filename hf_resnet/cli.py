@@ -14,7 +14,12 @@ import sys
 from collections.abc import Callable
 
 #: Modules whose `register(subparsers)` adds sub-commands, in the order `--help` lists them.
-COMMAND_MODULES = ("hf_resnet.training.cli", "hf_resnet.inference.cli", "hf_resnet.hub.cli")
+COMMAND_MODULES = (
+    "hf_resnet.training.cli",
+    "hf_resnet.evaluation.cli",
+    "hf_resnet.inference.cli",
+    "hf_resnet.hub.cli",
+)
 
 
 def _modules() -> list:
@@ -24,7 +29,7 @@ def _modules() -> list:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-resnet",
-        description="Fine-tune, classify, explain, export and share ResNet image classifiers. "
+        description="Fine-tune, evaluate, classify, explain, export and share ResNet image classifiers. "
         "`hf-resnet COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

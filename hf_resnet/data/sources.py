@@ -231,8 +231,12 @@ def _canonical(split: Dataset, image_column: str, label_column: str, labels: lis
     values = [str(v) for v in values]
     labels = labels if labels is not None else sorted(set(values))
     index = {name: i for i, name in enumerate(labels)}
-    split = split.cast_column("label", datasets.Value("string")) if isinstance(feature, ClassLabel) else split
-    split = split.map(lambda batch: {"label": [index[str(v)] for v in batch["label"]]}, batched=True)
+    # A ClassLabel is matched by its names; cast to plain ints first, since a cast to string gives "2", not the name.
+    names = feature.names if isinstance(feature, ClassLabel) else None
+    split = split.cast_column("label", datasets.Value("int64")) if names else split
+    split = split.map(
+        lambda batch: {"label": [index[names[v] if names else str(v)] for v in batch["label"]]}, batched=True
+    )
     return split.cast_column("label", ClassLabel(names=labels))
 
 
@@ -304,3 +308,57 @@ def load_image_data(
     if data_args.max_eval_samples is not None:
         data.validation = data.validation.select(range(min(data_args.max_eval_samples, len(data.validation))))
     return data
+
+
+def _check_model_knows(classes, labels: list[str], where: str) -> None:
+    unknown = sorted(set(classes) - set(labels))
+    if unknown:
+        raise DataError(
+            f"{where}: label(s) {unknown} are not classes of the model (its labels: {labels}). "
+            "Labels are matched by name: rename them to the model's labels, or leave those images out."
+        )
+
+
+def load_labelled_split(
+    labels: list[str],
+    data_args: DataArguments,
+    test_dir: str | Path | None = None,
+    split: str = "test",
+    dataset: Dataset | None = None,
+) -> tuple[Dataset, str]:
+    """One checked, labelled split to score a trained model on, and a description of it.
+
+    The split comes from `test_dir` (class sub-folders), `dataset`, or `data_args.dataset_name`
+    (+ `dataset_config`) at `split`. Its labels are matched to the model's `labels` by name, so
+    the `label` column holds the model's class indices; a label the model does not know is an
+    error naming it, while model classes without images are only left out of the averages.
+
+    >>> images, where = load_labelled_split(["cat", "dog"], DataArguments(), "photos/test")  # doctest: +SKIP
+    """
+    if test_dir is not None:
+        paths, classes = scan_image_folder(test_dir, data_args, "--test_dir")
+        _check_model_knows(classes, labels, f"--test_dir {test_dir}")
+        images, description = _from_files(paths, classes, labels), str(test_dir)
+    else:
+        if dataset is None:
+            description = f"--dataset_name {data_args.dataset_name} split {split!r}"
+            try:
+                dataset = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config, split=split)
+            except (ValueError, FileNotFoundError, ConnectionError) as error:
+                raise DataError(f"{description}: cannot load it: {error}") from None
+        else:
+            description = "the dataset passed to evaluate()"
+        image_column = pick_column(dataset, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
+        label_column = pick_column(
+            dataset, data_args.label_column, ("label", "labels", "fine_label"), "--label_column"
+        )
+        feature = dataset.features[label_column]
+        present = dataset.unique(label_column)
+        _check_model_knows(
+            [feature.names[v] if isinstance(feature, ClassLabel) else str(v) for v in present], labels, description
+        )
+        images = _verify_split(_canonical(dataset, image_column, label_column, labels), data_args, description)
+        description = data_args.dataset_name or description
+    if data_args.max_eval_samples is not None:
+        images = images.select(range(min(data_args.max_eval_samples, len(images))))
+    return images, description

@@ -27,13 +27,25 @@ METRIC_NAMES = {
     "accuracy": "Accuracy",
     "f1_macro": "Macro F1",
     "top5_accuracy": "Top-5 accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "f1_weighted": "Weighted F1",
+    "precision_macro": "Macro precision",
+    "recall_macro": "Macro recall",
     "loss": "Loss",
     "ece": "Expected calibration error (15 bins)",
     "ece_calibrated": "ECE after temperature scaling (fitted on this split)",
     "temperature": "Calibration temperature (applied by hf_resnet.classify)",
 }
 #: Keys of the model-index (Hub leaderboards) for each metric we report there.
-MODEL_INDEX_METRICS = {"accuracy": "accuracy", "f1_macro": "f1", "top5_accuracy": "top_5_accuracy"}
+MODEL_INDEX_METRICS = {
+    "accuracy": "accuracy",
+    "f1_macro": "f1",
+    "top5_accuracy": "top_5_accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "f1_weighted": "f1_weighted",
+    "precision_macro": "precision",
+    "recall_macro": "recall",
+}
 #: Recipe entries listed by name in the card, in this order; the rest follow under their own keys.
 RECIPE_NAMES = {
     "epochs": "Epochs",
@@ -121,8 +133,8 @@ def _base_model(recipe: dict) -> tuple[str | None, str]:
 # ----------------------------------------------------------------------------- plots
 
 
-def plot_confusion_matrix(report: dict, path: Path) -> Path:
-    """Draw the validation confusion matrix: colour = share of the true class, text = image count."""
+def plot_confusion_matrix(report: dict, path: Path, title: str = "Confusion matrix (validation)") -> Path:
+    """Draw a confusion matrix: colour = share of the true class, text = image count."""
     matrix = np.asarray(report["confusion_matrix"], dtype=float)
     labels = report["labels"]
     n = len(labels)
@@ -140,7 +152,7 @@ def plot_confusion_matrix(report: dict, path: Path) -> Path:
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (validation)")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     return path
@@ -197,17 +209,18 @@ def _widget(output_dir: Path, repo_id: str | None, labels: list[str]) -> list[di
     return widget
 
 
-def _metadata(model_name: str, recipe: dict, metrics: dict[str, float], widget: list[dict] | None) -> ModelCardData:
-    dataset_id, dataset_name = _dataset(recipe)
-    base_model, _ = _base_model(recipe)
-    results = [
+def model_index_results(
+    metrics: dict[str, float], dataset_type: str, dataset_name: str, dataset_config: str | None, split: str
+) -> list[EvalResult]:
+    """Model-index entries (what Hub leaderboards read) for the metrics the Hub has a name for."""
+    return [
         EvalResult(
             task_type="image-classification",
             task_name="Image Classification",
-            dataset_type=dataset_id or "imagefolder",
+            dataset_type=dataset_type,
             dataset_name=dataset_name,
-            dataset_config=recipe.get("data", {}).get("dataset_config") if dataset_id else None,
-            dataset_split="validation",
+            dataset_config=dataset_config,
+            dataset_split=split,
             metric_type=metric_type,
             metric_name=METRIC_NAMES[key],
             metric_value=float(metrics[key]),
@@ -215,6 +228,33 @@ def _metadata(model_name: str, recipe: dict, metrics: dict[str, float], widget: 
         for key, metric_type in MODEL_INDEX_METRICS.items()
         if key in metrics
     ]
+
+
+def _same_dataset(a: EvalResult, b: EvalResult) -> bool:
+    return (a.dataset_type, a.dataset_name, a.dataset_config, a.dataset_split) == (
+        b.dataset_type,
+        b.dataset_name,
+        b.dataset_config,
+        b.dataset_split,
+    )
+
+
+def _other_results(path: Path, own: list[EvalResult]) -> list[EvalResult]:
+    """Entries an existing card holds for other datasets or splits (`hf-resnet evaluate --update_card`)."""
+    if not path.is_file():
+        return []
+    existing = ModelCard.load(path).data.eval_results or []
+    return [result for result in existing if not any(_same_dataset(result, mine) for mine in own)]
+
+
+def _metadata(
+    model_name: str, recipe: dict, metrics: dict[str, float], previous_card: Path, widget: list[dict] | None
+) -> ModelCardData:
+    dataset_id, dataset_name = _dataset(recipe)
+    base_model, _ = _base_model(recipe)
+    config = recipe.get("data", {}).get("dataset_config") if dataset_id else None
+    results = model_index_results(metrics, dataset_id or "imagefolder", dataset_name, config, "validation")
+    results += _other_results(previous_card, results)
     return ModelCardData(
         model_name=model_name,
         library_name="transformers",
@@ -226,6 +266,33 @@ def _metadata(model_name: str, recipe: dict, metrics: dict[str, float], widget: 
         eval_results=results or None,
         widget=widget,
     )
+
+
+def add_eval_results(
+    output_dir: str | Path,
+    metrics: dict[str, float],
+    dataset_type: str,
+    dataset_name: str,
+    dataset_config: str | None = None,
+    split: str = "test",
+) -> Path:
+    """Add one dataset's results to the card's model-index, replacing only an older entry for that same split.
+
+    The card is created when the folder has none (a plain transformers checkpoint). Entries for
+    other datasets stay, and `write_model_card` keeps this one when it re-renders the card.
+    """
+    path = Path(output_dir) / "README.md"
+    new = model_index_results(metrics, dataset_type, dataset_name, dataset_config, split)
+    if path.is_file():
+        card = ModelCard.load(path)
+    else:
+        card = ModelCard(f"---\n{ModelCardData(pipeline_tag='image-classification').to_yaml()}\n---\n")
+    data = card.data
+    data.eval_results = [r for r in data.eval_results or [] if not any(_same_dataset(r, n) for n in new)] + new
+    data.model_name = data.model_name or Path(output_dir).resolve().name
+    data.metrics = sorted({*(data.metrics or []), *(result.metric_type for result in new)}) or None
+    card.save(path)
+    return path
 
 
 def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, has_curves: bool) -> str:
@@ -425,7 +492,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         ]
         if part is not None
     )
-    data = _metadata(model_name, recipe, metrics, _widget(output_dir, repo_id, labels))
     path = output_dir / "README.md"
+    data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels))
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
     return path

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import TrainingArguments
 
+from ..evaluation.metrics import LOWER_IS_BETTER, METRICS, OTHER_RESULTS, TOP_K, parse_metric_names
 from ..hardware import native_bf16_cpu
 from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices
 
@@ -137,7 +138,16 @@ class ResNetTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log (no, steps, epoch)."})
-    metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric of the best model."})
+    metrics: str = field(
+        default="all",
+        metadata={
+            "help": f"Metrics computed at each evaluation, comma-separated, or all: {', '.join(METRICS)} "
+            f"(top{TOP_K}_accuracy only with more than {TOP_K} classes)."
+        },
+    )
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Metric of the best model: loss or one of --metrics."}
+    )
     # The training step needs the per-sample `sample_seed` that the model's forward() does not take.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sample_seed field (needed)."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
@@ -252,4 +262,13 @@ class ResNetTrainingArguments(TrainingArguments):
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
         if self.augment_on not in AUGMENT_PLACES:
             raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
+        self.metrics = ",".join(parse_metric_names(self.metrics))
+        best = (self.metric_for_best_model or "").removeprefix("eval_")
+        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS):
+            raise ValueError(
+                f"--metric_for_best_model {self.metric_for_best_model!r} is not computed; name loss or one of "
+                f"--metrics ({self.metrics})"
+            )
+        if self.greater_is_better is None and best in LOWER_IS_BETTER:
+            self.greater_is_better = False
         super().__post_init__()

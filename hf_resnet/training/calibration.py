@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from ..evaluation.modules.expected_calibration_error import N_BINS, calibration_error
+
 #: Search range for the temperature. Outside it the validation set is too small or too easy
 #: (every answer right, so NLL keeps falling as T -> 0) for the fit to mean anything.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
@@ -59,12 +61,12 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def expected_calibration_error(
-    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, n_bins: int = 15
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, n_bins: int = N_BINS
 ) -> float:
-    """Expected calibration error: the gap between confidence and accuracy, averaged over confidence bins.
+    """Expected calibration error of softmax(logits / temperature): the gap between confidence and accuracy.
 
-    Top-1 confidences are put in `n_bins` equal-width bins; ECE is sum over bins of
-    (bin size / N) * |accuracy in bin - mean confidence in bin|. 0 is perfect; 15 bins as in Guo et al.
+    Computed by the shipped `expected_calibration_error` metric module, so training, `hf-resnet
+    evaluate` and `evaluate.load` of that module give the same figure. 0 is perfect.
 
     >>> logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
     >>> round(expected_calibration_error(logits, torch.tensor([0, 1])), 3)  # 88% sure, 50% right
@@ -73,17 +75,7 @@ def expected_calibration_error(
     if temperature <= 0 or n_bins < 1:
         raise ValueError(f"need temperature > 0 and n_bins >= 1, got {temperature} and {n_bins}")
     logits, labels = _check(logits, labels)
-    confidence, prediction = torch.softmax(logits / temperature, dim=-1).max(dim=-1)
-    correct = (prediction == labels).double()
-    # Bin i holds confidences in (i/n, (i+1)/n]; confidence is never 0, and 1.0 falls in the last bin.
-    bins = torch.clamp(torch.ceil(confidence * n_bins).long() - 1, 0, n_bins - 1)
-    ece = 0.0
-    for index in range(n_bins):
-        members = bins == index
-        if members.any():
-            gap = correct[members].mean() - confidence[members].mean()
-            ece += float(members.double().mean() * gap.abs())
-    return ece
+    return calibration_error((logits / temperature).numpy(), labels.numpy(), n_bins)
 
 
 def calibrate(model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -197,8 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     if result.interrupted_at is not None:
         return 130  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:
+        chosen = ["accuracy", *training_args.metrics.split(","), "loss"]
+        shown = next(name for name in chosen if f"eval_{name}" in result.metrics)
         print(
-            f"\nHeld-out accuracy: {result.metrics['eval_accuracy']:.4f} on {int(result.metrics['eval_samples'])} "
+            f"\nHeld-out {shown}: {result.metrics[f'eval_{shown}']:.4f} on {int(result.metrics['eval_samples'])} "
             f"validation images ({', '.join(result.labels[:10])}{', ...' if len(result.labels) > 10 else ''}).\n"
             f"Model, processor, card and results: {result.output_dir}/\n"
             f"Try it: hf-resnet classify IMAGE.png --model {result.output_dir}"

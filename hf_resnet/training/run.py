@@ -21,6 +21,7 @@ from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
 from ..data.sources import load_image_data
 from ..data.streaming import StreamTransform, load_stream
 from ..data.transforms import build_batch_mix, build_eval_transform, build_train_transform
+from ..evaluation.metrics import compute_metrics_for, per_class_report
 from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
@@ -32,7 +33,6 @@ from .frozen_features import cache_frozen_features
 from .host_memory import reused_host_memory
 from .launcher import use_cpu_threads
 from .loss import soft_cross_entropy
-from .metrics import compute_metrics, per_class_report
 from .optim import part_learning_rates, scaled_learning_rates
 from .recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from .trainer import ResNetTrainer
@@ -212,7 +212,7 @@ def run(
         eval_dataset=eval_images,
         data_collator=collate,
         processing_class=processor,
-        compute_metrics=compute_metrics,
+        compute_metrics=compute_metrics_for(training_args.metrics.split(",")),
         compute_loss_func=lambda outputs, labels, num_items_in_batch=None: soft_cross_entropy(
             outputs, labels, num_items_in_batch, training_args.label_smoothing_factor
         ),

@@ -1,0 +1,1 @@
+"""Scoring a model on labelled images: the shipped `evaluate` metric modules and `hf-resnet evaluate`."""

@@ -1,0 +1,144 @@
+"""The project's metrics by name: which shipped `evaluate` module computes each, and how to run them together.
+
+Every number in `eval_results.json`, `test_results.json`, the model card and `--metric_for_best_model`
+comes from the modules in `modules/`, loaded by path with `evaluate.load`, so nothing is fetched
+from the Hub and `HF_EVALUATE_OFFLINE=1` changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+MODULES_DIR = Path(__file__).with_name("modules")
+#: Top-k accuracy's k; reported only with more than k classes, where it can differ from 1.0.
+TOP_K = 5
+#: Name in results files and `--metrics` -> (module in modules/, its config name).
+METRICS = {
+    "accuracy": ("accuracy", None),
+    "balanced_accuracy": ("balanced_accuracy", None),
+    "f1_macro": ("f1", "macro"),
+    "f1_weighted": ("f1", "weighted"),
+    "precision_macro": ("precision", "macro"),
+    "recall_macro": ("recall", "macro"),
+    f"top{TOP_K}_accuracy": ("top_k_accuracy", str(TOP_K)),
+    "ece": ("expected_calibration_error", None),
+}
+#: Metrics where smaller is better (the Trainer assumes larger is, unless the name ends in "loss").
+LOWER_IS_BETTER = ("ece",)
+#: Names `--metric_for_best_model` may use besides METRICS.
+OTHER_RESULTS = ("loss",)
+
+
+def module_path(module: str) -> str:
+    """The file `evaluate.load` takes for a shipped module, e.g. `module_path("f1")`.
+
+    >>> Path(module_path("accuracy")).is_file()
+    True
+    """
+    return str(MODULES_DIR / f"{module}.py")
+
+
+def check_metric_names(names: Sequence[str], argument: str = "--metrics") -> list[str]:
+    """The names, checked: a name that no module computes is an error listing the ones that exist.
+
+    >>> check_metric_names(["accuracy", "f1_macro"])
+    ['accuracy', 'f1_macro']
+    """
+    names = [name.strip() for name in names if name.strip()]
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"{argument} {','.join(names)!r}: unknown metric(s) {unknown}; choose from {', '.join(METRICS)}"
+        )
+    return names
+
+
+def parse_metric_names(text: str | Sequence[str] | None, argument: str = "--metrics") -> list[str]:
+    """`--metrics accuracy,f1_macro` (or a list) as checked names; "all" or None gives every metric."""
+    if text is None or text == "all":
+        return list(METRICS)
+    return check_metric_names(text.split(",") if isinstance(text, str) else list(text), argument)
+
+
+def applicable(names: Sequence[str], num_classes: int) -> list[str]:
+    """The metrics that mean something for `num_classes`: top-k needs more than k classes."""
+    return [name for name in names if not (METRICS[name][0] == "top_k_accuracy" and num_classes <= TOP_K)]
+
+
+def load_module(module: str, config_name: str | None = None):
+    """A shipped module loaded by path, computing in memory (no cache files, no Hub)."""
+    import evaluate
+
+    return evaluate.load(module_path(module), config_name=config_name, keep_in_memory=True)
+
+
+def load_metrics(names: Sequence[str]):
+    """One `evaluate.combine` of the named metrics; each result keeps its name (they never collide)."""
+    import evaluate
+
+    return evaluate.combine({name: load_module(*METRICS[name]) for name in names})
+
+
+def compute(logits: np.ndarray, labels: np.ndarray, names: Sequence[str] | None = None) -> dict[str, float]:
+    """The named metrics (default: all that apply) of `logits` (N, C) against `labels` (N,).
+
+    >>> compute(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]), ["accuracy", "f1_macro"])
+    {'accuracy': 0.5, 'f1_macro': 0.3333333333333333}
+    """
+    logits = np.asarray(logits)
+    names = applicable(parse_metric_names(names), logits.shape[-1])
+    return {name: float(value) for name, value in _combined(tuple(names)).compute(**_inputs(logits, labels)).items()}
+
+
+def _inputs(logits: np.ndarray, labels: np.ndarray) -> dict:
+    logits = np.asarray(logits, dtype=np.float32)
+    return {"predictions": logits, "references": np.asarray(labels, dtype=np.int64)}
+
+
+# Loading copies and hashes each module script; a run evaluating every epoch does it once.
+_combined = functools.lru_cache(maxsize=8)(load_metrics)
+_confusion_matrix = functools.lru_cache(maxsize=1)(functools.partial(load_module, "confusion_matrix"))
+
+
+def compute_metrics_for(names: Sequence[str] | None = None) -> Callable:
+    """A Trainer `compute_metrics` computing the named metrics from the gathered logits.
+
+    >>> from transformers import EvalPrediction
+    >>> compute_metrics_for(["accuracy"])(EvalPrediction(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0])))
+    {'accuracy': 0.5}
+    """
+    names = parse_metric_names(names)
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        predictions = prediction.predictions
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions
+        return compute(logits, prediction.label_ids, names)
+
+    return compute_metrics
+
+
+def per_class_report(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """Precision, recall, F1, support and the confusion matrix (rows: true class), for the card and reports.
+
+    Read off the confusion-matrix module's counts, so the per-class figures and the matrix always agree.
+    """
+    matrix = np.asarray(
+        _confusion_matrix().compute(**_inputs(logits, labels), num_classes=len(names))["confusion_matrix"]
+    )
+    hits, predicted, support = np.diag(matrix), matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros(len(names)), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(len(names)), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros(len(names)), where=both > 0)
+    return {
+        "labels": list(names),
+        "confusion_matrix": matrix.tolist(),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.tolist(),
+    }

@@ -1,0 +1,24 @@
+"""Precision, the share of a class's predictions that are right, averaged over classes."""
+
+import evaluate
+from sklearn.metrics import precision_score
+
+from .common import AVERAGE_DESCRIPTION, PREDICTIONS_DESCRIPTION, SCORES_OR_LABELS, averaged
+
+_DESCRIPTION = (
+    "Precision, the share of a class's predictions that are right, averaged over classes." + AVERAGE_DESCRIPTION
+)
+_KWARGS_DESCRIPTION = (
+    PREDICTIONS_DESCRIPTION + '\nReturns: {"precision_<average>": float in [0, 1]}, e.g. precision_macro.\n'
+)
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class Precision(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION, citation="", inputs_description=_KWARGS_DESCRIPTION, features=SCORES_OR_LABELS
+        )
+
+    def _compute(self, predictions, references, num_classes=None):
+        return averaged(precision_score, "precision", self.config_name, predictions, references, num_classes)

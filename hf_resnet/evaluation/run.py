@@ -1,0 +1,227 @@
+"""`hf-resnet evaluate` and `hf_resnet.evaluate`: score any image-classification checkpoint on a labelled set.
+
+The model is whatever `AutoModelForImageClassification` loads (an hf_resnet output folder, any
+transformers checkpoint folder, a Hub id) and the images go through its own image processor,
+exactly as in training's evaluation, so a run's validation folder gives back its
+`eval_results.json`. Several processes (`accelerate launch`) each score a share of the images;
+`gather_for_metrics` drops the padding of the last batch, so every image counts once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from datasets import Dataset
+from datasets import Image as ImageFeature
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+from ..data.arguments import DataArguments
+from ..data.image_datasets import EvalImages, collate
+from ..data.images import open_image
+from ..data.sources import load_labelled_split
+from ..data.transforms import build_eval_transform
+from ..hub import card
+from .metrics import applicable, compute, parse_metric_names, per_class_report
+from .modules.expected_calibration_error import calibration_error
+
+logger = logging.getLogger(__name__)
+
+#: Key prefix and file stem of everything written: test_results.json holds test_accuracy, ...
+PREFIX = "test"
+#: Most confident mistakes shown in the grid; a 4 x 4 grid stays readable at thumbnail size.
+MISTAKES_SHOWN = 16
+
+
+class EvaluationError(ValueError):
+    """A problem with `evaluate`'s arguments, phrased so the user knows which one to fix."""
+
+
+@dataclass
+class EvaluationResult:
+    """What `evaluate` measured (`test_*` keys, as written to test_results.json) and where the files are."""
+
+    output_dir: Path
+    metrics: dict[str, float]
+    report: dict
+    files: list[Path] = field(default_factory=list)
+
+
+def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size) -> Path:
+    """Every argument checked before anything is loaded or written; returns the output folder."""
+    sources = [name for name, given in (("--test_dir", test_dir), ("--dataset_name", dataset_name)) if given]
+    sources += ["dataset="] if dataset is not None else []
+    if len(sources) != 1:
+        raise EvaluationError(
+            f"give exactly one test set: --test_dir DIR (class sub-folders) or --dataset_name NAME [--split S]; "
+            f"got {' and '.join(sources) or 'none'}"
+        )
+    if batch_size < 1:
+        raise EvaluationError(f"--batch_size {batch_size}: must be at least 1")
+    location = Path(os.fspath(model)).expanduser()
+    if location.is_dir():
+        if not (location / "config.json").is_file():
+            raise EvaluationError(f"--model {model}: the folder has no config.json; is it a saved model?")
+        return Path(output_dir) if output_dir else location
+    if not card.HUB_ID.match(str(model)) or location.is_absolute() or location.exists():
+        raise EvaluationError(f"--model {model}: no such model folder, and not a Hub model id")
+    if not output_dir:
+        raise EvaluationError(f"--model {model} is a Hub id: pass --output_dir for the results")
+    return Path(output_dir)
+
+
+def _load_labels(model) -> tuple[AutoConfig, list[str]]:
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise EvaluationError(f"--model {model}: cannot load its config: {error}") from None
+    return config, [config.id2label[index] for index in range(config.num_labels)]
+
+
+def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int):
+    """Logits and labels of every image, gathered from all processes, each image once."""
+    loader = torch.utils.data.DataLoader(
+        EvalImages(images, build_eval_transform(processor)),
+        batch_size=batch_size,
+        collate_fn=collate,
+        num_workers=workers,
+    )
+    loader = accelerator.prepare(loader)
+    model = model.to(accelerator.device).eval()
+    logits, labels = [], []
+    progress = tqdm(loader, desc="Evaluating", disable=not accelerator.is_local_main_process)
+    with torch.inference_mode():
+        for batch in progress:
+            output = model(pixel_values=batch["pixel_values"]).logits.float()
+            gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
+            logits.append(gathered_logits.cpu())
+            labels.append(gathered_labels.cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], temperature: float | None) -> dict:
+    """The same numbers, under the same names, as training's eval_results.json."""
+    metrics = {
+        "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
+        **compute(logits.numpy(), labels.numpy(), applicable(names, logits.shape[1])),
+    }
+    if temperature is not None and "ece" in names:
+        metrics["ece_calibrated"] = calibration_error((logits.double() / temperature).numpy(), labels.numpy())
+        metrics["temperature"] = temperature
+    metrics["samples"] = len(labels)
+    return metrics
+
+
+def plot_mistakes(images: Dataset, logits: torch.Tensor, labels: torch.Tensor, names: list[str], path: Path) -> Path:
+    """A grid of the most confident mistakes: the image, its true class and what the model said, how surely."""
+    confidence, predicted = torch.softmax(logits, dim=-1).max(dim=-1)
+    wrong = torch.nonzero(predicted != labels).flatten()
+    shown = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:MISTAKES_SHOWN].tolist()
+    columns = min(4, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
+    raw = images.cast_column("image", ImageFeature(decode=False))
+    for position, index in enumerate(shown, start=1):
+        item = raw[index]["image"]
+        ax = fig.add_subplot(rows, columns, position)
+        ax.imshow(open_image(item.get("bytes") or item["path"], name=item.get("path")))
+        true, said = names[int(labels[index])], names[int(predicted[index])]
+        ax.set_title(f"true: {true}\nsaid: {said} ({float(confidence[index]):.0%})", fontsize=8)
+        ax.axis("off")
+    if not shown:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "No mistakes", ha="center", va="center")
+        ax.axis("off")
+    fig.suptitle("Most confident mistakes")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    return path
+
+
+def _write(output_dir: Path, metrics: dict, report: dict, images, logits, labels, description: str, split: str):
+    """test_results.json (merged into all_results.json, as the Trainer does), the report and the plots."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = output_dir / f"{PREFIX}_results.json"
+    results.write_text(json.dumps(metrics, indent=4, sort_keys=True))
+    everything = output_dir / "all_results.json"
+    merged = json.loads(everything.read_text()) if everything.is_file() else {}
+    everything.write_text(json.dumps({**merged, **metrics}, indent=4, sort_keys=True))
+    per_class = output_dir / f"{PREFIX}_per_class.json"
+    per_class.write_text(json.dumps(report, indent=2))
+    matrix = card.plot_confusion_matrix(
+        report, output_dir / f"{PREFIX}_confusion_matrix.png", title=f"Confusion matrix ({description}, {split})"
+    )
+    mistakes = plot_mistakes(images, logits, labels, report["labels"], output_dir / f"{PREFIX}_mistakes.png")
+    return [results, per_class, matrix, mistakes]
+
+
+def evaluate(
+    model: str | os.PathLike,
+    test_dir: str | os.PathLike | None = None,
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+    split: str = "test",
+    dataset: Dataset | None = None,
+    output_dir: str | os.PathLike | None = None,
+    metrics: str | list[str] | None = None,
+    batch_size: int = 64,
+    update_card: bool = False,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    max_samples: int | None = None,
+    verify_images: bool = True,
+    skip_bad_images: bool = False,
+    num_workers: int = 0,
+) -> EvaluationResult:
+    """Score `model` on a labelled test set and write test_results.json, a per-class report and two plots.
+
+    The results go to `output_dir` (default: the model folder itself). `update_card` adds them to
+    the model card's model-index as their own entry (dataset, config, split), keeping the others.
+
+    >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
+    0.95
+    """
+    output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
+    names = parse_metric_names(metrics)
+    accelerator = Accelerator()
+    config, labels = _load_labels(model)
+    data_args = DataArguments(
+        dataset_name=dataset_name,
+        dataset_config=dataset_config,
+        image_column=image_column,
+        label_column=label_column,
+        max_eval_samples=max_samples,
+        verify_images=verify_images,
+        skip_bad_images=skip_bad_images,
+    )
+    images, description = load_labelled_split(labels, data_args, test_dir, split, dataset)
+    classifier = AutoModelForImageClassification.from_pretrained(model, config=config)
+    processor = AutoImageProcessor.from_pretrained(model)
+
+    start = time.perf_counter()
+    logits, targets = _predict(classifier, images, processor, accelerator, batch_size, num_workers)
+    runtime = time.perf_counter() - start
+    measured = _measure(logits, targets, names, getattr(config, "calibration_temperature", None))
+    measured |= {"runtime": round(runtime, 4), "samples_per_second": round(len(targets) / runtime, 3)}
+    results = {f"{PREFIX}_{key}": value for key, value in measured.items()}
+    report = per_class_report(logits.numpy(), targets.numpy(), labels)
+    files = []
+    if accelerator.is_main_process:
+        files = _write(output_dir, results, report, images, logits, targets, description, split)
+        if update_card:
+            dataset_type = dataset_name if dataset_name else "imagefolder"
+            shown = description if dataset_name else "local image folder " + "/".join(Path(description).parts[-2:])
+            scores = {key: value for key, value in measured.items() if key not in ("runtime", "samples_per_second")}
+            files.append(card.add_eval_results(output_dir, scores, dataset_type, shown, dataset_config, split))
+        logger.info("%s: %s", description, ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    accelerator.wait_for_everyone()
+    return EvaluationResult(output_dir, results, report, files)
