@@ -14,11 +14,12 @@ from pathlib import Path
 
 def _classify(args: argparse.Namespace) -> int:
     from ..data.images import ImageError
+    from ..model.loading import ModelLoadError
     from .classifier import classify
 
     try:
         answers = classify(args.images, model=args.model, top_k=args.top_k, device=args.device, backend=args.backend)
-    except (ImageError, FileNotFoundError) as error:
+    except (ImageError, ModelLoadError, FileNotFoundError) as error:
         print(f"hf-resnet classify: {error}", file=sys.stderr)
         return 2
     if args.json:
@@ -37,14 +38,18 @@ def _explain(args: argparse.Namespace) -> int:
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
         explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
-    except ValueError as error:  # ImageError is a ValueError; so are unknown targets
+    except ValueError as error:  # ImageError and ModelLoadError are ValueErrors; so are unknown targets
         print(f"hf-resnet explain: {error}", file=sys.stderr)
+        return 2
+    except PermissionError as error:
+        print(f"hf-resnet explain: --out {args.out}: cannot write there ({error.strerror})", file=sys.stderr)
         return 2
     print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    from ..model.loading import ModelLoadError
     from .onnx_export import MIN_INT8_AGREEMENT, ExportError, export
 
     try:
@@ -58,7 +63,7 @@ def _export(args: argparse.Namespace) -> int:
             min_agreement=MIN_INT8_AGREEMENT if args.min_agreement is None else args.min_agreement,
             latency_repeats=args.repeats,
         )
-    except ExportError as error:
+    except (ExportError, ModelLoadError) as error:
         print(f"hf-resnet export: {error}", file=sys.stderr)
         return 2
     _print_report(report)

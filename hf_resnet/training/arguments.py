@@ -193,6 +193,15 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
 
+    # TrainingArguments dropped this flag in 5.x; users know it, and a folder holding a run is refused without it.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the previous run in --output_dir (its checkpoints and results are removed at start). "
+            "Without it, a folder holding a run is refused: pass a new --output_dir or --resume_from_checkpoint."
+        },
+    )
+
     def __post_init__(self):
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
@@ -208,6 +217,4 @@ class ResNetTrainingArguments(TrainingArguments):
             self.bf16, self.fp16 = default_mixed_precision()
         self.bf16, self.fp16 = bool(self.bf16), bool(self.fp16)
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
-        if self.augment_on not in AUGMENT_PLACES:
-            raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
         super().__post_init__()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import torch
 import transformers
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
@@ -29,8 +28,10 @@ from ..training.frozen_features import cache_frozen_features
 from ..training.host_memory import reused_host_memory
 from ..training.metrics import compute_metrics, per_class_report
 from ..training.optim import part_learning_rates
+from . import run_folder
 from .calibration import calibrate
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .checks import check_arguments, check_labels
 from .loss import soft_cross_entropy
 from .optim import scaled_learning_rates
 from .trainer import ResNetTrainer
@@ -59,18 +60,6 @@ def _setup_logging(training_args: ResNetTrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
     logging.getLogger("hf_resnet").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-
-
-def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "latest", "true", "True", True):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(
-                f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}"
-            )
-        return last
-    return resume
 
 
 def _count(split) -> str:
@@ -127,19 +116,17 @@ def run(
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
     transformers.set_seed(training_args.seed)
-    resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
+    # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
+    resume_from = check_arguments(model_args, data_args, training_args, dataset, config)
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
-    if streaming and training_args.max_steps <= 0:
-        raise ValueError("--streaming: a stream has no length, so pass --max_steps (the number of optimizer steps)")
     if streaming:
         data = load_stream(data_args, training_args.seed, dataset)
     else:
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
+    check_labels(resume_from, data.labels)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if training_args.sync_bn and training_args.world_size > 1:
-        if training_args.device.type != "cuda":
-            raise ValueError("--sync_bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
     train_transform = build_train_transform(processor, data_args)
@@ -156,8 +143,6 @@ def run(
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
     skip_frozen = None
     if training_args.cache_frozen_features:  # see training/frozen_features.py for the trade-off
-        if streaming:
-            raise ValueError("--cache_frozen_features needs a dataset of known length, not a stream")
         eval_transform = build_eval_transform(processor)
         train_images, skip_frozen = cache_frozen_features(model, frozen, data.train, eval_transform, training_args)
         logger.warning("Training on cached features: random crops, flips, auto-augment, erasing and mixing are off")
@@ -173,11 +158,6 @@ def run(
     stop = GracefulStop()
     callbacks = [epoch_setter, stop, *(callbacks or [])]
     if training_args.unfreeze_at_epoch is not None and frozen:
-        if training_args.world_size > 1:
-            raise ValueError(
-                "--unfreeze_at_epoch is single-process only for now: DistributedDataParallel fixes the set of "
-                "trained parameters when it wraps the model. Use --freeze with fewer parts instead."
-            )
         unfreezing = GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
         callbacks.append(unfreezing)
     if training_args.early_stopping_patience is not None:
@@ -190,6 +170,11 @@ def run(
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
 
+    # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
+    if training_args.should_save:
+        values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
+        run_folder.start(Path(training_args.output_dir), values, replace=training_args.overwrite_output_dir)
+    PartialState().wait_for_everyone()
     trainer = ResNetTrainer(
         model=model,
         args=trainer_args,
