@@ -63,9 +63,7 @@ def check_writable(out: Path) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(
-            f"--out {out}: cannot write there ({existing} is read-only); pass --out FOLDER you can write"
-        )
+        raise ExportError(f"--out {out}: cannot write there ({existing} is read-only); pass a writable --out folder")
 
 
 @dataclass

@@ -20,7 +20,6 @@ from ..model.loading import source_problem
 from ..model.parts import parse_parts
 from . import run_folder
 from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
-from .frozen_features import MIN_CACHED_PARTS, cached_parts
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +45,12 @@ def check_arguments(
     training_args: ResNetTrainingArguments,
     dataset=None,
     config=None,
+    log: bool = True,
 ) -> str | None:
     """Raise `ArgumentError` for the first argument that cannot work; return the checkpoint to resume from.
 
     Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
+    `log=False` keeps quiet about skipped checkpoints (for a first check that `run()` repeats).
     """
     _check_ranges(model_args, data_args, training_args)
     _check_choices(model_args, data_args, training_args)
@@ -57,10 +58,10 @@ def check_arguments(
     _check_paths(model_args, data_args, dataset, config)
     _check_devices(training_args)
     _check_output_dir(training_args)
-    resume = resume_checkpoint(training_args)
+    resume = resume_checkpoint(training_args, log)
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
     if resume is not None:
-        _check_same_recipe(Path(resume), values, training_args)
+        _check_same_recipe(Path(resume), values, training_args, log)
     return resume
 
 
@@ -174,6 +175,8 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         )
     frozen = frozen_parts(model_args)
     if args.cache_frozen_features:
+        from .frozen_features import MIN_CACHED_PARTS, cached_parts  # imports the data pipeline: only when asked
+
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")
         if cached_parts(frozen) < MIN_CACHED_PARTS:
@@ -263,7 +266,7 @@ def _check_output_dir(args) -> None:
 # ----------------------------------------------------------------------------- resuming
 
 
-def resume_checkpoint(args) -> str | None:
+def resume_checkpoint(args, log: bool = True) -> str | None:
     """The checkpoint `--resume_from_checkpoint` names; `last` is the newest one that can be loaded.
 
     A newer checkpoint that cannot be loaded (a truncated file, missing state) is skipped with a
@@ -275,7 +278,7 @@ def resume_checkpoint(args) -> str | None:
     if resume is True or resume in RESUME_LAST:
         output_dir = Path(args.output_dir)
         checkpoint, skipped = run_folder.last_intact_checkpoint(output_dir)
-        for path, problem in skipped:
+        for path, problem in skipped if log else ():
             logger.warning("Not resuming from %s: %s; trying the checkpoint before it", path, problem)
         if checkpoint is None:
             found = (
@@ -291,16 +294,16 @@ def resume_checkpoint(args) -> str | None:
     return str(checkpoint)
 
 
-def _check_same_recipe(checkpoint: Path, values: dict, args) -> None:
+def _check_same_recipe(checkpoint: Path, values: dict, args, log: bool = True) -> None:
     recorded = run_folder.read_fingerprint(checkpoint.parent)
-    if recorded is None:
+    if recorded is None and log:
         logger.warning(
             "%s has no %s: cannot check that %s belongs to this run's recipe",
             checkpoint.parent,
             run_folder.RUN_ARGS_FILE,
             checkpoint.name,
         )
-    elif differing := run_folder.differences(recorded, values):
+    elif recorded is not None and (differing := run_folder.differences(recorded, values)):
         raise ArgumentError(
             "resume_from_checkpoint",
             args.resume_from_checkpoint,

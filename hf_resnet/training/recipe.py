@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -26,8 +28,10 @@ from ..data.sources import DataError
 from ..model.arguments import ModelArguments
 from ..model.loading import ModelLoadError
 from ..training.arguments import ResNetTrainingArguments
-from ..training.run import FinetuneResult, run
-from .checks import ArgumentError
+from .checks import ArgumentError, check_arguments
+
+if TYPE_CHECKING:
+    from .run import FinetuneResult
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 USER_ERRORS = (ArgumentError, DataError, ImageError, ModelLoadError)
 #: argparse's exit code for a usage error, which every one of USER_ERRORS is.
 USAGE_ERROR = 2
+#: Seconds a rank other than 0 waits before exiting on a user error, so rank 0 prints it first.
+RANK_EXIT_DELAY_S = 5
 #: `--help` is rendered at a fixed width so the shipped copy (training/train_help.txt) is the same on every terminal.
 HELP_COLUMNS = 100
 
@@ -176,9 +182,15 @@ def _one_line(error: BaseException) -> str:
 
 
 def _usage_error(error: BaseException) -> int:
-    """Print `hf-resnet train: error: ...` once (on the first process only) and return argparse's exit code."""
+    """Print `hf-resnet train: error: ...` once (by the first process) and return argparse's exit code.
+
+    Every rank meets the same bad argument; the others wait a moment before exiting, because torch's
+    elastic launcher stops the remaining ranks as soon as one exits, which could cut rank 0 off unheard.
+    """
     if os.environ.get("RANK", "0") == "0":
-        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr)
+        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(RANK_EXIT_DELAY_S)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
     return USAGE_ERROR
@@ -200,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError, OSError) as error:
         return _usage_error(error)
     try:
+        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load;
+        # run() checks again (cheaply) because the Python API enters there.
+        check_arguments(model_args, data_args, training_args, log=False)
+        from .run import run
+
         result = run(model_args, data_args, training_args)
     except USER_ERRORS as error:
         return _usage_error(error)
@@ -240,4 +257,6 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
+    from .run import run
+
     return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)

@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 from ..model.loading import safetensors_problem
-from .checkpoints import STAGING_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +195,8 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
     Its config, processor and card are left to be overwritten at the end, so nothing but what
     this package writes is ever deleted.
     """
+    from .checkpoints import STAGING_DIR  # imports the Trainer: only when a run starts
+
     output_dir.mkdir(parents=True, exist_ok=True)
     if replace:
         for path in [*checkpoints(output_dir), output_dir / STAGING_DIR]:
