@@ -15,7 +15,7 @@ from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
 from hf_resnet.training import run as run_module
-from hf_resnet.training.checks import ArgumentError
+from hf_resnet.training.checks import ArgumentError, check_arguments, check_labels
 from hf_resnet.training.run_folder import RUN_ARGS_FILE, checkpoint_problem
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
@@ -139,6 +139,18 @@ def test_an_output_dir_that_cannot_be_written_is_refused(setup, no_work, tmp_pat
     assert list(read_only.iterdir()) == []
 
 
+def test_sync_bn_with_several_cpu_processes_is_refused(setup):
+    model_args, data_args, training_args = hf_resnet.parse_args(
+        ["--model_name_or_path", setup["model_name_or_path"], "--train_dir", setup["train_dir"], "--sync_bn", "true"]
+        + ["--output_dir", setup["output_dir"]]
+    )
+    two_processes = type(training_args)  # world_size is read from the distributed state: pretend there are two
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(two_processes, "world_size", property(lambda self: 2))
+        with pytest.raises(ArgumentError, match=r"^--sync_bn True: needs CUDA devices .*; training runs on cpu$"):
+            check_arguments(model_args, data_args, training_args)
+
+
 # ----------------------------------------------------------------------------- the command line
 
 
@@ -186,6 +198,23 @@ def test_the_train_command_prints_one_error_line_and_exits_2(tmp_path, args, mes
     assert _files(tmp_path) == before
 
 
+def test_under_accelerate_launch_q_the_error_line_is_all_the_user_sees(tmp_path):
+    make_image_folder(tmp_path / "train", per_class=2)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "--num_machines", "1"]
+    result = subprocess.run(
+        [*launch, "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "hf_resnet", "train"]
+        + ["--arch", "resnet-18", "--train_dir", "train", "--output_dir", "out", "--learning_rate", "-1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": TEST_PYTHONPATH},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1  # accelerate's code for any failed script
+    assert result.stderr.strip() == "hf-resnet train: error: --learning_rate -1.0: must be > 0"
+    assert not (tmp_path / "out").exists()
+
+
 # ----------------------------------------------------------------------------- reused folders and resuming
 
 
@@ -228,6 +257,8 @@ def test_resuming_another_recipe_says_what_differs(setup, tmp_path):
         )
     with pytest.raises(ArgumentError, match=r"^--max_steps 2: checkpoint-2 is already at step 2: nothing left"):
         hf_resnet.finetune(**_run_args(setup, tmp_path, max_steps=2, resume_from_checkpoint="last"))
+    with pytest.raises(ArgumentError, match=r"trained on the classes \['circle', 'hbar', 'vbar'\], but this run's"):
+        check_labels(str(out / "checkpoint-2"), ["ant", "bee", "cow"])  # after the data is listed, before training
     other_labels = make_image_folder(tmp_path / "other", per_class=4, classes=("ant", "bee", "cow"))
     elsewhere = {**setup, "train_dir": str(other_labels), "output_dir": str(tmp_path / "elsewhere")}
     with pytest.raises(ArgumentError, match=r"belongs to another recipe \(train_dir .*"):
