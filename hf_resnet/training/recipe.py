@@ -43,7 +43,7 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 USER_ERRORS = (ArgumentError, DataError, ImageError, ModelLoadError)
 #: argparse's exit code for a usage error, which every one of USER_ERRORS is.
 USAGE_ERROR = 2
-#: Seconds a rank other than 0 waits before exiting on a user error, so rank 0 prints it first.
+#: Seconds a rank other than 0 waits before reporting a user error, so rank 0 reports one they share.
 RANK_EXIT_DELAY_S = 5
 #: `--help` is rendered at a fixed width so the shipped copy (training/train_help.txt) is the same on every terminal.
 HELP_COLUMNS = 100
@@ -182,15 +182,16 @@ def _one_line(error: BaseException) -> str:
 
 
 def _usage_error(error: BaseException) -> int:
-    """Print `hf-resnet train: error: ...` once (by the first process) and return argparse's exit code.
+    """Print `hf-resnet train: error: ...` once and return argparse's exit code.
 
-    Every rank meets the same bad argument; the others wait a moment before exiting, because torch's
-    elastic launcher stops the remaining ranks as soon as one exits, which could cut rank 0 off unheard.
+    A bad argument or data folder stops every rank alike, and torch's elastic launcher stops the
+    other ranks as soon as one exits; so rank 0 prints at once, and another rank prints only if it
+    is still alive a moment later, which happens when the error was its own (a file that breaks
+    mid-training on its shard) while rank 0 waits in a collective.
     """
-    if os.environ.get("RANK", "0") == "0":
-        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
-    else:
+    if os.environ.get("RANK", "0") != "0":
         time.sleep(RANK_EXIT_DELAY_S)
+    print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
     return USAGE_ERROR
