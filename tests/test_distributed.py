@@ -93,10 +93,15 @@ def test_bad_image_stops_every_rank_with_the_same_error(tiny_checkpoint, image_f
     _truncated(train / "hbar" / "cut.jpg")
     result = launch_two(_flags(tiny_checkpoint, train, val, tmp_path / "out"), cwd=tmp_path, timeout=300)
     assert result.returncode != 0
-    for rank in (0, 1):
-        assert any(f"[rank{rank}]" in line and "1 bad file(s)" in line for line in result.stderr.splitlines())
-    assert "cut.jpg: truncated or corrupt image" in result.stderr
-    assert not (tmp_path / "out" / "model.safetensors").exists()
+    # Every rank finds the file (the scan's findings are gathered) and exits with the usage-error code; rank 0
+    # alone prints the one line, before torch's launcher reports the failed ranks.
+    errors = [line for line in result.stderr.splitlines() if "hf-resnet train: error: " in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "1 bad file(s)" in errors[0] and "cut.jpg: truncated or corrupt image" in errors[0]
+    assert "exitcode  : 2" in result.stderr, result.stderr[-3000:]
+    ours = [line for line in result.stderr.splitlines() if line.strip().startswith("File") and "hf_resnet/" in line]
+    assert ours == []  # the only traceback is the launcher's own
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_image_found_mid_training_does_not_deadlock(tiny_checkpoint, image_folders, tmp_path):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_checkpoint, shape_image, tiny_config, tiny_processor
+from conftest import TEST_PYTHONPATH, save_tiny_checkpoint, shape_image, tiny_config, tiny_processor
 from PIL import Image
 from transformers import ResNetForImageClassification
 
@@ -154,3 +157,36 @@ def test_reference_photos_are_real_and_repeatable(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="no images found"):
         export(save_tiny_checkpoint(tmp_path / "m"), sample_images=tmp_path / "empty")
+
+
+def test_export_without_the_extra_names_the_install_and_writes_nothing(tmp_path: Path):
+    model = save_tiny_checkpoint(tmp_path / "model")
+    before = sorted(p.name for p in model.iterdir())
+    hide = "import sys; sys.modules['onnxscript'] = None; from hf_resnet.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "export", "--model", str(model)],
+        env={**os.environ, "PYTHONPATH": TEST_PYTHONPATH},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == 'hf-resnet export: export needs onnxscript: pip install "hf_resnet[export]"'
+    assert sorted(p.name for p in model.iterdir()) == before  # no empty onnx/
+
+
+def test_export_into_a_read_only_folder_is_one_clear_line(tmp_path: Path, monkeypatch, capsys):
+    model = save_tiny_checkpoint(tmp_path / "model")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere; let the check see what any other user would
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    assert cli(["export", "--model", str(model), "--out", str(read_only / "onnx")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars of loading the model
+    assert error == (
+        f"hf-resnet export: --out {read_only / 'onnx'}: cannot write there ({read_only} is read-only); "
+        "pass a writable --out folder"
+    )
+    assert list(read_only.iterdir()) == []

@@ -6,6 +6,10 @@ import functools
 import http.server
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_checkpoint, shape_image
+from conftest import TEST_PYTHONPATH, save_tiny_checkpoint, shape_image
 from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
@@ -21,6 +25,7 @@ from hf_resnet.cli import main as cli
 from hf_resnet.data import images
 from hf_resnet.data.images import ImageError, load_picture
 from hf_resnet.inference.classifier import classify, load_classifier
+from hf_resnet.model.loading import ModelLoadError
 
 # Parity with the transformers pipeline (and ONNX) is a claim about fp32 numerics; on CPUs with native bf16,
 # classify's default is bf16 autocast, whose agreement with fp32 is tested in test_precision.py.
@@ -250,3 +255,50 @@ def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, t
     assert (
         capsys.readouterr().err.strip() == f"hf-resnet classify: {tmp_path / 'gone.png'}: no such file. Check the path"
     )
+
+
+def _broken_models(root: Path) -> dict[str, str]:
+    """Model folders a user gets wrong, and what the error must say about each."""
+    good = save_tiny_checkpoint(root / "good")
+    no_processor = save_tiny_checkpoint(root / "no_processor")
+    (no_processor / "preprocessor_config.json").unlink()
+    truncated = save_tiny_checkpoint(root / "truncated")
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    (root / "empty").mkdir()
+    return {
+        "./missing/model": "--model ./missing/model: no such folder",
+        str(no_processor): f"--model {no_processor}: no preprocessor_config.json in it",
+        str(truncated): f"--model {truncated}: model.safetensors is truncated or corrupt",
+        str(root / "empty"): f"--model {root / 'empty'}: the folder is empty",
+        f"{good} --device bogus": "--device bogus: not a device; use cpu, cuda, cuda:N or mps",
+    }
+
+
+def test_models_that_cannot_load_are_one_line_naming_the_path_exit_2(tmp_path: Path, photo: Image.Image):
+    photo.save(tmp_path / "photo.png")
+    for model, message in _broken_models(tmp_path).items():
+        result = subprocess.run(
+            [sys.executable, "-m", "hf_resnet", "classify", "photo.png", "--model", *model.split()],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": TEST_PYTHONPATH},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+        assert result.stderr.startswith(f"hf-resnet classify: {message}"), result.stderr
+
+
+def test_loading_errors_are_model_load_errors_in_python(tmp_path: Path):
+    for model, message in _broken_models(tmp_path).items():
+        if " --device " in model:
+            model, device = model.split(" --device ")
+            with pytest.raises(ModelLoadError, match=f"^{re.escape(message)}"):
+                load_classifier(model, device=device)
+        else:
+            with pytest.raises(ModelLoadError, match=f"^{re.escape(message)}"):
+                load_classifier(model)
+    with pytest.raises(ModelLoadError, match=r"^--model nobody/no-such-model: no such local folder, and not loadable"):
+        load_classifier("nobody/no-such-model")

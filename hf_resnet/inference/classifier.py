@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from ..data.images import Picture, describe, load_picture
 from ..hardware import native_bf16_cpu
+from ..model.loading import ModelLoadError, check_model_source, load_errors
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -38,7 +39,14 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     device(type='cpu')
     """
     if device is not None:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ModelLoadError(f"--device {device}: not a device; use cpu, cuda, cuda:N or mps") from None
+        available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+        if not available.get(chosen.type, True):
+            raise ModelLoadError(f"--device {device}: not present on this machine; use cpu or leave --device out")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -157,8 +165,9 @@ def _onnx_classifier(location: Path) -> Classifier:
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {input_name: pixel_values.numpy().astype(np.float32)})[0])
 
-    config = AutoConfig.from_pretrained(onnx_file.parent)
-    processor = AutoImageProcessor.from_pretrained(onnx_file.parent)
+    with load_errors(onnx_file.parent, "--model"):
+        config = AutoConfig.from_pretrained(onnx_file.parent)
+        processor = AutoImageProcessor.from_pretrained(onnx_file.parent)
     return Classifier(config, processor, forward, torch.device("cpu"), backend="onnx")
 
 
@@ -183,8 +192,11 @@ def _load_cached(location: str, stamp: int, device: str, backend: str, precision
     if backend == "onnx":
         return _onnx_classifier(Path(location))
     torch_device = torch.device(device)
-    model = _prepare_model(AutoModelForImageClassification.from_pretrained(location), torch_device)
-    processor = AutoImageProcessor.from_pretrained(location)
+    check_model_source(location, "--model")
+    with load_errors(location, "--model"):
+        model = AutoModelForImageClassification.from_pretrained(location)
+        processor = AutoImageProcessor.from_pretrained(location)
+    model = _prepare_model(model, torch_device)
     forward = _torch_forward(model, torch_device, precision)
     return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
 

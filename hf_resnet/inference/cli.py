@@ -14,6 +14,7 @@ from pathlib import Path
 
 def _classify(args: argparse.Namespace) -> int:
     from ..data.images import ImageError
+    from ..model.loading import ModelLoadError
     from .classifier import classify
 
     try:
@@ -25,7 +26,7 @@ def _classify(args: argparse.Namespace) -> int:
             backend=args.backend,
             precision=args.precision,
         )
-    except (ImageError, FileNotFoundError) as error:
+    except (ImageError, ModelLoadError, FileNotFoundError) as error:
         print(f"hf-resnet classify: {error}", file=sys.stderr)
         return 2
     if args.json:
@@ -44,14 +45,18 @@ def _explain(args: argparse.Namespace) -> int:
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
         explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
-    except ValueError as error:  # ImageError is a ValueError; so are unknown targets
+    except ValueError as error:  # ImageError and ModelLoadError are ValueErrors; so are unknown targets
         print(f"hf-resnet explain: {error}", file=sys.stderr)
+        return 2
+    except PermissionError as error:
+        print(f"hf-resnet explain: --out {args.out}: cannot write there ({error.strerror})", file=sys.stderr)
         return 2
     print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    from ..model.loading import ModelLoadError
     from .onnx_export import MIN_INT8_AGREEMENT, ExportError, export
 
     try:
@@ -65,7 +70,7 @@ def _export(args: argparse.Namespace) -> int:
             min_agreement=MIN_INT8_AGREEMENT if args.min_agreement is None else args.min_agreement,
             latency_repeats=args.repeats,
         )
-    except ExportError as error:
+    except (ExportError, ModelLoadError) as error:
         print(f"hf-resnet export: {error}", file=sys.stderr)
         return 2
     _print_report(report)

@@ -35,10 +35,35 @@ FP32_TOLERANCE = 1e-3
 #: Images used for the parity check and for calibration when none are given.
 DEFAULT_SAMPLE_COUNT = 64
 INT8_NAME = "model_int8.onnx"
+#: What the [export] extra installs; torch's ONNX exporter itself needs onnxscript.
+EXPORT_MODULES = ("onnx", "onnxscript", "onnxruntime")
 
 
 class ExportError(RuntimeError):
-    """An export that failed its parity check; the message says what was measured and what to do."""
+    """An export that cannot be made or failed its parity check; the message says what was measured and what to do."""
+
+
+def check_export_extra() -> None:
+    """Refuse at once, before anything is written, when the [export] extra is not installed."""
+    import importlib
+
+    missing = []
+    for name in EXPORT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ExportError(f'export needs {", ".join(missing)}: pip install "hf_resnet[export]"')
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output folder that cannot be written, naming it (not a bare PermissionError mid-export)."""
+    existing = out.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"--out {out}: cannot write there ({existing} is read-only); pass a writable --out folder")
 
 
 @dataclass
@@ -273,10 +298,12 @@ def export(
         raise ValueError(f"format must be 'onnx', not {format!r}")
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+    check_export_extra()
     classifier = load_classifier(model, device="cpu", precision="fp32")  # the reference the export must match
     if classifier.model is None:
         raise ValueError("export needs the PyTorch model; pass a model folder, Hub id or loaded model")
     out = Path(out) if out is not None else _default_out(model)
+    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     samples = classifier.preprocess(_gather(sample_images, seed=0))
     reference = _logits(classifier.forward, samples)

@@ -25,6 +25,7 @@ from ..data.transforms import set_processor_size
 from ..model.arguments import ARCHITECTURES, DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.parts import parse_parts
 from .freezing import freeze
+from .loading import check_model_source, load_errors
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,16 @@ def _label_fields(labels: list[str]) -> dict:
 def _load_checkpoint(model_args: ModelArguments, labels: list[str]) -> ResNetForImageClassification:
     path = model_args.model_name_or_path
     hub = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
-    config = AutoConfig.from_pretrained(path, **hub)
+    check_model_source(path, "--model_name_or_path", need_processor=False)  # the processor has a fallback
+    with load_errors(path, "--model_name_or_path"):
+        config = AutoConfig.from_pretrained(path, **hub)
     if config.model_type != "resnet":
         raise ValueError(f"--model_name_or_path {path}: a {config.model_type!r} model; hf_resnet fine-tunes ResNets")
     same_head = [config.id2label.get(i) for i in range(config.num_labels)] == labels
-    model = AutoModelForImageClassification.from_pretrained(
-        path, **_label_fields(labels), ignore_mismatched_sizes=True, **hub
-    )
+    with load_errors(path, "--model_name_or_path"):
+        model = AutoModelForImageClassification.from_pretrained(
+            path, **_label_fields(labels), ignore_mismatched_sizes=True, **hub
+        )
     if not same_head:
         # Same class count but other classes (or a resized head): the old weights mean nothing here.
         model.classifier[-1].reset_parameters()
@@ -90,10 +94,6 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
     >>> model.config.id2label, frozen
     ({0: 'cat', 1: 'dog'}, [])
     """
-    if model_args.model_name_or_path and model_args.arch:
-        raise ValueError(
-            "pass either --model_name_or_path (fine-tune a checkpoint) or --arch (from scratch), not both"
-        )
     if model_args.model_name_or_path:
         model = _load_checkpoint(model_args, labels)
         try:
@@ -109,8 +109,6 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
         default_freeze = DEFAULT_FREEZE_PRETRAINED
     else:
         if config is None:
-            if not model_args.arch:
-                raise ValueError("no model: pass --model_name_or_path (e.g. microsoft/resnet-50) or --arch resnet-50")
             config = resnet_config(model_args.arch, model_args.variant)
         for key, value in _label_fields(labels).items():
             setattr(config, key, value)

@@ -239,6 +239,15 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
 
+    # TrainingArguments dropped this flag in 5.x; users know it, and a folder holding a run is refused without it.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the previous run in --output_dir (its checkpoints and results are removed at start). "
+            "Without it, a folder holding a run is refused: pass a new --output_dir or --resume_from_checkpoint."
+        },
+    )
+
     def __post_init__(self):
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
@@ -260,8 +269,6 @@ class ResNetTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
-        if self.augment_on not in AUGMENT_PLACES:
-            raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
         self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
         if best and best not in (*self.metrics.split(","), *OTHER_RESULTS):

@@ -55,9 +55,7 @@ def scaled_learning_rates(
     """Apply `--lr_scaling` for the effective batch; also return the sentence printed at start."""
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     ratio = effective / args.lr_reference_batch
-    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}.get(args.lr_scaling)
-    if factor is None:
-        raise ValueError(f"--lr_scaling {args.lr_scaling!r}: choose none, linear or sqrt")
+    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[args.lr_scaling]  # checked in checks.py
     rule = (
         f"LR scaling: {args.lr_scaling} (effective batch {effective}, reference {args.lr_reference_batch}: "
         f"x{factor:.4g})"

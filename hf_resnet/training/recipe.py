@@ -12,17 +12,26 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import torch
 import yaml
 from accelerate import PartialState
 from transformers import HfArgumentParser
 
 from ..data import embedded
 from ..data.arguments import DataArguments
+from ..data.images import ImageError
+from ..data.sources import DataError
 from ..model.arguments import ModelArguments
+from ..model.loading import ModelLoadError
 from ..training.arguments import ResNetTrainingArguments
-from ..training.run import FinetuneResult, run
+from .checks import ArgumentError, check_arguments
+
+if TYPE_CHECKING:
+    from .run import FinetuneResult
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,12 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, ResNetTrainingArguments)
 #: The worked configs shipped inside the package, run by name: `hf-resnet train --config beans`.
 CONFIG_DIR = Path(__file__).with_name("configs")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+#: Errors the user fixes from the message alone: one line on stderr, exit code 2, no traceback.
+USER_ERRORS = (ArgumentError, DataError, ImageError, ModelLoadError)
+#: argparse's exit code for a usage error, which every one of USER_ERRORS is.
+USAGE_ERROR = 2
+#: Seconds a rank other than 0 waits before reporting a user error, so rank 0 reports one they share.
+RANK_EXIT_DELAY_S = 5
 #: `--help` is rendered at a fixed width so the shipped copy (training/train_help.txt) is the same on every terminal.
 HELP_COLUMNS = 100
 
@@ -137,8 +152,12 @@ def expand_config(argv: list[str]) -> list[str]:
     return front + argv
 
 
+def _raise(message: str):
+    raise ValueError(message)
+
+
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
-    return HfArgumentParser(
+    parser = HfArgumentParser(
         ARGUMENT_CLASSES,
         prog=prog,
         usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",
@@ -149,6 +168,8 @@ def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
         "no model or data flag, the embedded default runs (offline digits). Many processes: "
         "accelerate launch -m hf_resnet train ... (or accelerate launch recipes/finetune.py ...).",
     )
+    parser.error = _raise  # a bad value is reported once, by main, as one line (argparse prints usage and exits)
+    return parser
 
 
 def render_help() -> str:
@@ -178,19 +199,59 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         _announce_embedded()
         defaults = [item for key, value in embedded.embedded_defaults().items() for item in (f"--{key}", str(value))]
         argv = defaults + argv
-    return build_parser().parse_args_into_dataclasses(args=argv)
+    *parsed, unknown = build_parser().parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        flag = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+        guess = difflib.get_close_matches(flag.lstrip("-").split("=")[0], _field_names(), n=1)
+        hint = f"; did you mean --{guess[0]}?" if guess else "; `hf-resnet train --help` lists the flags"
+        raise ValueError(f"unrecognized argument(s) {' '.join(unknown)}{hint}")
+    return tuple(parsed)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
+def _usage_error(error: BaseException) -> int:
+    """Print `hf-resnet train: error: ...` once and return argparse's exit code.
+
+    A bad argument or data folder stops every rank alike, and torch's elastic launcher stops the
+    other ranks as soon as one exits; so rank 0 prints at once, and another rank prints only if it
+    is still alive a moment later, which happens when the error was its own (a file that breaks
+    mid-training on its shard) while rank 0 waits in a collective.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        time.sleep(RANK_EXIT_DELAY_S)
+    print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
+    return USAGE_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line's run: parse, fine-tune, print where the results are; 130 after Ctrl-C/SIGTERM."""
+    """The command line's run: parse, fine-tune, print where the results are; 130 after Ctrl-C/SIGTERM.
+
+    A user error (a bad flag or value, unusable data or model) is one line on stderr and exit code 2.
+    """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
         level=logging.INFO,
     )
-    model_args, data_args, training_args = parse_args(argv)
-    result = run(model_args, data_args, training_args)
+    try:  # a config that does not parse, an unknown flag, a value of the wrong type, a refused combination
+        model_args, data_args, training_args = parse_args(argv)
+    except (ValueError, yaml.YAMLError, OSError) as error:
+        return _usage_error(error)
+    try:
+        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load;
+        # run() checks again (cheaply) because the Python API enters there.
+        check_arguments(model_args, data_args, training_args, log=False)
+        from .run import run
+
+        result = run(model_args, data_args, training_args)
+    except USER_ERRORS as error:
+        return _usage_error(error)
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
@@ -230,4 +291,6 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
+    from .run import run
+
     return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import torch
 import transformers
+from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
@@ -26,9 +25,11 @@ from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
+from . import run_folder
 from .arguments import ResNetTrainingArguments
 from .calibration import calibrate
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .checks import check_arguments, check_labels
 from .frozen_features import cache_frozen_features
 from .host_memory import reused_host_memory
 from .launcher import use_cpu_threads
@@ -61,27 +62,6 @@ def _setup_logging(training_args: ResNetTrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
     logging.getLogger("hf_resnet").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-
-
-def _resume_checkpoint(training_args: ResNetTrainingArguments) -> str | None:
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "latest", "true", "True", True):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            raise ValueError(
-                f"--resume_from_checkpoint {resume}: no checkpoint-* folder in {training_args.output_dir}"
-            )
-        return last
-    return resume
-
-
-def _check_sync_bn(training_args: ResNetTrainingArguments) -> None:
-    # DistributedDataParallel refuses SyncBatchNorm on CPU processes (gloo); CUDA, XPU and HPU run it.
-    if training_args.sync_bn and training_args.world_size > 1 and training_args.device.type == "cpu":
-        raise ValueError(
-            f"--sync_bn: torch's SyncBatchNorm cannot run on CPU processes ({training_args.world_size} here); "
-            "drop --sync_bn (each process then keeps its own BatchNorm statistics) or train on GPUs"
-        )
 
 
 def _count(split) -> str:
@@ -145,17 +125,16 @@ def run(
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
     transformers.set_seed(training_args.seed)
+    # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
+    resume_from = check_arguments(model_args, data_args, training_args, dataset, config)
     threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
-    resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
-    _check_sync_bn(training_args)
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
-    if streaming and training_args.max_steps <= 0:
-        raise ValueError("--streaming: a stream has no length, so pass --max_steps (the number of optimizer steps)")
     if streaming:
         data = load_stream(data_args, training_args.seed, dataset)
     else:
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
+    check_labels(resume_from, data.labels)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -174,8 +153,6 @@ def run(
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
     skip_frozen = None
     if training_args.cache_frozen_features:  # see training/frozen_features.py for the trade-off
-        if streaming:
-            raise ValueError("--cache_frozen_features needs a dataset of known length, not a stream")
         eval_transform = build_eval_transform(processor)
         train_images, skip_frozen = cache_frozen_features(model, frozen, data.train, eval_transform, training_args)
         logger.warning("Training on cached features: random crops, flips, auto-augment, erasing and mixing are off")
@@ -205,6 +182,11 @@ def run(
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
 
+    # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
+    if training_args.should_save:
+        values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
+        run_folder.start(Path(training_args.output_dir), values, replace=training_args.overwrite_output_dir)
+    PartialState().wait_for_everyone()
     trainer = ResNetTrainer(
         model=model,
         args=trainer_args,

@@ -1,0 +1,340 @@
+"""Every argument of a run checked in one place, before any image is read, model loaded or folder created.
+
+A wrong value found after the data scan costs the user minutes and leaves an empty output
+folder; found by torch mid-run, it is a traceback that does not name the flag. So `run()`
+calls `check_arguments` first, and each check raises an `ArgumentError` whose one line names
+the argument, the value and what is allowed. The functions that do the work keep only the
+preconditions a direct caller needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+from ..data.arguments import DataArguments
+from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
+from ..model.loading import source_problem
+from ..model.parts import parse_parts
+from . import run_folder
+from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("v1", "v1.5")
+AUTO_AUGMENTS = ("none", "trivial", "rand")
+LR_SCALINGS = ("none", "linear", "sqrt")
+#: Values of `--resume_from_checkpoint` that mean "the newest checkpoint in --output_dir".
+RESUME_LAST = ("last", "latest", "true", "True")
+
+
+class ArgumentError(ValueError):
+    """A run argument that cannot work; the message is one line: `--flag value: what is allowed`."""
+
+    def __init__(self, flag: str, value, allowed: str):
+        self.flag, self.value, self.allowed = flag, value, allowed
+        shown = "not given" if value is None else value if isinstance(value, str) else repr(value)
+        super().__init__(f"--{flag} {shown}: {allowed}")
+
+
+def check_arguments(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: ResNetTrainingArguments,
+    dataset=None,
+    config=None,
+    log: bool = True,
+) -> str | None:
+    """Raise `ArgumentError` for the first argument that cannot work; return the checkpoint to resume from.
+
+    Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
+    `log=False` keeps quiet about skipped checkpoints (for a first check that `run()` repeats).
+    """
+    _check_ranges(model_args, data_args, training_args)
+    _check_choices(model_args, data_args, training_args)
+    _check_combinations(model_args, data_args, training_args, dataset, config)
+    _check_paths(model_args, data_args, dataset, config)
+    _check_devices(training_args)
+    _check_output_dir(training_args)
+    resume = resume_checkpoint(training_args, log)
+    values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
+    if resume is not None:
+        _check_same_recipe(Path(resume), values, training_args, log)
+    return resume
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _positive(flag: str, value, allowed: str = "must be > 0") -> None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ArgumentError(flag, value, allowed)
+
+
+def _at_least(flag: str, value, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise ArgumentError(flag, value, f"must be >= {minimum}")
+
+
+def _between(flag: str, value: float, low: float, high: float, closed_low=True, closed_high=True) -> None:
+    above = value >= low if closed_low else value > low
+    below = value <= high if closed_high else value < high
+    if not (above and below):
+        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
+        raise ArgumentError(flag, value, f"must be in {interval}")
+
+
+def _check_ranges(model_args, data_args, args) -> None:
+    for flag in ("learning_rate", "head_learning_rate", "backbone_learning_rate", "backbone_lr_decay"):
+        _positive(flag, getattr(args, flag))
+    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        _at_least(flag, getattr(args, flag), 1)
+    _at_least("lr_reference_batch", args.lr_reference_batch, 1)
+    _at_least("unfreeze_every", args.unfreeze_every, 1)
+    _at_least("unfreeze_at_epoch", args.unfreeze_at_epoch, 0)
+    _at_least("early_stopping_patience", args.early_stopping_patience, 1)
+    _at_least("dataloader_num_workers", args.dataloader_num_workers, 0)
+    if args.max_steps <= 0:
+        _positive("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
+    if args.weight_decay < 0:
+        raise ArgumentError("weight_decay", args.weight_decay, "must be >= 0")
+    if args.warmup_steps < 0:
+        raise ArgumentError("warmup_steps", args.warmup_steps, "must be >= 0 (steps, or a fraction < 1 of all)")
+    _between("label_smoothing_factor", args.label_smoothing_factor, 0, 1, closed_high=False)
+    _between("validation_split", data_args.validation_split, 0, 1, closed_low=False, closed_high=False)
+    _between("crop_scale_min", data_args.crop_scale_min, 0, 1, closed_low=False)
+    _between("hflip", data_args.hflip, 0, 1)
+    _between("random_erasing", data_args.random_erasing, 0, 1)
+    for flag in ("mixup_alpha", "cutmix_alpha"):
+        if getattr(data_args, flag) < 0:
+            raise ArgumentError(flag, getattr(data_args, flag), "must be >= 0 (0 turns it off)")
+    _at_least("max_train_samples", data_args.max_train_samples, 1)
+    _at_least("max_eval_samples", data_args.max_eval_samples, 1)
+    _positive("image_size", model_args.image_size, "must be a positive number of pixels (e.g. 224)")
+
+
+def _check_choices(model_args, data_args, args) -> None:
+    if model_args.arch is not None and model_args.arch not in ARCHITECTURES:
+        raise ArgumentError("arch", model_args.arch, f"choose one of {', '.join(ARCHITECTURES)}")
+    if model_args.variant not in VARIANTS:
+        raise ArgumentError("variant", model_args.variant, f"choose one of {', '.join(VARIANTS)}")
+    if data_args.auto_augment not in AUTO_AUGMENTS:
+        raise ArgumentError("auto_augment", data_args.auto_augment, f"choose one of {', '.join(AUTO_AUGMENTS)}")
+    if args.lr_scaling not in LR_SCALINGS:
+        raise ArgumentError("lr_scaling", args.lr_scaling, f"choose one of {', '.join(LR_SCALINGS)}")
+    if args.augment_on not in AUGMENT_PLACES:
+        raise ArgumentError("augment_on", args.augment_on, f"choose one of {', '.join(AUGMENT_PLACES)}")
+    try:
+        parse_parts(model_args.freeze)
+    except ValueError:
+        raise ArgumentError(
+            "freeze", model_args.freeze, f"a comma list of {', '.join(BACKBONE_PARTS)}, or none"
+        ) from None
+
+
+def frozen_parts(model_args: ModelArguments) -> list[str]:
+    """The parts a run freezes: `--freeze`, else all of the default for a loaded checkpoint, none from scratch."""
+    default = DEFAULT_FREEZE_PRETRAINED if model_args.model_name_or_path else "none"
+    return parse_parts(model_args.freeze if model_args.freeze is not None else default)
+
+
+# ----------------------------------------------------------------------------- combinations
+
+
+def _check_combinations(model_args, data_args, args, dataset, config) -> None:
+    if model_args.model_name_or_path and model_args.arch:
+        raise ArgumentError(
+            "arch",
+            model_args.arch,
+            f"pass either --model_name_or_path ({model_args.model_name_or_path}, fine-tune a checkpoint) "
+            "or --arch (from scratch), not both",
+        )
+    if config is None and not model_args.model_name_or_path and not model_args.arch:
+        raise ArgumentError(
+            "model_name_or_path", None, "no model: pass --model_name_or_path (e.g. microsoft/resnet-50) or --arch"
+        )
+    if dataset is None:
+        if data_args.dataset_name and data_args.train_dir:
+            raise ArgumentError(
+                "dataset_name", data_args.dataset_name, f"pass it or --train_dir ({data_args.train_dir}), not both"
+            )
+        if not data_args.dataset_name and not data_args.train_dir:
+            raise ArgumentError("train_dir", None, "no data: pass --dataset_name or --train_dir")
+        if data_args.validation_dir and not data_args.train_dir:
+            raise ArgumentError("validation_dir", data_args.validation_dir, "needs --train_dir beside it")
+    streaming = data_args.streaming or _is_stream(dataset)
+    if streaming and args.max_steps <= 0:
+        raise ArgumentError(
+            "max_steps", args.max_steps, "--streaming needs --max_steps > 0: a stream has no length to count epochs by"
+        )
+    if data_args.streaming and dataset is None and not data_args.dataset_name:
+        raise ArgumentError(
+            "streaming", True, "reads a Hub dataset: pass --dataset_name (local folders are indexed instead)"
+        )
+    frozen = frozen_parts(model_args)
+    if args.cache_frozen_features:
+        from .frozen_features import MIN_CACHED_PARTS, cached_parts  # imports the data pipeline: only when asked
+
+        if streaming:
+            raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")
+        if cached_parts(frozen) < MIN_CACHED_PARTS:
+            raise ArgumentError(
+                "cache_frozen_features",
+                True,
+                f"needs the backbone frozen through stage3 at least (--freeze "
+                f"{','.join(BACKBONE_PARTS[:MIN_CACHED_PARTS])} or {','.join(BACKBONE_PARTS)}); frozen here: "
+                f"{', '.join(frozen) or 'nothing'}",
+            )
+        if args.unfreeze_at_epoch is not None:
+            raise ArgumentError(
+                "cache_frozen_features", True, "and --unfreeze_at_epoch: unfreezing changes what could be cached"
+            )
+    if args.unfreeze_at_epoch is not None and frozen and args.world_size > 1:
+        raise ArgumentError(
+            "unfreeze_at_epoch",
+            args.unfreeze_at_epoch,
+            "is single-process only for now: DistributedDataParallel fixes the set of trained parameters when it "
+            "wraps the model. Use --freeze with fewer parts instead",
+        )
+    if args.overwrite_output_dir and args.resume_from_checkpoint:
+        raise ArgumentError(
+            "overwrite_output_dir", True, "and --resume_from_checkpoint: replace the run or continue it, not both"
+        )
+
+
+def _is_stream(dataset) -> bool:
+    if dataset is None:
+        return False
+    import datasets
+
+    return isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
+
+
+# ----------------------------------------------------------------------------- paths and devices
+
+
+def _check_paths(model_args, data_args, dataset, config) -> None:
+    if dataset is None:
+        for flag in ("train_dir", "validation_dir"):
+            folder = getattr(data_args, flag)
+            if folder and not Path(folder).expanduser().is_dir():
+                raise ArgumentError(flag, folder, "no such directory")
+    if model_args.model_name_or_path:
+        if problem := source_problem(
+            model_args.model_name_or_path, need_processor=False
+        ):  # the processor has a default
+            raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
+
+
+def _check_devices(args) -> None:
+    device = args.device.type
+    if args.gpu_decode and device != "cuda":
+        raise ArgumentError("gpu_decode", True, f"needs a CUDA device; training runs on {device}")
+    if args.sync_bn and args.world_size > 1 and device != "cuda":
+        raise ArgumentError("sync_bn", True, f"needs CUDA devices (torch's SyncBatchNorm); training runs on {device}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_output_dir(args) -> None:
+    if not args.output_dir:
+        raise ArgumentError("output_dir", None, "pass the folder the model and results are written to")
+    output_dir = Path(args.output_dir).expanduser()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ArgumentError("output_dir", args.output_dir, "is a file; pass a folder")
+    existing = _nearest_existing(output_dir.absolute())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == output_dir.absolute() else f" (its nearest existing parent {existing} is not)"
+        raise ArgumentError("output_dir", args.output_dir, f"not writable{where}; pass a folder you can write to")
+    found = run_folder.previous_run(output_dir)
+    if found and not args.resume_from_checkpoint and not args.overwrite_output_dir:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise ArgumentError(
+            "output_dir",
+            args.output_dir,
+            f"holds a previous run ({shown}); pass a new --output_dir, or --resume_from_checkpoint last to continue "
+            "it, or --overwrite_output_dir to replace it",
+        )
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def resume_checkpoint(args, log: bool = True) -> str | None:
+    """The checkpoint `--resume_from_checkpoint` names; `last` is the newest one that can be loaded.
+
+    A newer checkpoint that cannot be loaded (a truncated file, missing state) is skipped with a
+    warning naming it, so a copy cut off by a full disk does not block resuming from the one before.
+    """
+    resume = args.resume_from_checkpoint
+    if resume in (None, False, ""):
+        return None
+    if resume is True or resume in RESUME_LAST:
+        output_dir = Path(args.output_dir)
+        checkpoint, skipped = run_folder.last_intact_checkpoint(output_dir)
+        for path, problem in skipped if log else ():
+            logger.warning("Not resuming from %s: %s; trying the checkpoint before it", path, problem)
+        if checkpoint is None:
+            found = (
+                f" that loads ({'; '.join(f'{path.name}: {problem}' for path, problem in skipped)})" if skipped else ""
+            )
+            raise ArgumentError("resume_from_checkpoint", resume, f"no checkpoint-* folder{found} in {output_dir}")
+        return str(checkpoint)
+    checkpoint = Path(resume).expanduser()
+    if not checkpoint.is_dir():
+        raise ArgumentError("resume_from_checkpoint", resume, "no such folder; pass a checkpoint-N folder or 'last'")
+    if problem := run_folder.checkpoint_problem(checkpoint):
+        raise ArgumentError("resume_from_checkpoint", resume, f"cannot resume from it: {problem}")
+    return str(checkpoint)
+
+
+def _check_same_recipe(checkpoint: Path, values: dict, args, log: bool = True) -> None:
+    recorded = run_folder.read_fingerprint(checkpoint.parent)
+    if recorded is None and log:
+        logger.warning(
+            "%s has no %s: cannot check that %s belongs to this run's recipe",
+            checkpoint.parent,
+            run_folder.RUN_ARGS_FILE,
+            checkpoint.name,
+        )
+    elif recorded is not None and (differing := run_folder.differences(recorded, values)):
+        raise ArgumentError(
+            "resume_from_checkpoint",
+            args.resume_from_checkpoint,
+            f"{checkpoint} belongs to another recipe ({'; '.join(differing)}); resume with that run's arguments, "
+            "or start a new --output_dir",
+        )
+    state = run_folder.read_state(checkpoint)
+    if args.max_steps > 0 and state.get("global_step", 0) >= args.max_steps:
+        raise ArgumentError(
+            "max_steps",
+            args.max_steps,
+            f"{checkpoint.name} is already at step {state['global_step']}: nothing left to train; raise --max_steps",
+        )
+    if args.max_steps <= 0 and state.get("epoch", 0) >= args.num_train_epochs:
+        raise ArgumentError(
+            "num_train_epochs",
+            args.num_train_epochs,
+            f"{checkpoint.name} is already at epoch {state['epoch']:g}: nothing left to train; "
+            "raise --num_train_epochs",
+        )
+
+
+def check_labels(checkpoint: str | None, labels: list[str]) -> None:
+    """After the data is listed: the resumed checkpoint must have been trained on the same classes."""
+    if checkpoint is None:
+        return
+    trained = run_folder.checkpoint_labels(Path(checkpoint))
+    if trained is not None and trained != list(labels):
+        raise ArgumentError(
+            "resume_from_checkpoint",
+            checkpoint,
+            f"trained on the classes {trained}, but this run's data has {list(labels)}; resume with that run's data, "
+            "or start a new --output_dir",
+        )

@@ -1,0 +1,211 @@
+"""What an output folder holds: a previous run, its recipe fingerprint, and which of its checkpoints can be resumed.
+
+A run writes `run_args.json` (the arguments that change its result) into its output folder
+when it starts, before the first checkpoint, so a later `--resume_from_checkpoint` can be
+compared with the run the checkpoint came from. `recipe.json`, written at the end, is for the
+model card and a rerun; a run that was interrupted never writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+from ..model.loading import safetensors_problem
+
+logger = logging.getLogger(__name__)
+
+RUN_ARGS_FILE = "run_args.json"
+#: Files that show a folder holds a finished (or finishing) run: its model, results or state.
+RUN_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "eval_per_class.json",
+    "trainer_state.json",
+    "recipe.json",
+)
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+#: Arguments that change what a run computes, by dataclass; the rest (logging, saving, workers) do not. The length
+#: (--num_train_epochs, --max_steps) is left out: resuming to train longer is what users do; checks.py refuses only
+#: a checkpoint already past this run's end.
+MODEL_KEYS = ("model_name_or_path", "arch", "variant", "freeze", "image_size", "revision")
+DATA_KEYS = (
+    "dataset_name",
+    "dataset_config",
+    "image_column",
+    "label_column",
+    "train_dir",
+    "validation_dir",
+    "validation_split",
+    "streaming",
+    "max_train_samples",
+    "skip_bad_images",
+    "crop_scale_min",
+    "hflip",
+    "auto_augment",
+    "random_erasing",
+    "mixup_alpha",
+    "cutmix_alpha",
+)
+TRAINING_KEYS = (
+    "learning_rate",
+    "head_learning_rate",
+    "backbone_learning_rate",
+    "backbone_lr_decay",
+    "unfreeze_at_epoch",
+    "unfreeze_every",
+    "lr_scaling",
+    "lr_reference_batch",
+    "sync_bn",
+    "cache_frozen_features",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "world_size",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "label_smoothing_factor",
+    "seed",
+    "bf16",
+    "fp16",
+)
+#: The layout fields of a `ResNetConfig` passed to `finetune(config=...)`.
+LAYOUT_KEYS = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
+
+
+def _plain(value):
+    value = getattr(value, "value", value)  # transformers' str enums
+    return value if isinstance(value, (int, float, str, bool, type(None), list)) else str(value)
+
+
+def fingerprint(model_args, data_args, training_args, dataset=None, config=None) -> dict:
+    """The arguments a checkpoint's run and a resuming run must share, as JSON-ready values."""
+    values = {key: _plain(getattr(model_args, key)) for key in MODEL_KEYS}
+    values |= {key: _plain(getattr(data_args, key)) for key in DATA_KEYS}
+    for key in ("train_dir", "validation_dir"):
+        if values[key]:
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    values |= {key: _plain(getattr(training_args, key)) for key in TRAINING_KEYS}
+    if dataset is not None:
+        values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
+    if config is not None:
+        values["layout"] = {key: _plain(getattr(config, key, None)) for key in LAYOUT_KEYS}
+    return values
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """`key: recorded there, current here` for each argument that differs; compared as JSON (tuples become lists)."""
+    same = json.loads(json.dumps(current))
+    return [
+        f"{key} {recorded.get(key)!r} there, {same.get(key)!r} here"
+        for key in sorted(set(recorded) | set(same))
+        if recorded.get(key) != same.get(key)
+    ]
+
+
+def read_fingerprint(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RUN_ARGS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def previous_run(folder: Path) -> list[str]:
+    """The files and checkpoints of an earlier run in `folder` (empty when there is none)."""
+    if not folder.is_dir():
+        return []
+    found = [name for name in RUN_FILES if (folder / name).is_file()]
+    return found + [path.name for path in checkpoints(folder)]
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """`checkpoint-N` folders, newest (highest step) first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), path) for path in folder.iterdir() if (m := _CHECKPOINT.match(path.name))]
+    return [path for _, path in sorted(found, reverse=True) if path.is_dir()]
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from (missing or unreadable state, weights, optimizer), or None.
+
+    Reads only file headers: a safetensors header states the file's length, and a `torch.save`
+    file is a zip whose directory sits at its end, so a cut-off copy of either is caught cheaply.
+    """
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except ValueError:
+        return "trainer_state.json is truncated or corrupt"
+    if (checkpoint / "model.safetensors").is_file():
+        if problem := safetensors_problem(checkpoint / "model.safetensors"):
+            return problem
+    elif not (checkpoint / "pytorch_model.bin").is_file():
+        return "no model.safetensors"
+    for name in ("optimizer.pt", "scheduler.pt", "pytorch_model.bin"):
+        path = checkpoint / name
+        if path.is_file() and not zipfile.is_zipfile(path):
+            return f"{name} is truncated or corrupt"
+    return None
+
+
+def last_intact_checkpoint(folder: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that can be resumed, and (checkpoint, problem) for each newer one skipped."""
+    skipped = []
+    for checkpoint in checkpoints(folder):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint, skipped
+        skipped.append((checkpoint, problem))
+    return None, skipped
+
+
+def read_state(checkpoint: Path) -> dict:
+    """A checkpoint's trainer_state.json (global_step, epoch, ...); empty when unreadable."""
+    try:
+        return json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def checkpoint_labels(checkpoint: Path) -> list[str] | None:
+    """The class names a checkpoint was trained on, from its config.json."""
+    try:
+        id2label = json.loads((checkpoint / "config.json").read_text())["id2label"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def start(output_dir: Path, values: dict, replace: bool) -> None:
+    """Record the run's fingerprint; with `replace`, first remove the previous run's checkpoints and results.
+
+    Its config, processor and card are left to be overwritten at the end, so nothing but what
+    this package writes is ever deleted.
+    """
+    from .checkpoints import STAGING_DIR  # imports the Trainer: only when a run starts
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if replace:
+        for path in [*checkpoints(output_dir), output_dir / STAGING_DIR]:
+            if path.is_dir():
+                shutil.rmtree(path)
+        for name in (*RUN_FILES, RUN_ARGS_FILE):
+            if (output_dir / name).is_file():
+                os.remove(output_dir / name)
+        logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
+    temporary = output_dir / f".{RUN_ARGS_FILE}.tmp"
+    temporary.write_text(json.dumps(values, indent=2))
+    os.replace(temporary, output_dir / RUN_ARGS_FILE)
