@@ -9,7 +9,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from conftest import launch_command
 from safetensors.torch import load_file
 
 import hf_resnet
@@ -151,3 +153,45 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_checkpoint, image_fold
         eval_strategy="no",
     )
     assert json.loads((resumed.output_dir / "trainer_state.json").read_text())["global_step"] == step + 2
+
+
+def _stop_flags(checkpoint, train, val, out):
+    return [
+        *("--model_name_or_path", str(checkpoint), "--train_dir", str(train), "--validation_dir", str(val)),
+        *("--output_dir", str(out), "--max_steps", "100000", "--save_strategy", "steps", "--save_steps", "2"),
+        *("--per_device_train_batch_size", "8", "--eval_strategy", "no", "--disable_tqdm", "true"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "processes, signal_name",
+    [(1, "SIGINT"), (1, "SIGTERM"), (2, "SIGINT"), (2, "SIGTERM"), (2, "SIGKILL")],
+    ids=["1-process-SIGINT", "1-process-SIGTERM", "2-processes-SIGINT", "2-processes-SIGTERM", "2-processes-SIGKILL"],
+)
+def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoint_saved(
+    tiny_checkpoint, image_folders, tmp_path, processes, signal_name
+):
+    train, val = image_folders
+    out = tmp_path / "out"
+    command, env = launch_command(
+        ROOT / "recipes" / "finetune.py", _stop_flags(tiny_checkpoint, train, val, out), processes
+    )
+    # The signal goes to the launcher's PID alone, as `kill` or a scheduler sends it, once checkpoint-2 shows
+    # that every rank is training.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "reaper.py"), signal_name, str(out / "checkpoint-2"), "--", *command],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REAPER "))[7:])
+
+    assert report.get("left") == [], output[-4000:]
+    # Training processes orphaned by the launcher's death stopped through the graceful path: exit code 130.
+    assert all(code == 130 for code in report["orphans"].values()), output[-4000:]
+    state = json.loads((out / "trainer_state.json").read_text())  # written after training, not by a checkpoint
+    step = state["global_step"]
+    assert f"Stopped at step {step}; checkpoint saved" in output
+    assert (out / f"checkpoint-{step}" / "optimizer.pt").is_file() and (out / "model.safetensors").is_file()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
+import os
 import signal
+import sys
 import threading
+import time
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
@@ -38,27 +43,72 @@ class GradualUnfreezing(TrainerCallback):
             logger.info("Epoch %d: unfrozen %s; still frozen %s", math.floor(state.epoch or 0), thawed, still_frozen)
 
 
-class GracefulStop(TrainerCallback):
-    """First Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, stop. A second Ctrl-C aborts.
+#: How a process started by a launcher looks in its parent's command line (`accelerate launch`, torchrun).
+LAUNCHER_NAMES = {"accelerate", "torchrun"}
+LAUNCHER_MODULES = {"accelerate.commands.launch", "accelerate.commands.accelerate_cli", "torch.distributed.run"}
+#: linux/prctl.h: deliver a signal to this process when the thread that started it exits.
+PR_SET_PDEATHSIG = 1
 
-    SIGTERM is what schedulers (SLURM, Kubernetes) send before killing a preempted job. With
-    several processes the request is all-reduced each step, so every rank stops at the same step.
+
+def _launched_by(parent_pid: int) -> bool:
+    try:
+        arguments = Path(f"/proc/{parent_pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [argument.decode(errors="replace") for argument in arguments]
+    return any(Path(word).name in LAUNCHER_NAMES or word in LAUNCHER_MODULES for word in words)
+
+
+def stop_with_launcher() -> bool:
+    """Ask Linux for SIGTERM when the launcher that started this process dies, whatever killed it.
+
+    `accelerate launch` (one process) exits on SIGINT/SIGTERM without signalling its child, and a
+    SIGKILLed torchrun agent signals nobody, so training would go on under PID 1 for hours. SIGTERM
+    goes through `GracefulStop` once training runs (checkpoint, exit 130) and ends the process before.
+    A process started from a shell is left alone: `nohup python recipes/finetune.py &` must outlive it.
+    """
+    parent = os.getppid()
+    if not sys.platform.startswith("linux") or not _launched_by(parent):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): training outlives its launcher", ctypes.get_errno())
+        return False
+    if os.getppid() != parent:  # the launcher died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+class GracefulStop(TrainerCallback):
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the step, save a checkpoint, stop. A later Ctrl-C aborts.
+
+    SIGTERM is what schedulers (SLURM, Kubernetes) send before killing a preempted job, and what a
+    process started by a launcher gets when the launcher dies (`stop_with_launcher`). With several
+    processes the request is all-reduced each step, so every rank stops at the same step. Signals in
+    the first `REPEAT_WINDOW` seconds are the same request arriving twice (a terminal's Ctrl-C reaches
+    both the launcher and its children, then the launcher forwards it or dies), not a second Ctrl-C.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_WINDOW = 2.0
 
     def __init__(self):
         self.requested = False
         self.stopped_at: int | None = None
         self._previous: dict = {}
+        self._first_at = 0.0
 
     def _handle(self, signum, frame):
-        if self.requested:
+        now = time.monotonic()
+        if self.requested and signum == signal.SIGINT and now - self._first_at > self.REPEAT_WINDOW:
             self._restore()
             raise KeyboardInterrupt
-        self.requested = True
+        if self.requested:
+            return
+        self.requested, self._first_at = True, now
         logger.warning(
-            "%s received: finishing this step and saving a checkpoint (again to abort).", signal.Signals(signum).name
+            "%s received: finishing this step and saving a checkpoint (Ctrl-C again to abort).",
+            signal.Signals(signum).name,
         )
 
     def _restore(self):

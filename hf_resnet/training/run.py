@@ -30,7 +30,7 @@ from ..training.host_memory import reused_host_memory
 from ..training.metrics import compute_metrics, per_class_report
 from ..training.optim import part_learning_rates
 from .calibration import calibrate
-from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing, stop_with_launcher
 from .loss import soft_cross_entropy
 from .optim import scaled_learning_rates
 from .trainer import ResNetTrainer
@@ -126,6 +126,7 @@ def run(
 ) -> FinetuneResult:
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
+    stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
     resume_from = _resume_checkpoint(training_args)  # before the data scan: a bad flag should fail in a second
 
