@@ -144,3 +144,37 @@ def test_shipped_accelerate_configs_load(config):
 
     loaded = load_config_from_file(str(config))
     assert loaded.num_processes >= 2 and loaded.mixed_precision == "bf16"
+
+
+def _checkpoint_metrics(checkpoint: Path, val: Path) -> tuple[float, float]:
+    """(loss, accuracy) of a saved checkpoint on the validation folder, in one process with plain transformers."""
+    model = AutoModelForImageClassification.from_pretrained(checkpoint).eval()
+    processor = AutoImageProcessor.from_pretrained(checkpoint)
+    paths = sorted(val.rglob("*.png"))
+    labels = torch.tensor([model.config.label2id[p.parent.name] for p in paths])
+    with torch.no_grad():
+        logits = model(processor([open_image(p) for p in paths], return_tensors="pt")["pixel_values"]).logits
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(-1) == labels).float().mean().item()
+
+
+def test_metrics_logged_during_two_process_training_are_those_of_the_saved_checkpoints(
+    tiny_checkpoint, image_folders, tmp_path
+):
+    train, val = image_folders
+    (val / "hbar" / sorted((val / "hbar").iterdir())[0].name).unlink()  # 23 images: the last batch is padded
+    out = tmp_path / "out"
+    flags = _flags(tiny_checkpoint, train, val, out) + [
+        *("--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "1"),
+        *("--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "4"),
+        *("--backbone_learning_rate", "0.05", "--learning_rate", "0.05"),  # big steps: each checkpoint differs
+    ]
+    result = launch_two(flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+    logged = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "eval_loss" in e]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
+    for entry in logged:
+        loss, accuracy = _checkpoint_metrics(out / f"checkpoint-{entry['step']}", val)
+        assert entry["eval_loss"] == pytest.approx(loss, abs=1e-5), entry
+        assert entry["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6), entry

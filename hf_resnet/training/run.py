@@ -234,12 +234,7 @@ def run(
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
-        **prediction.metrics,
-        # The Trainer averages per-batch losses, which counts the padding of the last distributed batch;
-        # recomputed from the gathered logits, each image counts once, as in the other metrics.
-        "eval_loss": soft_cross_entropy(
-            (logits,), labels, label_smoothing=training_args.label_smoothing_factor
-        ).item(),
+        **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
         **calibrate(model, logits, labels),
         "eval_samples": len(labels),
     }
