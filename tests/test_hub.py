@@ -16,6 +16,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -29,7 +30,14 @@ from test_card import make_run_folder
 from transformers import TrainerState, TrainingArguments
 
 import hf_resnet
-from hf_resnet.hub.push import PushError, files_to_push, push, push_after_training, trainer_callbacks
+from hf_resnet.hub.push import (
+    PushError,
+    files_to_push,
+    push,
+    push_after_training,
+    share_progress_bar_lock,
+    trainer_callbacks,
+)
 
 TOKEN = "hf_TestTokenThatMustNeverLeak0123456789"
 
@@ -325,3 +333,23 @@ def test_private_repo_on_a_branch(hub, tmp_path):
     assert "model.safetensors" in hub.files("user/private-shapes", "v1")
     assert "model.safetensors" not in hub.files("user/private-shapes", "main")
     assert hub.commit_messages("user/private-shapes")[-1] == "First release"
+
+
+def test_a_progress_bar_made_in_the_push_thread_waits_while_the_trainer_bar_writes():
+    from huggingface_hub.utils import tqdm as hub_bar
+    from tqdm.auto import tqdm as trainer_bar  # the class of transformers' ProgressCallback bars
+
+    share_progress_bar_lock()  # what HubCheckpointPusher does before its thread starts
+    made = threading.Event()
+
+    def push_thread():
+        with hub_bar(total=1, disable=True):  # even a disabled bar joins and leaves tqdm's set of bars
+            made.set()
+
+    # tqdm.write (ProgressCallback.on_log) iterates the set of bars inside external_write_mode.
+    with trainer_bar.external_write_mode():
+        thread = threading.Thread(target=push_thread)
+        thread.start()
+        blocked = not made.wait(timeout=1)
+    thread.join()
+    assert blocked and made.is_set()

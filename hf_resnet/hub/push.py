@@ -314,6 +314,25 @@ def _stage_copy(files: dict[str, Path], staging: Path) -> dict[str, Path]:
     return staged
 
 
+def share_progress_bar_lock() -> None:
+    """Make every tqdm class guard tqdm's one set of live bars with the same lock.
+
+    All tqdm classes add to and iterate `tqdm._instances`, but `set_lock` gives a class a lock of
+    its own, and huggingface_hub does that to its bars at import. A bar made in the push thread
+    then changes the set while the Trainer's progress bar iterates it under the other lock
+    (`tqdm.write` from `ProgressCallback.on_log`): "Set changed size during iteration".
+    """
+    import huggingface_hub.utils.tqdm  # noqa: F401  (the push thread's bars; their class takes its lock on import)
+    from tqdm import std
+
+    lock, classes = std.tqdm.get_lock(), list(std.tqdm.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if vars(cls).get("_lock", lock) is not lock:
+            cls.set_lock(lock)
+
+
 class HubCheckpointPusher(TrainerCallback):
     """Push each saved checkpoint in the background, with transformers' `hub_strategy` semantics.
 
@@ -332,6 +351,7 @@ class HubCheckpointPusher(TrainerCallback):
         self.private = training_args.hub_private_repo
         self.revision = getattr(training_args, "hub_revision", None)
         self.always_push = training_args.hub_always_push
+        share_progress_bar_lock()  # before the push thread makes its first bar
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_resnet-push")
         self._pending: list[Future] = []
         self._repo_ready = False
