@@ -105,7 +105,17 @@ class ResNetTrainingArguments(TrainingArguments):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (no, steps, epoch)."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
-    logging_strategy: str = field(default="epoch", metadata={"help": "When to log (no, steps, epoch)."})
+    # An epoch is the default cadence, but `--logging_steps N` alone logs every N steps, as transformers users expect.
+    logging_strategy: str | None = field(
+        default=None,
+        metadata={"help": "When to log (no, steps, epoch). Default: steps if --logging_steps is given, else epoch."},
+    )
+    logging_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Log every N steps (a float < 1: that fraction of all steps); implies --logging_strategy steps."
+        },
+    )
     metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric of the best model."})
     # The training step needs the per-sample `sample_seed` that the model's forward() does not take.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sample_seed field (needed)."})
@@ -208,6 +218,10 @@ class ResNetTrainingArguments(TrainingArguments):
             self.bf16, self.fp16 = default_mixed_precision()
         self.bf16, self.fp16 = bool(self.bf16), bool(self.fp16)
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
+        if self.logging_strategy is None:
+            self.logging_strategy = "epoch" if self.logging_steps is None else "steps"
+        if self.logging_steps is None:
+            self.logging_steps = TrainingArguments.logging_steps  # transformers' default, for --logging_strategy steps
         if self.augment_on not in AUGMENT_PLACES:
             raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
         super().__post_init__()
