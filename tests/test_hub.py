@@ -30,6 +30,7 @@ from test_card import make_run_folder
 from transformers import TrainerState, TrainingArguments
 
 import hf_resnet
+from hf_resnet.cli import main as cli
 from hf_resnet.hub.push import (
     PushError,
     files_to_push,
@@ -353,3 +354,17 @@ def test_a_progress_bar_made_in_the_push_thread_waits_while_the_trainer_bar_writ
         blocked = not made.wait(timeout=1)
     thread.join()
     assert blocked and made.is_set()
+
+
+def test_an_invalid_repo_id_is_refused_with_a_hint_before_any_request(hub, tmp_path, capsys):
+    run = make_run_folder(tmp_path / "run", checkpoint=False)
+    with pytest.raises(PushError) as failure:
+        push(run, "bad id!!")
+    message = str(failure.value)
+    assert message.startswith("--repo 'bad id!!' is not a Hub repo id (Repo id must use alphanumeric chars")
+    assert message.endswith("Use NAMESPACE/NAME or NAME, e.g. me/resnet-beans.") and ".." not in message
+    assert hub.requests == []
+
+    capsys.readouterr()
+    assert cli(["push", str(run), "--repo", "bad id!!"]) == 2
+    assert capsys.readouterr().err.strip() == f"hf-resnet push: {message}"

@@ -22,7 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..hub.card import write_model_card
@@ -169,10 +170,25 @@ def _chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """One line saying why `repo_id` is not a Hub repo id and what to pass instead; None when it is one.
+
+    >>> repo_id_problem("me/resnet-beans") is None
+    True
+    """
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        reason = str(error).strip().rstrip(".")
+        return f"--repo {repo_id!r} is not a Hub repo id ({reason}). Use NAMESPACE/NAME or NAME, e.g. me/resnet-beans."
+    return None
+
+
 def _explain(error: BaseException, stage: str, endpoint: str, repo_id: str, token: str | None) -> tuple[str, str]:
     """(what went wrong, what to do before retrying), for a person reading a log."""
     chain = _chain(error)
-    details = "; ".join(dict.fromkeys(str(e).strip().splitlines()[0] for e in chain if str(e).strip()))
+    # Messages lose their final full stop: they are quoted inside sentences that end with their own.
+    details = "; ".join(dict.fromkeys(str(e).strip().splitlines()[0].rstrip(".") for e in chain if str(e).strip()))
     details = _redact(details, token)
     responses = [getattr(e, "response", None) for e in chain if isinstance(e, HfHubHTTPError)]
     status = next((response.status_code for response in responses if response is not None), None)
@@ -233,6 +249,9 @@ def push(
     """
     output_dir = Path(output_dir)
     command = retry_command(output_dir, repo_id, private=private, revision=revision)
+    problem = repo_id_problem(repo_id)
+    if problem:
+        raise PushError(problem, command)
     _check_output(output_dir, command)
     secret = token or get_token()
     _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
@@ -263,7 +282,7 @@ def push(
         explicit = " (pass the token through HF_TOKEN)" if token else ""
         raise PushError(
             f"Push of {output_dir} to {api.endpoint}/{repo_id} failed: {problem}.\n"
-            f"The local output is complete; nothing there was lost. {advice}\n"
+            f"The local output is complete; nothing there was lost.{' ' + advice if advice else ''}\n"
             f"Retry without re-training{explicit}: {command}",
             command,
         ) from error
