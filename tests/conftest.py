@@ -36,8 +36,14 @@ OUTPUT_FILES = (
 )
 
 
-def launch_command(script: Path, args: list[str], processes: int = 1) -> tuple[list[str], dict[str, str]]:
-    """`accelerate launch [--multi_gpu --num_processes N] script args` as a user types it, on the CPU; and its env."""
+def launch_command(
+    script: Path, args: list[str], processes: int = 1, launcher: list[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch [--multi_gpu --num_processes N] [launcher flags] script args` on the CPU; and its env.
+
+    Two or more processes are launched with the shipped `recipes/accelerate/multi-gpu.yaml`, so every
+    multi-process test also runs that config (its GPU count and precision overridden by the flags).
+    """
     command = [
         sys.executable,
         "-m",
@@ -50,9 +56,12 @@ def launch_command(script: Path, args: list[str], processes: int = 1) -> tuple[l
         "no",
         "--dynamo_backend",
         "no",
+        *launcher,  # last, so its flags win
     ]
     extra = {"PYTHONPATH": TEST_PYTHONPATH}
     if processes > 1:
+        if "--config_file" not in launcher:
+            command[3:3] = ["--config_file", str(ROOT / "recipes" / "accelerate" / "multi-gpu.yaml")]
         command.insert(3, "--multi_gpu")
         # Two real processes on a CPU machine; one thread each so they do not fight over 2 cores.
         extra |= {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}

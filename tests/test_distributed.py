@@ -1,13 +1,14 @@
 """Two real processes on the CPU (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2`)."""
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, accelerate_launch, shape_image
+from conftest import ROOT, accelerate_launch, launch_command, shape_image
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
@@ -178,3 +179,31 @@ def test_metrics_logged_during_two_process_training_are_those_of_the_saved_check
         loss, accuracy = _checkpoint_metrics(out / f"checkpoint-{entry['step']}", val)
         assert entry["eval_loss"] == pytest.approx(loss, abs=1e-5), entry
         assert entry["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6), entry
+
+
+def test_multi_node_config_trains_as_two_machine_ranks_on_localhost(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "out"  # one folder both "machines" see, as shared storage would be
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    machines = []
+    for rank in (0, 1):
+        launcher = ["--config_file", str(ROOT / "recipes" / "accelerate" / "multi-node.yaml"), "--num_machines", "2"]
+        launcher += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+        # One CPU process per machine: --num_processes is the total over all machines.
+        command, env = launch_command(
+            ROOT / "recipes" / "finetune.py", _flags(tiny_checkpoint, train, val, out), 2, launcher
+        )
+        machines.append(
+            subprocess.Popen(
+                command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [machine.communicate(timeout=600)[0] for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+
+    assert "4 per device x 1 accumulation x 2 processes = 8 per optimizer step" in outputs[0]
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 9  # 72 images / 8 per step
+    assert json.loads((out / "eval_results.json").read_text())["eval_samples"] == 24
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-9"]  # written once, by global rank 0
