@@ -189,9 +189,48 @@ def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoi
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REAPER "))[7:])
 
     assert report.get("left") == [], output[-4000:]
+    # The launcher's own exit code is accelerate's and torchrun's, as README states: the signal that ended it,
+    # or 1 from torchrun's SignalException once it has passed the signal on and waited for its processes.
+    by_signal = {"SIGINT": -signal.SIGINT, "SIGTERM": -signal.SIGTERM, "SIGKILL": -signal.SIGKILL}[signal_name]
+    passed_on = processes > 1 and signal_name != "SIGKILL"
+    assert report["launcher"] == (1 if passed_on else by_signal), output[-4000:]
     # Training processes orphaned by the launcher's death stopped through the graceful path: exit code 130.
     assert all(code == 130 for code in report["orphans"].values()), output[-4000:]
     state = json.loads((out / "trainer_state.json").read_text())  # written after training, not by a checkpoint
     step = state["global_step"]
     assert f"Stopped at step {step}; checkpoint saved" in output
     assert (out / f"checkpoint-{step}" / "optimizer.pt").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_a_signal_repeated_at_once_is_the_same_request_and_a_later_ctrl_c_aborts(monkeypatch):
+    from hf_resnet.training.callbacks import GracefulStop
+
+    stop = GracefulStop()
+    stop._handle(signal.SIGINT, None)  # the terminal's Ctrl-C reaches the training process...
+    stop._handle(signal.SIGINT, None)  # ...and the launcher passes the same one on
+    stop._handle(signal.SIGTERM, None)  # ...or dies of it, and the parent-death signal follows
+    assert stop.requested
+    monkeypatch.setattr(GracefulStop, "REPEAT_WINDOW", -1.0)  # as if the window had passed
+    stop._handle(signal.SIGTERM, None)  # a scheduler repeating itself never aborts the save
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)  # a person pressing Ctrl-C again does
+
+
+def test_only_processes_started_by_a_launcher_are_tied_to_it():
+    from hf_resnet.training.callbacks import stop_with_launcher
+
+    probe = "from hf_resnet.training.callbacks import stop_with_launcher as s; print(s())"
+    # A parent whose command line names a launcher (its last argument, like `torchrun` in a real one's):
+    fake = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {probe!r}])",
+            "torchrun",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert fake.stdout.strip() == "True", fake.stderr[-2000:]
+    assert stop_with_launcher() is False  # pytest's parent is a shell or a runner, not a launcher

@@ -45,7 +45,12 @@ class GradualUnfreezing(TrainerCallback):
 
 #: How a process started by a launcher looks in its parent's command line (`accelerate launch`, torchrun).
 LAUNCHER_NAMES = {"accelerate", "torchrun"}
-LAUNCHER_MODULES = {"accelerate.commands.launch", "accelerate.commands.accelerate_cli", "torch.distributed.run"}
+LAUNCHER_MODULES = {
+    "accelerate.commands.launch",
+    "accelerate.commands.accelerate_cli",
+    "torch.distributed.run",
+    "torch.distributed.launch",
+}
 #: linux/prctl.h: deliver a signal to this process when the thread that started it exits.
 PR_SET_PDEATHSIG = 1
 
@@ -101,7 +106,7 @@ class GracefulStop(TrainerCallback):
     def _handle(self, signum, frame):
         now = time.monotonic()
         if self.requested and signum == signal.SIGINT and now - self._first_at > self.REPEAT_WINDOW:
-            self._restore()
+            self.release()
             raise KeyboardInterrupt
         if self.requested:
             return
@@ -111,7 +116,8 @@ class GracefulStop(TrainerCallback):
             signal.Signals(signum).name,
         )
 
-    def _restore(self):
+    def release(self):
+        """Give SIGINT and SIGTERM back to the handlers that were there before training."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
@@ -132,7 +138,10 @@ class GracefulStop(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._restore()
+        # After a requested stop the handlers stay until the run has saved its results (`release`): a launcher's
+        # death can signal twice, once per exiting thread, and the second must not kill the process mid-save.
+        if not self.requested:
+            self.release()
 
 
 class EpochSetter(TrainerCallback):

@@ -222,6 +222,7 @@ def run(
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
     if stop.requested:
+        stop.release()
         logger.warning(
             "Stopped at step %d; checkpoint saved. Resume with the same command plus --resume_from_checkpoint last",
             stop.stopped_at,
