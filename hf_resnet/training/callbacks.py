@@ -102,13 +102,21 @@ class GracefulStop(TrainerCallback):
         self.stopped_at: int | None = None
         self._previous: dict = {}
         self._first_at = 0.0
+        self._released = False
 
     def _handle(self, signum, frame):
         now = time.monotonic()
-        if self.requested and signum == signal.SIGINT and now - self._first_at > self.REPEAT_WINDOW:
-            self.release()
-            raise KeyboardInterrupt
-        if self.requested:
+        repeat = self.requested and now - self._first_at <= self.REPEAT_WINDOW
+        if repeat or (self.requested and signum == signal.SIGTERM and not self._released):
+            return  # the same request again, or a scheduler repeating itself while the checkpoint is saved
+        if self.requested:  # a later Ctrl-C during training, or any signal once the results are saved
+            previous = self._previous.get(signum, signal.SIG_DFL)
+            self._restore()
+            if signum == signal.SIGINT and not self._released:
+                raise KeyboardInterrupt
+            if callable(previous):
+                return previous(signum, frame)
+            os.kill(os.getpid(), signum)  # as if this handler had never been there
             return
         self.requested, self._first_at = True, now
         logger.warning(
@@ -117,7 +125,16 @@ class GracefulStop(TrainerCallback):
         )
 
     def release(self):
-        """Give SIGINT and SIGTERM back to the handlers that were there before training."""
+        """Hand SIGINT and SIGTERM back to the handlers from before training, once the run has saved its results.
+
+        Right after a requested stop, repeats (a dying launcher signals once per exiting thread) are
+        still swallowed for `REPEAT_WINDOW` seconds; any later signal goes to the previous handler.
+        """
+        self._released = True
+        if not self.requested or time.monotonic() - self._first_at > self.REPEAT_WINDOW:
+            self._restore()
+
+    def _restore(self):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
