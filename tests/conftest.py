@@ -39,15 +39,14 @@ OUTPUT_FILES = (
 )
 
 
-def accelerate_launch(
-    script: Path,
-    args: list[str],
-    processes: int = 1,
-    cwd: Path | None = None,
-    env: dict | None = None,
-    timeout: int = 600,
-) -> subprocess.CompletedProcess:
-    """Run `accelerate launch [--multi_gpu --num_processes N] script args` as a user would, on the CPU."""
+def launch_command(
+    script: Path, args: list[str], processes: int = 1, launcher: list[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """`accelerate launch [--multi_gpu --num_processes N] [launcher flags] script args` on the CPU; and its env.
+
+    Two or more processes are launched with the shipped `recipes/accelerate/multi-gpu.yaml`, so every
+    multi-process test also runs that config (its GPU count and precision overridden by the flags).
+    """
     command = [
         sys.executable,
         "-m",
@@ -60,19 +59,30 @@ def accelerate_launch(
         "no",
         "--dynamo_backend",
         "no",
+        *launcher,  # last, so its flags win
     ]
     extra = {"PYTHONPATH": TEST_PYTHONPATH}
     if processes > 1:
+        if "--config_file" not in launcher:
+            command[3:3] = ["--config_file", str(ROOT / "recipes" / "accelerate" / "multi-gpu.yaml")]
         command.insert(3, "--multi_gpu")
         # Two real processes on a CPU machine; one thread each so they do not fight over 2 cores.
         extra |= {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    return [*command, str(script), *args], {**os.environ, **extra}
+
+
+def accelerate_launch(
+    script: Path,
+    args: list[str],
+    processes: int = 1,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: int = 600,
+) -> subprocess.CompletedProcess:
+    """Run `accelerate launch` (see `launch_command`) to the end."""
+    command, launch_env = launch_command(script, args, processes)
     return subprocess.run(
-        [*command, str(script), *args],
-        cwd=cwd,
-        env={**os.environ, **extra, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        command, cwd=cwd, env={**launch_env, **(env or {})}, capture_output=True, text=True, timeout=timeout
     )
 
 

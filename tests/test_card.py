@@ -156,3 +156,26 @@ def test_card_hides_tokens_and_local_paths(tmp_path):
     assert "local image folder photos/train" in body and "fine-tuned from a local checkpoint" in body
     assert "base_model" not in metadata and "datasets" not in metadata
     assert metadata["model-index"][0]["results"][0]["dataset"]["type"] == "imagefolder"
+
+
+def test_validation_results_name_the_validation_data_and_the_card_has_a_license(tmp_path):
+    base = save_tiny_checkpoint(tmp_path / "base")
+    (base / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A base model\n")
+    run = make_run_folder(tmp_path / "run")
+    recipe = json.loads((run / "recipe.json").read_text())
+    recipe["model"]["model_name_or_path"] = str(base)
+    train, val = tmp_path / "photos" / "train", tmp_path / "photos" / "val"
+    recipe["data"] = {"dataset_name": None, "train_dir": str(train), "validation_dir": str(val)}
+    recipe["dataset"] = str(train)
+    (run / "recipe.json").write_text(json.dumps(recipe))
+    metadata, _ = read_card(write_model_card(run))
+    assert metadata["license"] == "apache-2.0"  # inherited from the base model's card
+    assert metadata["model-index"][0]["results"][0]["dataset"]["name"] == "local image folder photos/val"
+
+    recipe["data"] = {"dataset_name": None, "train_dir": str(train), "validation_dir": None, "validation_split": 0.15}
+    recipe["model"]["model_name_or_path"] = None  # from scratch: no license to inherit
+    (run / "recipe.json").write_text(json.dumps(recipe))
+    metadata, _ = read_card(write_model_card(run))
+    assert metadata["license"] == "other"
+    dataset = metadata["model-index"][0]["results"][0]["dataset"]["name"]
+    assert dataset == "local image folder photos/train (15% held out for validation)"

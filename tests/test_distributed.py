@@ -1,13 +1,14 @@
 """Two real processes on the CPU (`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2`)."""
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, accelerate_launch, shape_image
+from conftest import ROOT, accelerate_launch, launch_command, shape_image
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -218,3 +219,65 @@ def test_sync_bn_on_cpu_processes_is_refused_in_one_line_before_any_work(tiny_ch
     assert result.returncode != 0
     assert "ValueError: --sync_bn: torch's SyncBatchNorm cannot run on CPU processes (2 here)" in result.stderr
     assert "hf_resnet run" not in result.stdout + result.stderr and not out.exists()  # no data scan, no model
+
+
+def _checkpoint_metrics(checkpoint: Path, val: Path) -> tuple[float, float]:
+    """(loss, accuracy) of a saved checkpoint on the validation folder, in one process with plain transformers."""
+    model = AutoModelForImageClassification.from_pretrained(checkpoint).eval()
+    processor = AutoImageProcessor.from_pretrained(checkpoint)
+    paths = sorted(val.rglob("*.png"))
+    labels = torch.tensor([model.config.label2id[p.parent.name] for p in paths])
+    with torch.no_grad():
+        logits = model(processor([open_image(p) for p in paths], return_tensors="pt")["pixel_values"]).logits
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(-1) == labels).float().mean().item()
+
+
+def test_metrics_logged_during_two_process_training_are_those_of_the_saved_checkpoints(
+    tiny_checkpoint, image_folders, tmp_path
+):
+    train, val = image_folders
+    (val / "hbar" / sorted((val / "hbar").iterdir())[0].name).unlink()  # 23 images: the last batch is padded
+    out = tmp_path / "out"
+    flags = _flags(tiny_checkpoint, train, val, out) + [
+        *("--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "1"),
+        *("--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "4"),
+        *("--backbone_learning_rate", "0.05", "--learning_rate", "0.05"),  # big steps: each checkpoint differs
+    ]
+    result = launch_two(flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+    logged = [e for e in json.loads((out / "trainer_state.json").read_text())["log_history"] if "eval_loss" in e]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
+    for entry in logged:
+        loss, accuracy = _checkpoint_metrics(out / f"checkpoint-{entry['step']}", val)
+        assert entry["eval_loss"] == pytest.approx(loss, abs=1e-5), entry
+        assert entry["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6), entry
+
+
+def test_multi_node_config_trains_as_two_machine_ranks_on_localhost(tiny_checkpoint, image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "out"  # one folder both "machines" see, as shared storage would be
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    machines = []
+    for rank in (0, 1):
+        launcher = ["--config_file", str(ROOT / "recipes" / "accelerate" / "multi-node.yaml"), "--num_machines", "2"]
+        launcher += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+        # One CPU process per machine: --num_processes is the total over all machines.
+        command, env = launch_command(
+            ROOT / "recipes" / "finetune.py", _flags(tiny_checkpoint, train, val, out), 2, launcher
+        )
+        machines.append(
+            subprocess.Popen(
+                command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [machine.communicate(timeout=600)[0] for machine in machines]
+    assert [machine.returncode for machine in machines] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+
+    assert "4 per device x 1 accumulation x 2 processes = 8 per optimizer step" in outputs[0]
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 9  # 72 images / 8 per step
+    assert json.loads((out / "eval_results.json").read_text())["eval_samples"] == 24
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-9"]  # written once, by global rank 0

@@ -190,3 +190,16 @@ def test_export_into_a_read_only_folder_is_one_clear_line(tmp_path: Path, monkey
         "pass a writable --out folder"
     )
     assert list(read_only.iterdir()) == []
+
+
+def test_the_onnx_file_takes_any_batch_height_and_width(exported: ExportReport, shapes_model: Path):
+    from hf_resnet.inference.classifier import onnx_session
+
+    session = onnx_session(shapes_model / "onnx" / "model.onnx")
+    assert [str(side) for side in session.get_inputs()[0].shape] == ["batch", "3", "height", "width"]
+    model = ResNetForImageClassification.from_pretrained(shapes_model).eval()
+    for shape in [(1, 3, 32, 32), (3, 3, 48, 40), (2, 3, 64, 96)]:  # the processor makes 32x32
+        pixels = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = model(pixel_values=pixels).logits.numpy()
+        np.testing.assert_allclose(session.run(None, {"pixel_values": pixels.numpy()})[0], expected, atol=1e-4)

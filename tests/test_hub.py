@@ -16,6 +16,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -29,12 +30,14 @@ from test_card import make_run_folder
 from transformers import TrainerState, TrainingArguments
 
 import hf_resnet
+from hf_resnet.cli import main as cli
 from hf_resnet.hub.push import (
     PushError,
     files_to_push,
     portable_files,
     push,
     push_after_training,
+    share_progress_bar_lock,
     trainer_callbacks,
 )
 
@@ -387,3 +390,37 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     assert again["training"] == recipe["training"] | {"num_train_epochs": 1.0}
     summary = rerun.stdout + rerun.stderr
     assert f"data: {bob / 'data' / 'train'}: 18 train / 9 validation images" in summary
+
+
+def test_a_progress_bar_made_in_the_push_thread_waits_while_the_trainer_bar_writes():
+    from huggingface_hub.utils import tqdm as hub_bar
+    from tqdm.auto import tqdm as trainer_bar  # the class of transformers' ProgressCallback bars
+
+    share_progress_bar_lock()  # what HubCheckpointPusher does before its thread starts
+    made = threading.Event()
+
+    def push_thread():
+        with hub_bar(total=1, disable=True):  # even a disabled bar joins and leaves tqdm's set of bars
+            made.set()
+
+    # tqdm.write (ProgressCallback.on_log) iterates the set of bars inside external_write_mode.
+    with trainer_bar.external_write_mode():
+        thread = threading.Thread(target=push_thread)
+        thread.start()
+        blocked = not made.wait(timeout=1)
+    thread.join()
+    assert blocked and made.is_set()
+
+
+def test_an_invalid_repo_id_is_refused_with_a_hint_before_any_request(hub, tmp_path, capsys):
+    run = make_run_folder(tmp_path / "run", checkpoint=False)
+    with pytest.raises(PushError) as failure:
+        push(run, "bad id!!")
+    message = str(failure.value)
+    assert message.startswith("--repo 'bad id!!' is not a Hub repo id (Repo id must use alphanumeric chars")
+    assert message.endswith("Use NAMESPACE/NAME or NAME, e.g. me/resnet-beans.") and ".." not in message
+    assert hub.requests == []
+
+    capsys.readouterr()
+    assert cli(["push", str(run), "--repo", "bad id!!"]) == 2
+    assert capsys.readouterr().err.strip() == f"hf-resnet push: {message}"

@@ -248,6 +248,19 @@ def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, t
         cli(["classify", str(path), str(path), "--model", str(tiny_checkpoint), "--top-k", "1", "--precision", "fp32"])
         == 0
     )
+
+
+    other = tmp_path / "other.png"
+    shape_image(1, np.random.default_rng(0)).save(other)
+    command = ["classify", str(path), str(other), str(path), "--model", str(tiny_checkpoint), "--top-k", "2", "--json"]
+    assert cli(command) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [entry["image"] for entry in printed] == [str(path), str(other), str(path)]  # repeats included, in order
+    for entry in printed:
+        expected = classify(entry["image"], model=tiny_checkpoint, top_k=2)
+        assert [label["label"] for label in entry["labels"]] == [label["label"] for label in expected]
+        assert [label["score"] for label in entry["labels"]] == pytest.approx([label["score"] for label in expected])
+    assert cli(["classify", str(path), str(path), "--model", str(tiny_checkpoint), "--top-k", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(path) and len(lines) == 4
     assert lines[1].split()[1] == classify(path, model=tiny_checkpoint, top_k=1)[0]["label"]
@@ -302,3 +315,48 @@ def test_loading_errors_are_model_load_errors_in_python(tmp_path: Path):
                 load_classifier(model)
     with pytest.raises(ModelLoadError, match=r"^--model nobody/no-such-model: no such local folder, and not loadable"):
         load_classifier("nobody/no-such-model")
+
+
+@pytest.mark.parametrize("top_k", [0, -1, True, 2.5])
+def test_top_k_below_one_or_not_a_whole_number_is_refused(tiny_checkpoint: Path, photo: Image.Image, top_k):
+    with pytest.raises(
+        ValueError, match=rf"top_k must be a positive number of labels, or None for all of them; got {top_k!r}"
+    ):
+        classify(photo, model=tiny_checkpoint, top_k=top_k)
+
+
+@pytest.mark.parametrize("flag", ["0", "-1"])
+def test_cli_refuses_a_top_k_below_one_before_loading_anything(tmp_path: Path, flag: str, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli(["classify", "a.jpg", "--model", str(tmp_path / "no-model"), "--top-k", flag])
+    assert exit.value.code == 2
+    assert f"argument --top-k: '{flag}' is not a positive number of labels" in capsys.readouterr().err
+
+
+def test_a_folder_is_named_as_a_folder(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    assert cli(["classify", str(folder), "--model", str(tiny_checkpoint)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert (
+        message
+        == f"hf-resnet classify: {folder}: a folder, not an image. Pass the image files inside it, e.g. FOLDER/*.jpg"
+    )
+
+
+def test_a_huge_image_in_a_small_file_is_refused_from_its_header(tiny_checkpoint: Path, tmp_path: Path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (12000, 12000)).save(path)  # a few KB on disk; 144 megapixels decoded
+    assert path.stat().st_size < 100_000
+    with pytest.raises(
+        ImageError, match=r"huge\.png: 12000x12000 pixels, over the 64-megapixel limit for a full decode"
+    ):
+        classify(path, model=tiny_checkpoint)
+
+
+def test_a_huge_jpeg_is_decoded_at_a_reduced_scale(tiny_checkpoint: Path, tmp_path: Path, monkeypatch):
+    path = tmp_path / "big.jpg"
+    shape_image(0, np.random.default_rng(0), size=400).save(path, quality=90)
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)  # 400x400 is 16 times the budget: decoded at 1/4 scale
+    assert images.open_image(path).size == (100, 100)
+    assert len(classify(path, model=tiny_checkpoint, top_k=None)) == 3

@@ -203,3 +203,29 @@ def test_missing_recipe_is_one_line_naming_it(tmp_path):
         ValueError, match=r"^--recipe nowhere/recipe\.json: no such file or folder, and no recipe\.json"
     ):
         parse_args(["--recipe", "nowhere/recipe.json", "--output_dir", str(tmp_path)])
+
+
+def test_logging_steps_alone_logs_every_n_steps(tiny_checkpoint, image_folders, tmp_path):
+    def strategy(*flags):
+        training_args = parse_args(["--output_dir", str(tmp_path / "parsed"), *flags])[2]
+        return str(getattr(training_args.logging_strategy, "value", training_args.logging_strategy))
+
+    assert strategy() == "epoch"
+    assert strategy("--logging_steps", "1") == "steps"
+    assert strategy("--logging_strategy", "epoch", "--logging_steps", "1") == "epoch"  # an explicit choice stands
+
+    train, val = image_folders
+    result = hf_resnet.finetune(
+        model_name_or_path=str(tiny_checkpoint),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "run"),
+        max_steps=3,
+        logging_steps=1,
+        per_device_train_batch_size=8,
+        eval_strategy="no",
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    history = json.loads((result.output_dir / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3]

@@ -10,6 +10,7 @@ every path into the model, training and inference alike, goes through `to_rgb`.
 from __future__ import annotations
 
 import io
+import math
 import os
 import urllib.error
 import urllib.request
@@ -33,6 +34,10 @@ IMAGE_EXTENSIONS = frozenset(
 URL_TIMEOUT_S = 10.0
 #: Largest download accepted from a URL (bytes). 20 MB holds any photo; more is likely not an image.
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+#: Most pixels decoded in full (64 MP, 8000x8000). A model sees a few hundred pixels a side, and a small file
+#: can hold a huge image (a 12000x12000 1-bit PNG is 17.5 KB and would take gigabytes as RGB floats).
+#: Larger JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg; anything else that large is refused.
+MAX_PIXELS = 64_000_000
 #: Everything `load_picture` accepts.
 Picture = str | os.PathLike | bytes | Image.Image | np.ndarray | torch.Tensor
 
@@ -98,6 +103,8 @@ def opened(source: str | os.PathLike | bytes, name: str | None = None) -> Iterat
     hf_resnet.data.images.ImageError: missing.jpg: no such file. Check the path
     """
     name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
+    if not isinstance(source, bytes) and Path(source).is_dir():
+        raise ImageError(name, "a folder, not an image", "Pass the image files inside it, e.g. FOLDER/*.jpg")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ImageError(name, "no such file", "Check the path")
     try:
@@ -121,8 +128,23 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
     hf_resnet.data.images.ImageError: missing.jpg: no such file. Check the path
     """
     with opened(source, name) as image:
+        _within_pixel_budget(image, name or ("<bytes>" if isinstance(source, bytes) else str(source)))
         image.load()
         return to_rgb(image)
+
+
+def _within_pixel_budget(image: Image.Image, name: str) -> None:
+    """Shrink a JPEG larger than `MAX_PIXELS` while decoding (DCT scaling); refuse any other image that large."""
+    budget = MAX_PIXELS  # read at call time, so callers can change it
+    if image.width * image.height > budget and image.format == "JPEG":
+        scale = math.ceil(math.sqrt(image.width * image.height / budget))
+        image.draft(image.mode, (math.ceil(image.width / scale), math.ceil(image.height / scale)))
+    if image.width * image.height > budget:
+        raise ImageError(
+            name,
+            f"{image.width}x{image.height} pixels, over the {budget / 1e6:g}-megapixel limit for a full decode",
+            "Downscale it first: the model sees a few hundred pixels a side",
+        )
 
 
 def _fetch_url(url: str) -> bytes:

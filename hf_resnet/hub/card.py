@@ -113,10 +113,44 @@ def _dataset(recipe: dict) -> tuple[str | None, str]:
     if hub_id:
         config = data.get("dataset_config")
         return hub_id, f"{hub_id} ({config})" if config else hub_id
-    name = str(recipe.get("dataset") or data.get("train_dir") or "an image dataset")
-    if data.get("train_dir") or "/" in name or "\\" in name:
-        name = "local image folder " + "/".join(Path(name).parts[-2:])
-    return None, name
+    return None, _local_name(str(recipe.get("dataset") or data.get("train_dir") or "an image dataset"))
+
+
+def _local_name(name: str) -> str:
+    if "/" in name or "\\" in name:
+        return "local image folder " + "/".join(Path(name).parts[-2:])
+    return name
+
+
+def _validation_dataset(recipe: dict) -> str:
+    """What the validation results were measured on: the validation folder, or the share held out of train."""
+    data = recipe.get("data", {})
+    dataset_id, name = _dataset(recipe)
+    if dataset_id:
+        return name
+    if data.get("validation_dir"):
+        return _local_name(str(data["validation_dir"]))
+    split = data.get("validation_split")
+    return f"{name} ({split:.0%} held out for validation)" if split else name
+
+
+def _license(recipe: dict) -> str:
+    """The base model's license, which a fine-tune inherits, from its card when it is on disk; else "other".
+
+    A model trained from scratch or from a checkpoint without a card has no known license:
+    "other" tells the Hub (and the reader) to set one before sharing it more widely.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    source = recipe.get("model", {}).get("model_name_or_path")
+    readme = None
+    if source and Path(source, "README.md").is_file():
+        readme = Path(source, "README.md")
+    elif _is_hub_id(source):
+        cached = try_to_load_from_cache(source, "README.md")
+        readme = Path(cached) if isinstance(cached, str) else None
+    license = ModelCard.load(readme).data.license if readme is not None else None
+    return str(license) if license else "other"
 
 
 def _base_model(recipe: dict) -> tuple[str | None, str]:
@@ -250,16 +284,18 @@ def _other_results(path: Path, own: list[EvalResult]) -> list[EvalResult]:
 def _metadata(
     model_name: str, recipe: dict, metrics: dict[str, float], previous_card: Path, widget: list[dict] | None
 ) -> ModelCardData:
-    dataset_id, dataset_name = _dataset(recipe)
+    dataset_id, _ = _dataset(recipe)
     base_model, _ = _base_model(recipe)
     config = recipe.get("data", {}).get("dataset_config") if dataset_id else None
-    results = model_index_results(metrics, dataset_id or "imagefolder", dataset_name, config, "validation")
+    validation = _validation_dataset(recipe)
+    results = model_index_results(metrics, dataset_id or "imagefolder", validation, config, "validation")
     results += _other_results(previous_card, results)
     return ModelCardData(
         model_name=model_name,
         library_name="transformers",
         pipeline_tag="image-classification",
         base_model=base_model,
+        license=_license(recipe),
         datasets=[dataset_id] if dataset_id else None,
         tags=["image-classification", "vision", "resnet", "hf_resnet"],
         metrics=sorted({result.metric_type for result in results}) or None,

@@ -7,8 +7,12 @@ import sys
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .push import PushError, push
+    from .push import PushError, push, repo_id_problem
 
+    problem = repo_id_problem(args.repo)
+    if problem:  # bad input: said before anything is read or sent
+        print(f"hf-resnet push: {problem}", file=sys.stderr)
+        return 2
     try:
         url = push(
             args.output_dir,

@@ -24,7 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from . import space
@@ -241,10 +242,25 @@ def _chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """One line saying why `repo_id` is not a Hub repo id and what to pass instead; None when it is one.
+
+    >>> repo_id_problem("me/resnet-beans") is None
+    True
+    """
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        reason = str(error).strip().rstrip(".")
+        return f"--repo {repo_id!r} is not a Hub repo id ({reason}). Use NAMESPACE/NAME or NAME, e.g. me/resnet-beans."
+    return None
+
+
 def _explain(error: BaseException, stage: str, endpoint: str, repo_id: str, token: str | None) -> tuple[str, str]:
     """(what went wrong, what to do before retrying), for a person reading a log."""
     chain = _chain(error)
-    details = "; ".join(dict.fromkeys(str(e).strip().splitlines()[0] for e in chain if str(e).strip()))
+    # Messages lose their final full stop: they are quoted inside sentences that end with their own.
+    details = "; ".join(dict.fromkeys(str(e).strip().splitlines()[0].rstrip(".") for e in chain if str(e).strip()))
     details = _redact(details, token)
     responses = [getattr(e, "response", None) for e in chain if isinstance(e, HfHubHTTPError)]
     status = next((response.status_code for response in responses if response is not None), None)
@@ -321,6 +337,9 @@ def push(
     """
     output_dir = Path(output_dir)
     command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
+    problem = repo_id_problem(repo_id)
+    if problem:
+        raise PushError(problem, command)
     _check_output(output_dir, command)
     secret = token or get_token()
     _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
@@ -361,7 +380,7 @@ def push(
         explicit = " (pass the token through HF_TOKEN)" if token else ""
         raise PushError(
             f"Push of {output_dir} to {api.endpoint}/{repo_id} failed: {problem}.\n"
-            f"The local output is complete; nothing there was lost. {advice}\n"
+            f"The local output is complete; nothing there was lost.{' ' + advice if advice else ''}\n"
             f"Retry without re-training{explicit}: {command}",
             command,
         ) from error
@@ -416,6 +435,25 @@ def _stage_copy(files: dict[str, Path | bytes], staging: Path) -> dict[str, Path
     return staged
 
 
+def share_progress_bar_lock() -> None:
+    """Make every tqdm class guard tqdm's one set of live bars with the same lock.
+
+    All tqdm classes add to and iterate `tqdm._instances`, but `set_lock` gives a class a lock of
+    its own, and huggingface_hub does that to its bars at import. A bar made in the push thread
+    then changes the set while the Trainer's progress bar iterates it under the other lock
+    (`tqdm.write` from `ProgressCallback.on_log`): "Set changed size during iteration".
+    """
+    import huggingface_hub.utils.tqdm  # noqa: F401  (the push thread's bars; their class takes its lock on import)
+    from tqdm import std
+
+    lock, classes = std.tqdm.get_lock(), list(std.tqdm.__subclasses__())
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        if vars(cls).get("_lock", lock) is not lock:
+            cls.set_lock(lock)
+
+
 class HubCheckpointPusher(TrainerCallback):
     """Push each saved checkpoint in the background, with transformers' `hub_strategy` semantics.
 
@@ -434,6 +472,7 @@ class HubCheckpointPusher(TrainerCallback):
         self.private = training_args.hub_private_repo
         self.revision = getattr(training_args, "hub_revision", None)
         self.always_push = training_args.hub_always_push
+        share_progress_bar_lock()  # before the push thread makes its first bar
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf_resnet-push")
         self._pending: list[Future] = []
         self._repo_ready = False

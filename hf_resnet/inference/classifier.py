@@ -274,6 +274,8 @@ def classify(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive number of labels, or None for all of them; got {top_k!r}")
     single = not isinstance(image, (list, tuple))
     sources = [image] if single else list(image)
     names = [None] * len(sources) if single else [f"item {i} {describe(s)}" for i, s in enumerate(sources)]

@@ -13,11 +13,15 @@ from pathlib import Path
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from ..data.images import ImageError
+    from ..data.images import ImageError, opened
     from ..model.loading import ModelLoadError
     from .classifier import classify
 
     try:
+        for name in args.images:  # a missing file or a folder is reported before the model loads
+            if not name.startswith(("http://", "https://")) and not Path(name).is_file():
+                with opened(name):
+                    pass
         answers = classify(
             args.images,
             model=args.model,
@@ -29,14 +33,20 @@ def _classify(args: argparse.Namespace) -> int:
     except (ImageError, ModelLoadError, FileNotFoundError) as error:
         print(f"hf-resnet classify: {error}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(dict(zip(args.images, answers)), indent=2))
+    if args.json:  # a list, not a dict keyed by path: `classify a.jpg a.jpg` answers twice, in order
+        print(json.dumps([{"image": name, "labels": answer} for name, answer in zip(args.images, answers)], indent=2))
         return 0
     for name, answer in zip(args.images, answers):
         print(name)
         for entry in answer:
             print(f"  {entry['score']:.4f}  {entry['label']}")
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.lstrip("+").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of labels")
+    return int(text)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -118,10 +128,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     5
     """
     parser = subparsers.add_parser("classify", help="classify images (paths or URLs) with a model")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image paths or http(s) URLs")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files or http(s) URLs (for a folder, its files: DIR/*)"
+    )
     parser.add_argument("--model", required=True, help="Hub id, model folder, or .onnx file with --backend onnx")
-    parser.add_argument("--top-k", type=int, default=5, help="labels to show per image (default: 5)")
-    parser.add_argument("--json", action="store_true", help="print {image: [{label, score}, ...]} as JSON")
+    parser.add_argument("--top-k", type=_positive, default=5, help="labels to show per image (default: 5)")
+    parser.add_argument(
+        "--json", action="store_true", help='print [{"image": IMAGE, "labels": [{label, score}, ...]}, ...] as JSON'
+    )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
     parser.add_argument(

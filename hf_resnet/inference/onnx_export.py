@@ -136,8 +136,14 @@ def _gather(images: str | os.PathLike | Sequence[Picture] | None, seed: int) -> 
     return [load_picture(image) for image in images]
 
 
+#: Smallest image side the ONNX file accepts: a ResNet's five stride-2 steps need 32 pixels to leave one.
+MIN_SIDE = 32
+
+
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, example: torch.Tensor) -> Path:
-    """Write `model` as ONNX with input `pixel_values` (any batch size) and output `logits`.
+    """Write `model` as ONNX with input `pixel_values` (any batch size, height and width) and output `logits`.
+
+    A ResNet pools globally before its head, so one file serves every image size a processor is set to.
 
     >>> export_onnx(model, "out/model.onnx", torch.randn(1, 3, 224, 224))  # doctest: +SKIP
     PosixPath('out/model.onnx')
@@ -153,14 +159,21 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, example: torch.
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = Logits(model).eval().cpu()
+    # Channels-last weights make torch.export specialise height and width to the example's.
+    wrapper = Logits(model.to(memory_format=torch.contiguous_format)).eval().cpu()
     torch.onnx.export(
         wrapper,
         (example[:1].expand(2, -1, -1, -1).contiguous().cpu(),),  # batch 1 would be traced as a constant
         str(path),
         input_names=["pixel_values"],
         output_names=["logits"],
-        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1, max=4096)}},
+        dynamic_shapes={
+            "pixel_values": {
+                0: torch.export.Dim("batch", min=1, max=4096),
+                2: torch.export.Dim("height", min=MIN_SIDE, max=8192),
+                3: torch.export.Dim("width", min=MIN_SIDE, max=8192),
+            }
+        },
         dynamo=True,
         external_data=False,  # one self-contained file: ResNets are far below protobuf's 2 GB limit
         verbose=False,

@@ -137,7 +137,17 @@ class ResNetTrainingArguments(TrainingArguments):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (no, steps, epoch)."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
-    logging_strategy: str = field(default="epoch", metadata={"help": "When to log (no, steps, epoch)."})
+    # An epoch is the default cadence, but `--logging_steps N` alone logs every N steps, as transformers users expect.
+    logging_strategy: str | None = field(
+        default=None,
+        metadata={"help": "When to log (no, steps, epoch). Default: steps if --logging_steps is given, else epoch."},
+    )
+    logging_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Log every N steps (a float < 1: that fraction of all steps); implies --logging_strategy steps."
+        },
+    )
     metrics: str = field(
         default="all",
         metadata={
@@ -269,6 +279,10 @@ class ResNetTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
+        if self.logging_strategy is None:
+            self.logging_strategy = "epoch" if self.logging_steps is None else "steps"
+        if self.logging_steps is None:
+            self.logging_steps = TrainingArguments.logging_steps  # transformers' default, for --logging_strategy steps
         self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
         if best and best not in (*self.metrics.split(","), *OTHER_RESULTS):

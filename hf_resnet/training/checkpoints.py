@@ -45,6 +45,8 @@ class AtomicCheckpoints:
             if os.path.isdir(final):
                 shutil.rmtree(final)
             os.replace(staged, final)
+            if not os.listdir(os.path.join(run_dir, STAGING_DIR)):
+                os.rmdir(os.path.join(run_dir, STAGING_DIR))  # a finished output folder holds no empty staging area
             best = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.best_global_step}")
             if self.state.best_global_step and os.path.isdir(best):
                 self.state.best_model_checkpoint = best  # the Trainer recorded the staging path

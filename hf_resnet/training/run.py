@@ -28,7 +28,7 @@ from ..model.freezing import freeze
 from . import run_folder
 from .arguments import ResNetTrainingArguments
 from .calibration import calibrate
-from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
+from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing, stop_with_launcher
 from .checks import check_arguments, check_labels
 from .frozen_features import cache_frozen_features
 from .host_memory import reused_host_memory
@@ -124,6 +124,7 @@ def run(
 ) -> FinetuneResult:
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
     _setup_logging(training_args)
+    stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
     # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
     resume_from = check_arguments(model_args, data_args, training_args, dataset, config)
@@ -218,6 +219,7 @@ def run(
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
     if stop.requested:
+        stop.release()
         logger.warning(
             "Stopped at step %d; checkpoint saved. Resume with the same command plus --resume_from_checkpoint last",
             stop.stopped_at,
@@ -230,12 +232,7 @@ def run(
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
-        **prediction.metrics,
-        # The Trainer averages per-batch losses, which counts the padding of the last distributed batch;
-        # recomputed from the gathered logits, each image counts once, as in the other metrics.
-        "eval_loss": soft_cross_entropy(
-            (logits,), labels, label_smoothing=training_args.label_smoothing_factor
-        ).item(),
+        **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
         **calibrate(model, logits, labels),
         "eval_samples": len(labels),
     }

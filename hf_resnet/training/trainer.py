@@ -33,16 +33,25 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         safe = wanted and use_channels_last(self.model, self.args.device)
         self.layout = torch.channels_last if safe else torch.contiguous_format
 
-    def evaluation_loop(self, *args, **kwargs):
-        """Evaluate with rank 0's BatchNorm statistics on every rank: the ones that get saved.
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """Evaluate the model that gets saved, and count each image once in the loss as in the other metrics.
 
-        Each DDP rank updates its running statistics from its own batches after the buffers are
-        broadcast, so without this every rank but 0 would evaluate a slightly different model.
+        Each DDP rank updates its running BatchNorm statistics from its own batches after the buffers
+        are broadcast, so rank 0's (the saved ones) are broadcast first. The Trainer's loss is the mean
+        of per-batch means, each repeated by the first batch's size and gathered with the duplicated
+        images that pad the last distributed batch; the gathered logits have each image once.
         """
         if self.args.world_size > 1:
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
-        return super().evaluation_loop(*args, **kwargs)
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        if logits is not None and output.label_ids is not None and self.compute_loss_func is not None:
+            loss = self.compute_loss_func((torch.as_tensor(logits),), torch.as_tensor(output.label_ids))
+            output.metrics[f"{metric_key_prefix}_loss"] = loss.item()
+        return output
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
