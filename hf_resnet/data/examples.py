@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .images import IMAGE_EXTENSIONS, to_rgb
+from PIL import Image
+
+from .images import IMAGE_EXTENSIONS, open_image, to_rgb
 
 #: Folder, inside a model folder (and its Hub repo), that holds the example images.
 EXAMPLES_DIR = "examples"
@@ -51,12 +53,19 @@ def keep_examples(split, labels: list[str], output_dir: str | Path, max_examples
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for label in sorted(first)[:max_examples]:
-        image = to_rgb(split[first[label]]["image"])
+        image = _picture(split[first[label]]["image"])
         image.thumbnail((EXAMPLE_MAX_SIDE, EXAMPLE_MAX_SIDE))
         path = folder / example_name(label, labels[label])
         image.save(path, quality=90)
         written.append(path)
     return written
+
+
+def _picture(item) -> Image.Image:
+    # A streamed validation split keeps its images undecoded ({"bytes", "path"}); an indexed one decodes them.
+    if isinstance(item, dict):
+        return open_image(item.get("bytes") or item["path"], name=item.get("path"))
+    return to_rgb(item)
 
 
 def find_examples(model_dir: str | Path) -> list[Path]:
