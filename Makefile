@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)  ## Fine-tune on the embedded default (offline digits, resnet-18 layout)
-	$(BIN)/accelerate launch -q --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+	$(BIN)/accelerate launch -q --num_processes 1 --num_machines 1 --dynamo_backend no \
 		recipes/finetune.py --overwrite_output_dir  # a rerun replaces the previous demo run
 
 # Passive OpenMP waits: spinning threads of one test process would starve the others' on 2 shared cores.

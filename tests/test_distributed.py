@@ -217,7 +217,7 @@ def test_sync_bn_on_cpu_processes_is_refused_in_one_line_before_any_work(tiny_ch
     out = tmp_path / "out"
     result = launch_two(_flags(tiny_checkpoint, train, val, out) + ["--sync_bn", "true"], cwd=tmp_path, timeout=300)
     assert result.returncode != 0
-    assert "ValueError: --sync_bn: torch's SyncBatchNorm cannot run on CPU processes (2 here)" in result.stderr
+    assert "error: --sync_bn True: torch's SyncBatchNorm cannot run on CPU processes (2 here)" in result.stderr
     assert "hf_resnet run" not in result.stdout + result.stderr and not out.exists()  # no data scan, no model
 
 

@@ -249,7 +249,6 @@ def test_cli_prints_labels_and_json(tiny_checkpoint: Path, photo: Image.Image, t
         == 0
     )
 
-
     other = tmp_path / "other.png"
     shape_image(1, np.random.default_rng(0)).save(other)
     command = ["classify", str(path), str(other), str(path), "--model", str(tiny_checkpoint), "--top-k", "2", "--json"]

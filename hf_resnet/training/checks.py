@@ -232,8 +232,14 @@ def _check_devices(args) -> None:
     device = args.device.type
     if args.gpu_decode and device != "cuda":
         raise ArgumentError("gpu_decode", True, f"needs a CUDA device; training runs on {device}")
-    if args.sync_bn and args.world_size > 1 and device != "cuda":
-        raise ArgumentError("sync_bn", True, f"needs CUDA devices (torch's SyncBatchNorm); training runs on {device}")
+    # DistributedDataParallel refuses SyncBatchNorm on CPU processes (gloo); CUDA, XPU and HPU run it.
+    if args.sync_bn and args.world_size > 1 and device == "cpu":
+        raise ArgumentError(
+            "sync_bn",
+            True,
+            f"torch's SyncBatchNorm cannot run on CPU processes ({args.world_size} here); drop --sync_bn (each "
+            "process then keeps its own BatchNorm statistics) or train on GPUs",
+        )
 
 
 def _nearest_existing(path: Path) -> Path:
