@@ -66,6 +66,16 @@ class Classifier:
         """The fitted calibration temperature stored in the config (1.0 when none was fitted)."""
         return float(getattr(self.config, "calibration_temperature", None) or 1.0)
 
+    @property
+    def multi_label(self) -> bool:
+        return getattr(self.config, "problem_type", None) == "multi_label_classification"
+
+    @property
+    def thresholds(self) -> torch.Tensor:
+        """Per-class probabilities a multi-label answer needs: those tuned on validation, else 0.5."""
+        tuned = getattr(self.config, "thresholds", None)
+        return torch.tensor(tuned if tuned else [0.5] * self.config.num_labels, dtype=torch.float32)
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
@@ -237,6 +247,8 @@ def load_classifier(
 
 def _top_k(classifier: Classifier, scores: torch.Tensor, top_k: int | None) -> list[dict[str, Any]]:
     k = classifier.config.num_labels if top_k is None else min(top_k, classifier.config.num_labels)
+    if classifier.multi_label:  # the label set: every class at or above its threshold, best first
+        k = min(k, int((scores >= classifier.thresholds).sum()))
     values, indices = torch.sort(scores, descending=True, stable=True)
     id2label = classifier.config.id2label
     return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
@@ -254,6 +266,9 @@ def classify(
     """Classify one image or a list of images; answers have the transformers pipeline's shape.
 
     Scores are calibrated when the model's config holds a fitted `calibration_temperature`.
+    A multi-label model (config `problem_type="multi_label_classification"`) answers with its label
+    set: every label whose sigmoid score reaches its threshold (tuned on validation, in config
+    `thresholds`), best first and at most `top_k`; an empty list when none does.
     A list input gives a list of answers, one per image, computed in batches of `batch_size`.
     `precision="auto"` runs bf16 autocast where the hardware has native bf16 (see `resolve_precision`).
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import TrainingArguments
 
-from ..evaluation.metrics import LOWER_IS_BETTER, METRICS, OTHER_RESULTS, TOP_K, parse_metric_names
+from ..evaluation.metrics import (
+    LOWER_IS_BETTER,
+    METRICS,
+    MULTI_LABEL_METRICS,
+    OTHER_RESULTS,
+    TOP_K,
+    parse_metric_names,
+)
 from ..hardware import native_bf16_cpu
 from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices
 
@@ -264,7 +271,8 @@ class ResNetTrainingArguments(TrainingArguments):
             raise ValueError(f"--augment_on {self.augment_on!r}: choose one of {', '.join(AUGMENT_PLACES)}")
         self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
-        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS):
+        # Multi-label names are known once the data is read; a multi-label run checks them itself (run.py).
+        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS, *MULTI_LABEL_METRICS):
             raise ValueError(
                 f"--metric_for_best_model {self.metric_for_best_model!r} is not computed; name loss or one of "
                 f"--metrics ({self.metrics})"

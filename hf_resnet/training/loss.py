@@ -21,3 +21,29 @@ def soft_cross_entropy(outputs, labels: torch.Tensor, num_items_in_batch=None, l
     if num_items_in_batch is None:
         return losses.mean()
     return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
+
+
+def multi_label_bce(outputs, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0):
+    """Binary cross-entropy with logits on multi-hot (or mixed) targets, one independent yes/no per class.
+
+    Smoothing pulls each target towards 1/2 (0 -> eps/2, 1 -> 1 - eps/2), the two-outcome form
+    of cross-entropy's smoothing. Each image's loss is the mean over its classes, so the scale
+    does not grow with the number of classes; images are summed then divided by the item count
+    as in `soft_cross_entropy`.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    targets = labels.float() * (1.0 - label_smoothing) + label_smoothing / 2.0
+    losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none").mean(dim=-1)
+    if num_items_in_batch is None:
+        return losses.mean()
+    return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
+
+
+def loss_for(multi_label: bool, label_smoothing: float = 0.0):
+    """The run's `compute_loss_func`: BCE with logits for multi-label data, cross-entropy otherwise."""
+    loss = multi_label_bce if multi_label else soft_cross_entropy
+
+    def compute_loss(outputs, labels, num_items_in_batch=None):
+        return loss(outputs, labels, num_items_in_batch, label_smoothing)
+
+    return compute_loss
