@@ -36,6 +36,7 @@ from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
 from .arguments import ResNetTrainingArguments
+from .balance import balance
 from .calibration import calibrate, fit_thresholds, tune_thresholds
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing
 from .frozen_features import cache_frozen_features
@@ -226,7 +227,10 @@ def run(
     trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
     if data.multi_label:
         trainer_args = _multi_label_best(trainer_args)
-    compute_loss = loss_for(data.multi_label, training_args.label_smoothing_factor)
+    weights, sampler = (
+        (None, None) if streaming else balance(data.train["label"], data.labels, data.multi_label, training_args)
+    )
+    compute_loss = loss_for(data.multi_label, training_args.label_smoothing_factor, weights)
 
     trainer = ResNetTrainer(
         model=model,
@@ -243,6 +247,7 @@ def run(
         head_lr=head_lr,
         backbone_lr=backbone_lr,
         lr_decay=training_args.backbone_lr_decay,
+        sampler=sampler,
         batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args, data.multi_label),
     )
 

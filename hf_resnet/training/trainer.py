@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 class ResNetTrainer(AtomicCheckpoints, Trainer):
     """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
 
-    def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
+    def __init__(
+        self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, sampler=None, **kwargs
+    ):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
+        self.sampler = sampler
         self.batch_mix = batch_mix
         self.step_rates: dict[str, float] = {}
         super().__init__(*args, **kwargs)
@@ -43,6 +46,10 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
         return super().evaluation_loop(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The Trainer has no public hook for the training sampler; this is the one it calls.
+        return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
