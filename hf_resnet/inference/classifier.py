@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from ..data.images import Picture, describe, load_picture
 from ..hardware import native_bf16_cpu
+from ..model.tta import flip_averaged
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -262,6 +263,7 @@ def classify(
     batch_size: int = DEFAULT_BATCH_SIZE,
     backend: str = "torch",
     precision: str = "auto",
+    tta: bool = False,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Classify one image or a list of images; answers have the transformers pipeline's shape.
 
@@ -271,6 +273,8 @@ def classify(
     `thresholds`), best first and at most `top_k`; an empty list when none does.
     A list input gives a list of answers, one per image, computed in batches of `batch_size`.
     `precision="auto"` runs bf16 autocast where the hardware has native bf16 (see `resolve_precision`).
+    `tta=True` averages the logits of each image and its mirror image (`model/tta.py`): one more
+    forward pass, for models whose classes do not change when mirrored.
 
     >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
     [{'label': 'healthy', 'score': 0.97}]
@@ -285,6 +289,8 @@ def classify(
     for start in range(0, len(sources), batch_size):
         chunk = range(start, min(start + batch_size, len(sources)))
         pictures = [load_picture(sources[i], names[i]) for i in chunk]
-        scores = classifier.scores(classifier.forward(classifier.preprocess(pictures)))
+        pixels = classifier.preprocess(pictures)
+        logits = flip_averaged(classifier.forward, pixels) if tta else classifier.forward(pixels)
+        scores = classifier.scores(logits)
         answers.extend(_top_k(classifier, row, top_k) for row in scores)
     return answers[0] if single else answers
