@@ -102,10 +102,11 @@ def imbalanced_folders(tmp_path_factory):
 
 
 def _minority_recall(folders, tmp_path, **flags) -> float:
+    output_dir = tmp_path / ("_".join(flags) or "plain")
     hf_resnet.finetune(
         train_dir=str(folders / "train"),
         validation_dir=str(folders / "val"),
-        output_dir=str(tmp_path / "_".join(flags) or "plain"),
+        output_dir=str(output_dir),
         config=tiny_config(3),
         image_size=32,
         crop_scale_min=0.8,  # shapes must stay whole for a tiny model to learn them in a few epochs
@@ -119,7 +120,7 @@ def _minority_recall(folders, tmp_path, **flags) -> float:
         eval_strategy="no",
         **flags,
     )
-    report = json.loads((tmp_path / ("_".join(flags) or "plain") / "eval_per_class.json").read_text())
+    report = json.loads((output_dir / "eval_per_class.json").read_text())
     return report["recall"][report["labels"].index("vbar")]
 
 
