@@ -1,6 +1,6 @@
 """Multi-label from scratch on CPU: two real digit scans side by side, labels = the digits present.
 
-    python benchmarks/multi_label_digits.py [--train 3000] [--epochs 12] [--out outputs/digit-pairs]
+    python benchmarks/multi_label_digits.py [--train 3000] [--epochs 8] [--out outputs/digit-pairs]
 
 Writes train/validation/test folders of two-digit pictures (scikit-learn's scans, each split from
 its own scans; `hf_resnet.data.embedded.digit_pair_folders`), trains a small ResNet from scratch
@@ -29,7 +29,7 @@ from hf_resnet.data.embedded import PAIR_SIZE, digit_pair_folders
 
 TARGET_MICRO_F1 = 0.90
 #: A resnet-18-like stack at a quarter of its width and one block per stage: enough for 48 px digits, fast on CPU.
-SMALL_RESNET = dict(layer_type="basic", embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1])
+SMALL_RESNET = dict(layer_type="basic", embedding_size=16, hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1])
 
 
 def _truth(folder: Path) -> tuple[list[str], list[set[str]]]:
@@ -44,7 +44,7 @@ def _multi_hot(sets: list[set[str]], labels: list[str]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=3000)
-    parser.add_argument("--epochs", type=float, default=12)
+    parser.add_argument("--epochs", type=float, default=8)
     parser.add_argument("--out", default=None, help="Model folder (default: a temporary one).")
     args = parser.parse_args()
     scratch = tempfile.mkdtemp(prefix="digit-pairs-")
@@ -60,7 +60,7 @@ def main() -> None:
         crop_scale_min=0.6,
         num_train_epochs=args.epochs,
         per_device_train_batch_size=64,
-        learning_rate=2e-3,
+        learning_rate=3e-3,
         output_dir=output_dir,
         report_to="none",
         disable_tqdm=True,
