@@ -24,6 +24,14 @@ class DataArguments:
             "--data_root MY_DATA` reruns it on your own data."
         },
     )
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "multi_label_classification to treat each image's labels as a set (sigmoid scores, BCE loss, "
+            "per-class thresholds), even for one-label-per-image data. Detected without it from a metadata.jsonl/"
+            "metadata.csv in --train_dir or a dataset whose label column is a list."
+        },
+    )
     validation_split: float = field(
         default=0.15,
         metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
@@ -66,6 +74,10 @@ class DataArguments:
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})
 
     def __post_init__(self):
+        if self.problem_type not in (None, "single_label_classification", "multi_label_classification"):
+            raise ValueError(
+                f"--problem_type {self.problem_type}: choose single_label_classification or multi_label_classification"
+            )
         if self.data_root:
             self.train_dir, self.validation_dir = (
                 under_root(self.data_root, p) for p in (self.train_dir, self.validation_dir)

@@ -8,6 +8,7 @@ from scratch (there is no pretrained checkpoint offline), at 32 px.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -82,3 +83,49 @@ def embedded_defaults() -> dict[str, object]:
     """All arguments of the embedded run, data folders included."""
     train_dir, validation_dir = digits_folders()
     return {**EMBEDDED_ARGS, "train_dir": str(train_dir), "validation_dir": str(validation_dir)}
+
+
+#: Side of a two-digit picture: two 20 px digits side by side with a 4 px margin, inside the centre crop that the
+#: image processor keeps (crop_pct 0.875 trims 3 px a side at 48 px).
+PAIR_SIZE = 48
+PAIR_DIGIT = 20
+
+
+def _pair_image(left: np.ndarray, right: np.ndarray) -> Image.Image:
+    canvas = Image.new("L", (PAIR_SIZE, PAIR_SIZE))
+    top = (PAIR_SIZE - PAIR_DIGIT) // 2
+    for x, pixels in ((4, left), (4 + PAIR_DIGIT, right)):
+        digit = Image.fromarray((pixels * (255.0 / 16.0)).astype(np.uint8), mode="L")
+        canvas.paste(digit.resize((PAIR_DIGIT, PAIR_DIGIT), Image.BICUBIC), (x, top))
+    return canvas.convert("RGB")
+
+
+def digit_pair_folders(root: Path, sizes: dict[str, int], seed: int = 0) -> dict[str, Path]:
+    """Write a multi-label image set: two real digit scans side by side, labelled with the digits present.
+
+    Each split (`sizes` maps split name to image count, e.g. train/validation/test) pairs scans
+    drawn only from its own share of scikit-learn's 1,797 digits, so no scan seen in training
+    appears in a held-out picture. A picture of two equal digits has one label. Each folder
+    holds PNG files and the `metadata.jsonl` that makes it multi-label.
+
+    >>> folders = digit_pair_folders(Path("pairs"), {"train": 3000, "validation": 500})  # doctest: +SKIP
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(digits.target))
+    shares = np.array_split(order, len(sizes))
+    folders = {}
+    for (name, count), scans in zip(sizes.items(), shares):
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(count):
+            left, right = rng.choice(scans, size=2)
+            _pair_image(digits.images[left], digits.images[right]).save(folder / f"pair_{i:05d}.png")
+            present = sorted({str(digits.target[left]), str(digits.target[right])})
+            rows.append(json.dumps({"file_name": f"pair_{i:05d}.png", "labels": present}))
+        (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+        folders[name] = folder
+    return folders

@@ -45,7 +45,9 @@ def keep_examples(split, labels: list[str], output_dir: str | Path, max_examples
     folder = Path(output_dir) / EXAMPLES_DIR
     first: dict[int, int] = {}
     for row, label in enumerate(split["label"]):
-        first.setdefault(int(label), row)
+        # A multi-label image is the example of each class it shows.
+        for index in [i for i, value in enumerate(label) if value > 0.5] if isinstance(label, list) else [label]:
+            first.setdefault(int(index), row)
     if folder.is_dir():
         for old in folder.iterdir():
             if old.suffix.lower() in IMAGE_EXTENSIONS:

@@ -207,7 +207,9 @@ def collate(examples: list[dict]) -> dict:
     `mix_seed` is a Python int, not a tensor, so seeding the batch mix never reads a value back
     from the GPU. Crops (stages "crops" and "jpeg") travel as one `CropBatch`.
     """
-    batch: dict = {"labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long)}
+    labels = [example["labels"] for example in examples]
+    # Multi-hot rows (multi-label data) stay floats, the targets a BCE loss takes; class indices are longs.
+    batch: dict = {"labels": torch.tensor(labels, dtype=torch.float32 if isinstance(labels[0], list) else torch.long)}
     if "pixel_values" in examples[0]:
         batch["pixel_values"] = torch.stack([example["pixel_values"] for example in examples])
     else:

@@ -24,6 +24,17 @@ from tqdm.auto import tqdm
 
 from ..data.arguments import DataArguments
 from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image
+from ..data.multilabel import (
+    MULTI_LABEL,
+    MetadataError,
+    from_label_lists,
+    is_list_feature,
+    label_lists_of,
+    label_names,
+    metadata_file,
+    read_metadata,
+    to_multi_hot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +56,8 @@ class ImageData:
     validation: Dataset
     labels: list[str]
     description: str
+    #: Whether `label` holds multi-hot rows (any number of classes per image) instead of one class index.
+    multi_label: bool = False
 
 
 def _listing(problems: list[str]) -> str:
@@ -157,7 +170,53 @@ def check_class_count(labels: list[str], where: str) -> None:
         raise DataError(f"{where}: found only {len(labels)} class {labels}; a classifier needs at least two.")
 
 
+def scan_metadata_folder(
+    root: str | Path, data_args: DataArguments, argument: str
+) -> tuple[list[str], list[list[str]]]:
+    """List the images of a multi-label folder (see data/multilabel.py) with their label lists, checking each."""
+    path = metadata_file(root)
+    if path is None:
+        raise DataError(f"{argument} {root}: no metadata.jsonl or metadata.csv listing each image's labels")
+    try:
+        paths, label_lists = read_metadata(path)
+    except MetadataError as error:
+        raise DataError(f"{argument}: {error}") from None
+    bad = _verify(paths, paths, f"{argument} {root}") if data_args.verify_images else {}
+    _report([bad[i] for i in sorted(bad)], data_args.skip_bad_images, f"{argument} {root}")
+    keep = [i for i in range(len(paths)) if i not in bad]
+    return [paths[i] for i in keep], [label_lists[i] for i in keep]
+
+
+def _load_multi_label_folders(data_args: DataArguments, seed: int) -> ImageData:
+    paths, label_lists = scan_metadata_folder(data_args.train_dir, data_args, "--train_dir")
+    labels = sorted({name for row in label_lists for name in row})
+    check_class_count(labels, f"--train_dir {data_args.train_dir}")
+    train = from_label_lists(paths, label_lists, labels)
+    description = str(data_args.train_dir)
+    if data_args.validation_dir:
+        val_paths, val_lists = scan_metadata_folder(data_args.validation_dir, data_args, "--validation_dir")
+        _check_known(
+            {name for row in val_lists for name in row}, labels, f"--validation_dir {data_args.validation_dir}"
+        )
+        validation = from_label_lists(val_paths, val_lists, labels)
+    else:
+        train, validation = split_random(train, data_args.validation_split, seed, "--train_dir")
+    return ImageData(train, validation, labels, description, multi_label=True)
+
+
+def split_random(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
+    """Carve a random validation split: label sets cannot be stratified the way single classes can."""
+    if not 0 < fraction < 1:
+        raise DataError(
+            f"--validation_split must be between 0 and 1 (got {fraction}) when {where} has no held-out set"
+        )
+    parts = dataset.train_test_split(test_size=fraction, seed=seed)
+    return parts["train"], parts["test"]
+
+
 def _load_folders(data_args: DataArguments, seed: int) -> ImageData:
+    if metadata_file(data_args.train_dir) is not None:
+        return _load_multi_label_folders(data_args, seed)
     paths, classes = scan_image_folder(data_args.train_dir, data_args, "--train_dir")
     labels = sorted(set(classes))
     check_class_count(labels, f"--train_dir {data_args.train_dir}")
@@ -259,6 +318,8 @@ def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: 
     train = data["train"]
     image_column = pick_column(train, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
     label_column = pick_column(train, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    if is_list_feature(train.features[label_column]):
+        return _multi_label_datasets(data, data_args, seed, description, image_column, label_column)
     train = _canonical(train, image_column, label_column, None)
     labels = list(train.features["label"].names)
     check_class_count(labels, description)
@@ -284,6 +345,39 @@ def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: 
     return ImageData(train, validation, labels, description)
 
 
+def _multi_label_split(split: Dataset, image_column: str, label_column: str, labels: list[str]) -> Dataset:
+    split = select_image_and_label(split, image_column, label_column)
+    return to_multi_hot(split, labels)
+
+
+def _multi_label_datasets(data, data_args: DataArguments, seed: int, description, image_column, label_column):
+    """`_from_datasets` for a label column holding a list of labels per image."""
+    labels = label_names(data["train"], label_column)
+    check_class_count(labels, description)
+    train = _multi_label_split(data["train"], image_column, label_column, labels)
+    train = _verify_split(train, data_args, f"{description} train")
+    val_name = next((name for name in VALIDATION_SPLIT_NAMES if name in data), None)
+    if val_name is None:
+        train, validation = split_random(train, data_args.validation_split, seed, description)
+    else:
+        raw_val = data[val_name]
+        for column in (image_column, label_column):
+            if column not in raw_val.column_names:
+                raise DataError(f"{description}: split {val_name!r} has no column {column!r}")
+        present = {name for row in label_lists_of(raw_val, label_column) for name in row}
+        _check_known(present, labels, f"{description} split {val_name!r}")
+        validation = _multi_label_split(raw_val, image_column, label_column, labels)
+        validation = _verify_split(validation, data_args, f"{description} {val_name}")
+    return ImageData(train, validation, labels, description, multi_label=True)
+
+
+def _as_multi_label(data: ImageData) -> ImageData:
+    """Single-label data read as multi-label (`--problem_type multi_label_classification`): one label per image."""
+    data.train, data.validation = (to_multi_hot(split, data.labels) for split in (data.train, data.validation))
+    data.multi_label = True
+    return data
+
+
 def load_image_data(
     data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None
 ) -> ImageData:
@@ -303,6 +397,8 @@ def load_image_data(
         data.description = data_args.dataset_name
     else:
         raise DataError("no data: pass --dataset_name, --train_dir, or a datasets.Dataset to finetune()")
+    if data_args.problem_type == MULTI_LABEL and not data.multi_label:
+        data = _as_multi_label(data)
     if data_args.max_train_samples is not None:
         data.train = data.train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(data.train))))
     if data_args.max_eval_samples is not None:

@@ -279,8 +279,47 @@ def build_eval_transform(processor) -> Callable[[list[Image.Image]], torch.Tenso
     return transform
 
 
-def build_batch_mix(num_labels: int, data_args: DataArguments) -> Callable | None:
+class MultiHotMix:
+    """Mixup or CutMix for multi-hot targets, which torchvision's versions (class indices only) refuse.
+
+    As torchvision does, each image is mixed with its neighbour in the batch (a roll by one), with
+    lam ~ Beta(alpha, alpha); the targets are mixed by the same (for CutMix: the pasted area's) share.
+    """
+
+    def __init__(self, alpha: float, cutmix: bool = False):
+        self.alpha, self.cutmix = alpha, cutmix
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        rolled = images.roll(1, 0)
+        if self.cutmix:
+            height, width = images.shape[-2:]
+            cut_h, cut_w = int(height * math.sqrt(1.0 - lam)), int(width * math.sqrt(1.0 - lam))
+            cy, cx = int(torch.randint(height, ())), int(torch.randint(width, ()))
+            y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+            x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+            images = images.clone()
+            images[..., y0:y1, x0:x1] = rolled[..., y0:y1, x0:x1]
+            lam = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
+        else:
+            images = rolled.mul(1.0 - lam).add_(images.mul(lam))
+        targets = targets.float()
+        return images, targets.roll(1, 0).mul(1.0 - lam).add_(targets.mul(lam))
+
+
+def _pick_one(mixes: list) -> Callable:
+    def mix(images, targets):
+        return mixes[int(torch.randint(len(mixes), ()))](images, targets)
+
+    return mix
+
+
+def build_batch_mix(num_labels: int, data_args: DataArguments, multi_label: bool = False) -> Callable | None:
     """Mixup and/or CutMix on a whole batch (one of the two per batch when both are on), or None."""
+    if multi_label:
+        mixes = [MultiHotMix(data_args.mixup_alpha)] if data_args.mixup_alpha > 0 else []
+        mixes += [MultiHotMix(data_args.cutmix_alpha, cutmix=True)] if data_args.cutmix_alpha > 0 else []
+        return None if not mixes else mixes[0] if len(mixes) == 1 else _pick_one(mixes)
     mixes = []
     if data_args.mixup_alpha > 0:
         mixes.append(T.MixUp(alpha=data_args.mixup_alpha, num_classes=num_labels))

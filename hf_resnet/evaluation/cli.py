@@ -31,6 +31,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             verify_images=not args.no_verify_images,
             skip_bad_images=args.skip_bad_images,
             num_workers=args.num_workers,
+            tta=args.tta,
         )
     except ValueError as error:  # EvaluationError, DataError and ImageError: the user's input, named
         print(f"hf-resnet evaluate: {error}", file=sys.stderr)
@@ -93,4 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no_verify_images", "--no-verify-images", action="store_true", help="skip the decode-every-image check"
     )
     parser.add_argument("--num_workers", "--num-workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average each image's logits with its mirror image's (test-time augmentation)",
+    )
     parser.set_defaults(func=_evaluate)

@@ -27,6 +27,15 @@ METRICS = {
     f"top{TOP_K}_accuracy": ("top_k_accuracy", str(TOP_K)),
     "ece": ("expected_calibration_error", None),
 }
+#: The same for multi-label models (sigmoid scores, label sets); F1 and exact match at the per-class thresholds.
+MULTI_LABEL_METRICS = {
+    "map": ("mean_average_precision", None),
+    "f1_micro": ("multi_label_f1", "micro"),
+    "f1_macro": ("multi_label_f1", "macro"),
+    "exact_match": ("exact_match", None),
+}
+#: What a multi-label run keeps its best model by when the one asked for is a single-label metric (the default).
+MULTI_LABEL_BEST = "map"
 #: Metrics where smaller is better (the Trainer assumes larger is, unless the name ends in "loss").
 LOWER_IS_BETTER = ("ece",)
 #: Names `--metric_for_best_model` may use besides METRICS.
@@ -117,6 +126,57 @@ def compute_metrics_for(names: Sequence[str] | None = None) -> Callable:
         predictions = prediction.predictions
         logits = predictions[0] if isinstance(predictions, tuple) else predictions
         return compute(logits, prediction.label_ids, names)
+
+    return compute_metrics
+
+
+def load_multi_label_metrics():
+    import evaluate
+
+    return evaluate.combine({name: load_module(*spec) for name, spec in MULTI_LABEL_METRICS.items()})
+
+
+_multi_label_combined = functools.lru_cache(maxsize=1)(load_multi_label_metrics)
+
+
+def compute_multi_label(logits: np.ndarray, targets: np.ndarray, thresholds=None) -> dict[str, float]:
+    """mAP, micro/macro F1 and exact match of `logits` (N, C) against multi-hot `targets` (N, C).
+
+    `thresholds` are the per-class probabilities a label needs (default 0.5 for all).
+
+    >>> compute_multi_label(np.array([[2.0, -2.0], [2.0, 2.0]]), np.array([[1, 0], [1, 0]]))["exact_match"]
+    0.5
+    """
+    inputs = {
+        "predictions": np.asarray(logits, dtype=np.float32),
+        "references": np.asarray(targets, dtype=np.float32),
+        "thresholds": None if thresholds is None else list(thresholds),
+    }
+    return {name: float(value) for name, value in _multi_label_combined().compute(**inputs).items()}
+
+
+def per_class_average_precision(logits: np.ndarray, targets: np.ndarray, names: list[str]) -> dict:
+    """Each class's AP and number of images showing it, for the card and `eval_per_class.json`."""
+    module = load_module("mean_average_precision", "per_class")
+    values = module.compute(predictions=np.asarray(logits, np.float32), references=np.asarray(targets, np.float32))
+    support = (np.asarray(targets) > 0.5).sum(axis=0)
+    average_precision = [
+        None if np.isnan(value) else value for value in values["average_precision"]
+    ]  # JSON has no NaN
+    return {"labels": list(names), "average_precision": average_precision, "support": support.tolist()}
+
+
+def compute_multi_label_metrics_for(fit_thresholds: Callable) -> Callable:
+    """A Trainer `compute_metrics` for multi-label models, at thresholds `fit_thresholds(logits, targets)` fits.
+
+    The thresholds are refitted at each evaluation, as they will be on the final one and saved;
+    the figures they give are measured on the split they were fitted on.
+    """
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        predictions = prediction.predictions
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions
+        return compute_multi_label(logits, prediction.label_ids, fit_thresholds(logits, prediction.label_ids))
 
     return compute_metrics
 

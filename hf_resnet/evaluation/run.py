@@ -31,6 +31,7 @@ from ..data.images import open_image
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..hub import card
+from ..model.tta import flip_averaged
 from .metrics import applicable, compute, parse_metric_names, per_class_report
 from .modules.expected_calibration_error import calibration_error
 
@@ -87,8 +88,8 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     return config, [config.id2label[index] for index in range(config.num_labels)]
 
 
-def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int):
-    """Logits and labels of every image, gathered from all processes, each image once."""
+def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta=False):
+    """Logits and labels of every image, gathered from all processes, each image once (flip-averaged with `tta`)."""
     loader = torch.utils.data.DataLoader(
         EvalImages(images, build_eval_transform(processor)),
         batch_size=batch_size,
@@ -98,10 +99,15 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
     loader = accelerator.prepare(loader)
     model = model.to(accelerator.device).eval()
     logits, labels = [], []
+
+    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
+        return model(pixel_values=pixel_values).logits.float()
+
     progress = tqdm(loader, desc="Evaluating", disable=not accelerator.is_local_main_process)
     with torch.inference_mode():
         for batch in progress:
-            output = model(pixel_values=batch["pixel_values"]).logits.float()
+            pixels = batch["pixel_values"]
+            output = flip_averaged(forward, pixels) if tta else forward(pixels)
             gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
             logits.append(gathered_logits.cpu())
             labels.append(gathered_labels.cpu())
@@ -181,11 +187,13 @@ def evaluate(
     verify_images: bool = True,
     skip_bad_images: bool = False,
     num_workers: int = 0,
+    tta: bool = False,
 ) -> EvaluationResult:
     """Score `model` on a labelled test set and write test_results.json, a per-class report and two plots.
 
     The results go to `output_dir` (default: the model folder itself). `update_card` adds them to
     the model card's model-index as their own entry (dataset, config, split), keeping the others.
+    `tta` scores each image as the mean logits of it and its mirror image (`hf_resnet.model.tta`).
 
     >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
     0.95
@@ -208,7 +216,7 @@ def evaluate(
     processor = AutoImageProcessor.from_pretrained(model)
 
     start = time.perf_counter()
-    logits, targets = _predict(classifier, images, processor, accelerator, batch_size, num_workers)
+    logits, targets = _predict(classifier, images, processor, accelerator, batch_size, num_workers, tta)
     runtime = time.perf_counter() - start
     measured = _measure(logits, targets, names, getattr(config, "calibration_temperature", None))
     measured |= {"runtime": round(runtime, 4), "samples_per_second": round(len(targets) / runtime, 3)}

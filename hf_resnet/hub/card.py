@@ -25,7 +25,10 @@ TRAINING_CURVES_PNG = "training_curves.png"
 #: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
 METRIC_NAMES = {
     "accuracy": "Accuracy",
+    "map": "Mean average precision (mAP)",
+    "f1_micro": "Micro F1 (at the per-class thresholds)",
     "f1_macro": "Macro F1",
+    "exact_match": "Exact-match ratio (whole label set right)",
     "top5_accuracy": "Top-5 accuracy",
     "balanced_accuracy": "Balanced accuracy",
     "f1_weighted": "Weighted F1",
@@ -340,7 +343,11 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
         rows.append(("Validation images", int(metrics["samples"])))
     lines = ["## Evaluation results", "", "| Metric | Value |", "| --- | --- |"]
     lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in rows]
-    if report:
+    if report.get("average_precision"):  # a multi-label model
+        lines += ["", "### Per class", "", "| Class | Average precision | Images |", "| --- | --- | --- |"]
+        for label, ap, n in zip(report["labels"], report["average_precision"], report["support"]):
+            lines.append(f"| {_cell(label)} | {'n/a' if ap is None else f'{ap:.3f}'} | {int(n)} |")
+    elif report:
         lines += [
             "",
             "### Per class",

@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.images import Picture, describe, load_picture
 from ..hardware import native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
+from ..model.tta import flip_averaged
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -73,6 +74,16 @@ class Classifier:
     def temperature(self) -> float:
         """The fitted calibration temperature stored in the config (1.0 when none was fitted)."""
         return float(getattr(self.config, "calibration_temperature", None) or 1.0)
+
+    @property
+    def multi_label(self) -> bool:
+        return getattr(self.config, "problem_type", None) == "multi_label_classification"
+
+    @property
+    def thresholds(self) -> torch.Tensor:
+        """Per-class probabilities a multi-label answer needs: those tuned on validation, else 0.5."""
+        tuned = getattr(self.config, "thresholds", None)
+        return torch.tensor(tuned if tuned else [0.5] * self.config.num_labels, dtype=torch.float32)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""
@@ -249,6 +260,8 @@ def load_classifier(
 
 def _top_k(classifier: Classifier, scores: torch.Tensor, top_k: int | None) -> list[dict[str, Any]]:
     k = classifier.config.num_labels if top_k is None else min(top_k, classifier.config.num_labels)
+    if classifier.multi_label:  # the label set: every class at or above its threshold, best first
+        k = min(k, int((scores >= classifier.thresholds).sum()))
     values, indices = torch.sort(scores, descending=True, stable=True)
     id2label = classifier.config.id2label
     return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
@@ -262,12 +275,18 @@ def classify(
     batch_size: int = DEFAULT_BATCH_SIZE,
     backend: str = "torch",
     precision: str = "auto",
+    tta: bool = False,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Classify one image or a list of images; answers have the transformers pipeline's shape.
 
     Scores are calibrated when the model's config holds a fitted `calibration_temperature`.
+    A multi-label model (config `problem_type="multi_label_classification"`) answers with its label
+    set: every label whose sigmoid score reaches its threshold (tuned on validation, in config
+    `thresholds`), best first and at most `top_k`; an empty list when none does.
     A list input gives a list of answers, one per image, computed in batches of `batch_size`.
     `precision="auto"` runs bf16 autocast where the hardware has native bf16 (see `resolve_precision`).
+    `tta=True` averages the logits of each image and its mirror image (`model/tta.py`): one more
+    forward pass, for models whose classes do not change when mirrored.
 
     >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
     [{'label': 'healthy', 'score': 0.97}]
@@ -284,6 +303,8 @@ def classify(
     for start in range(0, len(sources), batch_size):
         chunk = range(start, min(start + batch_size, len(sources)))
         pictures = [load_picture(sources[i], names[i]) for i in chunk]
-        scores = classifier.scores(classifier.forward(classifier.preprocess(pictures)))
+        pixels = classifier.preprocess(pictures)
+        logits = flip_averaged(classifier.forward, pixels) if tta else classifier.forward(pixels)
+        scores = classifier.scores(logits)
         answers.extend(_top_k(classifier, row, top_k) for row in scores)
     return answers[0] if single else answers

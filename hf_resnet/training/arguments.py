@@ -12,7 +12,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from transformers import TrainingArguments
 
-from ..evaluation.metrics import LOWER_IS_BETTER, METRICS, OTHER_RESULTS, TOP_K, parse_metric_names
+from ..evaluation.metrics import (
+    LOWER_IS_BETTER,
+    METRICS,
+    MULTI_LABEL_METRICS,
+    OTHER_RESULTS,
+    TOP_K,
+    parse_metric_names,
+)
 from ..hardware import native_bf16_cpu
 from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices
 
@@ -77,6 +84,8 @@ RECIPE_TRAINING_FLAGS = (
     "optim",
     "max_grad_norm",
     "label_smoothing_factor",
+    "class_weights",
+    "sampler",
     "seed",
     "early_stopping_patience",
     "eval_strategy",
@@ -126,6 +135,20 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     lr_reference_batch: int = field(default=256, metadata={"help": "Batch size the given learning rates are for."})
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "balanced: weigh each class's loss by n / (classes x its images), so rare classes count as much "
+            "as common ones (multi-label: BCE pos_weight = images without / with the class). none: plain loss."
+        },
+    )
+    sampler: str = field(
+        default="random",
+        metadata={
+            "help": "balanced: draw training images so every class is equally likely (rare images repeat, "
+            "augmented anew; correct on any number of processes). random: the Trainer's shuffled epochs."
+        },
+    )
     sync_bn: bool = field(
         default=False,
         metadata={"help": "Synchronise BatchNorm statistics across processes (small per-device batches)."},
@@ -259,6 +282,10 @@ class ResNetTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.class_weights not in ("none", "balanced"):
+            raise ValueError(f"--class_weights {self.class_weights}: choose none or balanced")
+        if self.sampler not in ("random", "balanced"):
+            raise ValueError(f"--sampler {self.sampler}: choose random or balanced")
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
@@ -285,7 +312,9 @@ class ResNetTrainingArguments(TrainingArguments):
             self.logging_steps = TrainingArguments.logging_steps  # transformers' default, for --logging_strategy steps
         self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
-        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS):
+        # Multi-label names are known once the data is read; a multi-label run checks them itself (run.py).
+        only_multi_label = [name for name in MULTI_LABEL_METRICS if name not in METRICS]
+        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS, *only_multi_label):
             raise ValueError(
                 f"--metric_for_best_model {self.metric_for_best_model!r} is not computed; name loss or one of "
                 f"--metrics ({self.metrics})"

@@ -91,3 +91,54 @@ def calibrate(model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, fl
         "eval_ece_calibrated": expected_calibration_error(logits, labels, temperature),
         "eval_temperature": temperature,
     }
+
+
+#: Where a class's decision threshold stays when validation cannot tell (no positives, or none scored): the
+#: natural cut of a sigmoid.
+DEFAULT_THRESHOLD = 0.5
+
+
+def fit_thresholds(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """Per-class probability thresholds maximising each class's F1 on held-out multi-hot `targets`.
+
+    One shared 0.5 suits balanced classes only: a rare class scores low even when present, so its
+    best cut is lower. Each class's threshold lies halfway between two neighbouring validation
+    scores (the one accepted and the next one below), so it does not sit on one image's score.
+
+    >>> fit_thresholds(torch.tensor([[2.0], [-1.0], [-3.0]]), torch.tensor([[1.0], [1.0], [0.0]]))
+    [0.1...]
+    """
+    probabilities = torch.sigmoid(torch.as_tensor(logits).detach().double().cpu())
+    targets = torch.as_tensor(targets).detach().cpu() > 0.5
+    if probabilities.ndim != 2 or probabilities.shape != targets.shape or len(probabilities) == 0:
+        raise ValueError(
+            f"need logits and targets (N, C), got {tuple(probabilities.shape)} and {tuple(targets.shape)}"
+        )
+    return [_best_threshold(probabilities[:, c], targets[:, c]) for c in range(probabilities.shape[1])]
+
+
+def _best_threshold(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    if not positive.any():
+        return DEFAULT_THRESHOLD
+    order = torch.argsort(scores, descending=True, stable=True)
+    scores, positive = scores[order], positive[order].double()
+    hits = torch.cumsum(positive, 0)
+    f1 = 2 * hits / (torch.arange(1, len(scores) + 1, dtype=torch.float64) + positive.sum())
+    # Ties must be accepted together: only the last of equal scores is a possible cut.
+    distinct = torch.ones_like(positive, dtype=torch.bool)
+    distinct[:-1] = scores[:-1] != scores[1:]
+    best = int(torch.argmax(torch.where(distinct, f1, torch.tensor(-1.0, dtype=torch.float64))))
+    below = float(scores[best + 1]) if best + 1 < len(scores) else 0.0
+    return (float(scores[best]) + below) / 2.0
+
+
+def tune_thresholds(model, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Fit per-class thresholds on the validation logits and store them in the config for `classify`.
+
+    Multi-label scores are sigmoids, one per class, so there is no softmax temperature to fit:
+    the thresholds are what turns scores into label sets. The figures computed at them are
+    measured on the split they were fitted on, so they are optimistic on a small one.
+    """
+    thresholds = fit_thresholds(logits, targets)
+    model.config.thresholds = thresholds
+    return {"eval_mean_threshold": sum(thresholds) / len(thresholds)}

@@ -17,23 +17,33 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
+from ..data.multilabel import MULTI_LABEL
 from ..data.sources import load_image_data
 from ..data.streaming import StreamTransform, load_stream
 from ..data.transforms import build_batch_mix, build_eval_transform, build_train_transform
-from ..evaluation.metrics import compute_metrics_for, per_class_report
+from ..evaluation.metrics import (
+    MULTI_LABEL_BEST,
+    MULTI_LABEL_METRICS,
+    OTHER_RESULTS,
+    compute_metrics_for,
+    compute_multi_label_metrics_for,
+    per_class_average_precision,
+    per_class_report,
+)
 from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
 from . import run_folder
 from .arguments import ResNetTrainingArguments
-from .calibration import calibrate
+from .balance import balance
+from .calibration import calibrate, fit_thresholds, tune_thresholds
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing, stop_with_launcher
 from .checks import check_arguments, check_labels
 from .frozen_features import cache_frozen_features
 from .host_memory import reused_host_memory
 from .launcher import use_cpu_threads
-from .loss import soft_cross_entropy
+from .loss import loss_for
 from .optim import part_learning_rates, scaled_learning_rates
 from .recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from .trainer import ResNetTrainer
@@ -114,6 +124,15 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
     }
 
 
+def _multi_label_best(args: ResNetTrainingArguments) -> ResNetTrainingArguments:
+    """Keep the best model by mAP when the metric asked for (by default accuracy) has no multi-label meaning."""
+    best = (args.metric_for_best_model or "").removeprefix("eval_")
+    if not best or best in (*MULTI_LABEL_METRICS, *OTHER_RESULTS):
+        return args
+    logger.info("Multi-label data: the best model is kept by %s, not %s", MULTI_LABEL_BEST, best)
+    return dataclasses.replace(args, metric_for_best_model=MULTI_LABEL_BEST, greater_is_better=True)
+
+
 def run(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -137,6 +156,8 @@ def run(
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     check_labels(resume_from, data.labels)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
+    if data.multi_label:  # saved in config.json: the transformers pipeline then applies a sigmoid
+        model.config.problem_type = MULTI_LABEL
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
@@ -182,6 +203,12 @@ def run(
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
+    if data.multi_label:
+        trainer_args = _multi_label_best(trainer_args)
+    weights, sampler = (
+        (None, None) if streaming else balance(data.train["label"], data.labels, data.multi_label, training_args)
+    )
+    compute_loss = loss_for(data.multi_label, training_args.label_smoothing_factor, weights)
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
@@ -195,15 +222,16 @@ def run(
         eval_dataset=eval_images,
         data_collator=collate,
         processing_class=processor,
-        compute_metrics=compute_metrics_for(training_args.metrics.split(",")),
-        compute_loss_func=lambda outputs, labels, num_items_in_batch=None: soft_cross_entropy(
-            outputs, labels, num_items_in_batch, training_args.label_smoothing_factor
-        ),
+        compute_metrics=compute_multi_label_metrics_for(fit_thresholds)
+        if data.multi_label
+        else compute_metrics_for(training_args.metrics.split(",")),
+        compute_loss_func=compute_loss,
         callbacks=callbacks,
         head_lr=head_lr,
         backbone_lr=backbone_lr,
         lr_decay=training_args.backbone_lr_decay,
-        batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args),
+        sampler=sampler,
+        batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args, data.multi_label),
     )
 
     on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
@@ -233,15 +261,16 @@ def run(
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
         **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
-        **calibrate(model, logits, labels),
+        **(tune_thresholds if data.multi_label else calibrate)(model, logits, labels),
         "eval_samples": len(labels),
     }
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():
-        model.config.save_pretrained(output_dir)  # now holding calibration_temperature
-        report = per_class_report(logits.numpy(), labels.numpy(), data.labels)
+        model.config.save_pretrained(output_dir)  # now holding calibration_temperature or thresholds
+        per_class = per_class_average_precision if data.multi_label else per_class_report
+        report = per_class(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
         recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))

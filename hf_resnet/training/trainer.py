@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 class ResNetTrainer(AtomicCheckpoints, Trainer):
     """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
 
-    def __init__(self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, **kwargs):
+    def __init__(
+        self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, sampler=None, **kwargs
+    ):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
+        self.sampler = sampler
         self.batch_mix = batch_mix
         self.step_rates: dict[str, float] = {}
         super().__init__(*args, **kwargs)
@@ -52,6 +55,10 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             loss = self.compute_loss_func((torch.as_tensor(logits),), torch.as_tensor(output.label_ids))
             output.metrics[f"{metric_key_prefix}_loss"] = loss.item()
         return output
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The Trainer has no public hook for the training sampler; this is the one it calls.
+        return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:

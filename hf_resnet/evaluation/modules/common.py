@@ -65,3 +65,33 @@ def averaged(score, name: str, config_name: str, predictions, references, num_cl
         references, as_labels(predictions), labels=classes(predictions, num_classes), average=average, zero_division=0
     )
     return {f"{name}_{average}": float(value)}
+
+
+#: Multi-label inputs: one row of scores (logits) per image and one multi-hot row of its true labels.
+MULTI_HOT = datasets.Features(
+    {
+        "predictions": datasets.Sequence(datasets.Value("float32")),
+        "references": datasets.Sequence(datasets.Value("float32")),
+    }
+)
+MULTI_LABEL_DESCRIPTION = """
+    predictions: one row of scores (logits, one per class) per image.
+    references: one multi-hot row per image: 1 for each class it shows, 0 for the others.
+    thresholds: the probability (sigmoid of the logit) at or above which each class counts as predicted: one
+        number per class, or one for all (default 0.5).
+"""
+
+
+def as_multi_hot(references) -> np.ndarray:
+    return np.asarray(references, dtype=np.float64) > 0.5
+
+
+def over_thresholds(predictions, thresholds=None) -> np.ndarray:
+    """Which classes each image is predicted to show: sigmoid(logit) at or above the class's threshold."""
+    logits = np.asarray(predictions, dtype=np.float64)
+    if logits.ndim != 2:
+        raise ValueError("multi-label metrics need one row of scores (logits) per image")
+    thresholds = np.broadcast_to(
+        np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64), logits.shape[1:]
+    )
+    return 1.0 / (1.0 + np.exp(-logits)) >= thresholds
