@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
+from hf_resnet import hardware
 from hf_resnet.hardware import native_bf16_cpu, physical_cores
 from hf_resnet.training.launcher import LauncherChoices, decide_threads, default_precision, launcher_choices
 
@@ -72,6 +74,23 @@ def test_default_precision_follows_the_hardware():
     assert default_precision(True, True, None, nobody)[:2] == (True, False)
     assert default_precision(True, False, None, nobody)[:2] == (False, True)
     assert native_bf16_cpu({"avx2", "fma"}) is None and native_bf16_cpu({"amx_bf16", "avx512f"}) == "amx_bf16"
+    # Native instructions are not enough: bf16 must also have measured faster on the CPU itself.
+    assert default_precision(False, False, "avx512_bf16", nobody, cpu_speedup=1.6)[:2] == (True, False)
+    assert default_precision(False, False, "avx512_bf16", nobody, cpu_speedup=0.87) == (
+        False,
+        False,
+        "CPU has avx512_bf16, but bf16 measured 0.87x fp32's speed here",
+    )
+
+
+def test_the_bf16_speed_probe_is_measured_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "CACHE_FILE", tmp_path / "cpu_precision.json")
+    first = hardware.cpu_bf16_speedup(1)
+    assert first > 0 and json.loads(hardware.CACHE_FILE.read_text()) == {
+        f"{hardware.cpu_model()} | torch {torch.__version__} | 1 threads": first
+    }
+    monkeypatch.setattr(hardware, "_probe_seconds", lambda bf16: pytest.fail("measured again"))
+    assert hardware.cpu_bf16_speedup(1) == first
 
 
 def _launch_tiny(tmp_path, launcher_flags: list[str]) -> dict:
@@ -99,8 +118,10 @@ def test_a_launched_run_trains_on_every_core_in_the_precision_the_cpu_runs_nativ
     recipe = _launch_tiny(tmp_path, ["--num_processes", "1"])
     cores = physical_cores()
     assert recipe["threads"].startswith(f"threads: {cores} ({cores} physical cores / 1 process")
-    expected = "bf16 autocast" if native_bf16_cpu() else "fp32"
-    assert recipe["precision"].startswith(expected)
+    cpu_bf16 = native_bf16_cpu()
+    speedup = hardware.cpu_bf16_speedup(cores) if cpu_bf16 else None
+    bf16, _, why = default_precision(False, False, cpu_bf16, LauncherChoices(launched=True), speedup)
+    assert recipe["precision"] == f"{'bf16 autocast' if bf16 else 'fp32'} ({why})"
 
 
 def test_a_launched_run_keeps_the_users_threads_and_precision(tmp_path):

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 from ..data.images import Picture, describe, load_picture
-from ..hardware import native_bf16_cpu
+from ..hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
 from ..model.tta import flip_averaged
 
@@ -106,8 +106,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """ "bf16" or "fp32" for `precision` on `device`: "auto" is bf16 on CPUs with native bf16 instructions
-    (their top-1 answers agree with fp32 on at least 99% of images; tests/test_precision.py) and on GPUs with
-    native bf16, fp32 elsewhere, where emulated bf16 would only be slower.
+    and measured faster there (their top-1 answers agree with fp32 on at least 99% of images;
+    tests/test_precision.py) and on GPUs with native bf16, fp32 elsewhere, where bf16 would only be slower.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -115,7 +115,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    return "bf16" if device.type == "cpu" and native_bf16_cpu() else "fp32"
+    if device.type != "cpu" or not native_bf16_cpu():
+        return "fp32"
+    return "bf16" if cpu_bf16_speedup(torch.get_num_threads()) >= MIN_BF16_SPEEDUP else "fp32"
 
 
 def _torch_forward(

@@ -20,8 +20,8 @@ from ..evaluation.metrics import (
     TOP_K,
     parse_metric_names,
 )
-from ..hardware import native_bf16_cpu
-from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices
+from ..hardware import cpu_bf16_speedup, native_bf16_cpu, physical_cores
+from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices, local_processes
 
 # Speed: defaults that depend on the machine.
 #: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
@@ -60,7 +60,10 @@ def default_mixed_precision() -> tuple[bool, bool, str]:
         choices = replace(choices, mixed_precision=own, mixed_precision_source="ACCELERATE_MIXED_PRECISION")
     cuda = torch.cuda.is_available()
     cuda_bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
-    return default_precision(cuda, cuda_bf16, None if cuda else native_bf16_cpu(), choices)
+    cpu_bf16 = None if cuda else native_bf16_cpu()
+    decided = choices.mixed_precision in LAUNCHER_PRECISIONS
+    speedup = cpu_bf16_speedup(max(1, physical_cores() // local_processes())) if cpu_bf16 and not decided else None
+    return default_precision(cuda, cuda_bf16, cpu_bf16, choices, speedup)
 
 
 #: The training flags a recipe.json records and `--recipe` replays: what the model learns from. The others describe
@@ -256,8 +259,9 @@ class ResNetTrainingArguments(TrainingArguments):
     bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 autocast. Default: on where the hardware runs bf16 natively (GPUs from Ampere on; CPUs "
-            "with AMX or AVX512-BF16), unless accelerate launch --mixed_precision chose."
+            "help": "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
+            "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
+            "--mixed_precision chose."
         },
     )
     fp16: bool | None = field(

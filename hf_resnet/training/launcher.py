@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hardware import physical_cores
+from ..hardware import MIN_BF16_SPEEDUP, physical_cores
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +113,28 @@ def use_cpu_threads() -> str:
     return f"threads: {threads} ({why})"
 
 
-def default_precision(cuda: bool, cuda_bf16: bool, cpu_bf16: str | None, choices: LauncherChoices):
+def default_precision(
+    cuda: bool,
+    cuda_bf16: bool,
+    cpu_bf16: str | None,
+    choices: LauncherChoices,
+    cpu_speedup: float | None = None,
+):
     """(bf16, fp16, why) for a run whose flags chose neither.
 
     GPUs: bf16 where native, else fp16 with loss scaling. CPUs: bf16 autocast where the CPU has
-    native bf16 instructions (about twice the fp32 speed there; docs/benchmarks.md), fp32 where it
-    would be emulated. A precision the user gave `accelerate launch` wins.
+    native bf16 instructions and bf16 measured faster than fp32 on it (`hardware.cpu_bf16_speedup`:
+    AVX512-BF16 without AMX is slower on some CPUs), fp32 elsewhere. A precision the user gave
+    `accelerate launch` wins.
     """
     if choices.mixed_precision in LAUNCHER_PRECISIONS:
         bf16, fp16 = LAUNCHER_PRECISIONS[choices.mixed_precision]
         return bf16, fp16, f"{choices.mixed_precision_source}={choices.mixed_precision}"
     if cuda:
         return cuda_bf16, not cuda_bf16, "GPU with native bf16" if cuda_bf16 else "GPU without native bf16"
-    if cpu_bf16:
-        return True, False, f"CPU with native bf16 ({cpu_bf16})"
-    return False, False, "CPU without native bf16 instructions"
+    if not cpu_bf16:
+        return False, False, "CPU without native bf16 instructions"
+    if cpu_speedup is None or cpu_speedup >= MIN_BF16_SPEEDUP:
+        measured = "" if cpu_speedup is None else f", measured {cpu_speedup:.2f}x fp32's speed here"
+        return True, False, f"CPU with native bf16 ({cpu_bf16}){measured}"
+    return False, False, f"CPU has {cpu_bf16}, but bf16 measured {cpu_speedup:.2f}x fp32's speed here"
