@@ -72,7 +72,6 @@ from torchvision.transforms import (
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_resnet
-from hf_resnet.hardware import native_bf16_cpu
 from hf_resnet.model.arguments import BACKBONE_PARTS
 from hf_resnet.model.build import default_image_processor, resnet_config
 from hf_resnet.training.arguments import default_mixed_precision
@@ -423,7 +422,7 @@ def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
         "model_only_channels_last": (run_model_only, (args, True), {}),
         "model_only_channels_last_usual_allocator": (run_model_only, (args, True), {"host_memory": False}),
     }
-    if native_bf16_cpu() and not torch.cuda.is_available():  # the default is bf16 here: time fp32 too
+    if default_mixed_precision()[0] and not torch.cuda.is_available():  # the default is bf16 here: time fp32 too
         runs["readme_launch_fp32"] = (
             run_readme_launch,
             (train_dir, validation_dir, args, ("--mixed_precision", "no")),

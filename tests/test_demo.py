@@ -236,7 +236,10 @@ def test_multi_label_model_shows_every_label_over_its_threshold(tmp_path: Path):
     folder = save_tiny_checkpoint(tmp_path / "multi", num_labels=4, problem_type="multi_label_classification", seed=3)
     classifier = load_classifier(folder)
     image = shape_image(0, np.random.default_rng(1))
-    scores = {e["label"]: e["score"] for e in hf_resnet.classify(image, model=classifier, top_k=None)}
+    row = classifier.scores(classifier.forward(classifier.preprocess([image])))[
+        0
+    ]  # every label, over threshold or not
+    scores = {classifier.config.id2label[i]: float(score) for i, score in enumerate(row)}
     middle = sorted(scores.values())[1]  # a threshold that keeps some labels and drops others
     facts = read_facts(folder, classifier.config)
     facts.thresholds = [middle] * 4

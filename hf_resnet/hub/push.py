@@ -34,8 +34,9 @@ from .card import write_model_card
 logger = logging.getLogger(__name__)
 
 #: Never pushed from an output folder: Trainer checkpoints (optimizer state; `--hub_strategy` pushes those),
-#: and, as in transformers, names starting with "_" or "." (staging, caches, editor files).
-IGNORE_PATTERNS = ("checkpoint-*", "_*", ".*")
+#: the resume fingerprint run_args.json (this machine's absolute paths, for local resumes only), and, as in
+#: transformers, names starting with "_" or "." (staging, caches, editor files).
+IGNORE_PATTERNS = ("checkpoint-*", "run_args.json", "_*", ".*")
 #: What a checkpoint contributes to the repo's root while training goes on: enough to load the model.
 MODEL_FILES = (
     "config.json",

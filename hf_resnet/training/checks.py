@@ -191,13 +191,6 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
             raise ArgumentError(
                 "cache_frozen_features", True, "and --unfreeze_at_epoch: unfreezing changes what could be cached"
             )
-    if args.unfreeze_at_epoch is not None and frozen and args.world_size > 1:
-        raise ArgumentError(
-            "unfreeze_at_epoch",
-            args.unfreeze_at_epoch,
-            "is single-process only for now: DistributedDataParallel fixes the set of trained parameters when it "
-            "wraps the model. Use --freeze with fewer parts instead",
-        )
     if args.overwrite_output_dir and args.resume_from_checkpoint:
         raise ArgumentError(
             "overwrite_output_dir", True, "and --resume_from_checkpoint: replace the run or continue it, not both"
