@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..model.arguments import TTA_MODES
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     from accelerate import PartialState
@@ -96,7 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num_workers", "--num-workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument(
         "--tta",
-        action="store_true",
-        help="average each image's logits with its mirror image's (test-time augmentation)",
+        nargs="?",
+        const="flip",
+        choices=TTA_MODES,
+        help="test-time augmentation: average the logits over flip (the default of a bare --tta), crops or "
+        "flip+crops views; none for one pass. Default: what the model was calibrated with (config.json tta)",
     )
     parser.set_defaults(func=_evaluate)

@@ -31,7 +31,7 @@ from ..data.images import open_image
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..hub import card
-from ..model.tta import flip_averaged
+from ..model.tta import averaged, resolve_mode
 from .metrics import applicable, compute, parse_metric_names, per_class_report
 from .modules.expected_calibration_error import calibration_error
 
@@ -88,8 +88,8 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     return config, [config.id2label[index] for index in range(config.num_labels)]
 
 
-def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta=False):
-    """Logits and labels of every image, gathered from all processes, each image once (flip-averaged with `tta`)."""
+def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta="none"):
+    """Logits and labels of every image, gathered from all processes, each image once (averaged over `tta` views)."""
     loader = torch.utils.data.DataLoader(
         EvalImages(images, build_eval_transform(processor)),
         batch_size=batch_size,
@@ -107,7 +107,7 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
     with torch.inference_mode():
         for batch in progress:
             pixels = batch["pixel_values"]
-            output = flip_averaged(forward, pixels) if tta else forward(pixels)
+            output = averaged(forward, pixels, tta)
             gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
             logits.append(gathered_logits.cpu())
             labels.append(gathered_labels.cpu())
@@ -187,13 +187,14 @@ def evaluate(
     verify_images: bool = True,
     skip_bad_images: bool = False,
     num_workers: int = 0,
-    tta: bool = False,
+    tta: bool | str | None = None,
 ) -> EvaluationResult:
     """Score `model` on a labelled test set and write test_results.json, a per-class report and two plots.
 
     The results go to `output_dir` (default: the model folder itself). `update_card` adds them to
     the model card's model-index as their own entry (dataset, config, split), keeping the others.
-    `tta` scores each image as the mean logits of it and its mirror image (`hf_resnet.model.tta`).
+    `tta` scores each image as the mean logits of a few views of it (`hf_resnet.model.tta`): "flip"
+    (or True), "crops", "flip+crops"; None (the default) does what the model was calibrated with.
 
     >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
     0.95
@@ -202,6 +203,7 @@ def evaluate(
     names = parse_metric_names(metrics)
     accelerator = Accelerator()
     config, labels = _load_labels(model)
+    tta = resolve_mode(tta, getattr(config, "tta", None))
     data_args = DataArguments(
         dataset_name=dataset_name,
         dataset_config=dataset_config,

@@ -203,7 +203,11 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
     panels = []
     if train or any("eval_loss" in e for e in evals):
         panels.append(("loss", [("train", train, "loss"), ("validation", evals, "eval_loss")]))
-    metrics = [("accuracy", evals, "eval_accuracy"), ("macro F1", evals, "eval_f1_macro")]
+    metrics = [
+        ("accuracy", evals, "eval_accuracy"),
+        ("macro F1", evals, "eval_f1_macro"),
+        ("accuracy, weight average", evals, "eval_ema_accuracy"),
+    ]
     if any(key in e for _, rows, key in metrics for e in rows):
         panels.append(("validation metrics", metrics))
     if any("learning_rate" in e for e in train):
@@ -394,7 +398,22 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     for key, name in RECIPE_NAMES.items():
         if steps.get(key) is not None:
             lines.append(f"- {name}: {_number(steps[key])}")
-    shown = {"frozen", "learning_rates", "augmentation", *RECIPE_NAMES}
+    average = steps.get("ema")
+    if average:
+        kept = (
+            "the averaged weights" if average["kept"] == "ema" else "the trained weights (the average was not better)"
+        )
+        figures = f"{_number(average['averaged'])} averaged vs {_number(average['trained'])} trained"
+        lines.append(
+            f"- Weight average (EMA, decay {_number(average['decay'])}): kept {kept}; "
+            f"validation {_cell(average['metric'])} {figures}"
+        )
+    if steps.get("tta") not in (None, "none"):
+        lines.append(
+            f"- Test-time augmentation: {steps['tta']} (validation figures and calibration use it; "
+            "`hf_resnet.classify` applies it, the plain transformers pipeline does not)"
+        )
+    shown = {"frozen", "learning_rates", "augmentation", "ema", "tta", *RECIPE_NAMES}
     lines += [
         f"- {_cell(key)}: {_number(value)}" for key, value in steps.items() if key not in shown and value is not None
     ]

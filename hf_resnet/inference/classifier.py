@@ -25,7 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.images import Picture, describe, load_picture
 from ..hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
-from ..model.tta import flip_averaged
+from ..model.tta import averaged, resolve_mode
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -277,7 +277,7 @@ def classify(
     batch_size: int = DEFAULT_BATCH_SIZE,
     backend: str = "torch",
     precision: str = "auto",
-    tta: bool = False,
+    tta: bool | str | None = None,
 ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
     """Classify one image or a list of images; answers have the transformers pipeline's shape.
 
@@ -287,8 +287,9 @@ def classify(
     `thresholds`), best first and at most `top_k`; an empty list when none does.
     A list input gives a list of answers, one per image, computed in batches of `batch_size`.
     `precision="auto"` runs bf16 autocast where the hardware has native bf16 (see `resolve_precision`).
-    `tta=True` averages the logits of each image and its mirror image (`model/tta.py`): one more
-    forward pass, for models whose classes do not change when mirrored.
+    `tta` averages the logits over a few views of each image (`model/tta.py`): "flip" (or True) the
+    image and its mirror image, "crops" five shifted crops, "flip+crops" both; None (the default)
+    does what the model was calibrated with (config `tta`, set by training with `--tta`), else one pass.
 
     >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
     [{'label': 'healthy', 'score': 0.97}]
@@ -297,16 +298,19 @@ def classify(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive number of labels, or None for all of them; got {top_k!r}")
+    if tta is not None:
+        resolve_mode(tta)  # a bad mode is refused before the model loads
     single = not isinstance(image, (list, tuple))
     sources = [image] if single else list(image)
     names = [None] * len(sources) if single else [f"item {i} {describe(s)}" for i, s in enumerate(sources)]
     classifier = load_classifier(model, device=device, backend=backend, precision=precision)
+    mode = resolve_mode(tta, getattr(classifier.config, "tta", None))
     answers = []
     for start in range(0, len(sources), batch_size):
         chunk = range(start, min(start + batch_size, len(sources)))
         pictures = [load_picture(sources[i], names[i]) for i in chunk]
         pixels = classifier.preprocess(pictures)
-        logits = flip_averaged(classifier.forward, pixels) if tta else classifier.forward(pixels)
+        logits = averaged(classifier.forward, pixels, mode)
         scores = classifier.scores(logits)
         answers.extend(_top_k(classifier, row, top_k) for row in scores)
     return answers[0] if single else answers

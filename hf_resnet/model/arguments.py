@@ -19,6 +19,8 @@ BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
 #: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
 #: freezing them saves a third of the backward pass and guards small datasets against overfitting.
 DEFAULT_FREEZE_PRETRAINED = "embedder,stage1"
+#: Test-time augmentation modes (model/tta.py), here so that command-line parsers need no torch import.
+TTA_MODES = ("none", "flip", "crops", "flip+crops")
 
 
 @dataclass

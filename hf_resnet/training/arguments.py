@@ -21,6 +21,7 @@ from ..evaluation.metrics import (
     parse_metric_names,
 )
 from ..hardware import cpu_bf16_speedup, native_bf16_cpu, physical_cores
+from ..model.arguments import TTA_MODES
 from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices, local_processes
 
 # Speed: defaults that depend on the machine.
@@ -94,6 +95,8 @@ RECIPE_TRAINING_FLAGS = (
     "eval_strategy",
     "metric_for_best_model",
     "cache_frozen_features",
+    "ema_decay",
+    "tta",
 )
 
 
@@ -150,6 +153,23 @@ class ResNetTrainingArguments(TrainingArguments):
         metadata={
             "help": "balanced: draw training images so every class is equally likely (rare images repeat, "
             "augmented anew; correct on any number of processes). random: the Trainer's shuffled epochs."
+        },
+    )
+    ema_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep an exponential moving average of the weights (BatchNorm statistics included), updated each "
+            "optimizer step with this decay (e.g. 0.999; its horizon is about 1/(1-decay) steps), evaluated beside "
+            "the trained weights (eval_ema_*) and saved in checkpoints; the run keeps whichever is better on "
+            "--metric_for_best_model. Off by default."
+        },
+    )
+    tta: str = field(
+        default="none",
+        metadata={
+            "help": f"Test-time augmentation in every evaluation: {', '.join(TTA_MODES)}. The calibration temperature "
+            "or multi-label thresholds are then fitted on the averaged logits, and config.json records the mode so "
+            "classify and hf-resnet evaluate use it by default. flip only where a mirrored image is the same class."
         },
     )
     sync_bn: bool = field(

@@ -23,6 +23,9 @@ class AtomicCheckpoints:
 
     _staging = False
 
+    def checkpoint_extras(self, folder: str) -> None:
+        """Write more state into a checkpoint before it is published (main process only); none by default."""
+
     def _get_output_dir(self, trial) -> str:
         run_dir = super()._get_output_dir(trial)
         return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
@@ -42,6 +45,7 @@ class AtomicCheckpoints:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its shard / RNG state
         if self.args.should_save:
+            self.checkpoint_extras(staged)
             if os.path.isdir(final):
                 shutil.rmtree(final)
             os.replace(staged, final)

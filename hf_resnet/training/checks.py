@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from ..data.arguments import DataArguments
-from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
+from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, TTA_MODES, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
 from . import run_folder
@@ -96,6 +96,8 @@ def _check_ranges(model_args, data_args, args) -> None:
     _at_least("unfreeze_at_epoch", args.unfreeze_at_epoch, 0)
     _at_least("early_stopping_patience", args.early_stopping_patience, 1)
     _at_least("dataloader_num_workers", args.dataloader_num_workers, 0)
+    if args.ema_decay is not None:
+        _between("ema_decay", args.ema_decay, 0, 1, closed_low=False, closed_high=False)
     if args.max_steps <= 0:
         _positive("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     if args.weight_decay < 0:
@@ -126,6 +128,8 @@ def _check_choices(model_args, data_args, args) -> None:
         raise ArgumentError("lr_scaling", args.lr_scaling, f"choose one of {', '.join(LR_SCALINGS)}")
     if args.augment_on not in AUGMENT_PLACES:
         raise ArgumentError("augment_on", args.augment_on, f"choose one of {', '.join(AUGMENT_PLACES)}")
+    if args.tta not in TTA_MODES:
+        raise ArgumentError("tta", args.tta, f"choose one of {', '.join(TTA_MODES)}")
     try:
         parse_parts(model_args.freeze)
     except ValueError:

@@ -40,6 +40,7 @@ from .balance import balance
 from .calibration import calibrate, fit_thresholds, tune_thresholds
 from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing, stop_with_launcher
 from .checks import check_arguments, check_labels
+from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
 from .host_memory import reused_host_memory
 from .launcher import use_cpu_threads
@@ -100,7 +101,7 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> 
     )
 
 
-def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads) -> dict:
+def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads, average=None) -> dict:
     """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card."""
     augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
     return {
@@ -120,6 +121,8 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
             "seed": args.seed,
             "precision": _precision(args),
             "threads": threads or None,
+            "ema": dataclasses.asdict(average) if average else None,
+            "tta": args.tta,
         },
     }
 
@@ -131,6 +134,32 @@ def _multi_label_best(args: ResNetTrainingArguments) -> ResNetTrainingArguments:
         return args
     logger.info("Multi-label data: the best model is kept by %s, not %s", MULTI_LABEL_BEST, best)
     return dataclasses.replace(args, metric_for_best_model=MULTI_LABEL_BEST, greater_is_better=True)
+
+
+def _keep_better_weights(trainer: ResNetTrainer, average: WeightAverage, eval_images) -> tuple[AverageChoice, dict]:
+    """Evaluate the trained and the averaged weights on the validation split and keep the better in the model.
+
+    The figures of both go into eval_results.json (`eval_trained_*`, `eval_ema_*`); after this, the
+    run evaluates, calibrates and saves the model it keeps, alone.
+    """
+    compared = trainer.predict(eval_images, metric_key_prefix="eval").metrics
+    metric = trainer.args.metric_for_best_model or "loss"
+    greater = trainer.args.greater_is_better
+    greater = not metric.endswith("loss") if greater is None else greater
+    choice = choose(compared, metric, greater, average.decay)
+    trainer.weight_average = None
+    if choice.kept == "ema":
+        average.copy_to(trainer.model)
+        trainer.save_model()
+    logger.info(
+        "Weight average: validation %s %.4g averaged vs %.4g trained; keeping the %s weights",
+        choice.metric,
+        choice.averaged,
+        choice.trained,
+        "averaged" if choice.kept == "ema" else "trained",
+    )
+    figures = {f"eval_trained_{choice.metric}": choice.trained, f"eval_ema_{choice.metric}": choice.averaged}
+    return choice, figures
 
 
 def run(
@@ -158,6 +187,8 @@ def run(
     model, processor, frozen = build_model(model_args, data.labels, config=config)
     if data.multi_label:  # saved in config.json: the transformers pipeline then applies a sigmoid
         model.config.problem_type = MULTI_LABEL
+    if training_args.tta != "none":  # saved in config.json: classify and evaluate then score as calibrated
+        model.config.tta = training_args.tta
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
@@ -196,6 +227,9 @@ def run(
         ddp_arguments = unfreezing.ddp_arguments(training_args.world_size)
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
+    average = WeightAverage(model, training_args.ema_decay) if training_args.ema_decay is not None else None
+    if average is not None:
+        callbacks.append(average)
     if training_args.push_to_hub:
         from ..hub import push as hub
 
@@ -231,6 +265,8 @@ def run(
         backbone_lr=backbone_lr,
         lr_decay=training_args.backbone_lr_decay,
         sampler=sampler,
+        weight_average=average,
+        tta=training_args.tta,
         batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args, data.multi_label),
     )
 
@@ -254,14 +290,18 @@ def run(
         )
         return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
 
+    choice, compared = None, {}
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
     with reused_host_memory(enabled=on_cpu):
+        if average is not None and average.started:
+            choice, compared = _keep_better_weights(trainer, average, eval_images)
         prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
         **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
         **(tune_thresholds if data.multi_label else calibrate)(model, logits, labels),
+        **compared,
         "eval_samples": len(labels),
     }
     trainer.log_metrics("eval", eval_metrics)
@@ -272,7 +312,7 @@ def run(
         per_class = per_class_average_precision if data.multi_label else per_class_report
         report = per_class(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads)
+        recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads, choice)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         if data_args.keep_examples:
             keep_examples(data.validation, data.labels, output_dir)

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from ..model.loading import safetensors_problem
+from .arguments import RECIPE_TRAINING_FLAGS
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ RUN_FILES = (
 )
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
-#: Arguments that change what a run computes, by dataclass; the rest (logging, saving, workers) do not. The length
-#: (--num_train_epochs, --max_steps) is left out: resuming to train longer is what users do; checks.py refuses only
-#: a checkpoint already past this run's end.
+#: Arguments that change what a run computes, by dataclass; the rest (logging, saving, workers) do not. Of the
+#: training flags a recipe records, those a resume may change are left out: resuming to train longer is what users
+#: do (checks.py refuses only a checkpoint already past this run's end), and how it is judged changes no weight.
 MODEL_KEYS = ("model_name_or_path", "arch", "variant", "freeze", "image_size", "revision")
 DATA_KEYS = (
     "dataset_name",
@@ -56,29 +57,18 @@ DATA_KEYS = (
     "mixup_alpha",
     "cutmix_alpha",
 )
-TRAINING_KEYS = (
-    "learning_rate",
-    "head_learning_rate",
-    "backbone_learning_rate",
-    "backbone_lr_decay",
-    "unfreeze_at_epoch",
-    "unfreeze_every",
-    "lr_scaling",
-    "lr_reference_batch",
-    "sync_bn",
-    "cache_frozen_features",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "world_size",
-    "weight_decay",
-    "warmup_steps",
-    "lr_scheduler_type",
-    "optim",
-    "label_smoothing_factor",
-    "seed",
-    "bf16",
-    "fp16",
+#: What a resumed run may change: how long it runs, and how it is judged and stopped.
+RESUMABLE_CHANGES = (
+    "num_train_epochs",
+    "max_steps",
+    "early_stopping_patience",
+    "eval_strategy",
+    "metric_for_best_model",
+    "tta",
 )
+#: Machine settings that change the numbers a run computes, though recipe.json leaves them to whoever reruns it.
+MACHINE_KEYS = ("sync_bn", "world_size", "bf16", "fp16")
+TRAINING_KEYS = tuple(flag for flag in RECIPE_TRAINING_FLAGS if flag not in RESUMABLE_CHANGES) + MACHINE_KEYS
 #: The layout fields of a `ResNetConfig` passed to `finetune(config=...)`.
 LAYOUT_KEYS = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
 

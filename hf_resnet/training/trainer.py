@@ -1,7 +1,8 @@
 """The `Trainer` of a fine-tuning run.
 
 `ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
-vs backbone learning rates) and batch-level mixing (mixup/cutmix) before each step. Frozen
+vs backbone learning rates), batch-level mixing (mixup/cutmix) before each step, evaluation of
+the weight average beside the trained weights, and test-time augmentation in evaluation. Frozen
 BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
 `model.train()` calls need no override.
 """
@@ -12,9 +13,12 @@ import logging
 
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..model.memory_format import use_channels_last
+from ..model.tta import views
 from .checkpoints import AtomicCheckpoints
+from .ema import WeightAverage
 from .optim import parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -24,11 +28,25 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
     """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
 
     def __init__(
-        self, *args, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, batch_mix=None, sampler=None, **kwargs
+        self,
+        *args,
+        head_lr: float,
+        backbone_lr: float,
+        lr_decay: float = 1.0,
+        batch_mix=None,
+        sampler=None,
+        weight_average: WeightAverage | None = None,
+        tta: str = "none",
+        **kwargs,
     ):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
         self.sampler = sampler
         self.batch_mix = batch_mix
+        #: Evaluated beside the trained weights (`eval_ema_*`) while set; the run unsets it once it has chosen.
+        self.weight_average = weight_average
+        #: Views every evaluation averages over (model/tta.py), so metrics, temperature and thresholds
+        #: are measured the way the model will be used.
+        self.tta = tta
         self.step_rates: dict[str, float] = {}
         super().__init__(*args, **kwargs)
         # Channels-last weights where safe (model/memory_format.py); training_step puts inputs in the same layout.
@@ -39,6 +57,21 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):
+        """The trained weights' evaluation, and the weight average's beside it (`<prefix>_ema_*`) when kept.
+
+        Both land in one log entry and one metrics dict, so callbacks (early stopping, the Hub
+        progress push) and `trainer_state.json` see them together; the best model is still chosen
+        by the trained weights' metric, since those are what a checkpoint resumes from.
+        """
+        arguments = (dataloader, description, prediction_loss_only, ignore_keys)
+        output = self._evaluate_once(*arguments, metric_key_prefix)
+        if self.weight_average is not None and self.weight_average.started:
+            with self.weight_average.swapped_in():
+                averaged = self._evaluate_once(*arguments, f"{metric_key_prefix}_ema")
+            output.metrics.update(averaged.metrics)
+        return output
+
+    def _evaluate_once(self, dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix):
         """Evaluate the model that gets saved, and count each image once in the loss as in the other metrics.
 
         Each DDP rank updates its running BatchNorm statistics from its own batches after the buffers
@@ -55,6 +88,30 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             loss = self.compute_loss_func((torch.as_tensor(logits),), torch.as_tensor(output.label_ids))
             output.metrics[f"{metric_key_prefix}_loss"] = loss.item()
         return output
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """The Trainer's step on each test-time view of the batch, logits averaged (loss: see evaluation_loop)."""
+        if self.tta == "none" or "pixel_values" not in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        steps = [
+            super(ResNetTrainer, self).prediction_step(model, {**inputs, "pixel_values": view}, False, ignore_keys)
+            for view in views(inputs["pixel_values"], self.tta)
+        ]
+        loss = torch.stack([step[0] for step in steps]).mean() if steps[0][0] is not None else None
+        logits = torch.stack([step[1] for step in steps]).mean(dim=0)
+        return loss, (None if prediction_loss_only else logits), steps[0][2]
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None):
+        """The Trainer's `train`, with the weight average read back from the checkpoint a run resumes from."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        if self.weight_average is not None and resume_from_checkpoint:
+            self.weight_average.resume_from = resume_from_checkpoint
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+
+    def checkpoint_extras(self, folder: str) -> None:
+        if self.weight_average is not None and self.weight_average.average is not None:
+            self.weight_average.save(folder)
 
     def _get_train_sampler(self, train_dataset=None):
         # The Trainer has no public hook for the training sampler; this is the one it calls.
