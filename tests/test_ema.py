@@ -35,7 +35,9 @@ def test_the_average_starts_at_the_weights_and_follows_decay_times_average_plus_
     weights = average.weights()
     assert weights["classifier.1.weight"].unique().tolist() == [pytest.approx(expected)]
     # BatchNorm running statistics are averaged with the parameters, so the averaged network stands alone.
-    assert weights["resnet.embedder.embedder.normalization.running_mean"].unique().tolist() == [pytest.approx(expected)]
+    assert weights["resnet.embedder.embedder.normalization.running_mean"].unique().tolist() == [
+        pytest.approx(expected)
+    ]
     with average.swapped_in():
         assert model.classifier[1].weight.unique().tolist() == [pytest.approx(expected)]
     assert model.classifier[1].weight.unique().tolist() == [2.0]  # the trained weights are back, exactly
@@ -90,7 +92,9 @@ def test_the_run_keeps_the_better_weights_and_says_which_in_the_recipe_results_a
     assert "Weight average (EMA, decay 0.6)" in (averaged_run / "README.md").read_text()
 
 
-def test_a_resumed_run_averages_exactly_as_an_uninterrupted_one(averaged_run, tiny_checkpoint, image_folders, tmp_path):
+def test_a_resumed_run_averages_exactly_as_an_uninterrupted_one(
+    averaged_run, tiny_checkpoint, image_folders, tmp_path
+):
     train, val = image_folders
     common = dict(
         model_name_or_path=str(tiny_checkpoint),
@@ -109,4 +113,3 @@ def test_a_resumed_run_averages_exactly_as_an_uninterrupted_one(averaged_run, ti
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[name], resumed[name]) for name in straight), "the average drifted on resume"
     assert int(resumed["n_averaged"]) == 18
-

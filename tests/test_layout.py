@@ -37,4 +37,6 @@ def test_channels_last_training_steps_match_nchw():
     grad = nchw.resnet.embedder.embedder.convolution.weight.grad
     # The two layouts sum in different orders (oneDNN picks kernels per CPU): allow float error at the grad's scale.
     scale = grad.abs().max().item()
-    torch.testing.assert_close(nhwc.resnet.embedder.embedder.convolution.weight.grad, grad, rtol=1e-4, atol=1e-4 * scale)
+    torch.testing.assert_close(
+        nhwc.resnet.embedder.embedder.convolution.weight.grad, grad, rtol=1e-4, atol=1e-4 * scale
+    )

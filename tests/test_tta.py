@@ -9,6 +9,7 @@ from conftest import make_image_folder
 from PIL import Image, ImageOps
 
 import hf_resnet
+from hf_resnet.cli import main as cli
 from hf_resnet.inference.classifier import load_classifier
 from hf_resnet.training.calibration import fit_temperature
 
@@ -65,17 +66,28 @@ def _edge_shift(pixels: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[..., abs(dy) - dy : abs(dy) - dy + height, abs(dx) - dx : abs(dx) - dx + width]
 
 
-def test_crops_average_the_image_and_four_copies_moved_a_sixteenth_toward_each_corner(tiny_checkpoint, asymmetric_image):
+def test_crops_average_the_image_and_four_copies_moved_a_sixteenth_toward_each_corner(
+    tiny_checkpoint, asymmetric_image, capsys
+):
     classifier = load_classifier(tiny_checkpoint, device="cpu", precision="fp32")
     pixels = classifier.preprocess([Image.open(asymmetric_image).convert("RGB")])
     step = round(pixels.shape[-1] / 16)
     shifted = [(0, 0), (step, step), (step, -step), (-step, step), (-step, -step)]
     logits = [classifier.forward(torch.from_numpy(_edge_shift(pixels.numpy(), dy, dx).copy())) for dy, dx in shifted]
     expected = torch.softmax(torch.stack(logits).mean(dim=0)[0], dim=-1)
-    answer = hf_resnet.classify(str(asymmetric_image), model=tiny_checkpoint, top_k=None, tta="crops", precision="fp32")
+    answer = hf_resnet.classify(
+        str(asymmetric_image), model=tiny_checkpoint, top_k=None, tta="crops", precision="fp32"
+    )
     by_label = {item["label"]: item["score"] for item in answer}
     for index, score in enumerate(expected.tolist()):
         assert by_label[classifier.config.id2label[index]] == pytest.approx(score, abs=1e-6)
+    command = ["classify", str(asymmetric_image), "--model", str(tiny_checkpoint), "--json", "--precision", "fp32"]
+    assert cli([*command, "--top-k", "3", "--tta", "crops"]) == 0
+    printed = json.loads(capsys.readouterr().out)[0]["labels"]
+    assert [item["score"] for item in printed] == pytest.approx([item["score"] for item in answer], abs=1e-6)
+    with pytest.raises(SystemExit):
+        cli([*command, "--tta", "sideways"])
+    assert "--tta: invalid choice: 'sideways'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="tta 'sideways': choose one of none, flip, crops, flip\\+crops"):
         hf_resnet.classify(str(asymmetric_image), model=tiny_checkpoint, tta="sideways")
 

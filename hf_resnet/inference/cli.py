@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..model.arguments import TTA_MODES
+
 
 def _classify(args: argparse.Namespace) -> int:
     from ..data.images import ImageError, opened
@@ -29,6 +31,7 @@ def _classify(args: argparse.Namespace) -> int:
             device=args.device,
             backend=args.backend,
             precision=args.precision,
+            tta=args.tta,
         )
     except (ImageError, ModelLoadError, FileNotFoundError) as error:
         print(f"hf-resnet classify: {error}", file=sys.stderr)
@@ -143,6 +146,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="auto: bf16 where the CPU or GPU runs it natively, else fp32 (default: auto)",
+    )
+    parser.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        choices=TTA_MODES,
+        help="test-time augmentation: average over flip (a bare --tta), crops or flip+crops views; none for one "
+        "pass. Default: what the model was calibrated with (config.json tta)",
     )
     parser.set_defaults(func=_classify)
 
