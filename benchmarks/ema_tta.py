@@ -14,6 +14,7 @@ its validation accuracy. The baseline is the trained weights scored in one pass,
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shutil
 import statistics
@@ -98,7 +99,9 @@ def one_seed(seed: int, folders: dict[str, Path], scratch: Path, args) -> dict:
             ).metrics
             scores[weights, mode] = (metrics["test_accuracy"], metrics["test_loss"])
     kept = "ema" if result.metrics["eval_ema_accuracy"] > result.metrics["eval_trained_accuracy"] else "trained"
-    return {"scores": scores, "kept": kept}
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    curve = [(e["eval_accuracy"], e["eval_ema_accuracy"]) for e in history if "eval_ema_accuracy" in e]
+    return {"scores": scores, "kept": kept, "curve": curve}
 
 
 def main() -> None:
@@ -126,6 +129,10 @@ def main() -> None:
                 f"{statistics.mean(losses):.4f} | {mean - baseline:+.4f} |"
             )
     print("kept by validation accuracy:", ", ".join(run["kept"] for run in runs))
+    print("validation accuracy after each epoch, mean over seeds (trained / averaged):")
+    for epoch, pairs in enumerate(zip(*(run["curve"] for run in runs)), start=1):
+        trained, averaged = (statistics.mean(values) for values in zip(*pairs))
+        print(f"  epoch {epoch:2d}: {trained:.4f} / {averaged:.4f} ({averaged - trained:+.4f})")
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -159,3 +159,22 @@ def image_folders(tmp_path: Path) -> tuple[Path, Path]:
     train = make_image_folder(tmp_path / "train", per_class=24, seed=1)
     val = make_image_folder(tmp_path / "val", per_class=8, seed=2)
     return train, val
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> Path:
+    """This checkout built into a wheel and installed alone (`pip install --target`): the folder to put on PYTHONPATH.
+
+    Built once per session: a wheel build and install cost more than the tests that use them.
+    """
+    root = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(ROOT)]
+    built = subprocess.run(build, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (root / "dist").glob("hf_resnet-*.whl")
+    site = root / "site"
+    install = [*pip, "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)]
+    installed = subprocess.run(install, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return site

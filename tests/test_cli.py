@@ -88,14 +88,9 @@ def test_a_typo_in_a_config_names_the_key_and_the_likely_flag(tmp_path):
         parse_args(["--config", "nosuch"])
 
 
-def test_an_installed_wheel_trains_from_outside_the_repo(tmp_path):
+def test_an_installed_wheel_trains_from_outside_the_repo(installed_wheel, tmp_path):
     """`pip install` of the wheel alone gives `hf-resnet train`: configs and help inside, no repo needed."""
-    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
-    build = python(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir), str(ROOT)])
-    assert build.returncode == 0, build.stderr
-    (wheel,) = wheel_dir.glob("hf_resnet-*.whl")
-    install = python(["-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)])
-    assert install.returncode == 0, install.stderr
+    site = installed_wheel
     work = tmp_path / "elsewhere"
     work.mkdir()
     save_tiny_checkpoint(work / "ckpt")

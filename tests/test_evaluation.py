@@ -13,7 +13,7 @@ import datasets
 import evaluate
 import numpy as np
 import pytest
-from conftest import ROOT, TEST_PYTHONPATH, accelerate_launch, make_image_folder, save_tiny_checkpoint, tiny_config
+from conftest import TEST_PYTHONPATH, accelerate_launch, make_image_folder, save_tiny_checkpoint, tiny_config
 from huggingface_hub import ModelCard
 from PIL import Image
 from sklearn.metrics import (
@@ -327,23 +327,9 @@ def test_the_readme_evaluator_recipe_gives_the_same_figures_as_hf_resnet_evaluat
     assert results["f1_macro"] == pytest.approx(ours["test_f1_macro"])
 
 
-def test_an_installed_wheel_computes_every_metric_offline(tmp_path):
+def test_an_installed_wheel_computes_every_metric_offline(installed_wheel, tmp_path):
     """The modules are in the wheel and load from where pip put them, with no repository around."""
-    python = [sys.executable, "-m", "pip"]
-    build = subprocess.run(
-        [*python, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "w"), str(ROOT)],
-        capture_output=True,
-        text=True,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = (tmp_path / "w").glob("hf_resnet-*.whl")
-    site = tmp_path / "site"
-    install = subprocess.run(
-        [*python, "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
-        capture_output=True,
-        text=True,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    site = installed_wheel
     code = (
         "import numpy as np\n"
         "from hf_resnet.evaluation.metrics import METRICS, compute, module_path\n"

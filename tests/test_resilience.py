@@ -163,10 +163,12 @@ def _stop_flags(checkpoint, train, val, out):
     ]
 
 
+# Each launcher and each way it ends, once: accelerate's one-process launcher dies of SIGINT and SIGTERM alike (the
+# training process then gets its parent-death SIGTERM), and torchrun passes SIGINT and SIGTERM on alike.
 @pytest.mark.parametrize(
     "processes, signal_name",
-    [(1, "SIGINT"), (1, "SIGTERM"), (2, "SIGINT"), (2, "SIGTERM"), (2, "SIGKILL")],
-    ids=["1-process-SIGINT", "1-process-SIGTERM", "2-processes-SIGINT", "2-processes-SIGTERM", "2-processes-SIGKILL"],
+    [(1, "SIGTERM"), (2, "SIGINT"), (2, "SIGKILL")],
+    ids=["1-process-SIGTERM", "2-processes-SIGINT", "2-processes-SIGKILL"],
 )
 def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoint_saved(
     tiny_checkpoint, image_folders, tmp_path, processes, signal_name

@@ -157,12 +157,16 @@ class GracefulStop(TrainerCallback):
     def release(self):
         """Hand SIGINT and SIGTERM back to the handlers from before training, once the run has saved its results.
 
-        Right after a requested stop, repeats (a dying launcher signals once per exiting thread) are
-        still swallowed for `REPEAT_WINDOW` seconds; any later signal goes to the previous handler.
+        After a requested stop, repeats still arriving (a dying launcher signals once per exiting
+        thread, late when the machine is loaded) are swallowed for `REPEAT_WINDOW` seconds from now,
+        so a command line that saved its results exits with 130 rather than by a stray SIGTERM; any
+        later signal goes to the previous handler.
         """
         self._released = True
-        if not self.requested or time.monotonic() - self._first_at > self.REPEAT_WINDOW:
+        if not self.requested:
             self._restore()
+        else:
+            self._first_at = time.monotonic()
 
     def _restore(self):
         for signum, handler in self._previous.items():
