@@ -50,18 +50,26 @@ def _positive(text: str) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .gradcam import explain
+    from .classifier import load_classifier
+    from .gradcam import explain, explain_labels, labelled_path
 
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
-        explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
+        classifier = load_classifier(args.model, device=args.device)
+        if target is None and classifier.multi_label:  # one map per label of the set, each in its own file
+            explanations = explain_labels(args.image, model=classifier, out=args.out)
+            written = [labelled_path(args.out, explanation.label) for explanation in explanations]
+        else:
+            explanations = [explain(args.image, model=classifier, target=target, out=args.out)]
+            written = [args.out]
     except ValueError as error:  # ImageError and ModelLoadError are ValueErrors; so are unknown targets
         print(f"hf-resnet explain: {error}", file=sys.stderr)
         return 2
     except PermissionError as error:
         print(f"hf-resnet explain: --out {args.out}: cannot write there ({error.strerror})", file=sys.stderr)
         return 2
-    print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
+    for explanation, path in zip(explanations, written):
+        print(f"{explanation.label}\t{explanation.score:.4f}\t{path}")
     return 0
 
 
@@ -146,11 +154,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=_classify)
 
-    parser = subparsers.add_parser("explain", help="save a Grad-CAM overlay showing where a class is seen")
+    parser = subparsers.add_parser(
+        "explain",
+        help="save a Grad-CAM overlay showing where a class is seen",
+        description="Save a Grad-CAM overlay of where the model saw a class. A multi-label model gets one overlay "
+        "per label of its answer (each label at or above its threshold, or the top one when none is), written "
+        "to OUT with the label added to its name (cam.png -> cam_<label>.png); --label picks one, written to OUT.",
+    )
     parser.add_argument("image", metavar="IMAGE", help="image path or http(s) URL")
     parser.add_argument("--model", required=True, help="Hub id or model folder")
     parser.add_argument("--out", default="cam.png", help="overlay PNG to write (default: cam.png)")
-    parser.add_argument("--target", default=None, help="class label or index to explain (default: the top class)")
+    parser.add_argument(
+        "--target",
+        "--label",
+        default=None,
+        help="class label or index to explain (default: the top class; multi-label: every label of the answer)",
+    )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
     parser.set_defaults(func=_explain)
 
