@@ -490,7 +490,7 @@ def test_a_dataset_with_a_list_label_column_is_scored_by_label_names(multi_label
         },
         features=features,
     )
-    by_dataset = hf_resnet.evaluate(out, dataset=dataset, output_dir=tmp_path / "a")
+    by_dataset = hf_resnet.evaluate(out, dataset=dataset, label_column="tags", output_dir=tmp_path / "a")
     by_folder = hf_resnet.evaluate(out, test_dir=val, output_dir=tmp_path / "b")
     for key in MULTI_LABEL_KEYS:
         assert by_dataset.metrics[f"test_{key}"] == pytest.approx(by_folder.metrics[f"test_{key}"]), key
