@@ -530,6 +530,9 @@ def test_update_card_adds_multi_label_results_beside_the_validation_ones(multi_l
     assert loaded[("test", "f1")].metric_value == pytest.approx(result.metrics["test_f1_macro"])
     validation = json.loads((out / "eval_results.json").read_text())["eval_map"]
     assert loaded[("validation", "map")].metric_value == pytest.approx(validation)
+    text = (out / "README.md").read_text()  # the card training wrote: per-class AP as a chart, no matrix
+    assert "(average_precision.png)" in text and Image.open(out / "average_precision.png").size[0] > 100
+    assert "confusion_matrix" not in text
 
 
 def test_two_processes_score_a_multi_label_model_as_one(tmp_path):

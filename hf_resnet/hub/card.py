@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from ..data.examples import find_examples
 
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+#: A multi-label model's per-class plot, in place of the confusion matrix.
+AVERAGE_PRECISION_PNG = "average_precision.png"
 TRAINING_CURVES_PNG = "training_curves.png"
 #: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
 METRIC_NAMES = {
@@ -395,6 +397,8 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
             lines.append(f"| {_cell(label)} | {p:.3f} | {r:.3f} | {f:.3f} | {int(n)} |")
     if has_matrix:
         lines += ["", f"![Confusion matrix on the validation images]({CONFUSION_MATRIX_PNG})"]
+    elif report.get("average_precision"):
+        lines += ["", f"![Average precision of each class on the validation images]({AVERAGE_PRECISION_PNG})"]
     if has_curves:
         lines += [
             "",
@@ -540,6 +544,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     has_matrix = bool(report.get("confusion_matrix"))
     if has_matrix:
         plot_confusion_matrix(report, output_dir / CONFUSION_MATRIX_PNG)
+    elif report.get("average_precision"):
+        plot_average_precision(report, output_dir / AVERAGE_PRECISION_PNG)
     has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
 
     _, base = _base_model(recipe)
