@@ -47,6 +47,7 @@ _EXPORTS = {
     "classify": "inference.classifier",
     "Explanation": "inference.gradcam",
     "explain": "inference.gradcam",
+    "explain_labels": "inference.gradcam",
     "ExportError": "inference.onnx_export",
     "ExportReport": "inference.onnx_export",
     "export": "inference.onnx_export",
@@ -75,6 +76,7 @@ __all__ = [
     "expected_calibration_error",
     "evaluate",
     "explain",
+    "explain_labels",
     "export",
     "finetune",
     "fit_temperature",
@@ -109,7 +111,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .evaluation.run import EvaluationError, EvaluationResult, evaluate
     from .hub.push import PushError, push
     from .inference.classifier import classify
-    from .inference.gradcam import Explanation, explain
+    from .inference.gradcam import Explanation, explain, explain_labels
     from .inference.onnx_export import ExportError, ExportReport, export
     from .model.arguments import ModelArguments
     from .model.build import build_model

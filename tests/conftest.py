@@ -178,3 +178,41 @@ def installed_wheel(tmp_path_factory) -> Path:
     installed = subprocess.run(install, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return site
+
+
+#: Classes of `multi_shape_image`, each drawn in its own place so a picture can show any set of them.
+MULTI_SHAPES = ("square", "hbar", "vbar")
+
+
+def multi_shape_image(present, rng: np.random.Generator, size: int = 40) -> Image.Image:
+    """A learnable multi-label picture: a square (top left), a horizontal bar (bottom), a vertical bar (right)."""
+    array = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+    colour = np.array([230, 200, 40], dtype=np.uint8)
+    places = {
+        0: (slice(size // 10, size * 4 // 10), slice(size // 10, size * 4 // 10)),
+        1: (slice(size * 7 // 10, size * 17 // 20), slice(size // 20, size * 6 // 10)),
+        2: (slice(size // 20, size * 6 // 10), slice(size * 7 // 10, size * 17 // 20)),
+    }
+    for index in present:
+        array[places[index]] = colour
+    return Image.fromarray(array)
+
+
+def label_sets(count: int) -> list[list[str]]:
+    """`count` label sets cycling through every subset of MULTI_SHAPES, the empty one included."""
+    subsets = [[name for bit, name in enumerate(MULTI_SHAPES) if mask >> bit & 1] for mask in range(8)]
+    return [subsets[i % len(subsets)] for i in range(count)]
+
+
+def make_multi_label_folder(root: Path, count: int = 24, seed: int = 0, sets: list[list[str]] | None = None) -> Path:
+    """A multi-label image folder: PNG files and the metadata.jsonl listing each one's label set."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, labels in enumerate(sets or label_sets(count)):
+        multi_shape_image([MULTI_SHAPES.index(name) for name in labels], rng).save(root / f"scene_{i:03d}.png")
+        rows.append(json.dumps({"file_name": f"scene_{i:03d}.png", "labels": labels}))
+    (root / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    return root

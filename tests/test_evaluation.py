@@ -13,7 +13,16 @@ import datasets
 import evaluate
 import numpy as np
 import pytest
-from conftest import TEST_PYTHONPATH, accelerate_launch, make_image_folder, save_tiny_checkpoint, tiny_config
+from conftest import (
+    MULTI_SHAPES,
+    TEST_PYTHONPATH,
+    accelerate_launch,
+    label_sets,
+    make_image_folder,
+    make_multi_label_folder,
+    save_tiny_checkpoint,
+    tiny_config,
+)
 from huggingface_hub import ModelCard
 from PIL import Image
 from sklearn.metrics import (
@@ -25,10 +34,11 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
-from transformers import AutoConfig
+from transformers import AutoConfig, EvalPrediction
 
 import hf_resnet
-from hf_resnet.evaluation.metrics import METRICS, compute, module_path, per_class_report
+from hf_resnet.data.sources import DataError
+from hf_resnet.evaluation.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
 from hf_resnet.hub.card import write_model_card
 from hf_resnet.training.arguments import ResNetTrainingArguments
 from hf_resnet.training.calibration import expected_calibration_error
@@ -175,6 +185,37 @@ def test_training_reports_the_chosen_metrics_and_picks_the_best_model_by_one(tmp
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_balanced_accuracy" in entry]
     assert len(evaluations) >= 2 and state["best_metric"] == max(e["eval_balanced_accuracy"] for e in evaluations[:2])
+    assert all(f"eval_recall/{name}" in entry for entry in evaluations for name in CLASSES)  # beside, not instead
+
+
+def test_per_class_recall_is_scikit_learns_recall_of_each_class():
+    logits, labels = scores_and_labels(classes=4)
+    labels[labels == 3] = 0  # a class without images: recall 0, as scikit-learn's zero_division=0 gives
+    prediction = EvalPrediction(logits, labels)
+    metrics = compute_metrics_for(["recall_macro"], ["a", "b", "c", "d"])(prediction)
+    expected = recall_score(labels, logits.argmax(-1), labels=range(4), average=None, zero_division=0)
+    assert [metrics[f"recall/{name}"] for name in "abcd"] == pytest.approx(expected.tolist())
+    assert metrics["recall_macro"] == pytest.approx(np.mean(expected))
+    assert set(compute_metrics_for(["accuracy"])(prediction)) == {"accuracy"}  # no label names, no per-class keys
+
+
+def test_training_logs_every_class_recall_at_each_evaluation_as_the_saved_confusion_matrix_gives(finished_run):
+    out, _ = finished_run
+    report = json.loads((out / "eval_per_class.json").read_text())
+    matrix = np.asarray(report["confusion_matrix"])
+    # The images behind the saved matrix, one (true, predicted) pair per count.
+    true, predicted = (np.repeat(axis, matrix.flatten()) for axis in np.indices(matrix.shape).reshape(2, -1))
+    expected = recall_score(true, predicted, labels=range(len(CLASSES)), average=None, zero_division=0)
+    eval_results = json.loads((out / "eval_results.json").read_text())
+    assert [eval_results[f"eval_recall/{name}"] for name in CLASSES] == pytest.approx(expected.tolist())
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    evaluations = [entry for entry in history if "eval_accuracy" in entry]
+    assert len(evaluations) == 2  # one per epoch
+    for entry in evaluations:
+        recalls = [entry[f"eval_recall/{name}"] for name in CLASSES]
+        assert np.mean(recalls) == pytest.approx(entry["eval_recall_macro"])
+    card = (out / "README.md").read_text()
+    assert "recall/" not in card  # the card's per-class table shows them, not its metric table
 
 
 # ----------------------------------------------------------------------------- hf-resnet evaluate
@@ -188,7 +229,7 @@ def test_evaluate_on_a_runs_validation_folder_reproduces_its_eval_results(finish
     eval_results = json.loads((out / "eval_results.json").read_text())
     test_results = json.loads((tmp_path / "scores" / "test_results.json").read_text())
     assert test_results["test_samples"] == eval_results["eval_samples"] == 21
-    for key in ("accuracy", "f1_macro", "ece", "ece_calibrated", "temperature"):
+    for key in ("accuracy", "f1_macro", "ece", "ece_calibrated", "temperature", *(f"recall/{c}" for c in CLASSES)):
         assert test_results[f"test_{key}"] == pytest.approx(eval_results[f"eval_{key}"], abs=1e-6), key
     assert 0 < test_results["test_accuracy"]
     run_bookkeeping = {"epoch", "eval_steps_per_second"}
@@ -217,6 +258,7 @@ def test_evaluate_on_a_plain_transformers_checkpoint_needs_no_hf_resnet_file(tmp
         "test_samples",
         "test_runtime",
         "test_samples_per_second",
+        *(f"test_recall/{name}" for name in CLASSES),  # every class's recall, whatever --metrics says
     }  # top-5 of 3 classes is always 1.0, so it is left out
     assert result.metrics["test_samples"] == 9
     assert json.loads((checkpoint / "test_results.json").read_text()) == result.metrics
@@ -348,3 +390,154 @@ def test_an_installed_wheel_computes_every_metric_offline(installed_wheel, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     path, names = result.stdout.strip().splitlines()[-2:]
     assert path.startswith(str(site)) and eval(names) == sorted(METRICS)
+
+
+# ----------------------------------------------------------------------------- multi-label models
+
+MULTI_LABEL_KEYS = ("map", "f1_micro", "f1_macro", "exact_match", "mean_threshold")
+
+
+@pytest.fixture(scope="module")
+def multi_label_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(output folder, validation folder) of a short multi-label run: shapes in their places, any set of them."""
+    root = tmp_path_factory.mktemp("multi")
+    train = make_multi_label_folder(root / "train", count=48, seed=1)
+    val = make_multi_label_folder(root / "val", count=21, seed=2)  # 21: not a multiple of a batch
+    hf_resnet.finetune(
+        model_name_or_path=str(save_tiny_checkpoint(root / "ckpt")),
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(root / "out"),
+        num_train_epochs=2,
+        backbone_learning_rate=1e-2,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    return root / "out", val
+
+
+def test_evaluate_on_a_multi_label_runs_validation_folder_reproduces_its_eval_results(multi_label_run, tmp_path):
+    out, val = multi_label_run
+    result = run_cli(["evaluate", "--model", str(out), "--test_dir", str(val), "--output_dir", "scores"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    eval_results = json.loads((out / "eval_results.json").read_text())
+    test_results = json.loads((tmp_path / "scores" / "test_results.json").read_text())
+    assert test_results["test_samples"] == eval_results["eval_samples"] == 21
+    for key in MULTI_LABEL_KEYS:  # at the thresholds the run saved in config.json
+        assert test_results[f"test_{key}"] == pytest.approx(eval_results[f"eval_{key}"], abs=1e-6), key
+    assert test_results["test_loss"] == pytest.approx(eval_results["eval_loss"], abs=1e-5)  # BCE, as in training
+    run_bookkeeping = {"epoch", "eval_steps_per_second"}
+    expected = {"test_" + key.removeprefix("eval_") for key in eval_results if key not in run_bookkeeping}
+    assert expected <= set(test_results)
+    report = json.loads((tmp_path / "scores" / "test_per_class.json").read_text())
+    saved = json.loads((out / "eval_per_class.json").read_text())
+    assert report["labels"] == saved["labels"] == sorted(MULTI_SHAPES) and report["support"] == saved["support"]
+    assert report["average_precision"] == pytest.approx(saved["average_precision"])
+    written = {p.name for p in (tmp_path / "scores").iterdir()}
+    assert "test_confusion_matrix.png" not in written  # a label set has no single cell in a matrix
+    for png in ("test_average_precision.png", "test_mistakes.png"):
+        assert Image.open(tmp_path / "scores" / png).size[0] > 100, png
+
+
+def test_a_multi_label_model_reads_class_sub_folders_as_one_label_sets(multi_label_run, tmp_path):
+    out, _ = multi_label_run
+    folders = make_image_folder(tmp_path / "folders", per_class=4, classes=MULTI_SHAPES, seed=3)
+    by_folder = hf_resnet.evaluate(out, test_dir=folders, output_dir=tmp_path / "a")
+    # The same images listed in a metadata file, one label each, score the same.
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    rows = []
+    for image in sorted(folders.rglob("*.png")):
+        shutil.copy(image, listed / image.name)
+        rows.append(json.dumps({"file_name": image.name, "labels": [image.parent.name]}))
+    (listed / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    by_metadata = hf_resnet.evaluate(out, test_dir=listed, output_dir=tmp_path / "b")
+    assert by_folder.report["support"] == [4, 4, 4] and by_folder.metrics["test_samples"] == 12
+    for key in MULTI_LABEL_KEYS:
+        assert by_folder.metrics[f"test_{key}"] == pytest.approx(by_metadata.metrics[f"test_{key}"]), key
+    assert by_folder.report == by_metadata.report
+
+
+def test_a_dataset_with_a_list_label_column_is_scored_by_label_names(multi_label_run, tmp_path):
+    out, val = multi_label_run
+    rows = [json.loads(line) for line in (val / "metadata.jsonl").read_text().splitlines()]
+    names = list(reversed(MULTI_SHAPES))  # ids the other way round from the model's: names decide
+    features = datasets.Features(
+        {"img": datasets.Image(), "tags": datasets.Sequence(datasets.ClassLabel(names=names))}
+    )
+    dataset = datasets.Dataset.from_dict(
+        {
+            "img": [str(val / r["file_name"]) for r in rows],
+            "tags": [[names.index(x) for x in r["labels"]] for r in rows],
+        },
+        features=features,
+    )
+    by_dataset = hf_resnet.evaluate(out, dataset=dataset, label_column="tags", output_dir=tmp_path / "a")
+    by_folder = hf_resnet.evaluate(out, test_dir=val, output_dir=tmp_path / "b")
+    for key in MULTI_LABEL_KEYS:
+        assert by_dataset.metrics[f"test_{key}"] == pytest.approx(by_folder.metrics[f"test_{key}"]), key
+
+
+def test_label_sets_for_a_single_label_model_are_one_clear_line(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "plain")
+    sets = make_multi_label_folder(tmp_path / "sets", count=6)
+    result = run_cli(["evaluate", "--model", str(checkpoint), "--test_dir", str(sets), "--output_dir", "o"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hf-resnet evaluate: --test_dir {sets}: metadata.jsonl lists a set of labels per image")
+    assert "the model is single-label" in last and not (tmp_path / "o").exists()
+    tags = datasets.Dataset.from_dict(
+        {"image": [str(sets / "scene_000.png")], "labels": [["square"]]},
+    )
+    with pytest.raises(DataError, match="column 'labels' holds a list of labels per image.*single-label"):
+        hf_resnet.evaluate(checkpoint, dataset=tags, output_dir=tmp_path / "o")
+
+
+def test_a_multi_label_model_refuses_single_label_metric_names(multi_label_run, tmp_path):
+    out, val = multi_label_run
+    result = run_cli(["evaluate", "--model", str(out), "--test_dir", str(val), "--metrics", "accuracy"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown metric(s) ['accuracy']; a multi-label model is scored by map, f1_micro" in result.stderr
+    chosen = hf_resnet.evaluate(out, test_dir=val, output_dir=tmp_path / "o", metrics="map,exact_match").metrics
+    assert {"test_map", "test_exact_match"} <= set(chosen) and "test_f1_micro" not in chosen
+
+
+def test_update_card_adds_multi_label_results_beside_the_validation_ones(multi_label_run, tmp_path):
+    out = shutil.copytree(multi_label_run[0], tmp_path / "out")
+    test = make_multi_label_folder(tmp_path / "photos" / "test", count=16, seed=7)
+    result = hf_resnet.evaluate(out, test_dir=test, update_card=True)
+    loaded = {(r.dataset_split, r.metric_type): r for r in ModelCard.load(out / "README.md").data.eval_results}
+    for key in ("map", "f1_micro", "exact_match"):
+        assert loaded[("test", key)].metric_value == pytest.approx(result.metrics[f"test_{key}"]), key
+    assert loaded[("test", "f1")].metric_value == pytest.approx(result.metrics["test_f1_macro"])
+    validation = json.loads((out / "eval_results.json").read_text())["eval_map"]
+    assert loaded[("validation", "map")].metric_value == pytest.approx(validation)
+    text = (out / "README.md").read_text()  # the card training wrote: per-class AP as a chart, no matrix
+    assert "(average_precision.png)" in text and Image.open(out / "average_precision.png").size[0] > 100
+    assert "confusion_matrix" not in text
+
+
+def test_two_processes_score_a_multi_label_model_as_one(tmp_path):
+    labels = dict(enumerate(MULTI_SHAPES))
+    checkpoint = save_tiny_checkpoint(
+        tmp_path / "plain",
+        problem_type="multi_label_classification",
+        id2label=labels,
+        label2id={name: i for i, name in labels.items()},
+    )
+    test = make_multi_label_folder(tmp_path / "test", count=15)  # batches of 4 per rank: the last one padded
+    hf_resnet_cli = Path(sys.executable).with_name("hf-resnet")
+    flags = ["evaluate", "--model", str(checkpoint), "--test_dir", str(test), "--batch_size", "4"]
+    result = accelerate_launch(hf_resnet_cli, [*flags, "--output_dir", "two"], processes=2, cwd=tmp_path, env=OFFLINE)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "test_results.json").read_text())
+    one = hf_resnet.evaluate(checkpoint, test_dir=test, output_dir=tmp_path / "one", batch_size=4)
+    assert two["test_samples"] == one.metrics["test_samples"] == 15
+    assert "test_mean_threshold" not in one.metrics  # no thresholds saved: 0.5 for every class
+    for key in ("test_map", "test_f1_micro", "test_f1_macro", "test_exact_match", "test_loss"):
+        assert two[key] == pytest.approx(one.metrics[key], abs=1e-6), key
+    support = [sum(name in labels for labels in label_sets(15)) for name in MULTI_SHAPES]
+    assert json.loads((tmp_path / "two" / "test_per_class.json").read_text())["support"] == support

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import ConvNextImageProcessor, ResNetForImageClassification
 
 from hf_resnet.cli import main as cli
-from hf_resnet.inference.gradcam import Explanation, explain, grad_cam
+from hf_resnet.inference.gradcam import Explanation, explain, explain_labels, grad_cam
 
 SIZE = 128  # the last stage of a ResNet is 1/32 of the input: a 4x4 map, enough to localise
 OBJECT = 24
@@ -118,3 +118,112 @@ def test_cli_writes_the_overlay(detector: Path, tmp_path: Path, capsys):
     assert capsys.readouterr().out.split()[0] == "empty"
     assert cli(["explain", str(path), "--model", str(detector), "--target", "cat", "--out", out]) == 2
     assert "hf-resnet explain: unknown label 'cat'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- multi-label models
+
+CYAN = (40, 200, 230)
+COLOURS = {"yellow": YELLOW, "cyan": CYAN}
+
+
+def _two_colour_scene(rng: np.random.Generator, corners: dict[str, tuple[int, int]]) -> np.ndarray:
+    array = _scene(rng, None)
+    for name, (row, col) in corners.items():
+        array[row : row + OBJECT, col : col + OBJECT] = COLOURS[name]
+    return array
+
+
+def _apart(rng: np.random.Generator) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two object corners that do not overlap."""
+    while True:
+        a, b = (tuple(int(v) for v in rng.integers(0, SIZE - OBJECT, size=2)) for _ in range(2))
+        if abs(a[0] - b[0]) >= OBJECT or abs(a[1] - b[1]) >= OBJECT:
+            return a, b
+
+
+@pytest.fixture(scope="module")
+def colour_detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny multi-label ResNet trained (a few seconds) to say which of a yellow and a cyan square a scene shows."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    names = list(COLOURS)
+    config = tiny_config(
+        num_labels=2,
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+        problem_type="multi_label_classification",
+    )
+    model = ResNetForImageClassification(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        present = rng.integers(0, 2, size=(32, 2))
+        scenes = []
+        for row in present:
+            a, b = _apart(rng)
+            shown = [name for name, flag in zip(names, row) if flag]
+            scenes.append(_two_colour_scene(rng, dict(zip(shown, (a, b)))))
+        pixels = torch.from_numpy(np.stack(scenes)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        loss = model(pixel_values=pixels, labels=torch.from_numpy(present).float()).loss  # BCE: problem_type
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(threads)
+    folder = tmp_path_factory.mktemp("colours")
+    model.save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": SIZE}, crop_pct=1.0).save_pretrained(folder)
+    yield folder
+
+
+def _follows(heatmap: np.ndarray, corner: tuple[int, int], other: tuple[int, int]) -> None:
+    """The map is high on the object at `corner`, higher there than on the one at `other`, and peaks nearer it."""
+
+    def on(where):
+        mask = np.zeros_like(heatmap, dtype=bool)
+        mask[where[0] : where[0] + OBJECT, where[1] : where[1] + OBJECT] = True
+        return mask
+
+    inside = on(corner)
+    assert heatmap[inside].mean() > 2 * heatmap[~inside].mean()
+    assert heatmap[inside].mean() > 2 * heatmap[on(other)].mean()
+    # The 4x4 map's peak cell, upsampled, is flat near the border: compare distances, not a tight box.
+    peak = np.array(np.unravel_index(heatmap.argmax(), heatmap.shape))
+    mine, theirs = (np.linalg.norm(peak - (np.array(where) + OBJECT / 2)) for where in (corner, other))
+    assert mine < theirs
+
+
+@pytest.mark.parametrize("yellow, cyan", [((8, 8), (96, 96)), ((90, 20), (20, 90)), ((52, 100), (52, 10))])
+def test_each_label_of_a_multi_label_answer_gets_a_heat_map_on_its_own_object(colour_detector, yellow, cyan):
+    scene = _two_colour_scene(np.random.default_rng(42), {"yellow": yellow, "cyan": cyan})
+    explanations = explain_labels(scene, model=colour_detector)
+    assert sorted(e.label for e in explanations) == ["cyan", "yellow"]
+    assert all(e.score >= 0.5 for e in explanations)  # the label set: each at or above its threshold
+    by_label = {e.label: e for e in explanations}
+    _follows(by_label["yellow"].heatmap, yellow, cyan)
+    _follows(by_label["cyan"].heatmap, cyan, yellow)
+    picked = explain(scene, model=colour_detector, target="cyan")  # --label: one of them
+    np.testing.assert_allclose(picked.heatmap, by_label["cyan"].heatmap)
+    assert picked.score == pytest.approx(by_label["cyan"].score)
+
+
+def test_a_scene_with_one_object_explains_that_label_and_an_empty_one_its_top_label(colour_detector):
+    alone = explain_labels(_two_colour_scene(np.random.default_rng(5), {"cyan": (30, 60)}), model=colour_detector)
+    assert [e.label for e in alone] == ["cyan"]
+    empty = explain_labels(_two_colour_scene(np.random.default_rng(6), {}), model=colour_detector)
+    assert len(empty) == 1 and empty[0].score < 0.5  # nothing over its threshold: the top label, to show something
+
+
+def test_cli_writes_one_overlay_per_label_or_the_one_asked_for(colour_detector, tmp_path, capsys):
+    path = tmp_path / "scene.png"
+    Image.fromarray(_two_colour_scene(np.random.default_rng(3), {"yellow": (10, 10), "cyan": (90, 80)})).save(path)
+    out = tmp_path / "maps" / "cam.png"
+    assert cli(["explain", str(path), "--model", str(colour_detector), "--out", str(out)]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert sorted(label for label, _, _ in lines) == ["cyan", "yellow"]
+    for label, score, written in lines:
+        assert Path(written) == out.with_name(f"cam_{label}.png") and Path(written).is_file() and float(score) >= 0.5
+    assert not out.exists()
+    assert cli(["explain", str(path), "--model", str(colour_detector), "--label", "yellow", "--out", str(out)]) == 0
+    label, score, written = capsys.readouterr().out.split()
+    assert label == "yellow" and Path(written) == out and out.is_file()

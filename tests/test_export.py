@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEST_PYTHONPATH, save_tiny_checkpoint, shape_image, tiny_config, tiny_processor
+from conftest import (
+    MULTI_SHAPES,
+    TEST_PYTHONPATH,
+    multi_shape_image,
+    save_tiny_checkpoint,
+    shape_image,
+    tiny_config,
+    tiny_processor,
+)
 from PIL import Image
 from transformers import ResNetForImageClassification
 
@@ -203,3 +211,89 @@ def test_the_onnx_file_takes_any_batch_height_and_width(exported: ExportReport, 
         with torch.no_grad():
             expected = model(pixel_values=pixels).logits.numpy()
         np.testing.assert_allclose(session.run(None, {"pixel_values": pixels.numpy()})[0], expected, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- multi-label models
+
+
+def _scenes(count: int, seed: int) -> tuple[list[Image.Image], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    present = rng.integers(0, 2, size=(count, len(MULTI_SHAPES)))
+    return [multi_shape_image(np.flatnonzero(row), rng) for row in present], present
+
+
+@pytest.fixture(scope="module")
+def multi_label_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny multi-label ResNet trained (a second or two) to say which of three shapes a picture shows."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    processor = tiny_processor()
+    names = dict(enumerate(MULTI_SHAPES))
+    model = ResNetForImageClassification(
+        tiny_config(
+            id2label=names,
+            label2id={name: i for i, name in names.items()},
+            problem_type="multi_label_classification",
+        )
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(40):
+        images, present = _scenes(32, seed=step)
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        loss = model(pixel_values=pixels, labels=torch.from_numpy(present).float()).loss  # BCE: problem_type
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.set_num_threads(threads)
+    model.config.thresholds = [0.3, 0.6, 0.5]  # as a run saves them: classify and the checks must use them
+    folder = tmp_path_factory.mktemp("multi")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _label_sets(answers) -> list[list[str]]:
+    return [[entry["label"] for entry in answer] for answer in answers]
+
+
+def test_a_multi_label_export_is_checked_on_label_sets_and_classify_answers_the_same_sets(multi_label_model):
+    samples, _ = _scenes(40, seed=100)
+    report = export(
+        multi_label_model,
+        quantize="int8",
+        sample_images=samples,
+        calibration_images=_scenes(30, seed=101)[0],
+        min_agreement=0.0,  # the figure is checked against classify below, whatever it is
+        latency_repeats=1,
+    )
+    assert report.onnx.top1_agreement is None and report.onnx.label_set_agreement == 1.0
+    assert report.onnx.max_score_diff < 1e-3
+    saved = json.loads((multi_label_model / "onnx" / "export_report.json").read_text())
+    assert saved["int8"]["label_set_agreement"] == report.int8.label_set_agreement
+
+    eager = _label_sets(classify(samples, model=multi_label_model, top_k=None))
+    assert eager != [[]] * len(eager) and len({tuple(s) for s in eager}) > 2  # real, varied label sets
+    onnx = _label_sets(classify(samples, model=multi_label_model / "onnx", backend="onnx", top_k=None))
+    assert onnx == eager
+    int8_file = multi_label_model / "onnx" / "model_int8.onnx"
+    int8 = _label_sets(classify(samples, model=int8_file, backend="onnx", top_k=None))
+    # Sets compared as sets: the int8 model may order two close scores the other way round.
+    same = [sorted(a) == sorted(b) for a, b in zip(int8, eager)]
+    assert report.int8.label_set_agreement == pytest.approx(np.mean(same))
+    assert report.int8.agreement == report.int8.label_set_agreement
+
+
+def test_a_multi_label_int8_model_is_refused_on_label_set_agreement(multi_label_model, tmp_path, capsys):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for i, image in enumerate(_scenes(12, seed=7)[0]):
+        image.save(samples / f"{i}.png")
+    common = ["export", "--model", str(multi_label_model), "--sample-dir", str(samples), "--repeats", "1"]
+    assert cli([*common, "--out", str(tmp_path / "fp32")]) == 0
+    assert "sets agree" in capsys.readouterr().out
+    refused = [*common, "--out", str(tmp_path / "q"), "--quantize", "int8", "--min-agreement", "1.01"]
+    assert cli(refused) == 2
+    assert "hf-resnet export: int8 model gives the same label sets as fp32 on" in capsys.readouterr().err
+    report = json.loads((tmp_path / "q" / "export_report.json").read_text())
+    assert report["notes"][-1] == "int8 model refused: label-set agreement below min_int8_agreement"

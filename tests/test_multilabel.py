@@ -6,14 +6,15 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import make_image_folder, shape_image
-from transformers import ResNetConfig, pipeline
+from conftest import MULTI_SHAPES, label_sets, make_image_folder, multi_shape_image, shape_image, tiny_config
+from transformers import ResNetConfig, TrainerCallback, pipeline
 
 import hf_resnet
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.embedded import PAIR_SIZE, digit_pair_folders
 from hf_resnet.data.image_datasets import EvalImages, collate
 from hf_resnet.data.sources import DataError, load_image_data
+from hf_resnet.data.streaming import load_stream
 from hf_resnet.data.transforms import MultiHotMix
 from hf_resnet.evaluation.metrics import compute_multi_label, load_module
 from hf_resnet.training.calibration import fit_thresholds
@@ -190,3 +191,76 @@ def _pixels(model_dir, image):
     return AutoImageProcessor.from_pretrained(model_dir)(Image.open(image).convert("RGB"), return_tensors="pt")[
         "pixel_values"
     ]
+
+
+class RecordLabels(TrainerCallback):
+    """Keeps the first training batch's targets, as the loss sees them."""
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        self.targets = next(iter(train_dataloader))["labels"]
+
+
+def _tagged(count: int, seed: int) -> datasets.Dataset:
+    names = datasets.ClassLabel(names=list(MULTI_SHAPES))
+    features = datasets.Features({"image": datasets.Image(), "labels": datasets.Sequence(names)})
+    rng = np.random.default_rng(seed)
+    sets = [[MULTI_SHAPES.index(name) for name in labels] for labels in label_sets(count)]
+    images = [multi_shape_image(indices, rng) for indices in sets]
+    return datasets.Dataset.from_dict({"image": images, "labels": sets}, features=features)
+
+
+def test_a_streamed_dataset_with_a_list_label_column_trains_multi_label(tmp_path):
+    streams = datasets.IterableDatasetDict(
+        {"train": _tagged(32, 1).to_iterable_dataset(num_shards=2), "validation": _tagged(16, 2).to_iterable_dataset()}
+    )
+    record = RecordLabels()
+    result = hf_resnet.finetune(
+        dataset=streams,
+        streaming=True,
+        config=tiny_config(),
+        image_size=32,
+        max_steps=4,
+        per_device_train_batch_size=8,
+        output_dir=str(tmp_path / "out"),
+        save_strategy="no",
+        callbacks=[record],
+        report_to="none",
+        disable_tqdm=True,
+    )
+    assert record.targets.dtype == torch.float32 and record.targets.shape == (8, 3)
+    assert set(record.targets.sum(dim=1).tolist()) > {1.0}  # label sets, not one class per image
+    config = json.loads((result.output_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and len(config["thresholds"]) == 3
+    assert [config["id2label"][str(i)] for i in range(3)] == list(MULTI_SHAPES)
+    assert result.metrics["eval_samples"] == 16
+    for key in ("eval_map", "eval_f1_micro", "eval_f1_macro", "eval_exact_match"):
+        assert 0 <= result.metrics[key] <= 1
+    answer = hf_resnet.classify(multi_shape_image([0, 2], np.random.default_rng(3)), model=result.output_dir)
+    assert all(entry["label"] in MULTI_SHAPES for entry in answer)  # a label set, possibly empty
+
+
+def test_a_stream_whose_classes_are_unknown_until_read_is_one_clear_error(tmp_path):
+    plain = datasets.Dataset.from_dict(
+        {"image": [multi_shape_image([0], np.random.default_rng(0))] * 2, "labels": [["square"], ["hbar"]]}
+    )
+    streams = datasets.IterableDatasetDict(
+        {"train": plain.to_iterable_dataset(), "validation": plain.to_iterable_dataset()}
+    )
+    with pytest.raises(DataError, match="streaming needs a ClassLabel label column, or a list of ClassLabels"):
+        hf_resnet.finetune(
+            dataset=streams, streaming=True, config=tiny_config(), max_steps=1, output_dir=str(tmp_path / "o")
+        )
+
+
+def test_problem_type_multi_label_streams_single_label_classes_as_one_label_sets():
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(MULTI_SHAPES))})
+    plain = datasets.Dataset.from_dict(
+        {"image": [multi_shape_image([i % 3], rng) for i in range(6)], "label": [i % 3 for i in range(6)]},
+        features=features,
+    )
+    streams = datasets.IterableDatasetDict({"train": plain.to_iterable_dataset(), "test": plain.to_iterable_dataset()})
+    data = load_stream(DataArguments(problem_type="multi_label_classification"), seed=0, data=streams)
+    assert data.multi_label and data.labels == list(MULTI_SHAPES)
+    assert data.validation["label"][:3] == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    assert all(sum(example["label"]) == 1.0 for example in data.train)

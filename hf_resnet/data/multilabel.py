@@ -120,6 +120,20 @@ def _inner(feature):
     return feature[0] if isinstance(feature, list) else feature.feature
 
 
+def feature_class_names(feature) -> tuple[list[str], bool] | None:
+    """(class names, whether each image holds a list of them) of a `ClassLabel` or list-of-`ClassLabel` feature;
+    None for any other feature, whose classes are only known by reading every value.
+
+    >>> feature_class_names(datasets.Sequence(ClassLabel(names=["cat", "dog"])))
+    (['cat', 'dog'], True)
+    """
+    if isinstance(feature, ClassLabel):
+        return list(feature.names), False
+    if is_list_feature(feature) and isinstance(_inner(feature), ClassLabel):
+        return list(_inner(feature).names), True
+    return None
+
+
 def label_lists_of(split: Dataset, label_column: str = "label") -> list[list[str]]:
     """Each image's labels as names, whether the column is a list, a `Sequence(ClassLabel)` or one class."""
     feature = split.features[label_column]

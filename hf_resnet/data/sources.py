@@ -415,26 +415,73 @@ def _check_model_knows(classes, labels: list[str], where: str) -> None:
         )
 
 
+def _single_label_model_error(where: str, what: str, instead: str) -> DataError:
+    return DataError(
+        f"{where}: {what} (multi-label data), but the model is single-label (its config.json has no "
+        f'problem_type "{MULTI_LABEL}"). Score a multi-label model on it, or {instead}.'
+    )
+
+
+def _labelled_folder(test_dir, labels: list[str], data_args: DataArguments, multi_label: bool) -> Dataset:
+    """A test folder as the model reads it: class indices, or label sets (class sub-folders as one-label sets)."""
+    where = f"--test_dir {test_dir}"
+    metadata = metadata_file(test_dir)
+    if metadata is not None and not multi_label:
+        raise _single_label_model_error(
+            where, f"{metadata.name} lists a set of labels per image", "give class sub-folders"
+        )
+    if metadata is not None:
+        paths, label_lists = scan_metadata_folder(test_dir, data_args, "--test_dir")
+    else:
+        paths, classes = scan_image_folder(test_dir, data_args, "--test_dir")
+        _check_model_knows(classes, labels, where)
+        if not multi_label:
+            return _from_files(paths, classes, labels)
+        label_lists = [[name] for name in classes]
+    _check_model_knows({name for row in label_lists for name in row}, labels, where)
+    return from_label_lists(paths, label_lists, labels)
+
+
+def _labelled_dataset(dataset: Dataset, labels: list[str], data_args: DataArguments, where: str, multi_label: bool):
+    image_column = pick_column(dataset, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
+    label_column = pick_column(dataset, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
+    feature = dataset.features[label_column]
+    if is_list_feature(feature) and not multi_label:
+        raise _single_label_model_error(
+            where, f"column {label_column!r} holds a list of labels per image", "pass a single-label --label_column"
+        )
+    if multi_label:  # a list column as it is, a single-label one as one-label sets
+        present = {name for row in label_lists_of(dataset, label_column) for name in row}
+        _check_model_knows(present, labels, where)
+        return _multi_label_split(dataset, image_column, label_column, labels)
+    present = dataset.unique(label_column)
+    _check_model_knows(
+        [feature.names[v] if isinstance(feature, ClassLabel) else str(v) for v in present], labels, where
+    )
+    return _canonical(dataset, image_column, label_column, labels)
+
+
 def load_labelled_split(
     labels: list[str],
     data_args: DataArguments,
     test_dir: str | Path | None = None,
     split: str = "test",
     dataset: Dataset | None = None,
+    multi_label: bool = False,
 ) -> tuple[Dataset, str]:
     """One checked, labelled split to score a trained model on, and a description of it.
 
-    The split comes from `test_dir` (class sub-folders), `dataset`, or `data_args.dataset_name`
-    (+ `dataset_config`) at `split`. Its labels are matched to the model's `labels` by name, so
-    the `label` column holds the model's class indices; a label the model does not know is an
-    error naming it, while model classes without images are only left out of the averages.
+    The split comes from `test_dir` (class sub-folders, or a metadata file of label sets), `dataset`,
+    or `data_args.dataset_name` (+ `dataset_config`) at `split`. Its labels are matched to the model's
+    `labels` by name, so the `label` column holds the model's class indices, or for a `multi_label`
+    model multi-hot rows over them (a single-label set giving one-label rows); a label the model does
+    not know is an error naming it, while model classes without images are only left out of the averages.
+    Label sets for a single-label model are an error: it cannot be scored on them.
 
     >>> images, where = load_labelled_split(["cat", "dog"], DataArguments(), "photos/test")  # doctest: +SKIP
     """
     if test_dir is not None:
-        paths, classes = scan_image_folder(test_dir, data_args, "--test_dir")
-        _check_model_knows(classes, labels, f"--test_dir {test_dir}")
-        images, description = _from_files(paths, classes, labels), str(test_dir)
+        images, description = _labelled_folder(test_dir, labels, data_args, multi_label), str(test_dir)
     else:
         if dataset is None:
             description = f"--dataset_name {data_args.dataset_name} split {split!r}"
@@ -444,16 +491,8 @@ def load_labelled_split(
                 raise DataError(f"{description}: cannot load it: {error}") from None
         else:
             description = "the dataset passed to evaluate()"
-        image_column = pick_column(dataset, data_args.image_column, ("image", "img", "pixel_values"), "--image_column")
-        label_column = pick_column(
-            dataset, data_args.label_column, ("label", "labels", "fine_label"), "--label_column"
-        )
-        feature = dataset.features[label_column]
-        present = dataset.unique(label_column)
-        _check_model_knows(
-            [feature.names[v] if isinstance(feature, ClassLabel) else str(v) for v in present], labels, description
-        )
-        images = _verify_split(_canonical(dataset, image_column, label_column, labels), data_args, description)
+        images = _labelled_dataset(dataset, labels, data_args, description, multi_label)
+        images = _verify_split(images, data_args, description)
         description = data_args.dataset_name or description
     if data_args.max_eval_samples is not None:
         images = images.select(range(min(data_args.max_eval_samples, len(images))))

@@ -6,6 +6,8 @@ least as many shards as readers: Accelerate gives each rank its own shards
 shards among its DataLoader workers. Augmentation is seeded per (seed, epoch, sample key),
 the key being the image's path or a hash of its bytes, as for indexed data. The validation
 split is read into memory once (cap it with --max_eval_samples), so evaluation is exact.
+A label column holding a list of `ClassLabel`s streams as multi-label data: each example's list
+becomes a multi-hot row as it is read, the form the rest of a multi-label run takes.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from collections.abc import Callable
 
 import datasets
 import torch
-from datasets import ClassLabel
+from datasets import Features
 from datasets import Image as ImageFeature
 
 from ..data.arguments import DataArguments
 from ..data.image_datasets import sample_seed
 from ..data.images import open_image
+from ..data.multilabel import MULTI_LABEL, feature_class_names
 from ..data.sources import (
     VALIDATION_SPLIT_NAMES,
     DataError,
@@ -66,13 +69,31 @@ class StreamTransform:
 
 
 def _canonical_stream(split: datasets.IterableDataset, image_column: str, label_column: str, where: str):
+    """The stream with `image` (undecoded) and `label` columns, its class names, and whether it is multi-label."""
     split = select_image_and_label(split, image_column, label_column)
-    if not isinstance(split.features["label"], ClassLabel):
+    known = feature_class_names(split.features["label"])
+    if known is None:
         raise DataError(
-            f"{where}: streaming needs a ClassLabel label column (the classes must be known before reading the "
-            f"stream); {label_column!r} is {split.features['label']}. Drop --streaming or use a dataset with one."
+            f"{where}: streaming needs a ClassLabel label column, or a list of ClassLabels for multi-label data (the "
+            f"classes must be known before reading the stream); {label_column!r} is {split.features['label']}. "
+            "Drop --streaming or use a dataset with one."
         )
-    return split.cast_column("image", ImageFeature(decode=False))
+    return split.cast_column("image", ImageFeature(decode=False)), *known
+
+
+def _multi_hot(split: datasets.IterableDataset, num_labels: int, is_list: bool) -> datasets.IterableDataset:
+    """Each example's class indices (a list, or one class read as a one-label set) as a multi-hot row, on the fly."""
+
+    def row(example: dict) -> dict:
+        hot = [0.0] * num_labels
+        for index in example["label"] if is_list else [example["label"]]:
+            hot[index] = 1.0
+        return {"label": hot}
+
+    features = Features(
+        {"image": ImageFeature(decode=False), "label": datasets.Sequence(datasets.Value("float32"), length=num_labels)}
+    )
+    return split.map(row, features=features)
 
 
 def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
@@ -95,14 +116,22 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
     fake = datasets.Dataset.from_dict({key: [] for key in first}, features=train.features)
     image_column = pick_column(fake, data_args.image_column, ("image", "img"), "--image_column")
     label_column = pick_column(fake, data_args.label_column, ("label", "labels", "fine_label"), "--label_column")
-    train = _canonical_stream(train, image_column, label_column, where)
-    validation = _canonical_stream(data[val_name], image_column, label_column, f"{where} split {val_name!r}")
-    labels = list(train.features["label"].names)
+    train, labels, listed = _canonical_stream(train, image_column, label_column, where)
+    val_where = f"{where} split {val_name!r}"
+    validation, val_labels, val_listed = _canonical_stream(data[val_name], image_column, label_column, val_where)
+    if (val_labels, val_listed) != (labels, listed):
+        raise DataError(
+            f"{val_where}: its labels {val_labels}{' (lists)' if val_listed else ''} differ from train's "
+            f"{labels}{' (lists)' if listed else ''}; both splits need the same label feature"
+        )
     check_class_count(labels, where)
+    multi_label = listed or data_args.problem_type == MULTI_LABEL
+    if multi_label:
+        train, validation = (_multi_hot(split, len(labels), listed) for split in (train, validation))
     if data_args.max_eval_samples is not None:
         validation = validation.take(data_args.max_eval_samples)
     # The held-out split is read once into an indexed dataset: distributed evaluation then pads and gathers
     # it like any other, each image counted once (uneven streamed shards would desynchronise the ranks).
     validation = datasets.Dataset.from_list(list(validation), features=validation.features)
     train = train.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
-    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset")
+    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", multi_label=multi_label)

@@ -60,14 +60,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a model on a labelled test set: test_results.json, per-class report, plots",
         description="Score any image-classification checkpoint on labelled images. Writes test_results.json "
-        "(the keys of eval_results.json with a test_ prefix), test_per_class.json, test_confusion_matrix.png and "
-        "test_mistakes.png. Several processes: accelerate launch -m hf_resnet evaluate ...",
+        "(the keys of eval_results.json with a test_ prefix), test_per_class.json, test_confusion_matrix.png "
+        "(a multi-label model: test_average_precision.png) and test_mistakes.png. A multi-label model is "
+        "scored on label sets at the thresholds in its config. Several processes: accelerate launch -m hf_resnet "
+        "evaluate ...",
     )
     parser.add_argument(
         "--model", required=True, help="model folder (an hf_resnet output or any checkpoint) or Hub id"
     )
     parser.add_argument(
-        "--test_dir", "--test-dir", default=None, help="folder with one sub-folder of images per class"
+        "--test_dir",
+        "--test-dir",
+        default=None,
+        help="folder with one sub-folder of images per class, or (multi-label) a metadata.jsonl/csv of label sets",
     )
     parser.add_argument(
         "--dataset_name", "--dataset-name", default=None, help="Hub dataset id (instead of --test_dir)"
@@ -82,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated metric names, as in `hf-resnet train --metrics` (default: all)",
+        help="comma-separated metric names, as in `hf-resnet train --metrics` (default: all; multi-label: map, "
+        "f1_micro, f1_macro, exact_match)",
     )
     parser.add_argument("--batch_size", "--batch-size", type=int, default=64, help="images per batch and process")
     parser.add_argument("--max_samples", "--max-samples", type=int, default=None, help="score only the first N")

@@ -40,6 +40,9 @@ MULTI_LABEL_BEST = "map"
 LOWER_IS_BETTER = ("ece",)
 #: Names `--metric_for_best_model` may use besides METRICS.
 OTHER_RESULTS = ("loss",)
+#: Prefix of the per-class recalls every single-label evaluation reports (`eval_recall/<label>`): one
+#: number per class, so they are read in logs and results files, never named by `--metric_for_best_model`.
+PER_CLASS_RECALL = "recall/"
 
 
 def module_path(module: str) -> str:
@@ -51,26 +54,31 @@ def module_path(module: str) -> str:
     return str(MODULES_DIR / f"{module}.py")
 
 
-def check_metric_names(names: Sequence[str], argument: str = "--metrics") -> list[str]:
+def check_metric_names(names: Sequence[str], argument: str = "--metrics", multi_label: bool = False) -> list[str]:
     """The names, checked: a name that no module computes is an error listing the ones that exist.
 
     >>> check_metric_names(["accuracy", "f1_macro"])
     ['accuracy', 'f1_macro']
     """
+    known = MULTI_LABEL_METRICS if multi_label else METRICS
     names = [name.strip() for name in names if name.strip()]
-    unknown = [name for name in names if name not in METRICS]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise ValueError(
-            f"{argument} {','.join(names)!r}: unknown metric(s) {unknown}; choose from {', '.join(METRICS)}"
-        )
+        kind = "a multi-label model is scored by" if multi_label else "choose from"
+        raise ValueError(f"{argument} {','.join(names)!r}: unknown metric(s) {unknown}; {kind} {', '.join(known)}")
     return names
 
 
-def parse_metric_names(text: str | Sequence[str] | None, argument: str = "--metrics") -> list[str]:
-    """`--metrics accuracy,f1_macro` (or a list) as checked names; "all" or None gives every metric."""
+def parse_metric_names(
+    text: str | Sequence[str] | None, argument: str = "--metrics", multi_label: bool = False
+) -> list[str]:
+    """`--metrics accuracy,f1_macro` (or a list) as checked names; "all" or None gives every metric.
+
+    `multi_label`: the names of MULTI_LABEL_METRICS instead (mAP, F1 and exact match of label sets).
+    """
     if text is None or text == "all":
-        return list(METRICS)
-    return check_metric_names(text.split(",") if isinstance(text, str) else list(text), argument)
+        return list(MULTI_LABEL_METRICS if multi_label else METRICS)
+    return check_metric_names(text.split(",") if isinstance(text, str) else list(text), argument, multi_label)
 
 
 def applicable(names: Sequence[str], num_classes: int) -> list[str]:
@@ -113,8 +121,24 @@ _combined = functools.lru_cache(maxsize=8)(load_metrics)
 _confusion_matrix = functools.lru_cache(maxsize=1)(functools.partial(load_module, "confusion_matrix"))
 
 
-def compute_metrics_for(names: Sequence[str] | None = None) -> Callable:
-    """A Trainer `compute_metrics` computing the named metrics from the gathered logits.
+def per_class_recall(logits: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """`recall/<label>` of every class: the share of its images predicted as it (0 for a class without images).
+
+    Read off the confusion-matrix module, as `per_class_report` is, so the logged recalls and the
+    saved per-class report never disagree; macro recall is their mean.
+
+    >>> per_class_recall(np.array([[2.0, 1.0], [0.0, 3.0], [0.0, 1.0]]), np.array([0, 0, 1]), ["cat", "dog"])
+    {'recall/cat': 0.5, 'recall/dog': 1.0}
+    """
+    recall = per_class_report(logits, labels, list(names))["recall"]
+    return {f"{PER_CLASS_RECALL}{name}": float(value) for name, value in zip(names, recall)}
+
+
+def compute_metrics_for(names: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> Callable:
+    """A Trainer `compute_metrics` computing the named metrics, and each of `labels`' recall, from the gathered logits.
+
+    Per-class recall shows a class the averages hide: one class never recognised costs macro
+    recall only 1/C, but reads 0 under its own name in every evaluation's log.
 
     >>> from transformers import EvalPrediction
     >>> compute_metrics_for(["accuracy"])(EvalPrediction(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0])))
@@ -125,7 +149,10 @@ def compute_metrics_for(names: Sequence[str] | None = None) -> Callable:
     def compute_metrics(prediction) -> dict[str, float]:
         predictions = prediction.predictions
         logits = predictions[0] if isinstance(predictions, tuple) else predictions
-        return compute(logits, prediction.label_ids, names)
+        metrics = compute(logits, prediction.label_ids, names)
+        if labels:
+            metrics |= per_class_recall(logits, prediction.label_ids, labels)
+        return metrics
 
     return compute_metrics
 

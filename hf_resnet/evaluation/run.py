@@ -3,8 +3,10 @@
 The model is whatever `AutoModelForImageClassification` loads (an hf_resnet output folder, any
 transformers checkpoint folder, a Hub id) and the images go through its own image processor,
 exactly as in training's evaluation, so a run's validation folder gives back its
-`eval_results.json`. Several processes (`accelerate launch`) each score a share of the images;
-`gather_for_metrics` drops the padding of the last batch, so every image counts once.
+`eval_results.json`. A multi-label model (config `problem_type`) is scored on label sets at the
+thresholds saved in its config, as its training scored it. Several processes (`accelerate launch`)
+each score a share of the images; `gather_for_metrics` drops the padding of the last batch, so
+every image counts once.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.images import open_image
+from ..data.multilabel import MULTI_LABEL
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..hub import card
 from ..model.tta import averaged, resolve_mode
-from .metrics import applicable, compute, parse_metric_names, per_class_report
+from .metrics import (
+    applicable,
+    compute,
+    compute_multi_label,
+    parse_metric_names,
+    per_class_average_precision,
+    per_class_recall,
+    per_class_report,
+)
 from .modules.expected_calibration_error import calibration_error
 
 logger = logging.getLogger(__name__)
@@ -41,6 +52,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "test"
 #: Most confident mistakes shown in the grid; a 4 x 4 grid stays readable at thumbnail size.
 MISTAKES_SHOWN = 16
+#: Labels of a set named in a mistake's caption before "+N more"; a caption wider than its image is unreadable.
+MAX_LABELS_SHOWN = 3
 
 
 class EvaluationError(ValueError):
@@ -88,6 +101,25 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     return config, [config.id2label[index] for index in range(config.num_labels)]
 
 
+def _is_multi_label(config) -> bool:
+    return getattr(config, "problem_type", None) == MULTI_LABEL
+
+
+def _thresholds(model, config) -> list[float] | None:
+    """The per-class thresholds a multi-label run saved (None: 0.5 for every class, as `classify` uses)."""
+    stored = getattr(config, "thresholds", None)
+    if stored is None:
+        return None
+    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
+        return [float(stored)] * config.num_labels
+    if isinstance(stored, (list, tuple)) and len(stored) == config.num_labels:
+        return [float(value) for value in stored]
+    raise EvaluationError(
+        f"--model {model}: config.json thresholds {stored!r} should be one probability per label "
+        f"({config.num_labels}) or one for all; fix or remove it"
+    )
+
+
 def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta="none"):
     """Logits and labels of every image, gathered from all processes, each image once (averaged over `tta` views)."""
     loader = torch.utils.data.DataLoader(
@@ -114,12 +146,14 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
     return torch.cat(logits), torch.cat(labels)
 
 
-def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], temperature: float | None) -> dict:
-    """The same numbers, under the same names, as training's eval_results.json."""
+def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], label_names: list[str], config) -> dict:
+    """The same numbers, under the same names, as training's eval_results.json (per-class recalls included)."""
     metrics = {
         "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
         **compute(logits.numpy(), labels.numpy(), applicable(names, logits.shape[1])),
+        **per_class_recall(logits.numpy(), labels.numpy(), label_names),
     }
+    temperature = getattr(config, "calibration_temperature", None)
     if temperature is not None and "ece" in names:
         metrics["ece_calibrated"] = calibration_error((logits.double() / temperature).numpy(), labels.numpy())
         metrics["temperature"] = temperature
@@ -127,34 +161,90 @@ def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], tempe
     return metrics
 
 
-def plot_mistakes(images: Dataset, logits: torch.Tensor, labels: torch.Tensor, names: list[str], path: Path) -> Path:
-    """A grid of the most confident mistakes: the image, its true class and what the model said, how surely."""
+def _measure_multi_label(logits: torch.Tensor, targets: torch.Tensor, names: list[str], thresholds) -> dict:
+    """A multi-label run's eval_results.json numbers, at the thresholds it saved (the loss is BCE, as in training)."""
+    scores = compute_multi_label(logits.numpy(), targets.numpy(), thresholds)
+    metrics = {
+        "loss": torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float()).item(),
+        **{name: scores[name] for name in names},
+    }
+    if thresholds is not None:
+        metrics["mean_threshold"] = sum(thresholds) / len(thresholds)
+    metrics["samples"] = len(targets)
+    return metrics
+
+
+def _mistakes(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> list[tuple[int, str]]:
+    """The most confident wrong answers, surest first, each with its caption."""
     confidence, predicted = torch.softmax(logits, dim=-1).max(dim=-1)
     wrong = torch.nonzero(predicted != labels).flatten()
     shown = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:MISTAKES_SHOWN].tolist()
+    return [
+        (i, f"true: {names[int(labels[i])]}\nsaid: {names[int(predicted[i])]} ({float(confidence[i]):.0%})")
+        for i in shown
+    ]
+
+
+def _label_set(row: torch.Tensor, names: list[str]) -> str:
+    present = [names[i] for i in torch.nonzero(row).flatten().tolist()]
+    shown = ", ".join(present[:MAX_LABELS_SHOWN]) + (
+        f" +{len(present) - MAX_LABELS_SHOWN}" if len(present) > MAX_LABELS_SHOWN else ""
+    )
+    return shown or "none"
+
+
+def _multi_label_mistakes(logits, targets, thresholds, names: list[str]) -> list[tuple[int, str]]:
+    """Images whose label set is wrong, ranked by their surest wrong decision, each with its caption.
+
+    A wrong decision is a label given that is absent (as sure as its probability) or a label missed
+    that is present (as sure as 1 - its probability): the caption names the surest one.
+    """
+    probabilities = torch.sigmoid(logits.double())
+    limits = torch.tensor(0.5 if thresholds is None else thresholds, dtype=torch.float64)
+    predicted, truth = probabilities >= limits, targets > 0.5
+    sureness = torch.where(predicted, probabilities, 1.0 - probabilities)
+    sureness = torch.where(predicted != truth, sureness, torch.tensor(-1.0, dtype=torch.float64))
+    worst, worst_class = sureness.max(dim=1)
+    wrong = torch.nonzero(worst >= 0).flatten()
+    shown = wrong[torch.argsort(worst[wrong], descending=True, stable=True)][:MISTAKES_SHOWN].tolist()
+    captions = []
+    for i in shown:
+        label = names[int(worst_class[i])]
+        probability = float(probabilities[i, worst_class[i]])
+        decision = f"{'wrongly said' if predicted[i, worst_class[i]] else 'missed'} {label} ({probability:.0%})"
+        captions.append(
+            (i, f"true: {_label_set(truth[i], names)}\nsaid: {_label_set(predicted[i], names)}\n{decision}")
+        )
+    return captions
+
+
+def plot_mistakes(images: Dataset, shown: list[tuple[int, str]], path: Path) -> Path:
+    """A grid of the most confident mistakes: each image with its caption (`_mistakes`, `_multi_label_mistakes`)."""
     columns = min(4, max(1, len(shown)))
     rows = max(1, math.ceil(len(shown) / columns))
-    fig = Figure(figsize=(2.6 * columns, 2.9 * rows))
+    fig = Figure(figsize=(2.6 * columns, 3.1 * rows), layout="constrained")  # room for the captions and title
     raw = images.cast_column("image", ImageFeature(decode=False))
-    for position, index in enumerate(shown, start=1):
+    for position, (index, caption) in enumerate(shown, start=1):
         item = raw[index]["image"]
         ax = fig.add_subplot(rows, columns, position)
         ax.imshow(open_image(item.get("bytes") or item["path"], name=item.get("path")))
-        true, said = names[int(labels[index])], names[int(predicted[index])]
-        ax.set_title(f"true: {true}\nsaid: {said} ({float(confidence[index]):.0%})", fontsize=8)
+        ax.set_title(caption, fontsize=8)
         ax.axis("off")
     if not shown:
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "No mistakes", ha="center", va="center")
         ax.axis("off")
     fig.suptitle("Most confident mistakes")
-    fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     return path
 
 
-def _write(output_dir: Path, metrics: dict, report: dict, images, logits, labels, description: str, split: str):
-    """test_results.json (merged into all_results.json, as the Trainer does), the report and the plots."""
+def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, description: str, split: str):
+    """test_results.json (merged into all_results.json, as the Trainer does), the report and the plots.
+
+    The per-class plot is the confusion matrix, or for a multi-label model (whose images have no
+    single true class) each class's average precision.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     results = output_dir / f"{PREFIX}_results.json"
     results.write_text(json.dumps(metrics, indent=4, sort_keys=True))
@@ -163,11 +253,17 @@ def _write(output_dir: Path, metrics: dict, report: dict, images, logits, labels
     everything.write_text(json.dumps({**merged, **metrics}, indent=4, sort_keys=True))
     per_class = output_dir / f"{PREFIX}_per_class.json"
     per_class.write_text(json.dumps(report, indent=2))
-    matrix = card.plot_confusion_matrix(
-        report, output_dir / f"{PREFIX}_confusion_matrix.png", title=f"Confusion matrix ({description}, {split})"
-    )
-    mistakes = plot_mistakes(images, logits, labels, report["labels"], output_dir / f"{PREFIX}_mistakes.png")
-    return [results, per_class, matrix, mistakes]
+    if "average_precision" in report:
+        plot = card.plot_average_precision(
+            report,
+            output_dir / f"{PREFIX}_average_precision.png",
+            f"Average precision per class ({description}, {split})",
+        )
+    else:
+        plot = card.plot_confusion_matrix(
+            report, output_dir / f"{PREFIX}_confusion_matrix.png", title=f"Confusion matrix ({description}, {split})"
+        )
+    return [results, per_class, plot, plot_mistakes(images, mistakes, output_dir / f"{PREFIX}_mistakes.png")]
 
 
 def evaluate(
@@ -195,15 +291,19 @@ def evaluate(
     the model card's model-index as their own entry (dataset, config, split), keeping the others.
     `tta` scores each image as the mean logits of a few views of it (`hf_resnet.model.tta`): "flip"
     (or True), "crops", "flip+crops"; None (the default) does what the model was calibrated with.
+    A multi-label model is scored on label sets (a metadata folder, a list label column; class
+    sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
 
     >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
     0.95
     """
     output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
-    names = parse_metric_names(metrics)
-    accelerator = Accelerator()
     config, labels = _load_labels(model)
     tta = resolve_mode(tta, getattr(config, "tta", None))
+    multi_label = _is_multi_label(config)
+    names = parse_metric_names(metrics, multi_label=multi_label)
+    thresholds = _thresholds(model, config) if multi_label else None
+    accelerator = Accelerator()
     data_args = DataArguments(
         dataset_name=dataset_name,
         dataset_config=dataset_config,
@@ -213,20 +313,29 @@ def evaluate(
         verify_images=verify_images,
         skip_bad_images=skip_bad_images,
     )
-    images, description = load_labelled_split(labels, data_args, test_dir, split, dataset)
+    images, description = load_labelled_split(labels, data_args, test_dir, split, dataset, multi_label)
     classifier = AutoModelForImageClassification.from_pretrained(model, config=config)
     processor = AutoImageProcessor.from_pretrained(model)
 
     start = time.perf_counter()
     logits, targets = _predict(classifier, images, processor, accelerator, batch_size, num_workers, tta)
     runtime = time.perf_counter() - start
-    measured = _measure(logits, targets, names, getattr(config, "calibration_temperature", None))
+    if multi_label:
+        measured = _measure_multi_label(logits, targets, names, thresholds)
+        report = per_class_average_precision(logits.numpy(), targets.numpy(), labels)
+    else:
+        measured = _measure(logits, targets, names, labels, config)
+        report = per_class_report(logits.numpy(), targets.numpy(), labels)
     measured |= {"runtime": round(runtime, 4), "samples_per_second": round(len(targets) / runtime, 3)}
     results = {f"{PREFIX}_{key}": value for key, value in measured.items()}
-    report = per_class_report(logits.numpy(), targets.numpy(), labels)
     files = []
     if accelerator.is_main_process:
-        files = _write(output_dir, results, report, images, logits, targets, description, split)
+        mistakes = (
+            _multi_label_mistakes(logits, targets, thresholds, labels)
+            if multi_label
+            else _mistakes(logits, targets, labels)
+        )
+        files = _write(output_dir, results, report, images, mistakes, description, split)
         if update_card:
             dataset_type = dataset_name if dataset_name else "imagefolder"
             shown = description if dataset_name else "local image folder " + "/".join(Path(description).parts[-2:])

@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from ..data.examples import find_examples
 
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
+#: A multi-label model's per-class plot, in place of the confusion matrix.
+AVERAGE_PRECISION_PNG = "average_precision.png"
 TRAINING_CURVES_PNG = "training_curves.png"
 #: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
 METRIC_NAMES = {
@@ -42,6 +44,9 @@ METRIC_NAMES = {
 #: Keys of the model-index (Hub leaderboards) for each metric we report there.
 MODEL_INDEX_METRICS = {
     "accuracy": "accuracy",
+    "map": "map",
+    "f1_micro": "f1_micro",
+    "exact_match": "exact_match",
     "f1_macro": "f1",
     "top5_accuracy": "top_5_accuracy",
     "balanced_accuracy": "balanced_accuracy",
@@ -62,6 +67,8 @@ RECIPE_NAMES = {
 RUN_STATISTICS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "samples")
 #: Above this many classes, the matrix's cells are too small to print counts in (colour still shows).
 MAX_ANNOTATED_CLASSES = 25
+#: Marks a per-class result (`recall/<label>`): the per-class table shows those, not the metric table.
+PER_CLASS_KEY = "/"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 ENUM_TEXT = re.compile(r"^[A-Z][A-Za-z]+\.([A-Z][A-Z0-9_]*)$")
 
@@ -189,6 +196,31 @@ def plot_confusion_matrix(report: dict, path: Path, title: str = "Confusion matr
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    return path
+
+
+def plot_average_precision(report: dict, path: Path, title: str = "Average precision per class (validation)") -> Path:
+    """Draw each class's average precision as a bar, its image count above it.
+
+    A multi-label image has a set of true classes, so there is no confusion matrix to draw; how
+    well each class's scores rank its images is what tells a strong class from a weak one.
+    """
+    labels = report["labels"]
+    values = np.array([np.nan if ap is None else ap for ap in report["average_precision"]], dtype=float)
+    n = len(labels)
+    fig = Figure(figsize=(float(np.clip(1.5 + 0.4 * n, 4, 18)), 3.8))
+    ax = fig.add_subplot()
+    ax.bar(range(n), np.nan_to_num(values), color="tab:blue")
+    if n <= MAX_ANNOTATED_CLASSES:
+        for index, (value, count) in enumerate(zip(values, report["support"])):
+            text = "no images" if np.isnan(value) else f"{int(count)}"
+            ax.text(index, (0 if np.isnan(value) else value) + 0.02, text, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("average precision (images above)")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -342,7 +374,11 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
     if not metrics and not report:
         return "## Evaluation results\n\nNo evaluation results were saved with this model.\n"
     rows = [(METRIC_NAMES[k], metrics[k]) for k in METRIC_NAMES if k in metrics]
-    rows += [(k, v) for k, v in sorted(metrics.items()) if k not in METRIC_NAMES and k not in RUN_STATISTICS]
+    rows += [
+        (k, v)
+        for k, v in sorted(metrics.items())
+        if k not in METRIC_NAMES and k not in RUN_STATISTICS and PER_CLASS_KEY not in k
+    ]
     if "samples" in metrics:
         rows.append(("Validation images", int(metrics["samples"])))
     lines = ["## Evaluation results", "", "| Metric | Value |", "| --- | --- |"]
@@ -365,6 +401,8 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
             lines.append(f"| {_cell(label)} | {p:.3f} | {r:.3f} | {f:.3f} | {int(n)} |")
     if has_matrix:
         lines += ["", f"![Confusion matrix on the validation images]({CONFUSION_MATRIX_PNG})"]
+    elif report.get("average_precision"):
+        lines += ["", f"![Average precision of each class on the validation images]({AVERAGE_PRECISION_PNG})"]
     if has_curves:
         lines += [
             "",
@@ -525,6 +563,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     has_matrix = bool(report.get("confusion_matrix"))
     if has_matrix:
         plot_confusion_matrix(report, output_dir / CONFUSION_MATRIX_PNG)
+    elif report.get("average_precision"):
+        plot_average_precision(report, output_dir / AVERAGE_PRECISION_PNG)
     has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
 
     _, base = _base_model(recipe)

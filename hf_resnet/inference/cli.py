@@ -53,18 +53,26 @@ def _positive(text: str) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .gradcam import explain
+    from .classifier import load_classifier
+    from .gradcam import explain, explain_labels, labelled_path
 
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
-        explanation = explain(args.image, model=args.model, target=target, out=args.out, device=args.device)
+        classifier = load_classifier(args.model, device=args.device)
+        if target is None and classifier.multi_label:  # one map per label of the set, each in its own file
+            explanations = explain_labels(args.image, model=classifier, out=args.out)
+            written = [labelled_path(args.out, explanation.label) for explanation in explanations]
+        else:
+            explanations = [explain(args.image, model=classifier, target=target, out=args.out)]
+            written = [args.out]
     except ValueError as error:  # ImageError and ModelLoadError are ValueErrors; so are unknown targets
         print(f"hf-resnet explain: {error}", file=sys.stderr)
         return 2
     except PermissionError as error:
         print(f"hf-resnet explain: --out {args.out}: cannot write there ({error.strerror})", file=sys.stderr)
         return 2
-    print(f"{explanation.label}\t{explanation.score:.4f}\t{args.out}")
+    for explanation, path in zip(explanations, written):
+        print(f"{explanation.label}\t{explanation.score:.4f}\t{path}")
     return 0
 
 
@@ -109,7 +117,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _print_report(report) -> None:
-    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {'top-1 agree':>12}")
+    # A multi-label model answers with label sets: their agreement, not the top logit's, is what counts.
+    agree = "sets agree" if report.onnx.label_set_agreement is not None else "top-1 agree"
+    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {agree:>12}")
     for name in ("eager", "onnx", "int8"):
         variant = getattr(report, name)
         if variant is None:
@@ -117,7 +127,7 @@ def _print_report(report) -> None:
         size = f"{variant.size_mb:.1f}" if variant.size_mb is not None else "-"
         print(
             f"{name:<8} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
-            f"{variant.max_logit_diff:>13.2g} {variant.top1_agreement:>12.1%}"
+            f"{variant.max_logit_diff:>13.2g} {variant.agreement:>12.1%}"
         )
     print(f"{report.sample_images} sample images; report in {Path(report.out_dir) / 'export_report.json'}")
 
@@ -157,11 +167,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=_classify)
 
-    parser = subparsers.add_parser("explain", help="save a Grad-CAM overlay showing where a class is seen")
+    parser = subparsers.add_parser(
+        "explain",
+        help="save a Grad-CAM overlay showing where a class is seen",
+        description="Save a Grad-CAM overlay of where the model saw a class. A multi-label model gets one overlay "
+        "per label of its answer (each label at or above its threshold, or the top one when none is), written "
+        "to OUT with the label added to its name (cam.png -> cam_<label>.png); --label picks one, written to OUT.",
+    )
     parser.add_argument("image", metavar="IMAGE", help="image path or http(s) URL")
     parser.add_argument("--model", required=True, help="Hub id or model folder")
     parser.add_argument("--out", default="cam.png", help="overlay PNG to write (default: cam.png)")
-    parser.add_argument("--target", default=None, help="class label or index to explain (default: the top class)")
+    parser.add_argument(
+        "--target",
+        "--label",
+        default=None,
+        help="class label or index to explain (default: the top class; multi-label: every label of the answer)",
+    )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
     parser.set_defaults(func=_explain)
 
@@ -176,7 +197,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-agreement",
         type=float,
         default=None,
-        help="refuse an int8 model below this top-1 agreement with fp32 (default: onnx_export.MIN_INT8_AGREEMENT)",
+        help="refuse an int8 model below this top-1 (multi-label: label-set) agreement with fp32 "
+        "(default: onnx_export.MIN_INT8_AGREEMENT)",
     )
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency figure (default: 10)")
     parser.set_defaults(func=_export)

@@ -4,11 +4,16 @@ Grad-CAM (Selvaraju et al., 2017) weights the last stage's feature maps by the m
 of the class logit and keeps the positive part. Third-party Grad-CAM tools expect a model that
 returns a plain tensor and break on transformers' output objects; asking the HF model for its
 `hidden_states` gives the last stage's output directly, with no hooks and no wrapper.
+
+A multi-label model's labels are independent yes/no answers, so each label of an image's set
+has its own map (`explain_labels`). The target is still the label's logit: its sigmoid score is
+monotonic in it, and the logit's gradient does not vanish where the score saturates near 1.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,9 @@ from PIL import Image
 
 from ..data.images import Picture, load_picture
 from .classifier import Classifier, load_classifier
+
+#: Characters of a label kept out of a file name: separators, spaces and the like.
+UNSAFE_IN_NAMES = re.compile(r"[^\w.-]+")
 
 
 @dataclass
@@ -103,6 +111,26 @@ def _target_index(classifier: Classifier, target: int | str | None) -> int | Non
     return target
 
 
+def _explanation(classifier: Classifier, pixel_values: torch.Tensor, target: int | None) -> Explanation:
+    heatmap, index = grad_cam(classifier.model, pixel_values, target)
+    with torch.inference_mode():
+        score = float(classifier.scores(classifier.forward(pixel_values))[0, index])
+    return Explanation(
+        heatmap=heatmap.numpy().astype(np.float32),
+        image=_model_view(classifier, pixel_values),
+        target=index,
+        label=classifier.config.id2label[index],
+        score=score,
+    )
+
+
+def _loaded(model, device) -> Classifier:
+    classifier = load_classifier(model, device=device)
+    if classifier.model is None:
+        raise ValueError("explain needs the PyTorch model (gradients); use backend='torch'")
+    return classifier
+
+
 def explain(
     image: Picture,
     model: str | os.PathLike | torch.nn.Module | Classifier = "microsoft/resnet-50",
@@ -113,25 +141,61 @@ def explain(
     """Grad-CAM heat map for the top class (or `target`, an index or label) of one image.
 
     Pass `out` to also write the overlay PNG. The map covers the model's view of the image
-    (after the processor's resize and centre crop), which `Explanation.image` holds.
+    (after the processor's resize and centre crop), which `Explanation.image` holds. For every
+    label of a multi-label model's answer, see `explain_labels`.
 
     >>> explain("dog.jpg", model="outputs/pets", out="cam.png").label  # doctest: +SKIP
     'dog'
     """
-    classifier = load_classifier(model, device=device)
-    if classifier.model is None:
-        raise ValueError("explain needs the PyTorch model (gradients); use backend='torch'")
+    classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])
-    heatmap, index = grad_cam(classifier.model, pixel_values, _target_index(classifier, target))
-    with torch.inference_mode():
-        score = float(classifier.scores(classifier.forward(pixel_values))[0, index])
-    explanation = Explanation(
-        heatmap=heatmap.numpy().astype(np.float32),
-        image=_model_view(classifier, pixel_values),
-        target=index,
-        label=classifier.config.id2label[index],
-        score=score,
-    )
+    explanation = _explanation(classifier, pixel_values, _target_index(classifier, target))
     if out is not None:
         explanation.save(out)
     return explanation
+
+
+def label_set(classifier: Classifier, pixel_values: torch.Tensor) -> list[int]:
+    """The labels `classify` answers with for one image, best first: a multi-label model's labels at or above
+    their thresholds (the top one when none is, so there is always something to show), else the top class.
+    """
+    with torch.inference_mode():
+        scores = classifier.scores(classifier.forward(pixel_values))[0]
+    if not classifier.multi_label:
+        return [int(scores.argmax())]
+    over = torch.nonzero(scores >= classifier.thresholds).flatten()
+    best_first = over[torch.argsort(scores[over], descending=True, stable=True)].tolist()
+    return best_first or [int(scores.argmax())]
+
+
+def labelled_path(out: str | os.PathLike, label: str) -> Path:
+    """Where the overlay of one label of several goes: `cam.png` -> `cam_<label>.png` (unsafe characters as _).
+
+    >>> labelled_path("maps/cam.png", "red car/truck")
+    PosixPath('maps/cam_red_car_truck.png')
+    """
+    out, safe = Path(out), UNSAFE_IN_NAMES.sub("_", label)
+    return out.with_name(f"{out.stem}_{safe}{out.suffix or '.png'}")
+
+
+def explain_labels(
+    image: Picture,
+    model: str | os.PathLike | torch.nn.Module | Classifier = "microsoft/resnet-50",
+    out: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> list[Explanation]:
+    """One Grad-CAM heat map per label of the image's answer (`label_set`), best first.
+
+    A multi-label image can show several things; one map of the top label would hide where the
+    others were seen. With `out`, each overlay is written to `labelled_path(out, label)`.
+
+    >>> [e.label for e in explain_labels("street.jpg", model="outputs/street", out="cam.png")]  # doctest: +SKIP
+    ['car', 'bicycle']
+    """
+    classifier = _loaded(model, device)
+    pixel_values = classifier.preprocess([load_picture(image)])
+    explanations = [_explanation(classifier, pixel_values, index) for index in label_set(classifier, pixel_values)]
+    if out is not None:
+        for explanation in explanations:
+            explanation.save(labelled_path(out, explanation.label))
+    return explanations

@@ -2,10 +2,12 @@
 
 An export is only worth deploying if it classifies like the model it came from, so every export
 is checked on sample images: the largest logit difference and the top-1 agreement with the
-PyTorch model, plus size on disk and latency at batch 1 and 32. The int8 model is made by
-post-training static quantization (ONNX Runtime, QDQ, per-channel weights) calibrated on
-images, after Conv+BatchNorm fusion; it is refused when it agrees with fp32 less than
-`MIN_INT8_AGREEMENT` of the time.
+PyTorch model, plus size on disk and latency at batch 1 and 32. A multi-label model answers with
+label sets (each label's sigmoid score against its threshold), not a softmax's top class, so it
+is checked on what it answers: the largest sigmoid-score difference and the share of images
+given the same label set. The int8 model is made by post-training static quantization (ONNX
+Runtime, QDQ, per-channel weights) calibrated on images, after Conv+BatchNorm fusion; it is
+refused when it agrees with fp32 less than `MIN_INT8_AGREEMENT` of the time.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .classifier import ONNX_FILE_NAME, Classifier, load_classifier, onnx_sessio
 #: images, or deploy the fp32 ONNX model.
 MIN_INT8_AGREEMENT = 0.99
 #: fp32 ONNX and PyTorch differ only by float rounding; a larger gap (relative to the largest
-#: logit) means an operator was exported wrongly.
+#: logit, or in a multi-label model's sigmoid scores, which lie in [0, 1]) means an operator was exported wrongly.
 FP32_TOLERANCE = 1e-3
 #: Images used for the parity check and for calibration when none are given.
 DEFAULT_SAMPLE_COUNT = 64
@@ -68,14 +70,25 @@ def check_writable(out: Path) -> None:
 
 @dataclass
 class VariantReport:
-    """How one runtime of the model did: file, size, speed and agreement with eager PyTorch fp32."""
+    """How one runtime of the model did: file, size, speed and agreement with eager PyTorch fp32.
+
+    A single-label model's agreement is `top1_agreement`; a multi-label model's is `label_set_agreement`
+    (and `max_score_diff`, of sigmoid scores), its `top1_agreement` None: the top logit is not its answer.
+    """
 
     path: str | None
     size_mb: float | None
     latency_ms_batch1: float
     latency_ms_batch32: float
     max_logit_diff: float = 0.0
-    top1_agreement: float = 1.0
+    top1_agreement: float | None = 1.0
+    max_score_diff: float | None = None
+    label_set_agreement: float | None = None
+
+    @property
+    def agreement(self) -> float:
+        """The share of sample images answered as eager PyTorch answers them: same top class, or same label set."""
+        return self.label_set_agreement if self.label_set_agreement is not None else self.top1_agreement
 
 
 @dataclass
@@ -255,13 +268,43 @@ def compare_logits(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[fl
     return round(difference, 6), agreement
 
 
+def compare_label_sets(
+    reference: torch.Tensor, candidate: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[float, float]:
+    """(largest absolute sigmoid-score difference, share of images with the same label set at `thresholds`).
+
+    >>> compare_label_sets(torch.tensor([[3.0, -3.0], [0.1, 0.0]]), torch.tensor([[3.0, -3.0], [-0.1, 0.0]]),
+    ...                    torch.tensor([0.5, 0.5]))
+    (0.049958, 0.5)
+    """
+    reference, candidate = torch.sigmoid(reference.float()), torch.sigmoid(candidate.float())
+    difference = float((reference - candidate).abs().max())
+    agreement = float(((reference >= thresholds) == (candidate >= thresholds)).all(dim=-1).float().mean())
+    return round(difference, 6), agreement
+
+
+def _compare(report: VariantReport, classifier: Classifier, reference: torch.Tensor, candidate: torch.Tensor) -> None:
+    report.max_logit_diff, report.top1_agreement = compare_logits(reference, candidate)
+    if classifier.multi_label:  # scores as classify computes them: sigmoid of logits / temperature
+        temperature = classifier.temperature
+        report.top1_agreement = None
+        report.max_score_diff, report.label_set_agreement = compare_label_sets(
+            reference / temperature, candidate / temperature, classifier.thresholds
+        )
+
+
 def _session_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     session = onnx_session(path)
     return lambda pixel_values: torch.from_numpy(session.run(None, {"pixel_values": pixel_values.numpy()})[0])
 
 
 def _variant(
-    path: Path | None, run: Callable, pixel_values: torch.Tensor, reference: torch.Tensor | None, repeats: int
+    path: Path | None,
+    run: Callable,
+    pixel_values: torch.Tensor,
+    reference: torch.Tensor | None,
+    repeats: int,
+    classifier: Classifier,
 ):
     batch32 = pixel_values.repeat((32 + len(pixel_values) - 1) // len(pixel_values), 1, 1, 1)[:32]
     report = VariantReport(
@@ -271,7 +314,7 @@ def _variant(
         latency_ms_batch32=round(measure_latency(run, batch32, max(2, repeats // 5)), 2),
     )
     if reference is not None:
-        report.max_logit_diff, report.top1_agreement = compare_logits(reference, _logits(run, pixel_values))
+        _compare(report, classifier, reference, _logits(run, pixel_values))
     return report
 
 
@@ -302,7 +345,8 @@ def export(
     `out` (default: `<model folder>/onnx`) receives `model.onnx`, `model_int8.onnx`, the config and
     image processor (so `classify(..., model=out, backend="onnx")` works) and `export_report.json`.
     Image sets are folders or lists of pictures; by default crops of scikit-learn's sample photos.
-    Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`.
+    Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`; for a
+    multi-label model, when its sigmoid scores drift or int8 gives other label sets too often.
 
     >>> export("outputs/beans", quantize="int8").int8.top1_agreement  # doctest: +SKIP
     1.0
@@ -327,21 +371,30 @@ def export(
         model=str(getattr(classifier.config, "_name_or_path", "") or model),
         out_dir=str(out),
         sample_images=len(samples),
-        eager=_variant(None, classifier.forward, samples, None, latency_repeats),
-        onnx=_variant(onnx_path, _session_runner(onnx_path), samples, reference, latency_repeats),
+        eager=_variant(None, classifier.forward, samples, None, latency_repeats, classifier),
+        onnx=_variant(onnx_path, _session_runner(onnx_path), samples, reference, latency_repeats, classifier),
         min_int8_agreement=min_agreement,
     )
-    scale = max(1.0, float(reference.abs().max()))
-    if report.onnx.max_logit_diff > FP32_TOLERANCE * scale:
-        _save(report, out)
-        raise ExportError(
-            f"ONNX logits differ from PyTorch by up to {report.onnx.max_logit_diff:.3g} "
-            f"(tolerance {FP32_TOLERANCE * scale:.3g}); the export is wrong, do not deploy {onnx_path}"
-        )
+    _check_fp32(report, reference, onnx_path, out)
     if quantize == "int8":
         _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, latency_repeats)
     _save(report, out)
     return report
+
+
+def _check_fp32(report: ExportReport, reference: torch.Tensor, onnx_path: Path, out: Path) -> None:
+    """Refuse an fp32 export whose answers drift from PyTorch's: logits, or a multi-label model's sigmoid scores."""
+    if report.onnx.max_score_diff is not None:
+        what, difference, tolerance = "sigmoid scores", report.onnx.max_score_diff, FP32_TOLERANCE
+    else:
+        what, difference = "logits", report.onnx.max_logit_diff
+        tolerance = FP32_TOLERANCE * max(1.0, float(reference.abs().max()))
+    if difference > tolerance:
+        _save(report, out)
+        raise ExportError(
+            f"ONNX {what} differ from PyTorch by up to {difference:.3g} (tolerance {tolerance:.3g}); "
+            f"the export is wrong, do not deploy {onnx_path}"
+        )
 
 
 def _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, repeats) -> None:
@@ -351,16 +404,18 @@ def _add_int8(report, classifier, out, onnx_path, samples, reference, calibratio
     int8_path = out / INT8_NAME
     report.calibration_images = len(calibration)
     report.batchnorm_nodes_after_fusion = quantize_int8(onnx_path, int8_path, calibration)
-    report.int8 = _variant(int8_path, _session_runner(int8_path), samples, reference, repeats)
-    if report.int8.top1_agreement < report.min_int8_agreement:
+    report.int8 = _variant(int8_path, _session_runner(int8_path), samples, reference, repeats, classifier)
+    if report.int8.agreement < report.min_int8_agreement:
         int8_path.unlink()
         report.int8.path = None
-        report.notes.append("int8 model refused: top-1 agreement below min_int8_agreement")
+        kind = "label-set" if classifier.multi_label else "top-1"
+        report.notes.append(f"int8 model refused: {kind} agreement below min_int8_agreement")
         _save(report, out)
+        agrees = "gives the same label sets as" if classifier.multi_label else "agrees with"
         raise ExportError(
-            f"int8 model agrees with fp32 on {report.int8.top1_agreement:.1%} of {report.sample_images} sample "
-            f"images, below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with "
-            f"more images like the ones you will classify (--calibration-dir), or deploy {onnx_path} (fp32)"
+            f"int8 model {agrees} fp32 on {report.int8.agreement:.1%} of {report.sample_images} sample images, "
+            f"below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with more images "
+            f"like the ones you will classify (--calibration-dir), or deploy {onnx_path} (fp32)"
         )
 
 

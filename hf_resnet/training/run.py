@@ -258,7 +258,7 @@ def run(
         processing_class=processor,
         compute_metrics=compute_multi_label_metrics_for(fit_thresholds)
         if data.multi_label
-        else compute_metrics_for(training_args.metrics.split(",")),
+        else compute_metrics_for(training_args.metrics.split(","), data.labels),
         compute_loss_func=compute_loss,
         callbacks=callbacks,
         head_lr=head_lr,
