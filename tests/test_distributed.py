@@ -14,6 +14,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
 from hf_resnet.data.images import open_image
+from hf_resnet.training.ema import EMA_FILE
 
 
 def launch_two(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -221,9 +222,12 @@ def test_sync_bn_on_cpu_processes_is_refused_in_one_line_before_any_work(tiny_ch
     assert "hf_resnet run" not in result.stdout + result.stderr and not out.exists()  # no data scan, no model
 
 
-def _checkpoint_metrics(checkpoint: Path, val: Path) -> tuple[float, float]:
-    """(loss, accuracy) of a saved checkpoint on the validation folder, in one process with plain transformers."""
+def _checkpoint_metrics(checkpoint: Path, val: Path, averaged: bool = False) -> tuple[float, float]:
+    """(loss, accuracy) of a saved checkpoint (or its weight average) on the validation folder, in one process."""
     model = AutoModelForImageClassification.from_pretrained(checkpoint).eval()
+    if averaged:
+        state = load_file(str(checkpoint / EMA_FILE))
+        model.load_state_dict({name.removeprefix("module."): t for name, t in state.items() if name != "n_averaged"})
     processor = AutoImageProcessor.from_pretrained(checkpoint)
     paths = sorted(val.rglob("*.png"))
     labels = torch.tensor([model.config.label2id[p.parent.name] for p in paths])
@@ -243,6 +247,7 @@ def test_metrics_logged_during_two_process_training_are_those_of_the_saved_check
         *("--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "1"),
         *("--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "4"),
         *("--backbone_learning_rate", "0.05", "--learning_rate", "0.05"),  # big steps: each checkpoint differs
+        *("--ema_decay", "0.5"),  # the weight average, evaluated beside them, must be rank 0's saved one too
     ]
     result = launch_two(flags, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -253,6 +258,9 @@ def test_metrics_logged_during_two_process_training_are_those_of_the_saved_check
         loss, accuracy = _checkpoint_metrics(out / f"checkpoint-{entry['step']}", val)
         assert entry["eval_loss"] == pytest.approx(loss, abs=1e-5), entry
         assert entry["eval_accuracy"] == pytest.approx(accuracy, abs=1e-6), entry
+        loss, accuracy = _checkpoint_metrics(out / f"checkpoint-{entry['step']}", val, averaged=True)
+        assert entry["eval_ema_loss"] == pytest.approx(loss, abs=1e-5), entry
+        assert entry["eval_ema_accuracy"] == pytest.approx(accuracy, abs=1e-6), entry
 
 
 def test_multi_node_config_trains_as_two_machine_ranks_on_localhost(tiny_checkpoint, image_folders, tmp_path):
