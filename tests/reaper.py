@@ -1,6 +1,6 @@
 """Start a launcher, signal it once training is under way, and account for every process it started.
 
-    python reaper.py SIGNAL READY_PATH -- COMMAND...
+    python reaper.py SIGNAL READY_GLOB -- COMMAND...
 
 Runs as a child subreaper (Linux), so training processes orphaned by the launcher's death become
 its children instead of PID 1's: it can wait for them, read their exit codes and find any left
@@ -41,9 +41,10 @@ def _remember(names: dict) -> dict:
 
 
 def main(signal_name: str, ready: Path, command: list[str]) -> dict:
+    """`ready` is a glob (e.g. OUT/checkpoint-*): a single checkpoint may be rotated away between two looks."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     launcher = subprocess.Popen(command)
-    while not ready.exists():
+    while not any(ready.parent.glob(ready.name)):
         if launcher.poll() is not None:
             return {"error": f"launcher exited with {launcher.returncode} before {ready} appeared"}
         time.sleep(0.2)
