@@ -7,13 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-from PIL import Image
-from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
+# Set before huggingface_hub and datasets are imported: they read these once, at import.
 # Tests never reach the network; fail fast instead of waiting on timeouts.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -21,6 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests compare numbers exactly: training runs in fp32 unless a test asks for another precision (the user's
 # explicit choice, as far as hf_resnet can tell), whatever bf16 support the CPU has.
 os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "no")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification  # noqa: E402
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402
 
 TINY_SIZE = 32
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,6 +37,7 @@ from sklearn.metrics import (
 from transformers import AutoConfig, EvalPrediction
 
 import hf_resnet
+from hf_resnet.cli import main as cli
 from hf_resnet.data.sources import DataError
 from hf_resnet.evaluation.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
 from hf_resnet.hub.card import write_model_card
@@ -290,7 +291,7 @@ def test_evaluate_reads_a_dataset_split_by_name_and_matches_labels_by_name(tmp_p
     )
 
 
-def test_a_test_label_the_model_does_not_know_is_one_clear_line_and_nothing_is_written(tmp_path):
+def test_a_test_label_the_model_does_not_know_is_one_clear_line_and_nothing_is_written(tmp_path, monkeypatch, capfd):
     checkpoint = save_tiny_checkpoint(tmp_path / "plain")
     test = make_image_folder(tmp_path / "test", per_class=2, classes=("class_0", "zebra"))
     result = run_cli(["evaluate", "--model", str(checkpoint), "--test_dir", str(test), "--output_dir", "o"], tmp_path)
@@ -299,14 +300,18 @@ def test_a_test_label_the_model_does_not_know_is_one_clear_line_and_nothing_is_w
     assert last.startswith("hf-resnet evaluate: --test_dir") and "['zebra']" in last and "class_0" in last
     assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
 
+    # The other mistakes in this process (capfd sees all it writes), sparing a torch import each.
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
     for args, message in (
         (["--model", str(checkpoint)], "give exactly one test set"),
         (["--model", str(tmp_path / "nope"), "--test_dir", str(test)], "no such model folder"),
         (["--model", "someone/resnet", "--test_dir", str(test)], "pass --output_dir"),
         (["--model", str(checkpoint), "--test_dir", str(test), "--metrics", "acc"], "unknown metric(s) ['acc']"),
     ):
-        result = run_cli(["evaluate", *args], tmp_path)
-        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
+        code = cli(["evaluate", *args])
+        stderr = capfd.readouterr().err
+        assert code == 2 and message in stderr and "Traceback" not in stderr, (args, stderr)
     assert sorted(p.name for p in checkpoint.iterdir()) == [
         "config.json",
         "model.safetensors",
