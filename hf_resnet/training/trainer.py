@@ -25,7 +25,11 @@ logger = logging.getLogger(__name__)
 
 
 class ResNetTrainer(AtomicCheckpoints, Trainer):
-    """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints."""
+    """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints.
+
+    Its evaluations also score the weight average of a run that keeps one, and average over the test-time views
+    a run asks for.
+    """
 
     def __init__(
         self,
@@ -57,7 +61,7 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):
-        """The trained weights' evaluation, and the weight average's beside it (`<prefix>_ema_*`) when kept.
+        """The trained weights' evaluation, and the weight average's beside it (`<prefix>_ema_*`) in a run with one.
 
         Both land in one log entry and one metrics dict, so callbacks (early stopping, the Hub
         progress push) and `trainer_state.json` see them together; the best model is still chosen
