@@ -107,8 +107,12 @@ def choose(metrics: dict[str, float], metric: str, greater_is_better: bool, deca
     'ema'
     >>> choose({"eval_loss": 0.2, "eval_ema_loss": 0.3}, "loss", False, 0.99).kept
     'trained'
+    >>> choose({"eval_loss": 0.3, "eval_ema_loss": 0.2}, "top5_accuracy", True, 0.99).metric
+    'loss'
     """
     name = metric.removeprefix("eval_")
+    if f"eval_{name}" not in metrics:  # a metric that does not apply here (top-5 with 5 classes): judge by the loss
+        name, greater_is_better = "loss", False
     trained, averaged = metrics[f"eval_{name}"], metrics[f"eval_ema_{name}"]
     better = averaged > trained if greater_is_better else averaged < trained
     return AverageChoice(decay, name, trained, averaged, "ema" if better else "trained")
