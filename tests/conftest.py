@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -207,8 +208,6 @@ def label_sets(count: int) -> list[list[str]]:
 
 def make_multi_label_folder(root: Path, count: int = 24, seed: int = 0, sets: list[list[str]] | None = None) -> Path:
     """A multi-label image folder: PNG files and the metadata.jsonl listing each one's label set."""
-    import json
-
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -73,6 +73,11 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("run")
     train = make_image_folder(root / "train", per_class=16, classes=CLASSES, seed=1)
     val = make_image_folder(root / "val", per_class=7, classes=CLASSES, seed=2)  # 21: not a multiple of a batch
+    return _short_run(root, train, val), val
+
+
+def _short_run(root: Path, train: Path, val: Path) -> Path:
+    """Two epochs from a tiny checkpoint, no checkpoints kept: the output folder."""
     hf_resnet.finetune(
         model_name_or_path=str(save_tiny_checkpoint(root / "ckpt")),
         train_dir=str(train),
@@ -86,7 +91,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, Path]:
         report_to="none",
         disable_tqdm=True,
     )
-    return root / "out", val
+    return root / "out"
 
 
 # ----------------------------------------------------------------------------- the metric modules
@@ -408,20 +413,7 @@ def multi_label_run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("multi")
     train = make_multi_label_folder(root / "train", count=48, seed=1)
     val = make_multi_label_folder(root / "val", count=21, seed=2)  # 21: not a multiple of a batch
-    hf_resnet.finetune(
-        model_name_or_path=str(save_tiny_checkpoint(root / "ckpt")),
-        train_dir=str(train),
-        validation_dir=str(val),
-        output_dir=str(root / "out"),
-        num_train_epochs=2,
-        backbone_learning_rate=1e-2,
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-    )
-    return root / "out", val
+    return _short_run(root, train, val), val
 
 
 def test_evaluate_on_a_multi_label_runs_validation_folder_reproduces_its_eval_results(multi_label_run, tmp_path):

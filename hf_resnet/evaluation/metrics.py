@@ -121,17 +121,17 @@ _combined = functools.lru_cache(maxsize=8)(load_metrics)
 _confusion_matrix = functools.lru_cache(maxsize=1)(functools.partial(load_module, "confusion_matrix"))
 
 
-def per_class_recall(logits: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    """`recall/<label>` of every class: the share of its images predicted as it (0 for a class without images).
+def per_class_recall(report: dict) -> dict[str, float]:
+    """`recall/<label>` of every class in a `per_class_report` (0 for a class without images).
 
-    Read off the confusion-matrix module, as `per_class_report` is, so the logged recalls and the
-    saved per-class report never disagree; macro recall is their mean.
+    Read off the report, so the logged recalls and the saved per-class report never disagree;
+    macro recall is their mean.
 
-    >>> per_class_recall(np.array([[2.0, 1.0], [0.0, 3.0], [0.0, 1.0]]), np.array([0, 0, 1]), ["cat", "dog"])
+    >>> logits, labels = np.array([[2.0, 1.0], [0.0, 3.0], [0.0, 1.0]]), np.array([0, 0, 1])
+    >>> per_class_recall(per_class_report(logits, labels, ["cat", "dog"]))
     {'recall/cat': 0.5, 'recall/dog': 1.0}
     """
-    recall = per_class_report(logits, labels, list(names))["recall"]
-    return {f"{PER_CLASS_RECALL}{name}": float(value) for name, value in zip(names, recall)}
+    return {f"{PER_CLASS_RECALL}{name}": float(value) for name, value in zip(report["labels"], report["recall"])}
 
 
 def compute_metrics_for(names: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> Callable:
@@ -151,7 +151,7 @@ def compute_metrics_for(names: Sequence[str] | None = None, labels: Sequence[str
         logits = predictions[0] if isinstance(predictions, tuple) else predictions
         metrics = compute(logits, prediction.label_ids, names)
         if labels:
-            metrics |= per_class_recall(logits, prediction.label_ids, labels)
+            metrics |= per_class_recall(per_class_report(logits, prediction.label_ids, list(labels)))
         return metrics
 
     return compute_metrics

@@ -30,10 +30,10 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.images import open_image
-from ..data.multilabel import MULTI_LABEL
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..hub import card
+from ..model.multi_label import is_multi_label, stored_thresholds
 from ..model.tta import averaged, resolve_mode
 from .metrics import (
     applicable,
@@ -101,23 +101,12 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     return config, [config.id2label[index] for index in range(config.num_labels)]
 
 
-def _is_multi_label(config) -> bool:
-    return getattr(config, "problem_type", None) == MULTI_LABEL
-
-
 def _thresholds(model, config) -> list[float] | None:
-    """The per-class thresholds a multi-label run saved (None: 0.5 for every class, as `classify` uses)."""
-    stored = getattr(config, "thresholds", None)
-    if stored is None:
-        return None
-    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
-        return [float(stored)] * config.num_labels
-    if isinstance(stored, (list, tuple)) and len(stored) == config.num_labels:
-        return [float(value) for value in stored]
-    raise EvaluationError(
-        f"--model {model}: config.json thresholds {stored!r} should be one probability per label "
-        f"({config.num_labels}) or one for all; fix or remove it"
-    )
+    """The thresholds the run saved (None: 0.5 for every class, as `classify` uses), or a line naming the model."""
+    try:
+        return stored_thresholds(config)
+    except ValueError as error:
+        raise EvaluationError(f"--model {model}: {error}; fix or remove it") from None
 
 
 def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta="none"):
@@ -146,12 +135,12 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
     return torch.cat(logits), torch.cat(labels)
 
 
-def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], label_names: list[str], config) -> dict:
+def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], report: dict, config) -> dict:
     """The same numbers, under the same names, as training's eval_results.json (per-class recalls included)."""
     metrics = {
         "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
         **compute(logits.numpy(), labels.numpy(), applicable(names, logits.shape[1])),
-        **per_class_recall(logits.numpy(), labels.numpy(), label_names),
+        **per_class_recall(report),
     }
     temperature = getattr(config, "calibration_temperature", None)
     if temperature is not None and "ece" in names:
@@ -300,7 +289,7 @@ def evaluate(
     output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
     config, labels = _load_labels(model)
     tta = resolve_mode(tta, getattr(config, "tta", None))
-    multi_label = _is_multi_label(config)
+    multi_label = is_multi_label(config)
     names = parse_metric_names(metrics, multi_label=multi_label)
     thresholds = _thresholds(model, config) if multi_label else None
     accelerator = Accelerator()
@@ -324,8 +313,8 @@ def evaluate(
         measured = _measure_multi_label(logits, targets, names, thresholds)
         report = per_class_average_precision(logits.numpy(), targets.numpy(), labels)
     else:
-        measured = _measure(logits, targets, names, labels, config)
         report = per_class_report(logits.numpy(), targets.numpy(), labels)
+        measured = _measure(logits, targets, names, report, config)
     measured |= {"runtime": round(runtime, 4), "samples_per_second": round(len(targets) / runtime, 3)}
     results = {f"{PREFIX}_{key}": value for key, value in measured.items()}
     files = []

@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.images import Picture, describe, load_picture
 from ..hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
+from ..model.multi_label import is_multi_label, thresholds
 from ..model.tta import averaged, resolve_mode
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
@@ -77,13 +78,12 @@ class Classifier:
 
     @property
     def multi_label(self) -> bool:
-        return getattr(self.config, "problem_type", None) == "multi_label_classification"
+        return is_multi_label(self.config)
 
     @property
     def thresholds(self) -> torch.Tensor:
         """Per-class probabilities a multi-label answer needs: those tuned on validation, else 0.5."""
-        tuned = getattr(self.config, "thresholds", None)
-        return torch.tensor(tuned if tuned else [0.5] * self.config.num_labels, dtype=torch.float32)
+        return torch.tensor(thresholds(self.config), dtype=torch.float32)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.examples import EXAMPLES_DIR, find_examples
+from ..model.multi_label import is_multi_label, thresholds
 
 #: What `pip install "hf_resnet[demo]"` provides; said in one line when it is missing.
 GRADIO_MISSING = 'Gradio is not installed; the demo needs this optional extra: pip install "hf_resnet[demo]"'
@@ -23,8 +24,6 @@ GRADIO_MISSING = 'Gradio is not installed; the demo needs this optional extra: p
 HUB_FILES = ("*.json", "*.safetensors", "README.md", f"{EXAMPLES_DIR}/*")
 #: Labels shown for a single-label model; a visitor reads a few, not a thousand.
 DEFAULT_TOP_K = 5
-#: Score a label needs to be shown for a multi-label model whose config stores no threshold of its own.
-DEFAULT_THRESHOLD = 0.5
 #: Pixels of height for the input and Grad-CAM images: a 32 px or 224 px model view is shown large enough to read.
 IMAGE_HEIGHT = 320
 
@@ -104,16 +103,6 @@ def _base_model(recipe: dict) -> str:
     return "unknown (no recipe.json)"
 
 
-def _thresholds(config, labels: list[str]) -> list[float]:
-    # A multi-label model may store one threshold per label (a dict or a list) or one for all.
-    stored = getattr(config, "thresholds", None) or getattr(config, "threshold", None)
-    if isinstance(stored, dict):
-        return [float(stored.get(label, DEFAULT_THRESHOLD)) for label in labels]
-    if isinstance(stored, (list, tuple)) and len(stored) == len(labels):
-        return [float(value) for value in stored]
-    return [float(stored) if isinstance(stored, (int, float)) else DEFAULT_THRESHOLD] * len(labels)
-
-
 def read_facts(folder: Path, config, hub_id: str | None = None) -> ModelFacts:
     """The page's facts from a model folder: config labels, eval results, recipe, card, examples."""
     from huggingface_hub import constants
@@ -128,8 +117,8 @@ def read_facts(folder: Path, config, hub_id: str | None = None) -> ModelFacts:
         base_model=_base_model(_read_json(folder / "recipe.json")),
         card=f"{constants.ENDPOINT}/{hub_id}" if hub_id else (str(card) if card.is_file() else None),
         calibrated=float(getattr(config, "calibration_temperature", None) or 1.0) != 1.0,
-        multi_label=getattr(config, "problem_type", None) == "multi_label_classification",
-        thresholds=_thresholds(config, labels),
+        multi_label=is_multi_label(config),
+        thresholds=thresholds(config),
         examples=find_examples(folder),
     )
 

@@ -13,6 +13,7 @@ import torch
 import transformers
 from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_utils import PredictionOutput
 
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
@@ -136,21 +137,21 @@ def _multi_label_best(args: ResNetTrainingArguments) -> ResNetTrainingArguments:
     return dataclasses.replace(args, metric_for_best_model=MULTI_LABEL_BEST, greater_is_better=True)
 
 
-def _keep_better_weights(trainer: ResNetTrainer, average: WeightAverage, eval_images) -> tuple[AverageChoice, dict]:
+def _keep_better_weights(
+    trainer: ResNetTrainer, average: WeightAverage, eval_images
+) -> tuple[AverageChoice, dict, PredictionOutput | None]:
     """Evaluate the trained and the averaged weights on the validation split and keep the better in the model.
 
-    The figures of both go into eval_results.json (`eval_trained_*`, `eval_ema_*`); after this, the
-    run evaluates, calibrates and saves the model it keeps, alone.
+    Returns the choice, the figures of both for eval_results.json (`eval_trained_*`, `eval_ema_*`) and,
+    when the trained weights stay, their validation prediction, which the run then need not repeat;
+    after this, the run calibrates and saves the model it keeps, alone.
     """
-    compared = trainer.predict(eval_images, metric_key_prefix="eval").metrics
+    compared = trainer.predict(eval_images, metric_key_prefix="eval")
     metric = trainer.args.metric_for_best_model or "loss"
     greater = trainer.args.greater_is_better
     greater = not metric.endswith("loss") if greater is None else greater
-    choice = choose(compared, metric, greater, average.decay)
+    choice = choose(compared.metrics, metric, greater, average.decay)
     trainer.weight_average = None
-    if choice.kept == "ema":
-        average.copy_to(trainer.model)
-        trainer.save_model()
     logger.info(
         "Weight average: validation %s %.4g averaged vs %.4g trained; keeping the %s weights",
         choice.metric,
@@ -159,7 +160,12 @@ def _keep_better_weights(trainer: ResNetTrainer, average: WeightAverage, eval_im
         "averaged" if choice.kept == "ema" else "trained",
     )
     figures = {f"eval_trained_{choice.metric}": choice.trained, f"eval_ema_{choice.metric}": choice.averaged}
-    return choice, figures
+    if choice.kept == "trained":
+        trained = {key: value for key, value in compared.metrics.items() if not key.startswith("eval_ema_")}
+        return choice, figures, compared._replace(metrics=trained)
+    average.copy_to(trainer.model)
+    trainer.save_model()
+    return choice, figures, None
 
 
 def run(
@@ -290,12 +296,13 @@ def run(
         )
         return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
 
-    choice, compared = None, {}
+    choice, compared, prediction = None, {}, None
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
     with reused_host_memory(enabled=on_cpu):
         if average is not None and average.started:
-            choice, compared = _keep_better_weights(trainer, average, eval_images)
-        prediction = trainer.predict(eval_images, metric_key_prefix="eval")
+            choice, compared, prediction = _keep_better_weights(trainer, average, eval_images)
+        if prediction is None:
+            prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
