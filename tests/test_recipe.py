@@ -137,7 +137,7 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "config", sorted((ROOT / "hf_resnet" / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name
+    "config", sorted((ROOT / "hf_resnet" / "config" / "configs").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_shipped_configs_parse(config):
     model_args, data_args, training_args = parse_args([str(config)])
