@@ -119,11 +119,6 @@ def test_transform_is_callable_on_pil_images_like_a_torchvision_transform():
     assert first.shape == (3, SIZE, SIZE) and torch.equal(first, transform(image))
 
 
-def test_unknown_auto_augment_is_refused():
-    with pytest.raises(ValueError, match="--auto_augment 'autoaug'"):
-        augment(auto_augment="autoaug")
-
-
 def test_batch_mix_keeps_label_mass_and_is_off_by_default():
     assert build_batch_mix(3, DataArguments()) is None
     mix = build_batch_mix(3, DataArguments(mixup_alpha=0.2, cutmix_alpha=1.0))

@@ -259,8 +259,6 @@ def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
     >>> build_train_transform(default_image_processor(), DataArguments()).geometry.height
     224
     """
-    if data_args.auto_augment not in ("none", "trivial", "rand"):
-        raise ValueError(f"--auto_augment {data_args.auto_augment!r}: choose none, trivial or rand")
     return TrainAugment(
         geometry=processor_geometry(processor),
         crop_scale=(data_args.crop_scale_min, 1.0),

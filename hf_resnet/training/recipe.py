@@ -17,7 +17,7 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from ..config.checks import ArgumentError, check_arguments
+from ..config.checks import ArgumentError, validate
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
 from ..data.images import ImageError
@@ -73,12 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError, OSError) as error:
         return _usage_error(error)
     try:
-        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load;
-        # run() checks again (cheaply) because the Python API enters there.
-        check_arguments(model_args, data_args, training_args, log=False)
+        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
+        validated = validate(model_args, data_args, training_args)
         from .run import run
 
-        result = run(model_args, data_args, training_args)
+        result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return _usage_error(error)
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort

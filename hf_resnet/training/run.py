@@ -16,7 +16,7 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
 from ..config.arguments import ResNetTrainingArguments
-from ..config.checks import check_arguments, check_labels
+from ..config.checks import Validated, check_labels, validate
 from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
@@ -34,6 +34,7 @@ from ..evaluation.metrics import (
     per_class_average_precision,
     per_class_report,
 )
+from ..flags import named
 from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
@@ -105,7 +106,6 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> 
 
 def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads, average=None) -> dict:
     """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card."""
-    augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
     return {
         **portable_arguments(model_args, data_args, args),
         "dataset": portable_description(data.description, data_args),
@@ -113,8 +113,12 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
             "frozen": frozen,
             "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
             "unfreeze_at_epoch": args.unfreeze_at_epoch,
-            "augmentation": {key: getattr(data_args, key) for key in augmentation}
-            | {"label_smoothing": args.label_smoothing_factor},
+            # The flags declared for the card's augmentation table (hf_resnet/flags.py), from every dataclass.
+            "augmentation": {
+                key: getattr(arguments, key)
+                for arguments in (data_args, args)
+                for key in named(type(arguments), card="augmentation")
+            },
             "epochs": args.num_train_epochs,
             "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
             "optimizer": getattr(args.optim, "value", args.optim),
@@ -176,13 +180,19 @@ def run(
     dataset=None,
     config=None,
     callbacks: list[TrainerCallback] | None = None,
+    validated: Validated | None = None,
 ) -> FinetuneResult:
-    """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
+    """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`.
+
+    `validated`: what `config.checks.validate` found for these arguments, when the caller already ran it.
+    """
     _setup_logging(training_args)
     stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
     # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
-    resume_from = check_arguments(model_args, data_args, training_args, dataset, config)
+    if validated is None:
+        validated = validate(model_args, data_args, training_args, dataset, config)
+    resume_from = validated.resume_from
     threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
@@ -253,8 +263,9 @@ def run(
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
-        values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
-        run_folder.start(Path(training_args.output_dir), values, replace=training_args.overwrite_output_dir)
+        run_folder.start(
+            Path(training_args.output_dir), validated.fingerprint, replace=training_args.overwrite_output_dir
+        )
     PartialState().wait_for_everyone()
     trainer = ResNetTrainer(
         model=model,
