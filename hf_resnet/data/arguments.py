@@ -120,6 +120,13 @@ class DataArguments:
         bounds="[0, 1]",
         card="augmentation",
     )
+    vflip: float = flag(
+        0.0,
+        "Vertical flip probability: for images without an up and down (aerial, satellite, microscopy, textures).",
+        result=True,
+        bounds="[0, 1]",
+        card="augmentation",
+    )
     auto_augment: str = flag(
         "none",
         "none, trivial (TrivialAugmentWide) or rand.",

@@ -173,6 +173,7 @@ class Plan:
     flip: bool
     erase: tuple[int, int, int, int]  # erased patch in output pixels; zero size = none
     aug_seed: int  # seeds the auto-augment operation and magnitude
+    vflip: bool = False  # upside down (drawn last, so the other draws are those of a run without it)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class TrainAugment:
     hflip: float
     auto_augment: str
     random_erasing: float
+    vflip: float = 0.0
 
     def plan(self, height: int, width: int, seed: int) -> Plan:
         """Draw a sample's crop, flip, erased patch and auto-augment seed from `seed` and the image size.
@@ -199,7 +201,10 @@ class TrainAugment:
         box = crop_box(rng, height, width, self.crop_scale)
         flip = rng.random() < self.hflip
         erase = erase_box(rng, self.geometry.height, self.geometry.width, self.random_erasing)
-        return Plan(box=box, flip=flip, erase=erase, aug_seed=rng.getrandbits(63))
+        aug_seed = rng.getrandbits(63)
+        return Plan(
+            box=box, flip=flip, erase=erase, aug_seed=aug_seed, vflip=self.vflip > 0 and rng.random() < self.vflip
+        )
 
     @functools.cached_property
     def _auto(self) -> Callable | None:
@@ -229,6 +234,8 @@ class TrainAugment:
             image = TF.resize(crop, size, interpolation=interpolation, antialias=True)
             if plan.flip:
                 image = image.flip(-1)
+            if plan.vflip:
+                image = image.flip(-2)
             if self._auto is not None:
                 with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
                     torch.manual_seed(plan.aug_seed)
@@ -263,6 +270,7 @@ def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
         geometry=processor_geometry(processor),
         crop_scale=(data_args.crop_scale_min, 1.0),
         hflip=data_args.hflip,
+        vflip=data_args.vflip,
         auto_augment=data_args.auto_augment,
         random_erasing=data_args.random_erasing,
     )
