@@ -19,12 +19,12 @@ from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
+from ..flags import problems
 from ..model.arguments import BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
 from ..training import run_folder
 from .arguments import ResNetTrainingArguments
-from ..flags import problems
 
 logger = logging.getLogger(__name__)
 
