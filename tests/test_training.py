@@ -8,7 +8,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
 from hf_resnet.data.images import open_image
-from hf_resnet.model.parts import part_of
+from hf_resnet.families.resnet import FAMILY as RESNET
 from hf_resnet.training.arguments import ResNetTrainingArguments
 from hf_resnet.training.trainer import ResNetTrainer
 
@@ -20,7 +20,7 @@ def _state(path):
 
 
 def _by_part(state, part):
-    return {name: tensor for name, tensor in state.items() if part_of(name) == part}
+    return {name: tensor for name, tensor in state.items() if RESNET.part_of(name) == part}
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from ..data.arguments import DataArguments
+from ..families import checkpoint_family
 from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, TTA_MODES, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
@@ -223,6 +224,8 @@ def _check_paths(model_args, data_args, dataset, config) -> None:
             model_args.model_name_or_path, need_processor=False
         ):  # the processor has a default
             raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
+        # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
+        checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
 
 
 def _check_devices(args) -> None:

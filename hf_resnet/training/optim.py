@@ -11,8 +11,9 @@ import math
 
 from torch import nn
 
+from ..families import HEAD
 from ..model.arguments import BACKBONE_PARTS
-from ..model.parts import HEAD, named_parameters_by_part
+from ..model.parts import named_parameters_by_part
 from .arguments import ResNetTrainingArguments
 
 

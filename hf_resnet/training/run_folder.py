@@ -16,6 +16,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from ..families import config_labels, family_of
 from ..model.loading import safetensors_problem
 from .arguments import RECIPE_TRAINING_FLAGS
 
@@ -69,8 +70,6 @@ RESUMABLE_CHANGES = (
 #: Machine settings that change the numbers a run computes, though recipe.json leaves them to whoever reruns it.
 MACHINE_KEYS = ("sync_bn", "world_size", "bf16", "fp16")
 TRAINING_KEYS = tuple(flag for flag in RECIPE_TRAINING_FLAGS if flag not in RESUMABLE_CHANGES) + MACHINE_KEYS
-#: The layout fields of a `ResNetConfig` passed to `finetune(config=...)`.
-LAYOUT_KEYS = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
 
 
 def _plain(value):
@@ -88,8 +87,8 @@ def fingerprint(model_args, data_args, training_args, dataset=None, config=None)
     values |= {key: _plain(getattr(training_args, key)) for key in TRAINING_KEYS}
     if dataset is not None:
         values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
-    if config is not None:
-        values["layout"] = {key: _plain(getattr(config, key, None)) for key in LAYOUT_KEYS}
+    if config is not None:  # a layout passed to `finetune(config=...)`: its family names the fields that shape it
+        values["layout"] = {key: _plain(getattr(config, key, None)) for key in family_of(config).layout_keys}
     return values
 
 
@@ -173,10 +172,10 @@ def read_state(checkpoint: Path) -> dict:
 def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     """The class names a checkpoint was trained on, from its config.json."""
     try:
-        id2label = json.loads((checkpoint / "config.json").read_text())["id2label"]
-    except (OSError, ValueError, KeyError):
+        config = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, ValueError):
         return None
-    return [id2label[key] for key in sorted(id2label, key=int)]
+    return config_labels(config) or None
 
 
 def start(output_dir: Path, values: dict, replace: bool) -> None:
