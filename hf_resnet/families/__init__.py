@@ -41,7 +41,7 @@ def config_value(config: Any, key: str, default: Any = None) -> Any:
 
 
 def model_type(config: Any) -> str | None:
-    """A config's `model_type`; a timm config.json on the Hub has none, and counts as `timm_wrapper` as for AutoConfig."""
+    """A config's `model_type`; a timm config.json on the Hub names none and is `timm_wrapper`, as for AutoConfig."""
     value = config_value(config, "model_type")
     if value is None and isinstance(config, Mapping):
         from transformers.utils.generic import is_timm_config_dict
