@@ -16,9 +16,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from ..config.arguments import RECIPE_TRAINING_FLAGS
 from ..families import config_labels, family_of
 from ..model.loading import safetensors_problem
-from .arguments import RECIPE_TRAINING_FLAGS
 
 logger = logging.getLogger(__name__)
 
