@@ -130,14 +130,15 @@ class SkipFrozen:
     """
 
     def __init__(self, model: nn.Module, parts: int):
-        self.modules = _front(model, parts)
+        self.model, self.modules = model, _front(model, parts)
         for module in self.modules:
-            module.forward = self._skipping(module, module.forward)
+            module.forward = self._skipping(module.forward)
 
-    @staticmethod
-    def _skipping(module: nn.Module, forward):
+    def _skipping(self, forward):
+        # The model's mode, not the module's: a frozen BatchNorm of the front (timm's stem `bn1` is one) holds
+        # itself in eval mode, and must still be skipped while the model trains.
         def maybe_skip(hidden, *args, **kwargs):
-            return hidden if module.training else forward(hidden, *args, **kwargs)
+            return hidden if self.model.training else forward(hidden, *args, **kwargs)
 
         return maybe_skip
 
