@@ -155,6 +155,18 @@ def test_grad_cam_explains_the_timm_network_on_its_last_stage(finetuned, tmp_pat
     assert kept[-1].shape == (2, 512, 2, 2) and torch.equal(kept[-1], outputs.hidden_states[-1])
 
 
+def test_the_output_pushes_with_a_card_naming_the_base_model_and_loads_back_from_the_hub(finetuned, hub):
+    result, _, _, val = finetuned
+    hf_resnet.push(result.output_dir, "user/timm-shapes")
+    pushed = hub.files("user/timm-shapes")
+    card = pushed["README.md"].decode()
+    assert f"base_model: {REPO}" in card and "- timm" in card and "A timm ResNet (resnet10t) image classifier" in card
+    assert "pretrained_cfg" in json.loads(pushed["config.json"])  # the processor travels in config.json
+    image = str(next(val.rglob("*.png")))
+    from_hub = pipeline("image-classification", model="user/timm-shapes", device="cpu")(image, top_k=1)
+    assert from_hub == pipeline("image-classification", model=str(result.output_dir), device="cpu")(image, top_k=1)
+
+
 def test_multi_label_with_ema_tta_and_gradual_unfreezing_on_a_timm_checkpoint(hub, tmp_path):
     rng = np.random.default_rng(3)
     for split, count in (("train", 24), ("val", 9)):
