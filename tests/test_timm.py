@@ -128,6 +128,10 @@ def test_the_output_loads_in_the_transformers_pipeline_and_in_classify_with_the_
         answer = hf_resnet.classify(str(image), model=str(result.output_dir), top_k=3, precision="fp32")
         assert answer[0]["label"] == expected[0]["label"], image
         assert [entry["label"] for entry in answer] == [entry["label"] for entry in expected]
+    # hf-resnet evaluate scores the validation folder as training's last evaluation did.
+    trained = json.loads((result.output_dir / "eval_results.json").read_text())
+    scored = hf_resnet.evaluate(str(result.output_dir), test_dir=str(val), output_dir=str(val.parent / "scores"))
+    assert scored.metrics["test_accuracy"] == pytest.approx(trained["eval_accuracy"])
 
 
 def test_the_output_exports_to_onnx_with_the_parity_check(finetuned, tmp_path):

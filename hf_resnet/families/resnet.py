@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 
-from ..data.transforms import set_processor_size
 from ..model.arguments import ARCHITECTURES
 from ..model.loading import load_errors
 from . import HEAD, Family, model_type
@@ -107,6 +106,8 @@ class TransformersResNet(Family):
     def image_processor(self, path: str | None, model, image_size: int | None = None, **hub):
         """The checkpoint's `AutoImageProcessor`; microsoft/resnet-50's preprocessing where it has none."""
         from transformers import AutoImageProcessor
+
+        from ..data.transforms import set_processor_size
 
         processor = None
         if path:
