@@ -81,6 +81,15 @@ def test_a_timm_checkpoint_loads_with_a_fresh_head_for_the_new_labels(timm_folde
     assert folder_problem(tmp_path / "saved") is None  # no preprocessor_config.json: config.json holds it
 
 
+def test_a_timm_head_of_the_same_classes_is_kept_and_of_other_classes_reset(timm_folder):
+    from safetensors.torch import load_file
+
+    head = load_file(str(timm_folder / "model.safetensors"))["fc.weight"]
+    same = TIMM_RESNET.load(str(timm_folder), [f"LABEL_{i}" for i in range(5)])  # the names its config implies
+    other = TIMM_RESNET.load(str(timm_folder), ["a", "b", "c", "d", "e"])
+    assert torch.equal(same.timm_model.fc.weight, head) and not torch.equal(other.timm_model.fc.weight, head)
+
+
 def test_the_timm_processor_is_read_for_training_and_resized_in_the_saved_config(timm_folder):
     model = TIMM_RESNET.load(str(timm_folder), ["a", "b"])
     processor = TIMM_RESNET.image_processor(str(timm_folder), model)

@@ -62,7 +62,8 @@ class TimmResNet(Family):
                 path, **label_fields(labels), ignore_mismatched_sizes=True, **hub
             )
         if not same_classes(config, labels):
-            model.timm_model.reset_classifier(len(labels))  # timm's own fresh head, as `timm.create_model` makes it
+            # Same class count but other classes (or a resized head): the old weights mean nothing here.
+            model.timm_model.get_classifier().reset_parameters()
             logger.info("New %d-class head on %s (its %d-class head is dropped)", len(labels), path, config.num_labels)
         return model
 
