@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..data.arguments import DataArguments
 from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
+from ..families import checkpoint_family
 from ..flags import problems
 from ..model.arguments import BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.loading import source_problem
@@ -196,6 +197,8 @@ def _check_paths(model_args, data_args, dataset, config) -> None:
             model_args.model_name_or_path, need_processor=False
         ):  # the processor has a default
             raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
+        # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
+        checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
 
 
 def _check_devices(args) -> None:

@@ -79,14 +79,27 @@ def _size_value(size, key_options):
 def processor_geometry(processor) -> Geometry:
     """Read the output size, mean/std and interpolation of an image processor.
 
-    Handles the three conventions in transformers: `crop_size` (most CNN processors),
-    `size={"height", "width"}` (ViT-style) and `size={"shortest_edge"}` (ConvNext/ResNet, which
-    centre-crops to a square of that edge below 384 px).
+    Handles the conventions in transformers: `crop_size` (most CNN processors),
+    `size={"height", "width"}` (ViT-style), `size={"shortest_edge"}` (ConvNext/ResNet, which
+    centre-crops to a square of that edge below 384 px), and the timm data config of a
+    `TimmWrapperImageProcessor` (`data_config`: `input_size`, `interpolation`, `mean`, `std`).
 
     >>> from transformers import ConvNextImageProcessor
     >>> processor_geometry(ConvNextImageProcessor(size={"shortest_edge": 224})).height
     224
     """
+    timm = getattr(processor, "data_config", None)
+    if timm is not None:
+        _, height, width = timm["input_size"]
+        interpolation = timm.get("interpolation", "bicubic")
+        return Geometry(
+            height=int(height),
+            width=int(width),
+            mean=tuple(timm["mean"]),
+            std=tuple(timm["std"]),
+            # timm's "random" draws a kernel per image; training keeps to one, its default
+            interpolation=InterpolationMode(interpolation if interpolation != "random" else "bicubic"),
+        )
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     height = _size_value(crop, ("height",)) or _size_value(processor.size, ("height", "shortest_edge"))
     width = _size_value(crop, ("width",)) or _size_value(processor.size, ("width", "shortest_edge"))
@@ -262,7 +275,7 @@ def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
     """Training augmentation producing the processor's output size and normalisation.
 
     >>> from hf_resnet.config import DataArguments
-    >>> from hf_resnet.model import default_image_processor
+    >>> from hf_resnet.families.resnet import default_image_processor
     >>> build_train_transform(default_image_processor(), DataArguments()).geometry.height
     224
     """

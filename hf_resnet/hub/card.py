@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..data.examples import find_examples
 from ..evaluation.plots import plot_average_precision, plot_confusion_matrix, plot_training_curves
+from ..families import config_labels, known_family
 from ..model.loading import HUB_ID
 
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
@@ -102,11 +103,6 @@ def _number(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- what the folder says
-
-
-def _labels(config: dict) -> list[str]:
-    id2label = config.get("id2label", {})
-    return [id2label[str(i)] if str(i) in id2label else id2label.get(i, str(i)) for i in range(len(id2label))]
 
 
 def _eval_metrics(output_dir: Path) -> dict[str, float]:
@@ -229,7 +225,12 @@ def _other_results(path: Path, own: list[EvalResult]) -> list[EvalResult]:
 
 
 def _metadata(
-    model_name: str, recipe: dict, metrics: dict[str, float], previous_card: Path, widget: list[dict] | None
+    model_name: str,
+    recipe: dict,
+    metrics: dict[str, float],
+    previous_card: Path,
+    widget: list[dict] | None,
+    family_tags: tuple[str, ...] = (),
 ) -> ModelCardData:
     dataset_id, _ = _dataset(recipe)
     base_model, _ = _base_model(recipe)
@@ -244,7 +245,7 @@ def _metadata(
         base_model=base_model,
         license=_license(recipe),
         datasets=[dataset_id] if dataset_id else None,
-        tags=["image-classification", "vision", "resnet", "hf_resnet"],
+        tags=["image-classification", "vision", "resnet", *family_tags, "hf_resnet"],
         metrics=sorted({result.metric_type for result in results}) or None,
         eval_results=results or None,
         widget=widget,
@@ -465,7 +466,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     metrics = _eval_metrics(output_dir)
     report = _read_json(output_dir / "eval_per_class.json")
     history = _read_json(output_dir / "trainer_state.json").get("log_history", [])
-    labels = _labels(config) or list(report.get("labels", []))
+    labels = config_labels(config) or list(report.get("labels", []))
     model_name = repo_id.split("/")[-1] if repo_id else output_dir.resolve().name
 
     has_matrix = bool(report.get("confusion_matrix"))
@@ -480,7 +481,10 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     shown = ", ".join(_cell(label) for label in labels[:20]) + (
         f" and {len(labels) - 20} more" if len(labels) > 20 else ""
     )
-    summary = f"A ResNet image classifier {base} on {dataset} with hf_resnet."
+    family = known_family(config)
+    summary = (
+        f"A {family.describe(config) if family else 'ResNet'} image classifier {base} on {dataset} with hf_resnet."
+    )
     if labels:
         summary += f" It sorts images into {len(labels)} classes: {shown}."
     if "accuracy" in metrics:
@@ -503,6 +507,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         if part is not None
     )
     path = output_dir / "README.md"
-    data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels))
+    tags = family.card_tags if family else ()
+    data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels), tags)
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
     return path

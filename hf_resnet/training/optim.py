@@ -12,8 +12,9 @@ import math
 from torch import nn
 
 from ..config.arguments import ResNetTrainingArguments
+from ..families import HEAD
 from ..model.arguments import BACKBONE_PARTS
-from ..model.parts import HEAD, named_parameters_by_part
+from ..model.parts import named_parameters_by_part
 
 
 def part_learning_rates(head_lr: float, backbone_lr: float, lr_decay: float = 1.0) -> dict[str, float]:

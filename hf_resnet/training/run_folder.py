@@ -16,6 +16,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from ..families import config_labels, family_of
 from ..flags import fingerprint_names
 from ..model.loading import safetensors_problem
 
@@ -37,8 +38,6 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 #: Machine settings that change the numbers a run computes and are not flags: the process count.
 MACHINE_VALUES = ("world_size",)
-#: The layout fields of a `ResNetConfig` passed to `finetune(config=...)`.
-LAYOUT_KEYS = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
 
 
 def _plain(value):
@@ -61,8 +60,8 @@ def fingerprint(model_args, data_args, training_args, dataset=None, config=None)
     values |= {key: _plain(getattr(training_args, key)) for key in training}
     if dataset is not None:
         values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
-    if config is not None:
-        values["layout"] = {key: _plain(getattr(config, key, None)) for key in LAYOUT_KEYS}
+    if config is not None:  # a layout passed to `finetune(config=...)`: its family names the fields that shape it
+        values["layout"] = {key: _plain(getattr(config, key, None)) for key in family_of(config).layout_keys}
     return values
 
 
@@ -146,10 +145,10 @@ def read_state(checkpoint: Path) -> dict:
 def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     """The class names a checkpoint was trained on, from its config.json."""
     try:
-        id2label = json.loads((checkpoint / "config.json").read_text())["id2label"]
-    except (OSError, ValueError, KeyError):
+        config = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, ValueError):
         return None
-    return [id2label[key] for key in sorted(id2label, key=int)]
+    return config_labels(config) or None
 
 
 def start(output_dir: Path, values: dict, replace: bool) -> None:
