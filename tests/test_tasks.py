@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import PretrainedConfig
 
+from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.tasks import MULTI_LABEL, SINGLE_LABEL, MultiLabel, SingleLabel, task_for
 from hf_resnet.tasks.multi_label import stored_thresholds
-from hf_resnet.training.arguments import ResNetTrainingArguments
 
 LABELS = ["cat", "dog", "fox"]
 

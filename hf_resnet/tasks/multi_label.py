@@ -164,7 +164,7 @@ class MultiLabel(Task):
         return captions
 
     def plot_per_class(self, report: dict, path, where: str = "validation"):
-        from ..hub.card import plot_average_precision
+        from ..evaluation.plots import plot_average_precision
 
         return plot_average_precision(report, path, f"{self.per_class_title} ({where})")
 

@@ -75,7 +75,7 @@ class SingleLabel(Task):
         ]
 
     def plot_per_class(self, report: dict, path, where: str = "validation"):
-        from ..hub.card import plot_confusion_matrix
+        from ..evaluation.plots import plot_confusion_matrix
 
         return plot_confusion_matrix(report, path, title=f"{self.per_class_title} ({where})")
 
