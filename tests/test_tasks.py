@@ -123,6 +123,15 @@ def test_multi_label_answers_hold_every_label_at_or_above_its_stored_threshold()
     assert MultiLabel().label_set(nothing, config) == [2]  # explain still draws the top label
 
 
+def test_a_label_over_its_own_threshold_is_answered_before_a_higher_score_under_its_threshold():
+    config = _config(problem_type=MULTI_LABEL, thresholds={"dog": 0.2, "fox": 0.9})  # cat: the default 0.5
+    scores = MultiLabel().scores(torch.tensor([[0.5, -1.0, 1.0]]), config)[0]  # sigmoids 0.62, 0.27, 0.73
+    answer = MultiLabel().answer(scores, config, top_k=None)
+    assert [entry["label"] for entry in answer] == ["cat", "dog"]  # fox scores highest but misses its 0.9
+    assert answer[1]["score"] == pytest.approx(float(torch.sigmoid(torch.tensor(-1.0))))
+    assert MultiLabel().label_set(scores, config) == [0, 1]
+
+
 def test_stored_thresholds_read_every_form_a_config_may_hold():
     assert stored_thresholds(_config()) is None
     assert stored_thresholds(_config(thresholds=0.3)) == [0.3] * 3

@@ -139,14 +139,15 @@ class Task:
         raise NotImplementedError
 
     def answer(self, scores: torch.Tensor, config, top_k: int | None) -> list[dict[str, Any]]:
-        """One image's answer in the pipeline's shape, best first: [{"label", "score"}, ...]."""
-        k = min(self.answer_size(scores, config), config.num_labels if top_k is None else top_k)
-        values, indices = torch.sort(scores, descending=True, stable=True)
-        return [{"label": config.id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
+        """One image's answer in the pipeline's shape, best first and at most `top_k`: [{"label", "score"}, ...]."""
+        return [
+            {"label": config.id2label[index], "score": float(scores[index])}
+            for index in self.answered(scores, config)[:top_k]
+        ]
 
-    def answer_size(self, scores: torch.Tensor, config) -> int:
-        """How many labels one image's answer may hold at most (before `top_k`)."""
-        return config.num_labels
+    def answered(self, scores: torch.Tensor, config) -> list[int]:
+        """The class indices one image's answer may name, best first."""
+        raise NotImplementedError
 
     def label_set(self, scores: torch.Tensor, config) -> list[int]:
         """The class indices one image's answer names, best first (explain draws one map per each)."""

@@ -181,14 +181,14 @@ class MultiLabel(Task):
         """One independent sigmoid per class, of logits / temperature (1 unless a config says otherwise)."""
         return torch.sigmoid(logits.float() / self.temperature(config))
 
-    def answer_size(self, scores: torch.Tensor, config) -> int:
-        return int((scores >= _limits(config)).sum())
+    def answered(self, scores: torch.Tensor, config) -> list[int]:
+        """The labels at or above their own thresholds, best first: none, one or several."""
+        over = torch.nonzero(scores >= _limits(config)).flatten()
+        return over[torch.argsort(scores[over], descending=True, stable=True)].tolist()
 
     def label_set(self, scores: torch.Tensor, config) -> list[int]:
-        """Labels at or above their thresholds, best first; the top one when none is, so a map is always drawn."""
-        over = torch.nonzero(scores >= _limits(config)).flatten()
-        best_first = over[torch.argsort(scores[over], descending=True, stable=True)].tolist()
-        return best_first or [int(scores.argmax())]
+        """The answered labels; the top one when none is, so a map is always drawn."""
+        return self.answered(scores, config) or [int(scores.argmax())]
 
     def shown(self, answer: list[dict], thresholds: dict[str, float], top_k: int) -> list[dict]:
         """Every label over its threshold, however many (`top_k` is for rankings)."""

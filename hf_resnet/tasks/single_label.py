@@ -116,6 +116,10 @@ class SingleLabel(Task):
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=-1)
 
+    def answered(self, scores: torch.Tensor, config) -> list[int]:
+        """Every class, ranked."""
+        return torch.argsort(scores, descending=True, stable=True).tolist()
+
     def label_set(self, scores: torch.Tensor, config) -> list[int]:
         return [int(scores.argmax())]
 
