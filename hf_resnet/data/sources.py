@@ -26,6 +26,7 @@ from ..data.arguments import DataArguments
 from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image
 from ..data.multilabel import (
     MULTI_LABEL,
+    SINGLE_LABEL,
     MetadataError,
     from_label_lists,
     is_list_feature,
@@ -56,8 +57,13 @@ class ImageData:
     validation: Dataset
     labels: list[str]
     description: str
-    #: Whether `label` holds multi-hot rows (any number of classes per image) instead of one class index.
-    multi_label: bool = False
+    #: The task the data is (`hf_resnet.tasks.task_for` picks it): MULTI_LABEL when `label` holds multi-hot
+    #: rows (any number of classes per image) instead of one class index.
+    problem_type: str = SINGLE_LABEL
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI_LABEL
 
 
 def _listing(problems: list[str]) -> str:
@@ -201,7 +207,7 @@ def _load_multi_label_folders(data_args: DataArguments, seed: int) -> ImageData:
         validation = from_label_lists(val_paths, val_lists, labels)
     else:
         train, validation = split_random(train, data_args.validation_split, seed, "--train_dir")
-    return ImageData(train, validation, labels, description, multi_label=True)
+    return ImageData(train, validation, labels, description, MULTI_LABEL)
 
 
 def split_random(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
@@ -368,13 +374,13 @@ def _multi_label_datasets(data, data_args: DataArguments, seed: int, description
         _check_known(present, labels, f"{description} split {val_name!r}")
         validation = _multi_label_split(raw_val, image_column, label_column, labels)
         validation = _verify_split(validation, data_args, f"{description} {val_name}")
-    return ImageData(train, validation, labels, description, multi_label=True)
+    return ImageData(train, validation, labels, description, MULTI_LABEL)
 
 
 def _as_multi_label(data: ImageData) -> ImageData:
     """Single-label data read as multi-label (`--problem_type multi_label_classification`): one label per image."""
     data.train, data.validation = (to_multi_hot(split, data.labels) for split in (data.train, data.validation))
-    data.multi_label = True
+    data.problem_type = MULTI_LABEL
     return data
 
 

@@ -24,7 +24,7 @@ from datasets import Image as ImageFeature
 from ..data.arguments import DataArguments
 from ..data.image_datasets import sample_seed
 from ..data.images import open_image
-from ..data.multilabel import MULTI_LABEL, feature_class_names
+from ..data.multilabel import MULTI_LABEL, SINGLE_LABEL, feature_class_names
 from ..data.sources import (
     VALIDATION_SPLIT_NAMES,
     DataError,
@@ -125,8 +125,8 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
             f"{labels}{' (lists)' if listed else ''}; both splits need the same label feature"
         )
     check_class_count(labels, where)
-    multi_label = listed or data_args.problem_type == MULTI_LABEL
-    if multi_label:
+    problem_type = MULTI_LABEL if listed else data_args.problem_type or SINGLE_LABEL
+    if problem_type == MULTI_LABEL:
         train, validation = (_multi_hot(split, len(labels), listed) for split in (train, validation))
     if data_args.max_eval_samples is not None:
         validation = validation.take(data_args.max_eval_samples)
@@ -134,4 +134,4 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
     # it like any other, each image counted once (uneven streamed shards would desynchronise the ranks).
     validation = datasets.Dataset.from_list(list(validation), features=validation.features)
     train = train.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
-    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", multi_label=multi_label)
+    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", problem_type)

@@ -333,17 +333,22 @@ def _pick_one(mixes: list) -> Callable:
     return mix
 
 
-def build_batch_mix(num_labels: int, data_args: DataArguments, multi_label: bool = False) -> Callable | None:
-    """Mixup and/or CutMix on a whole batch (one of the two per batch when both are on), or None."""
-    if multi_label:
-        mixes = [MultiHotMix(data_args.mixup_alpha)] if data_args.mixup_alpha > 0 else []
-        mixes += [MultiHotMix(data_args.cutmix_alpha, cutmix=True)] if data_args.cutmix_alpha > 0 else []
-        return None if not mixes else mixes[0] if len(mixes) == 1 else _pick_one(mixes)
+def _one_of(mixes: list, choose: Callable = _pick_one) -> Callable | None:
+    return None if not mixes else mixes[0] if len(mixes) == 1 else choose(mixes)
+
+
+def build_batch_mix(num_labels: int, data_args: DataArguments) -> Callable | None:
+    """Mixup and/or CutMix on a whole batch of class indices (one of the two per batch when both are on), or None."""
     mixes = []
     if data_args.mixup_alpha > 0:
         mixes.append(T.MixUp(alpha=data_args.mixup_alpha, num_classes=num_labels))
     if data_args.cutmix_alpha > 0:
         mixes.append(T.CutMix(alpha=data_args.cutmix_alpha, num_classes=num_labels))
-    if not mixes:
-        return None
-    return mixes[0] if len(mixes) == 1 else T.RandomChoice(mixes)
+    return _one_of(mixes, T.RandomChoice)
+
+
+def build_multi_hot_mix(data_args: DataArguments) -> Callable | None:
+    """The same for multi-hot targets (`MultiHotMix`), which torchvision's versions refuse."""
+    mixes = [MultiHotMix(data_args.mixup_alpha)] if data_args.mixup_alpha > 0 else []
+    mixes += [MultiHotMix(data_args.cutmix_alpha, cutmix=True)] if data_args.cutmix_alpha > 0 else []
+    return _one_of(mixes)

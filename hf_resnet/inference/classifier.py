@@ -24,9 +24,9 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from ..data.images import Picture, describe, load_picture
 from ..model.loading import ModelLoadError, check_model_source, load_errors
-from ..model.multi_label import is_multi_label, thresholds
 from ..model.tta import averaged, resolve_mode
 from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
+from ..tasks import Task, task_for
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -72,18 +72,9 @@ class Classifier:
     precision: str = "fp32"
 
     @property
-    def temperature(self) -> float:
-        """The fitted calibration temperature stored in the config (1.0 when none was fitted)."""
-        return float(getattr(self.config, "calibration_temperature", None) or 1.0)
-
-    @property
-    def multi_label(self) -> bool:
-        return is_multi_label(self.config)
-
-    @property
-    def thresholds(self) -> torch.Tensor:
-        """Per-class probabilities a multi-label answer needs: those tuned on validation, else 0.5."""
-        return torch.tensor(thresholds(self.config), dtype=torch.float32)
+    def task(self) -> Task:
+        """What the config says the model answers: a ranking of classes, or (multi-label) a label set."""
+        return task_for(self.config)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""
@@ -91,13 +82,7 @@ class Classifier:
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities: softmax (or sigmoid, as the pipeline chooses) of logits / temperature."""
-        logits = logits.float() / self.temperature
-        problem = getattr(self.config, "problem_type", None)
-        if problem == "regression":
-            return logits
-        if problem == "multi_label_classification" or self.config.num_labels == 1:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)
+        return self.task.scores(logits, self.config)
 
 
 #: Precisions `classify` runs a PyTorch model in; "auto" is bf16 where the hardware runs it natively.
@@ -260,15 +245,6 @@ def load_classifier(
 # ----------------------------------------------------------------------------- classify
 
 
-def _top_k(classifier: Classifier, scores: torch.Tensor, top_k: int | None) -> list[dict[str, Any]]:
-    k = classifier.config.num_labels if top_k is None else min(top_k, classifier.config.num_labels)
-    if classifier.multi_label:  # the label set: every class at or above its threshold, best first
-        k = min(k, int((scores >= classifier.thresholds).sum()))
-    values, indices = torch.sort(scores, descending=True, stable=True)
-    id2label = classifier.config.id2label
-    return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
-
-
 def classify(
     image: Picture | Sequence[Picture],
     model: str | os.PathLike | torch.nn.Module | Classifier = "microsoft/resnet-50",
@@ -312,5 +288,5 @@ def classify(
         pixels = classifier.preprocess(pictures)
         logits = averaged(classifier.forward, pixels, mode)
         scores = classifier.scores(logits)
-        answers.extend(_top_k(classifier, row, top_k) for row in scores)
+        answers.extend(classifier.task.answer(row, classifier.config, top_k) for row in scores)
     return answers[0] if single else answers

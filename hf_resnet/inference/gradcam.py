@@ -168,11 +168,7 @@ def label_set(classifier: Classifier, pixel_values: torch.Tensor) -> list[int]:
     """
     with torch.inference_mode():
         scores = classifier.scores(classifier.forward(pixel_values))[0]
-    if not classifier.multi_label:
-        return [int(scores.argmax())]
-    over = torch.nonzero(scores >= classifier.thresholds).flatten()
-    best_first = over[torch.argsort(scores[over], descending=True, stable=True)].tolist()
-    return best_first or [int(scores.argmax())]
+    return classifier.task.label_set(scores, classifier.config)
 
 
 def labelled_path(out: str | os.PathLike, label: str) -> Path:

@@ -268,29 +268,10 @@ def compare_logits(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[fl
     return round(difference, 6), agreement
 
 
-def compare_label_sets(
-    reference: torch.Tensor, candidate: torch.Tensor, thresholds: torch.Tensor
-) -> tuple[float, float]:
-    """(largest absolute sigmoid-score difference, share of images with the same label set at `thresholds`).
-
-    >>> compare_label_sets(torch.tensor([[3.0, -3.0], [0.1, 0.0]]), torch.tensor([[3.0, -3.0], [-0.1, 0.0]]),
-    ...                    torch.tensor([0.5, 0.5]))
-    (0.049958, 0.5)
-    """
-    reference, candidate = torch.sigmoid(reference.float()), torch.sigmoid(candidate.float())
-    difference = float((reference - candidate).abs().max())
-    agreement = float(((reference >= thresholds) == (candidate >= thresholds)).all(dim=-1).float().mean())
-    return round(difference, 6), agreement
-
-
 def _compare(report: VariantReport, classifier: Classifier, reference: torch.Tensor, candidate: torch.Tensor) -> None:
     report.max_logit_diff, report.top1_agreement = compare_logits(reference, candidate)
-    if classifier.multi_label:  # scores as classify computes them: sigmoid of logits / temperature
-        temperature = classifier.temperature
-        report.top1_agreement = None
-        report.max_score_diff, report.label_set_agreement = compare_label_sets(
-            reference / temperature, candidate / temperature, classifier.thresholds
-        )
+    for name, value in classifier.task.compare(reference, candidate, classifier.config).items():
+        setattr(report, name, value)  # a multi-label model's label sets, in place of its top-1
 
 
 def _session_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -408,10 +389,9 @@ def _add_int8(report, classifier, out, onnx_path, samples, reference, calibratio
     if report.int8.agreement < report.min_int8_agreement:
         int8_path.unlink()
         report.int8.path = None
-        kind = "label-set" if classifier.multi_label else "top-1"
+        kind, agrees = classifier.task.agreement_kind, classifier.task.agrees_with
         report.notes.append(f"int8 model refused: {kind} agreement below min_int8_agreement")
         _save(report, out)
-        agrees = "gives the same label sets as" if classifier.multi_label else "agrees with"
         raise ExportError(
             f"int8 model {agrees} fp32 on {report.int8.agreement:.1%} of {report.sample_images} sample images, "
             f"below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with more images "
