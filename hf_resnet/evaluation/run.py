@@ -282,9 +282,6 @@ def evaluate(
     (or True), "crops", "flip+crops"; None (the default) does what the model was calibrated with.
     A multi-label model is scored on label sets (a metadata folder, a list label column; class
     sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
-
-    >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
-    0.95
     """
     output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
     config, labels = _load_labels(model)

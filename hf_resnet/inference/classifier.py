@@ -157,11 +157,7 @@ def find_onnx_file(folder: Path) -> Path:
 
 
 def onnx_session(path: str | os.PathLike) -> Any:
-    """An ONNX Runtime CPU session with full graph optimisation (fuses Conv+BN+ReLU, QDQ into int8 kernels).
-
-    >>> onnx_session("model.onnx").get_inputs()[0].name  # doctest: +SKIP
-    'pixel_values'
-    """
+    """An ONNX Runtime CPU session with full graph optimisation (fuses Conv+BN+ReLU, QDQ into int8 kernels)."""
     import onnxruntime  # optional: the [export] extra
 
     options = onnxruntime.SessionOptions()
@@ -227,9 +223,6 @@ def load_classifier(
     `processor` or from the folder or Hub id it was loaded from. `backend="onnx"` runs
     `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU; `model` may then also be
     the `.onnx` file itself. `precision` ("auto", "fp32", "bf16"): see `resolve_precision`.
-
-    >>> load_classifier("outputs/beans").config.id2label  # doctest: +SKIP
-    {0: 'angular_leaf_spot', 1: 'bean_rust', 2: 'healthy'}
     """
     if isinstance(model, Classifier):
         return model
@@ -290,9 +283,6 @@ def classify(
     `tta` averages the logits over a few views of each image (`model/tta.py`): "flip" (or True) the
     image and its mirror image, "crops" five shifted crops, "flip+crops" both; None (the default)
     does what the model was calibrated with (config `tta`, set by training with `--tta`), else one pass.
-
-    >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
-    [{'label': 'healthy', 'score': 0.97}]
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

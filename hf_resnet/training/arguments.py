@@ -50,11 +50,7 @@ def default_num_workers() -> int:
 
 
 def default_mixed_precision() -> tuple[bool, bool, str]:
-    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`.
-
-    >>> default_mixed_precision()[2]  # doctest: +SKIP
-    'CPU with native bf16 (avx512_bf16)'
-    """
+    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`."""
     choices = launcher_choices()
     own = os.environ.get("ACCELERATE_MIXED_PRECISION")
     if not choices.launched and own in LAUNCHER_PRECISIONS:  # set by the user for this very process
