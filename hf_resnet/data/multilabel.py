@@ -23,7 +23,6 @@ from datasets import Image as ImageFeature
 
 MULTI_LABEL = "multi_label_classification"
 SINGLE_LABEL = "single_label_classification"
-PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 #: Separator of several labels in one `metadata.csv` cell (a comma would clash with the CSV's own).
 CSV_LABEL_SEPARATOR = ";"

@@ -1,10 +1,9 @@
-"""Building the network: a checkpoint with a new head, or a fresh v1/v1.5 ResNet; freezing parts of it.
+"""Building the network of a run: a checkpoint with a head sized for the run's labels, or a fresh v1/v1.5 ResNet.
 
-Freezing means two things, and both matter for transfer learning: frozen parameters get no
-gradient, and frozen BatchNorm layers stay in eval mode so their running statistics keep
-describing the pretraining data instead of drifting towards a small fine-tuning set (which
-silently changes what the frozen convolutions compute). A forward pre-hook enforces the eval
-mode because `Trainer` calls `model.train()` at every step.
+The head is reset whenever the checkpoint's classes are not the run's, even at the same count: old
+class weights would start the new classes from someone else's answers. Which parts start frozen is
+decided here (a checkpoint's early parts by default, nothing for random features); `freezing.py` says
+what freezing does.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ from .freezing import freeze
 from .loading import check_model_source, load_errors
 
 logger = logging.getLogger(__name__)
-
-_FROZEN_HOOK = "_hf_resnet_frozen_bn_hook"
 
 
 def default_image_processor(size: int = 224) -> ConvNextImageProcessor:

@@ -1,4 +1,4 @@
-"""Building the network: a checkpoint with a new head, or a fresh v1/v1.5 ResNet; freezing parts of it.
+"""Freezing parts of a network for transfer learning, and thawing them again.
 
 Freezing means two things, and both matter for transfer learning: frozen parameters get no
 gradient, and frozen BatchNorm layers stay in eval mode so their running statistics keep
