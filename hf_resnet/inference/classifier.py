@@ -233,9 +233,9 @@ def load_classifier(
             raise ValueError("backend='onnx' needs a model folder or .onnx file, not a loaded torch model")
         torch_device = pick_device(device)
         if processor is None:
-            source = getattr(model.config, "_name_or_path", "")
+            source = model.config.name_or_path
             if not source:
-                raise ValueError("this model has no _name_or_path to load its image processor from; pass processor=")
+                raise ValueError("this model has no name_or_path to load its image processor from; pass processor=")
             processor = _load_processor(source)
         _prepare_model(model, torch_device)
         precision = resolve_precision(precision, torch_device)

@@ -320,7 +320,7 @@ def _logits(run: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Ten
 def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         return Path(model) / "onnx"
-    name = model if isinstance(model, (str, os.PathLike)) else model.config._name_or_path or "model"
+    name = model if isinstance(model, (str, os.PathLike)) else model.config.name_or_path or "model"
     return Path(str(name).replace("/", "--") + "-onnx")
 
 
@@ -359,7 +359,7 @@ def export(
     classifier.config.save_pretrained(out)
     classifier.processor.save_pretrained(out)
     report = ExportReport(
-        model=str(getattr(classifier.config, "_name_or_path", "") or model),
+        model=str(classifier.config.name_or_path or model),
         out_dir=str(out),
         sample_images=len(samples),
         eager=_variant(None, classifier.forward, samples, None, latency_repeats, classifier),
