@@ -33,8 +33,9 @@ from ..data.images import open_image
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..hub import card
+from ..inference.prediction import model_forward, predict, prepare_model
 from ..model.multi_label import is_multi_label, stored_thresholds
-from ..model.tta import averaged, resolve_mode
+from ..model.tta import resolve_mode
 from .metrics import (
     applicable,
     compute,
@@ -118,20 +119,17 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
         num_workers=workers,
     )
     loader = accelerator.prepare(loader)
-    model = model.to(accelerator.device).eval()
+    # fp32 whatever the machine: the figures a model card reports should not depend on the CPU that measured them.
+    forward = model_forward(prepare_model(model, accelerator.device), accelerator.device, "fp32")
     logits, labels = [], []
-
-    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        return model(pixel_values=pixel_values).logits.float()
-
     progress = tqdm(loader, desc="Evaluating", disable=not accelerator.is_local_main_process)
-    with torch.inference_mode():
-        for batch in progress:
-            pixels = batch["pixel_values"]
-            output = averaged(forward, pixels, tta)
-            gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
-            logits.append(gathered_logits.cpu())
-            labels.append(gathered_labels.cpu())
+    for batch, output in predict(forward, progress, tta):
+        # Gathered on the device: NCCL moves only device tensors.
+        gathered_logits, gathered_labels = accelerator.gather_for_metrics(
+            (output.to(accelerator.device), batch["labels"])
+        )
+        logits.append(gathered_logits.cpu())
+        labels.append(gathered_labels.cpu())
     return torch.cat(logits), torch.cat(labels)
 
 

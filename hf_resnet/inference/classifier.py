@@ -26,7 +26,8 @@ from ..data.images import Picture, describe, load_picture
 from ..hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
 from ..model.multi_label import is_multi_label, thresholds
-from ..model.tta import averaged, resolve_mode
+from ..model.tta import resolve_mode
+from .prediction import model_forward, predict, prepare_model
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -120,26 +121,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if cpu_bf16_speedup(torch.get_num_threads()) >= MIN_BF16_SPEEDUP else "fp32"
 
 
-def _torch_forward(
-    model: torch.nn.Module, device: torch.device, precision: str = "fp32"
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    dtype = next(model.parameters()).dtype  # a checkpoint saved in bf16/fp16 loads (and runs) as such
-    bf16 = precision == "bf16" and dtype == torch.float32
-
-    @torch.inference_mode()
-    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        pixel_values = pixel_values.to(device, dtype).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(pixel_values=pixel_values).logits.float().cpu()
-
-    return forward
-
-
-def _prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
-    return model.eval().to(device=device, memory_format=torch.channels_last)
-
-
 def find_onnx_file(folder: Path) -> Path:
     """The exported ONNX file for a model folder (`model.onnx` there or in its `onnx/` subfolder).
 
@@ -205,8 +186,8 @@ def _load_cached(location: str, stamp: int, device: str, backend: str, precision
     with load_errors(location, "--model"):
         model = AutoModelForImageClassification.from_pretrained(location)
         processor = AutoImageProcessor.from_pretrained(location)
-    model = _prepare_model(model, torch_device)
-    forward = _torch_forward(model, torch_device, precision)
+    model = prepare_model(model, torch_device)
+    forward = model_forward(model, torch_device, precision)
     return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
 
 
@@ -237,9 +218,9 @@ def load_classifier(
             if not source:
                 raise ValueError("this model has no name_or_path to load its image processor from; pass processor=")
             processor = _load_processor(source)
-        _prepare_model(model, torch_device)
+        prepare_model(model, torch_device)
         precision = resolve_precision(precision, torch_device)
-        forward = _torch_forward(model, torch_device, precision)
+        forward = model_forward(model, torch_device, precision)
         return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
     location = os.fspath(model)
     torch_device = torch.device("cpu") if backend == "onnx" else pick_device(device)
@@ -295,12 +276,14 @@ def classify(
     names = [None] * len(sources) if single else [f"item {i} {describe(s)}" for i, s in enumerate(sources)]
     classifier = load_classifier(model, device=device, backend=backend, precision=precision)
     mode = resolve_mode(tta, getattr(classifier.config, "tta", None))
+
+    def batches():  # pictures are opened a batch at a time: a long list never sits in memory decoded
+        for start in range(0, len(sources), batch_size):
+            chunk = range(start, min(start + batch_size, len(sources)))
+            yield {"pixel_values": classifier.preprocess([load_picture(sources[i], names[i]) for i in chunk])}
+
     answers = []
-    for start in range(0, len(sources), batch_size):
-        chunk = range(start, min(start + batch_size, len(sources)))
-        pictures = [load_picture(sources[i], names[i]) for i in chunk]
-        pixels = classifier.preprocess(pictures)
-        logits = averaged(classifier.forward, pixels, mode)
+    for _, logits in predict(classifier.forward, batches(), mode):
         scores = classifier.scores(logits)
         answers.extend(_top_k(classifier, row, top_k) for row in scores)
     return answers[0] if single else answers
