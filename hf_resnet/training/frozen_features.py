@@ -152,7 +152,7 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
     `split` is a `datasets.Dataset` with `image` and `label` columns, `args` the run's
     `ResNetTrainingArguments` (device, eval batch size, workers, mixed precision).
     """
-    parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see training/checks.py
+    parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see config/checks.py
     autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     images = EvalImages(split, eval_transform)
     # Each process computes a contiguous share, then every process receives all of them, in order: N devices

@@ -18,7 +18,7 @@ from ..data.arguments import DataArguments
 from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, TTA_MODES, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
-from . import run_folder
+from ..training import run_folder
 from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
 
 logger = logging.getLogger(__name__)
