@@ -28,7 +28,7 @@ EMBEDDED_ARGS: dict[str, object] = {
     "image_size": DIGIT_SIZE,
     "hflip": 0.0,  # a mirrored 2 is not a 2
     "crop_scale_min": 0.5,  # digits fill the frame; tiny crops would cut them apart
-    "num_train_epochs": 8,  # past the accuracy plateau, well inside the 5-minute budget (docs/benchmarks.md)
+    "num_train_epochs": 8,  # well inside the 5-minute budget on 2 CPU cores (docs/benchmarks.md, Quick start)
     "per_device_train_batch_size": 64,
     "learning_rate": 2e-3,
     "output_dir": "outputs/digits-resnet18",
