@@ -115,11 +115,7 @@ def _verify(sources: list, names: list[str], what: str) -> dict[int, str]:
 
 
 def scan_image_folder(root: str | Path, data_args: DataArguments, argument: str) -> tuple[list[str], list[str]]:
-    """List `root/<class>/**/<image>` as (paths, class names), checking every file on the way.
-
-    >>> scan_image_folder("photos/train", DataArguments(), "--train_dir")  # doctest: +SKIP
-    (['/abs/photos/train/cat/1.jpg', ...], ['cat', ...])
-    """
+    """List `root/<class>/**/<image>` as (paths, class names), checking every file on the way."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{argument} {root}: no such directory")
@@ -387,12 +383,7 @@ def _as_multi_label(data: ImageData) -> ImageData:
 def load_image_data(
     data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None
 ) -> ImageData:
-    """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset.
-
-    >>> data = load_image_data(DataArguments(train_dir="photos/train"))  # doctest: +SKIP
-    >>> data.labels
-    ['cat', 'dog']
-    """
+    """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset."""
     if dataset is not None:
         data = _from_datasets(dataset, data_args, seed, "the dataset passed to finetune()")
     elif data_args.train_dir:
@@ -483,8 +474,6 @@ def load_labelled_split(
     model multi-hot rows over them (a single-label set giving one-label rows); a label the model does
     not know is an error naming it, while model classes without images are only left out of the averages.
     Label sets for a single-label model are an error: it cannot be scored on them.
-
-    >>> images, where = load_labelled_split(["cat", "dog"], DataArguments(), "photos/test")  # doctest: +SKIP
     """
     if test_dir is not None:
         images, description = _labelled_folder(test_dir, labels, data_args, multi_label), str(test_dir)

@@ -97,10 +97,7 @@ def _multi_hot(split: datasets.IterableDataset, num_labels: int, is_list: bool) 
 
 
 def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
-    """Open train and validation splits as streams, with the labels from the dataset's features.
-
-    >>> data = load_stream(DataArguments(dataset_name="food101", streaming=True), seed=0)  # doctest: +SKIP
-    """
+    """Open train and validation splits as streams, with the labels from the dataset's features."""
     where = f"--dataset_name {data_args.dataset_name}" if data is None else "the streamed dataset"
     if data is None:
         if not data_args.dataset_name:

@@ -28,8 +28,9 @@ from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
+from ..inference.prediction import model_forward, predict, prepare_model
 from ..model.loading import HUB_ID
-from ..model.tta import averaged, resolve_mode
+from ..model.tta import resolve_mode
 from ..tasks import Task, task_for
 from .plots import plot_mistakes
 
@@ -105,20 +106,17 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
         num_workers=workers,
     )
     loader = accelerator.prepare(loader)
-    model = model.to(accelerator.device).eval()
+    # fp32 whatever the machine: the figures a model card reports should not depend on the CPU that measured them.
+    forward = model_forward(prepare_model(model, accelerator.device), accelerator.device, "fp32")
     logits, labels = [], []
-
-    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        return model(pixel_values=pixel_values).logits.float()
-
     progress = tqdm(loader, desc="Evaluating", disable=not accelerator.is_local_main_process)
-    with torch.inference_mode():
-        for batch in progress:
-            pixels = batch["pixel_values"]
-            output = averaged(forward, pixels, tta)
-            gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
-            logits.append(gathered_logits.cpu())
-            labels.append(gathered_labels.cpu())
+    for batch, output in predict(forward, progress, tta):
+        # Gathered on the device: NCCL moves only device tensors.
+        gathered_logits, gathered_labels = accelerator.gather_for_metrics(
+            (output.to(accelerator.device), batch["labels"])
+        )
+        logits.append(gathered_logits.cpu())
+        labels.append(gathered_labels.cpu())
     return torch.cat(logits), torch.cat(labels)
 
 
@@ -167,9 +165,6 @@ def evaluate(
     (or True), "crops", "flip+crops"; None (the default) does what the model was calibrated with.
     A multi-label model is scored on label sets (a metadata folder, a list label column; class
     sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
-
-    >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
-    0.95
     """
     output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
     config, labels = _load_labels(model)

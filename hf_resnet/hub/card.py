@@ -422,9 +422,6 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
     `hf_resnet.push`) names the model in the usage examples and points the Hub widget at the kept
     example images; without it they use the folder. `space_id` links the card to a demo Space.
-
-    >>> write_model_card("outputs/beans", repo_id="me/resnet-beans")  # doctest: +SKIP
-    PosixPath('outputs/beans/README.md')
     """
     output_dir = Path(output_dir)
     config = _read_json(output_dir / "config.json")

@@ -139,10 +139,7 @@ def predict(classifier, facts: ModelFacts, image: Any, top_k: int = DEFAULT_TOP_
 
 
 def build_demo(model: str | os.PathLike, device: str | None = None, top_k: int = DEFAULT_TOP_K):
-    """The Gradio `Blocks` of the demo for a model folder or Hub id (call `.launch()` on it, or use `launch`).
-
-    >>> build_demo("outputs/beans").launch()  # doctest: +SKIP
-    """
+    """The Gradio `Blocks` of the demo for a model folder or Hub id (call `.launch()` on it, or use `launch`)."""
     folder, hub_id = model_folder(model)
     return _build(folder, hub_id, device, top_k)
 

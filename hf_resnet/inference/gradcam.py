@@ -150,9 +150,6 @@ def explain(
     Pass `out` to also write the overlay PNG. The map covers the model's view of the image
     (after the processor's resize and centre crop), which `Explanation.image` holds. For every
     label of a multi-label model's answer, see `explain_labels`.
-
-    >>> explain("dog.jpg", model="outputs/pets", out="cam.png").label  # doctest: +SKIP
-    'dog'
     """
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])
@@ -191,9 +188,6 @@ def explain_labels(
 
     A multi-label image can show several things; one map of the top label would hide where the
     others were seen. With `out`, each overlay is written to `labelled_path(out, label)`.
-
-    >>> [e.label for e in explain_labels("street.jpg", model="outputs/street", out="cam.png")]  # doctest: +SKIP
-    ['car', 'bicycle']
     """
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])

@@ -157,9 +157,6 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, example: torch.
     """Write `model` as ONNX with input `pixel_values` (any batch size, height and width) and output `logits`.
 
     A ResNet pools globally before its head, so one file serves every image size a processor is set to.
-
-    >>> export_onnx(model, "out/model.onnx", torch.randn(1, 3, 224, 224))  # doctest: +SKIP
-    PosixPath('out/model.onnx')
     """
 
     class Logits(torch.nn.Module):  # ONNX wants tensors out, not transformers' output objects
@@ -207,9 +204,6 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     ONNX Runtime's pre-processing folds each BatchNorm into the preceding Conv first, so one
     int8 Conv does the work of Conv+BN. Weights are quantized per channel (int8), activations
     per tensor (uint8) with ranges measured on `calibration` (N, 3, H, W) pixel values.
-
-    >>> quantize_int8("out/model.onnx", "out/model_int8.onnx", pixel_values)  # doctest: +SKIP
-    0
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -307,7 +301,7 @@ def _logits(run: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Ten
 def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         return Path(model) / "onnx"
-    name = model if isinstance(model, (str, os.PathLike)) else model.config._name_or_path or "model"
+    name = model if isinstance(model, (str, os.PathLike)) else model.config.name_or_path or "model"
     return Path(str(name).replace("/", "--") + "-onnx")
 
 
@@ -328,9 +322,6 @@ def export(
     Image sets are folders or lists of pictures; by default crops of scikit-learn's sample photos.
     Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`; for a
     multi-label model, when its sigmoid scores drift or int8 gives other label sets too often.
-
-    >>> export("outputs/beans", quantize="int8").int8.top1_agreement  # doctest: +SKIP
-    1.0
     """
     if format != "onnx":
         raise ValueError(f"format must be 'onnx', not {format!r}")
@@ -349,7 +340,7 @@ def export(
     classifier.config.save_pretrained(out)
     classifier.processor.save_pretrained(out)
     report = ExportReport(
-        model=str(getattr(classifier.config, "_name_or_path", "") or model),
+        model=str(classifier.config.name_or_path or model),
         out_dir=str(out),
         sample_images=len(samples),
         eager=_variant(None, classifier.forward, samples, None, latency_repeats, classifier),

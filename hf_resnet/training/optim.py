@@ -34,7 +34,9 @@ def parameter_groups(
 ) -> list[dict]:
     """AdamW groups named `<part>` and `<part>/no_decay`; BatchNorm and bias parameters get no weight decay.
 
-    >>> [group["name"] for group in parameter_groups(model, 1e-3, 1e-5)][:2]  # doctest: +SKIP
+    >>> from transformers import ResNetConfig, ResNetForImageClassification
+    >>> model = ResNetForImageClassification(ResNetConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1]))
+    >>> [group["name"] for group in parameter_groups(model, 1e-3, 1e-5)][:2]
     ['embedder', 'embedder/no_decay']
     """
     rates = part_learning_rates(head_lr, backbone_lr, lr_decay)

@@ -103,11 +103,6 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     `dataset` may be a `datasets.Dataset` or `DatasetDict` with an image and a label column;
     `config` a `transformers.ResNetConfig` to train from scratch with that exact layout;
     `callbacks` extra `transformers.TrainerCallback`s.
-
-    >>> result = hf_resnet.finetune(model_name_or_path="microsoft/resnet-50", dataset_name="beans",
-    ...                             output_dir="outputs/beans")  # doctest: +SKIP
-    >>> result.metrics["eval_accuracy"]  # doctest: +SKIP
-    0.97
     """
     fields = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in ARGUMENT_CLASSES}
     unknown = set(kwargs) - set().union(*fields.values())
