@@ -10,34 +10,58 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 MODULES_DIR = Path(__file__).with_name("modules")
 #: Top-k accuracy's k; reported only with more than k classes, where it can differ from 1.0.
 TOP_K = 5
-#: Name in results files and `--metrics` -> (module in modules/, its config name).
+
+
+class Metric(NamedTuple):
+    """One metric, declared once: what computes it and how the model card and the Hub name it."""
+
+    #: The module in modules/ that computes it, and that module's config name.
+    module: str
+    config: str | None
+    #: Its name for people (the card's results table and the model-index entry).
+    title: str
+    #: The model-index metric type Hub leaderboards read; None: not reported there.
+    hub_type: str | None = None
+    #: Smaller is better (the Trainer assumes larger is, unless the name ends in "loss").
+    lower_is_better: bool = False
+
+
+#: Name in results files and `--metrics` -> how it is computed and named. Adding a metric is a module in
+#: modules/ and a line here (and its test); `--metrics`, the card and the model-index follow.
 METRICS = {
-    "accuracy": ("accuracy", None),
-    "balanced_accuracy": ("balanced_accuracy", None),
-    "f1_macro": ("f1", "macro"),
-    "f1_weighted": ("f1", "weighted"),
-    "precision_macro": ("precision", "macro"),
-    "recall_macro": ("recall", "macro"),
-    f"top{TOP_K}_accuracy": ("top_k_accuracy", str(TOP_K)),
-    "ece": ("expected_calibration_error", None),
+    "accuracy": Metric("accuracy", None, "Accuracy", "accuracy"),
+    "balanced_accuracy": Metric("balanced_accuracy", None, "Balanced accuracy", "balanced_accuracy"),
+    "f1_macro": Metric("f1", "macro", "Macro F1", "f1"),
+    "f1_weighted": Metric("f1", "weighted", "Weighted F1", "f1_weighted"),
+    "precision_macro": Metric("precision", "macro", "Macro precision", "precision"),
+    "recall_macro": Metric("recall", "macro", "Macro recall", "recall"),
+    f"top{TOP_K}_accuracy": Metric("top_k_accuracy", str(TOP_K), f"Top-{TOP_K} accuracy", f"top_{TOP_K}_accuracy"),
+    "ece": Metric("expected_calibration_error", None, "Expected calibration error (15 bins)", lower_is_better=True),
 }
 #: The same for multi-label models (sigmoid scores, label sets); F1 and exact match at the per-class thresholds.
 MULTI_LABEL_METRICS = {
-    "map": ("mean_average_precision", None),
-    "f1_micro": ("multi_label_f1", "micro"),
-    "f1_macro": ("multi_label_f1", "macro"),
-    "exact_match": ("exact_match", None),
+    "map": Metric("mean_average_precision", None, "Mean average precision (mAP)", "map"),
+    "f1_micro": Metric("multi_label_f1", "micro", "Micro F1 (at the per-class thresholds)", "f1_micro"),
+    "f1_macro": Metric("multi_label_f1", "macro", "Macro F1", "f1"),
+    "exact_match": Metric("exact_match", None, "Exact-match ratio (whole label set right)", "exact_match"),
+}
+#: Names of results that no metric module computes: the loss and what calibration fits.
+RESULT_TITLES = {
+    "loss": "Loss",
+    "ece_calibrated": "ECE after temperature scaling (fitted on this split)",
+    "temperature": "Calibration temperature (applied by hf_resnet.classify)",
 }
 #: What a multi-label run keeps its best model by when the one asked for is a single-label metric (the default).
 MULTI_LABEL_BEST = "map"
 #: Metrics where smaller is better (the Trainer assumes larger is, unless the name ends in "loss").
-LOWER_IS_BETTER = ("ece",)
+LOWER_IS_BETTER = tuple(name for name, metric in METRICS.items() if metric.lower_is_better)
 #: Names `--metric_for_best_model` may use besides METRICS.
 OTHER_RESULTS = ("loss",)
 #: Prefix of the per-class recalls every single-label evaluation reports (`eval_recall/<label>`): one
@@ -97,7 +121,7 @@ def load_metrics(names: Sequence[str]):
     """One `evaluate.combine` of the named metrics; each result keeps its name (they never collide)."""
     import evaluate
 
-    return evaluate.combine({name: load_module(*METRICS[name]) for name in names})
+    return evaluate.combine({name: load_module(METRICS[name].module, METRICS[name].config) for name in names})
 
 
 def compute(logits: np.ndarray, labels: np.ndarray, names: Sequence[str] | None = None) -> dict[str, float]:
@@ -160,7 +184,9 @@ def compute_metrics_for(names: Sequence[str] | None = None, labels: Sequence[str
 def load_multi_label_metrics():
     import evaluate
 
-    return evaluate.combine({name: load_module(*spec) for name, spec in MULTI_LABEL_METRICS.items()})
+    return evaluate.combine(
+        {name: load_module(metric.module, metric.config) for name, metric in MULTI_LABEL_METRICS.items()}
+    )
 
 
 _multi_label_combined = functools.lru_cache(maxsize=1)(load_multi_label_metrics)

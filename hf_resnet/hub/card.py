@@ -17,6 +17,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..data.examples import find_examples
+from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
 from ..evaluation.plots import plot_training_curves
 from ..families import config_labels, known_family
 from ..model.loading import HUB_ID
@@ -26,35 +27,21 @@ from ..tasks import markdown_cell as _cell
 #: A single-label model's per-class plot (each task names its own: `Task.per_class_plot`).
 CONFUSION_MATRIX_PNG = task_for(None).per_class_plot
 TRAINING_CURVES_PNG = "training_curves.png"
-#: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
-METRIC_NAMES = {
-    "accuracy": "Accuracy",
-    "map": "Mean average precision (mAP)",
-    "f1_micro": "Micro F1 (at the per-class thresholds)",
-    "f1_macro": "Macro F1",
-    "exact_match": "Exact-match ratio (whole label set right)",
-    "top5_accuracy": "Top-5 accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "f1_weighted": "Weighted F1",
-    "precision_macro": "Macro precision",
-    "recall_macro": "Macro recall",
-    "loss": "Loss",
-    "ece": "Expected calibration error (15 bins)",
-    "ece_calibrated": "ECE after temperature scaling (fitted on this split)",
-    "temperature": "Calibration temperature (applied by hf_resnet.classify)",
-}
+#: Metrics shown first and named for people (declared with each metric in evaluation/metrics.py); other
+#: `eval_*` numbers follow under their own names.
+HEADLINE_METRICS = ("accuracy", "map")
+METRIC_NAMES = (
+    dict(
+        sorted(
+            ((name, metric.title) for name, metric in {**MULTI_LABEL_METRICS, **METRICS}.items()),
+            key=lambda item: item[0] not in HEADLINE_METRICS,
+        )
+    )
+    | RESULT_TITLES
+)
 #: Keys of the model-index (Hub leaderboards) for each metric we report there.
 MODEL_INDEX_METRICS = {
-    "accuracy": "accuracy",
-    "map": "map",
-    "f1_micro": "f1_micro",
-    "exact_match": "exact_match",
-    "f1_macro": "f1",
-    "top5_accuracy": "top_5_accuracy",
-    "balanced_accuracy": "balanced_accuracy",
-    "f1_weighted": "f1_weighted",
-    "precision_macro": "precision",
-    "recall_macro": "recall",
+    name: metric.hub_type for name, metric in {**METRICS, **MULTI_LABEL_METRICS}.items() if metric.hub_type
 }
 #: Recipe entries listed by name in the card, in this order; the rest follow under their own keys.
 RECIPE_NAMES = {
