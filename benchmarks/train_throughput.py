@@ -72,8 +72,8 @@ from torchvision.transforms import (
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_resnet
+from hf_resnet.families import BACKBONE_PARTS
 from hf_resnet.families.resnet import default_image_processor, resnet_config
-from hf_resnet.model.arguments import BACKBONE_PARTS
 from hf_resnet.runtime.host_memory import reused_host_memory
 from hf_resnet.runtime.precision import default_mixed_precision
 

@@ -24,8 +24,8 @@ _EXPORTS = {
     "FinetuneResult": "training.run",
     "ResNetTrainer": "training.trainer",
     "ResNetTrainingArguments": "config.arguments",
-    "expected_calibration_error": "training.calibration",
-    "fit_temperature": "training.calibration",
+    "expected_calibration_error": "tasks.calibration",
+    "fit_temperature": "tasks.calibration",
     # evaluation
     "evaluate": "evaluation.run",
     "EvaluationError": "evaluation.run",
@@ -118,7 +118,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .model.arguments import ModelArguments
     from .model.build import build_model
     from .model.freezing import freeze, unfreeze
-    from .training.calibration import expected_calibration_error, fit_temperature
+    from .tasks.calibration import expected_calibration_error, fit_temperature
     from .training.recipe import finetune
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer

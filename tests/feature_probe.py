@@ -19,7 +19,7 @@ from transformers import AutoImageProcessor, ResNetForImageClassification
 
 import hf_resnet
 from hf_resnet.data.transforms import build_eval_transform
-from hf_resnet.model.arguments import BACKBONE_PARTS
+from hf_resnet.families import BACKBONE_PARTS
 from hf_resnet.training import frozen_features as feature_cache
 
 

@@ -13,7 +13,7 @@ from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.config.checks import ArgumentError, validate
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.model.arguments import ModelArguments
-from hf_resnet.training.balance import (
+from hf_resnet.tasks.balance import (
     BalancedSampler,
     balance,
     balanced_class_weights,
@@ -21,7 +21,7 @@ from hf_resnet.training.balance import (
     positive_weights,
     warn_if_imbalanced,
 )
-from hf_resnet.training.loss import loss_for
+from hf_resnet.tasks.loss import loss_for
 
 LABELS = [0] * 90 + [1] * 10
 

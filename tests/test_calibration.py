@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hf_resnet.training.calibration import MAX_TEMPERATURE, expected_calibration_error, fit_temperature
+from hf_resnet.tasks.calibration import MAX_TEMPERATURE, expected_calibration_error, fit_temperature
 
 
 def _calibrated_sample(n: int = 20000, classes: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

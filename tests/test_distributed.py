@@ -131,7 +131,7 @@ def test_frozen_feature_cache_is_split_between_ranks_and_gathered_whole(tmp_path
 
     from hf_resnet.data.image_datasets import EvalImages
     from hf_resnet.data.transforms import build_eval_transform
-    from hf_resnet.model.arguments import BACKBONE_PARTS
+    from hf_resnet.families import BACKBONE_PARTS
     from hf_resnet.training.frozen_features import compute_features
 
     result = accelerate_launch(ROOT / "tests" / "feature_probe.py", [str(tmp_path)], processes=2)

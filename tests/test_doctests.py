@@ -23,7 +23,7 @@ OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def test_every_module_of_the_package_is_collected():
-    assert {"hf_resnet.inference.classifier", "hf_resnet.model.tta", "hf_resnet.evaluation.metrics"} <= set(MODULES)
+    assert {"hf_resnet.inference.classifier", "hf_resnet.model.tta", "hf_resnet.scoring.metrics"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

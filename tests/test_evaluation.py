@@ -41,9 +41,9 @@ from hf_resnet.cli import main as cli
 from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.sources import DataError
-from hf_resnet.evaluation.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
 from hf_resnet.hub.card import write_model_card
-from hf_resnet.training.calibration import expected_calibration_error
+from hf_resnet.scoring.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
+from hf_resnet.tasks.calibration import expected_calibration_error
 
 CLASSES = ("class_0", "class_1", "class_2")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -137,7 +137,7 @@ def test_modules_load_by_path_with_the_network_off_and_nothing_cached(tmp_path):
     """A fresh module cache and a dead proxy: any attempt to reach the Hub would fail the computation."""
     code = (
         "import numpy as np\n"
-        "from hf_resnet.evaluation.metrics import METRICS, load_metrics, load_module\n"
+        "from hf_resnet.scoring.metrics import METRICS, load_metrics, load_module\n"
         "logits = np.array([[2.0, 1, 0, 0, 0, 0, 0], [0, 3.0, 0, 0, 0, 0, 0], [0, 0, 1.0, 2, 0, 0, 0]])\n"
         "print(load_metrics(list(METRICS)).compute(predictions=logits, references=[0, 1, 2]))\n"
         "print(load_module('confusion_matrix').compute(predictions=logits, references=[0, 1, 2]))\n"
@@ -373,7 +373,7 @@ def test_the_readme_evaluator_recipe_gives_the_same_figures_as_hf_resnet_evaluat
     ours = hf_resnet.evaluate(out, test_dir=val, output_dir=tmp_path / "ours").metrics
 
     # The recipe in README.md, "Evaluate", verbatim but for the paths.
-    from hf_resnet.evaluation.metrics import module_path
+    from hf_resnet.scoring.metrics import module_path
 
     config = AutoConfig.from_pretrained(out)
     data = datasets.load_dataset("imagefolder", data_dir=str(val), split="train")
@@ -393,7 +393,7 @@ def test_an_installed_wheel_computes_every_metric_offline(installed_wheel, tmp_p
     site = installed_wheel
     code = (
         "import numpy as np\n"
-        "from hf_resnet.evaluation.metrics import METRICS, compute, module_path\n"
+        "from hf_resnet.scoring.metrics import METRICS, compute, module_path\n"
         "print(module_path('accuracy'))\n"
         "print(sorted(compute(np.eye(7)[[0, 1, 2]] * 3, np.array([0, 1, 1]))))\n"
     )

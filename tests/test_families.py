@@ -15,10 +15,10 @@ from transformers import ResNetForImageClassification
 
 from hf_resnet.data.transforms import processor_geometry
 from hf_resnet.families import PARTS, checkpoint_family, config_labels, families, family_of, known_family
+from hf_resnet.families.loading import ModelLoadError, folder_problem
 from hf_resnet.families.resnet import FAMILY as RESNET
 from hf_resnet.families.timm_resnet import FAMILY as TIMM_RESNET
 from hf_resnet.model.freezing import freeze
-from hf_resnet.model.loading import ModelLoadError, folder_problem
 from hf_resnet.model.parts import named_parameters_by_part
 from hf_resnet.training.frozen_features import SkipFrozen, compute_features
 

@@ -8,9 +8,10 @@ import hf_resnet
 from hf_resnet.data.image_datasets import EvalImages
 from hf_resnet.data.sources import load_image_data
 from hf_resnet.data.transforms import build_eval_transform
+from hf_resnet.families import BACKBONE_PARTS
 from hf_resnet.families.resnet import FAMILY as RESNET
-from hf_resnet.model.arguments import BACKBONE_PARTS
-from hf_resnet.training.frozen_features import FeatureImages, SkipFrozen, cached_parts, compute_features
+from hf_resnet.model.parts import cached_parts
+from hf_resnet.training.frozen_features import FeatureImages, SkipFrozen, compute_features
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
 ALL_FROZEN = ",".join(BACKBONE_PARTS)

@@ -24,8 +24,8 @@ from transformers import AutoModelForImageClassification, pipeline
 from hf_resnet.cli import main as cli
 from hf_resnet.data import images
 from hf_resnet.data.images import ImageError, load_picture
+from hf_resnet.families.loading import ModelLoadError
 from hf_resnet.inference.classifier import classify, load_classifier
-from hf_resnet.model.loading import ModelLoadError
 
 # Parity with the transformers pipeline (and ONNX) is a claim about fp32 numerics; on CPUs with native bf16,
 # classify's default is bf16 autocast, whose agreement with fp32 is tested in test_precision.py.

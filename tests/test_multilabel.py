@@ -16,9 +16,9 @@ from hf_resnet.data.image_datasets import EvalImages, collate
 from hf_resnet.data.sources import DataError, load_image_data
 from hf_resnet.data.streaming import load_stream
 from hf_resnet.data.transforms import MultiHotMix
-from hf_resnet.evaluation.metrics import compute_multi_label, load_module
-from hf_resnet.training.calibration import fit_thresholds
-from hf_resnet.training.loss import multi_label_bce
+from hf_resnet.scoring.metrics import compute_multi_label, load_module
+from hf_resnet.tasks.calibration import fit_thresholds
+from hf_resnet.tasks.loss import multi_label_bce
 
 FAST = dict(per_device_train_batch_size=16, per_device_eval_batch_size=32, report_to="none", disable_tqdm=True)
 SETS = (["cat"], ["cat", "dog"], [])

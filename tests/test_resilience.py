@@ -15,7 +15,7 @@ from conftest import launch_command
 from safetensors.torch import load_file
 
 import hf_resnet
-from hf_resnet.training.checkpoints import STAGING_DIR
+from hf_resnet.config.run_folder import STAGING_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

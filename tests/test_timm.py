@@ -23,8 +23,8 @@ from transformers import pipeline
 
 import hf_resnet
 from hf_resnet.families import family_of
+from hf_resnet.families.loading import ModelLoadError
 from hf_resnet.families.timm_resnet import FAMILY as TIMM_RESNET
-from hf_resnet.model.loading import ModelLoadError
 
 REPO = "timm/resnet10t.tiny_test"
 SIZE = 32

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 import hf_resnet
 from hf_resnet.cli import main as cli
 from hf_resnet.inference.classifier import load_classifier
-from hf_resnet.training.calibration import fit_temperature
+from hf_resnet.tasks.calibration import fit_temperature
 
 
 @pytest.fixture

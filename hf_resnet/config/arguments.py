@@ -13,11 +13,11 @@ from typing import ClassVar
 import torch
 from transformers import TrainingArguments
 
-from ..evaluation.metrics import LOWER_IS_BETTER, METRICS, TOP_K, parse_metric_names
 from ..flags import Flag, flag
 from ..model.arguments import TTA_MODES
 from ..runtime.launcher import default_num_workers
 from ..runtime.precision import default_mixed_precision
+from ..scoring.metrics import LOWER_IS_BETTER, METRICS, TOP_K, parse_metric_names
 
 #: Where training augmentation is finished (see hf_resnet/data/image_datasets.py): "workers", "device" or "auto".
 AUGMENT_PLACES = ("auto", "workers", "device")

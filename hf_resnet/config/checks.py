@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.arguments import DataArguments
-from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
-from ..families import checkpoint_family
+from ..families import BACKBONE_PARTS, checkpoint_family
+from ..families.loading import source_problem
 from ..flags import problems
-from ..model.arguments import BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
-from ..model.loading import source_problem
-from ..model.parts import parse_parts
-from ..training import run_folder
+from ..model.arguments import DEFAULT_FREEZE_PRETRAINED, ModelArguments
+from ..model.parts import MIN_CACHED_PARTS, cached_parts, parse_parts
+from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
+from . import run_folder
 from .arguments import ResNetTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -153,8 +153,6 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         )
     frozen = frozen_parts(model_args)
     if args.cache_frozen_features:
-        from ..training.frozen_features import MIN_CACHED_PARTS, cached_parts  # the data pipeline: only when asked
-
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")
         if cached_parts(frozen) < MIN_CACHED_PARTS:

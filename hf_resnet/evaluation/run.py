@@ -28,11 +28,11 @@ from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
+from ..families.loading import HUB_ID
 from ..inference.prediction import model_forward, predict, prepare_model
-from ..model.loading import HUB_ID
 from ..model.tta import resolve_mode
+from ..scoring.plots import plot_mistakes
 from ..tasks import Task, task_for
-from .plots import plot_mistakes
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..model.arguments import BACKBONE_PARTS
-from ..model.loading import CONFIG_FILE, ModelLoadError, load_errors, looks_local
+from .loading import CONFIG_FILE, ModelLoadError, load_errors, looks_local
 
+#: Parts of a network a user can name in `--freeze`, from input to output (every family maps its modules to them).
+BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
 HEAD = "head"
 #: Every part, from input to output: what `--freeze`, the learning-rate groups and the logs name.
 PARTS = (*BACKBONE_PARTS, HEAD)
@@ -105,8 +106,9 @@ class Family:
 @functools.cache
 def families() -> tuple[Family, ...]:
     """Every family: the `FAMILY` of each module in this package."""
-    modules = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
-    return tuple(importlib.import_module(f"{__name__}.{name}").FAMILY for name in modules)
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
+    return tuple(module.FAMILY for module in modules if hasattr(module, "FAMILY"))  # loading.py helps them all
 
 
 def supported() -> str:

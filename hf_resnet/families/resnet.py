@@ -9,11 +9,23 @@ from __future__ import annotations
 import logging
 import re
 
-from ..model.arguments import ARCHITECTURES
-from ..model.loading import load_errors
 from . import HEAD, Family, model_type
+from .loading import load_errors
 
 logger = logging.getLogger(__name__)
+
+#: Architectures that can be built from scratch with `--arch`; values are the layouts of the
+#: microsoft/resnet-* checkpoints (which are all v1.5), so a scratch model matches its Hub sibling.
+ARCHITECTURES: dict[str, dict] = {
+    "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-34": dict(layer_type="basic", depths=[3, 4, 6, 3], hidden_sizes=[64, 128, 256, 512]),
+    "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-101": dict(layer_type="bottleneck", depths=[3, 4, 23, 3], hidden_sizes=[256, 512, 1024, 2048]),
+    "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
+}
+
+#: `--variant`: where a bottleneck block strides (see `resnet_config`).
+VARIANTS = ("v1", "v1.5")
 
 _STAGE = re.compile(r"^resnet\.encoder\.stages\.(\d+)\.")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import re
 
-from ..model.loading import load_errors
 from . import HEAD, Family, config_value, model_type
+from .loading import load_errors
 from .resnet import label_fields, same_classes
 
 logger = logging.getLogger(__name__)

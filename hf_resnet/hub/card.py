@@ -17,17 +17,17 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..data.examples import find_examples
-from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
-from ..evaluation.plots import plot_training_curves
 from ..families import config_labels, known_family
-from ..model.loading import HUB_ID
+from ..families.loading import HUB_ID
+from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
+from ..scoring.plots import plot_training_curves
 from ..tasks import Task, task_for
 from ..tasks import markdown_cell as _cell
 
 #: A single-label model's per-class plot (each task names its own: `Task.per_class_plot`).
 CONFUSION_MATRIX_PNG = task_for(None).per_class_plot
 TRAINING_CURVES_PNG = "training_curves.png"
-#: Metrics shown first and named for people (declared with each metric in evaluation/metrics.py); other
+#: Metrics shown first and named for people (declared with each metric in scoring/metrics.py); other
 #: `eval_*` numbers follow under their own names.
 HEADLINE_METRICS = ("accuracy", "map")
 METRIC_NAMES = (

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 from ..data.images import Picture, describe, load_picture
-from ..model.loading import ModelLoadError, check_model_source, load_errors
+from ..families.loading import ModelLoadError, check_model_source, load_errors
 from ..model.tta import resolve_mode
 from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..tasks import Task, task_for

@@ -16,7 +16,7 @@ from ..model.arguments import TTA_MODES
 
 def _classify(args: argparse.Namespace) -> int:
     from ..data.images import ImageError, opened
-    from ..model.loading import ModelLoadError
+    from ..families.loading import ModelLoadError
     from .classifier import classify
 
     try:
@@ -77,7 +77,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..model.loading import ModelLoadError
+    from ..families.loading import ModelLoadError
     from .onnx_export import MIN_INT8_AGREEMENT, ExportError, export
 
     try:

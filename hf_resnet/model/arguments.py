@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..families.resnet import ARCHITECTURES, VARIANTS
 from ..flags import flag
 
-#: Architectures that can be built from scratch with `--arch`; values are the layouts of the
-#: microsoft/resnet-* checkpoints (which are all v1.5), so a scratch model matches its Hub sibling.
-ARCHITECTURES: dict[str, dict] = {
-    "resnet-18": dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512]),
-    "resnet-34": dict(layer_type="basic", depths=[3, 4, 6, 3], hidden_sizes=[64, 128, 256, 512]),
-    "resnet-50": dict(layer_type="bottleneck", depths=[3, 4, 6, 3], hidden_sizes=[256, 512, 1024, 2048]),
-    "resnet-101": dict(layer_type="bottleneck", depths=[3, 4, 23, 3], hidden_sizes=[256, 512, 1024, 2048]),
-    "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
-}
-
-#: `--variant`: where a bottleneck block strides (see `model.build.resnet_config`).
-VARIANTS = ("v1", "v1.5")
-#: Parts of a ResNet a user can name in `--freeze`, from input to output.
-BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
 #: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
 #: freezing them saves a third of the backward pass and guards small datasets against overfitting.
 DEFAULT_FREEZE_PRETRAINED = "embedder,stage1"

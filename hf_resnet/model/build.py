@@ -7,11 +7,11 @@ of the family (`hf_resnet.families`); freezing is `model/freezing.py`.
 from __future__ import annotations
 
 from ..families import checkpoint_family, family_of
+from ..families.loading import check_model_source
 from ..families.resnet import resnet_config
 from ..model.arguments import DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.parts import parse_parts
 from .freezing import freeze
-from .loading import check_model_source
 
 
 def build_model(model_args: ModelArguments, labels: list[str], config=None):

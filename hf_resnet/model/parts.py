@@ -7,12 +7,11 @@ knows the network's module names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from torch import nn
 
-from ..families import PARTS, family_of
-from ..model.arguments import BACKBONE_PARTS
+from ..families import BACKBONE_PARTS, PARTS, family_of
 
 
 def parse_parts(spec: str | None) -> list[str]:
@@ -43,3 +42,20 @@ def batchnorms_in(model: nn.Module, parts: list[str]) -> Iterator[nn.modules.bat
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and part_of(name + ".") in wanted:
             yield module
+
+
+#: Cache only when the frozen front is embedder..stage3 at least: what is left to train is then stage4 and the
+#: head at most, a small share of the step; caching earlier outputs would cost megabytes per image and save less.
+MIN_CACHED_PARTS = 4
+
+
+def cached_parts(frozen: Sequence[str]) -> int:
+    """How many leading backbone parts can be cached: the frozen ones, if they are the network's front.
+
+    >>> cached_parts(["embedder", "stage1", "stage2", "stage3", "stage4"]), cached_parts(["stage2"])
+    (5, 0)
+    """
+    count = 0
+    while count < len(BACKBONE_PARTS) and BACKBONE_PARTS[count] in frozen:
+        count += 1
+    return count

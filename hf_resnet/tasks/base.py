@@ -31,7 +31,7 @@ class Task:
     multi_hot: bool
     #: Whether an answer is a set of labels (several, one or none) rather than a ranking of all classes.
     label_sets: bool
-    #: Name in results files and `--metrics` -> (module in evaluation/modules, its config name).
+    #: Name in results files and `--metrics` -> (module in scoring/modules, its config name).
     metrics: dict[str, tuple[str, str | None]]
     #: How a refusal of an unknown metric name introduces the names this task knows.
     metrics_known_as: str
@@ -56,7 +56,7 @@ class Task:
 
     def best_model_args(self, args):
         """The Trainer arguments with `metric_for_best_model` set to one that this task computes."""
-        from ..evaluation.metrics import OTHER_RESULTS
+        from ..scoring.metrics import OTHER_RESULTS
 
         best = (args.metric_for_best_model or "").removeprefix("eval_")
         if self.best_metric is None or not best or best in (*self.metrics, *OTHER_RESULTS):
@@ -66,13 +66,13 @@ class Task:
 
     def loss(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
         """The Trainer's `compute_loss_func` for this task's targets."""
-        from ..training.loss import loss_for
+        from ..tasks.loss import loss_for
 
         return loss_for(self.multi_hot, label_smoothing, weight)
 
     def balance(self, labels, names: list[str], args):
         """(loss weights or None, sampler or None) for `--class_weights`/`--sampler` on these targets."""
-        from ..training.balance import balance
+        from ..tasks.balance import balance
 
         return balance(labels, names, self.multi_hot, args)
 
@@ -92,7 +92,7 @@ class Task:
 
     def metric_names(self, text, argument: str = "--metrics") -> list[str]:
         """`--metrics` as checked names of this task's metrics; None or "all" gives every one."""
-        from ..evaluation.metrics import parse_metric_names
+        from ..scoring.metrics import parse_metric_names
 
         return parse_metric_names(text, argument, self.metrics, self.metrics_known_as)
 

@@ -1,7 +1,7 @@
 """Multi-label classification: each image shows any number of classes; sigmoid scores, BCE, per-class thresholds.
 
 Training saves `problem_type` and one tuned threshold per class in config.json
-(training/calibration.py). `classify`, `explain`, `export`, `hf-resnet evaluate` and the demo all
+(tasks/calibration.py). `classify`, `explain`, `export`, `hf-resnet evaluate` and the demo all
 read them through `stored_thresholds` and `thresholds`, so they agree on every config, also one
 written by hand or by another tool (one threshold for all labels, or one per label by name).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..evaluation.metrics import MULTI_LABEL_BEST, MULTI_LABEL_METRICS
+from ..scoring.metrics import MULTI_LABEL_BEST, MULTI_LABEL_METRICS
 from .base import Task
 from .base import markdown_cell as _cell
 
@@ -106,13 +106,13 @@ class MultiLabel(Task):
 
     def compute_metrics(self, names, labels: list[str]):
         """All multi-label metrics at thresholds refitted at each evaluation, as the final one fits and saves them."""
-        from ..evaluation.metrics import compute_multi_label_metrics_for
-        from ..training.calibration import fit_thresholds
+        from ..scoring.metrics import compute_multi_label_metrics_for
+        from ..tasks.calibration import fit_thresholds
 
         return compute_multi_label_metrics_for(fit_thresholds)
 
     def fit(self, model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        from ..training.calibration import tune_thresholds
+        from ..tasks.calibration import tune_thresholds
 
         return tune_thresholds(model, logits, labels)
 
@@ -120,13 +120,13 @@ class MultiLabel(Task):
         stored_thresholds(config)
 
     def per_class_report(self, logits, labels, names: list[str]) -> dict:
-        from ..evaluation.metrics import per_class_average_precision
+        from ..scoring.metrics import per_class_average_precision
 
         return per_class_average_precision(np.asarray(logits), np.asarray(labels), names)
 
     def measure(self, logits: torch.Tensor, labels: torch.Tensor, names: list[str], report: dict, config) -> dict:
         """The named metrics at the thresholds the run saved (the loss is BCE, as in training)."""
-        from ..evaluation.metrics import compute_multi_label
+        from ..scoring.metrics import compute_multi_label
 
         limits = stored_thresholds(config)
         scores = compute_multi_label(logits.numpy(), labels.numpy(), limits)
@@ -164,7 +164,7 @@ class MultiLabel(Task):
         return captions
 
     def plot_per_class(self, report: dict, path, where: str = "validation"):
-        from ..evaluation.plots import plot_average_precision
+        from ..scoring.plots import plot_average_precision
 
         return plot_average_precision(report, path, f"{self.per_class_title} ({where})")
 

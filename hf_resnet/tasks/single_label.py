@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..evaluation.metrics import METRICS
+from ..scoring.metrics import METRICS
 from .base import Task
 from .base import markdown_cell as _cell
 
@@ -34,24 +34,24 @@ class SingleLabel(Task):
         return build_batch_mix(num_labels, data_args)
 
     def compute_metrics(self, names, labels: list[str]):
-        from ..evaluation.metrics import compute_metrics_for
+        from ..scoring.metrics import compute_metrics_for
 
         return compute_metrics_for(names, labels)
 
     def fit(self, model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        from ..training.calibration import calibrate
+        from ..tasks.calibration import calibrate
 
         return calibrate(model, logits, labels)
 
     def per_class_report(self, logits, labels, names: list[str]) -> dict:
-        from ..evaluation.metrics import per_class_report
+        from ..scoring.metrics import per_class_report
 
         return per_class_report(np.asarray(logits), np.asarray(labels), names)
 
     def measure(self, logits: torch.Tensor, labels: torch.Tensor, names: list[str], report: dict, config) -> dict:
         """Loss, the named metrics that apply, per-class recalls and, with a fitted temperature, the calibrated ECE."""
-        from ..evaluation.metrics import applicable, compute, per_class_recall
-        from ..evaluation.modules.expected_calibration_error import calibration_error
+        from ..scoring.metrics import applicable, compute, per_class_recall
+        from ..scoring.modules.expected_calibration_error import calibration_error
 
         metrics = {
             "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
@@ -75,7 +75,7 @@ class SingleLabel(Task):
         ]
 
     def plot_per_class(self, report: dict, path, where: str = "validation"):
-        from ..evaluation.plots import plot_confusion_matrix
+        from ..scoring.plots import plot_confusion_matrix
 
         return plot_confusion_matrix(report, path, title=f"{self.per_class_title} ({where})")
 

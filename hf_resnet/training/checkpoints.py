@@ -12,9 +12,10 @@ import shutil
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..config.run_folder import STAGING_DIR
+
 #: Checkpoints are written under OUTPUT_DIR/.staging/ and renamed into place once complete, so a
 #: `checkpoint-N` folder always holds a whole checkpoint and a kill mid-save is never resumed from.
-STAGING_DIR = ".staging"
 
 
 class AtomicCheckpoints:

@@ -29,26 +29,10 @@ from accelerate.utils import gather_object
 from torch import nn
 
 from ..data.image_datasets import EvalImages
-from ..families import family_of
-from ..model.arguments import BACKBONE_PARTS
+from ..families import BACKBONE_PARTS, family_of
+from ..model.parts import cached_parts
 
 logger = logging.getLogger(__name__)
-
-#: Cache only when the frozen front is embedder..stage3 at least: what is left to train is then stage4 and the
-#: head at most, a small share of the step; caching earlier outputs would cost megabytes per image and save less.
-MIN_CACHED_PARTS = 4
-
-
-def cached_parts(frozen: Sequence[str]) -> int:
-    """How many leading backbone parts can be cached: the frozen ones, if they are the network's front.
-
-    >>> cached_parts(["embedder", "stage1", "stage2", "stage3", "stage4"]), cached_parts(["stage2"])
-    (5, 0)
-    """
-    count = 0
-    while count < len(BACKBONE_PARTS) and BACKBONE_PARTS[count] in frozen:
-        count += 1
-    return count
 
 
 def _front(model: nn.Module, parts: int) -> list[nn.Module]:

@@ -12,8 +12,7 @@ import math
 from torch import nn
 
 from ..config.arguments import ResNetTrainingArguments
-from ..families import HEAD
-from ..model.arguments import BACKBONE_PARTS
+from ..families import BACKBONE_PARTS, HEAD
 from ..model.parts import named_parameters_by_part
 
 

@@ -22,7 +22,7 @@ from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, us
 from ..data import embedded
 from ..data.images import ImageError
 from ..data.sources import DataError
-from ..model.loading import ModelLoadError
+from ..families.loading import ModelLoadError
 
 if TYPE_CHECKING:
     from .run import FinetuneResult

@@ -15,6 +15,7 @@ from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
+from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
 from ..config.checks import Validated, check_labels, validate
 from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
@@ -33,7 +34,6 @@ from ..runtime.host_memory import reused_host_memory
 from ..runtime.launcher import use_cpu_threads
 from ..runtime.signals import GracefulStop, stop_with_launcher
 from ..tasks import task_for
-from . import run_folder
 from .callbacks import EpochSetter, GradualUnfreezing
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features

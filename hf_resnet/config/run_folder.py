@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 from ..families import config_labels, family_of
+from ..families.loading import safetensors_problem
 from ..flags import fingerprint_names
-from ..model.loading import safetensors_problem
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ RUN_FILES = (
     "trainer_state.json",
     "recipe.json",
 )
+#: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
+#: folder in the output folder is always whole.
+STAGING_DIR = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 #: Machine settings that change the numbers a run computes and are not flags: the process count.
@@ -157,7 +160,6 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
     Its config, processor and card are left to be overwritten at the end, so nothing but what
     this package writes is ever deleted.
     """
-    from .checkpoints import STAGING_DIR  # imports the Trainer: only when a run starts
 
     output_dir.mkdir(parents=True, exist_ok=True)
     if replace:

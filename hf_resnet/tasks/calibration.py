@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..evaluation.modules.expected_calibration_error import N_BINS, calibration_error
+from ..scoring.modules.expected_calibration_error import N_BINS, calibration_error
 
 #: Search range for the temperature. Outside it the validation set is too small or too easy
 #: (every answer right, so NLL keeps falling as T -> 0) for the fit to mean anything.

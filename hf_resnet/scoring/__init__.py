@@ -1,0 +1,1 @@
+"""Scoring predictions: the shipped `evaluate` metric modules by name, and the figures drawn from their results."""
