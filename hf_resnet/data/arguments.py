@@ -11,9 +11,19 @@ class DataArguments:
     """Where the images come from and how they are augmented."""
 
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, e.g. beans or food101."})
-    dataset_config: str | None = field(default=None, metadata={"help": "Configuration name of the Hub dataset."})
-    image_column: str | None = field(default=None, metadata={"help": "Image column (default: image or img)."})
-    label_column: str | None = field(default=None, metadata={"help": "Label column (default: label or labels)."})
+    # Aliases: the transformers image-classification example's names for the same flags.
+    dataset_config: str | None = field(
+        default=None,
+        metadata={"help": "Configuration name of the Hub dataset.", "aliases": ["--dataset_config_name"]},
+    )
+    image_column: str | None = field(
+        default=None,
+        metadata={"help": "Image column (default: image or img).", "aliases": ["--image_column_name"]},
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "Label column (default: label or labels).", "aliases": ["--label_column_name"]},
+    )
     train_dir: str | None = field(default=None, metadata={"help": "Folder with one sub-folder of images per class."})
     validation_dir: str | None = field(default=None, metadata={"help": "Held-out folder laid out like train_dir."})
     data_root: str | None = field(
@@ -34,7 +44,10 @@ class DataArguments:
     )
     validation_split: float = field(
         default=0.15,
-        metadata={"help": "Fraction of train carved out (stratified by label) when no validation split exists."},
+        metadata={
+            "help": "Fraction of train carved out (stratified by label) when no validation split exists.",
+            "aliases": ["--train_val_split"],
+        },
     )
     streaming: bool = field(
         default=False,

@@ -115,6 +115,11 @@ def build_model(model_args: ModelArguments, labels: list[str], config: ResNetCon
         model = ResNetForImageClassification(config)
         processor = default_image_processor()
         default_freeze = "none"  # random features are not worth keeping
+    if model_args.image_processor_name:
+        with load_errors(model_args.image_processor_name, "--image_processor_name"):
+            processor = AutoImageProcessor.from_pretrained(
+                model_args.image_processor_name, revision=model_args.revision, cache_dir=model_args.cache_dir
+            )
     if model_args.image_size:
         set_processor_size(processor, model_args.image_size)
     frozen = parse_parts(model_args.freeze if model_args.freeze is not None else default_freeze)

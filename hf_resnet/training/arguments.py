@@ -180,7 +180,11 @@ class ResNetTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
     )
     # Fine-tuning sets are small: judge every epoch, and keep the last two checkpoints only.
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (no, steps, epoch)."})
+    eval_strategy: str = field(
+        default="epoch",
+        # transformers 5 dropped the old name; the image-classification example's READMEs still use it.
+        metadata={"help": "When to evaluate (no, steps, epoch).", "aliases": ["--evaluation_strategy"]},
+    )
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
     # An epoch is the default cadence, but `--logging_steps N` alone logs every N steps, as transformers users expect.
@@ -204,8 +208,45 @@ class ResNetTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = field(
         default="accuracy", metadata={"help": "Metric of the best model: loss or one of --metrics."}
     )
-    # The training step needs the per-sample `sample_seed` that the model's forward() does not take.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sample_seed field (needed)."})
+    # The training step needs the per-sample `sample_seed` that the model's forward() does not take; __post_init__
+    # keeps it False whatever is given.
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; no effect: the images reach the model as pixel_values and labels.",
+        },
+    )
+    # The transformers example's script flags. The Trainer reads none of them; this recipe always trains, then
+    # evaluates, so they only say what it does anyway (training/example_flags.py).
+    do_train: bool = field(default=False, metadata={"help": "As in the transformers example; always so here."})
+    do_eval: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; always so here: every run ends with an evaluation.",
+        },
+    )
+    do_predict: bool = field(
+        default=False,
+        metadata={
+            "help": "As in transformers; no effect: score a test split with hf-resnet evaluate --test_dir.",
+        },
+    )
+    # Aliases: the names the transformers example's README and older TrainingArguments used.
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Hub repo --push_to_hub writes (default: the output folder's name in your namespace).",
+            "aliases": ["--push_to_hub_model_id"],
+        },
+    )
+    hub_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub token for pushing, and (as the example's --token) for reading private models and datasets. "
+            "Default: HF_TOKEN or your login.",
+            "aliases": ["--token"],
+        },
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
@@ -306,6 +347,7 @@ class ResNetTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        self.remove_unused_columns = False  # see the field
         if self.class_weights not in ("none", "balanced"):
             raise ValueError(f"--class_weights {self.class_weights}: choose none or balanced")
         if self.sampler not in ("random", "balanced"):

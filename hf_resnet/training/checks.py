@@ -20,6 +20,7 @@ from ..model.loading import source_problem
 from ..model.parts import parse_parts
 from . import run_folder
 from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
+from .example_flags import REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def check_arguments(
     Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
     `log=False` keeps quiet about skipped checkpoints (for a first check that `run()` repeats).
     """
+    _check_example_flags(model_args, training_args)
     _check_ranges(model_args, data_args, training_args)
     _check_choices(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
@@ -63,6 +65,23 @@ def check_arguments(
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args, log)
     return resume
+
+
+# ----------------------------------------------------------------------------- the transformers example's flags
+
+
+def _check_example_flags(model_args, args) -> None:
+    """The example's flags that cannot apply here (training/example_flags.py), each refused with the reason."""
+    for arguments in (model_args, args):
+        for name, why in REFUSED.items():
+            if getattr(arguments, name, None) is not None:
+                raise ArgumentError(name, getattr(arguments, name), why)
+    if model_args.model_type not in (None, "resnet"):
+        raise ArgumentError(
+            "model_type",
+            model_args.model_type,
+            "hf_resnet fine-tunes ResNets only (give resnet or leave it out; from scratch, name a layout with --arch)",
+        )
 
 
 # ----------------------------------------------------------------------------- values

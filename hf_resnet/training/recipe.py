@@ -29,6 +29,7 @@ from ..model.arguments import ModelArguments
 from ..model.loading import ModelLoadError
 from ..training.arguments import ResNetTrainingArguments
 from .checks import ArgumentError, check_arguments
+from .example_flags import announce, canonical_names, flag_aliases
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -80,7 +81,9 @@ def config_path(name_or_path: str) -> Path:
 
 
 def _field_names() -> set[str]:
-    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+    """Every flag name a config or the command line may use: the fields' and their aliases."""
+    fields = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+    return fields | set(flag_aliases(ARGUMENT_CLASSES))
 
 
 def config_flags(path: Path) -> list[str]:
@@ -205,6 +208,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         guess = difflib.get_close_matches(flag.lstrip("-").split("=")[0], _field_names(), n=1)
         hint = f"; did you mean --{guess[0]}?" if guess else "; `hf-resnet train --help` lists the flags"
         raise ValueError(f"unrecognized argument(s) {' '.join(unknown)}{hint}")
+    announce(canonical_names(given, ARGUMENT_CLASSES), parsed[2].hub_token)
     return tuple(parsed)
 
 
@@ -291,6 +295,7 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
+    announce(set(kwargs), training_args.hub_token)
     from .run import run
 
     return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)
