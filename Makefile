@@ -30,9 +30,9 @@ quality: $(STAMP)
 
 # `hf-resnet train --help` prints a copy rendered here (so it need not import torch); a test keeps it current.
 help-text: $(STAMP)
-	$(BIN)/python -c "from hf_resnet.training.recipe import render_help; print(render_help(), end='')" \
-		> hf_resnet/training/train_help.txt.new
-	mv hf_resnet/training/train_help.txt.new hf_resnet/training/train_help.txt
+	$(BIN)/python -c "from hf_resnet.config.parsing import render_help; print(render_help(), end='')" \
+		> hf_resnet/config/train_help.txt.new
+	mv hf_resnet/config/train_help.txt.new hf_resnet/config/train_help.txt
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -29,7 +29,7 @@ from transformers import ResNetConfig
 
 import hf_resnet
 from hf_resnet.data.embedded import DIGIT_SIZE
-from hf_resnet.hardware import cpu_model
+from hf_resnet.runtime.hardware import cpu_model
 from hf_resnet.training.ema import EMA_FILE
 
 #: A resnet-18-like stack at a quarter of its width and one block per stage: trains in seconds per epoch on 2 cores.

@@ -74,8 +74,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 import hf_resnet
 from hf_resnet.model.arguments import BACKBONE_PARTS
 from hf_resnet.model.build import default_image_processor, resnet_config
-from hf_resnet.training.arguments import default_mixed_precision
-from hf_resnet.training.host_memory import reused_host_memory
+from hf_resnet.runtime.host_memory import reused_host_memory
+from hf_resnet.runtime.precision import default_mixed_precision
 
 #: The photos shipped in installed wheels; each becomes one class.
 SOURCE_PHOTOS = {

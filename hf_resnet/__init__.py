@@ -19,11 +19,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # training
     "finetune": "training.recipe",
-    "parse_args": "training.recipe",
+    "parse_args": "config.parsing",
     "run": "training.run",
     "FinetuneResult": "training.run",
     "ResNetTrainer": "training.trainer",
-    "ResNetTrainingArguments": "training.arguments",
+    "ResNetTrainingArguments": "config.arguments",
     "expected_calibration_error": "training.calibration",
     "fit_temperature": "training.calibration",
     # evaluation
@@ -105,6 +105,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static tools and IDEs see
+    from .config.arguments import ResNetTrainingArguments
+    from .config.parsing import parse_args
     from .data.arguments import DataArguments
     from .data.images import ImageError, open_image, to_rgb
     from .data.sources import DataError, ImageData, load_image_data
@@ -116,8 +118,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .model.arguments import ModelArguments
     from .model.build import build_model
     from .model.freezing import freeze, unfreeze
-    from .training.arguments import ResNetTrainingArguments
     from .training.calibration import expected_calibration_error, fit_temperature
-    from .training.recipe import finetune, parse_args
+    from .training.recipe import finetune
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer

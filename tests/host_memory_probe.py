@@ -17,7 +17,7 @@ from conftest import make_image_folder, save_tiny_checkpoint
 from transformers import TrainerCallback
 
 import hf_resnet
-from hf_resnet.training.host_memory import reused_host_memory
+from hf_resnet.runtime.host_memory import reused_host_memory
 
 #: 64 MB: above any mmap threshold glibc uses, so without the settings it is mapped afresh each time.
 BLOCK = 16 * 2**20

@@ -9,7 +9,7 @@ import torch
 from conftest import make_image_folder, shape_image, tiny_config
 
 import hf_resnet
-from hf_resnet.training.arguments import ResNetTrainingArguments
+from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.training.balance import (
     BalancedSampler,
     balance,

@@ -15,8 +15,8 @@ from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
 from hf_resnet.cli import main as cli
+from hf_resnet.config.checks import ArgumentError, check_arguments, check_labels
 from hf_resnet.training import run as run_module
-from hf_resnet.training.checks import ArgumentError, check_arguments, check_labels
 from hf_resnet.training.run_folder import RUN_ARGS_FILE, checkpoint_problem
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import OUTPUT_FILES, ROOT, TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
+from hf_resnet.config.parsing import CONFIG_DIR, parse_args, render_help
 from hf_resnet.training.cli import help_text
-from hf_resnet.training.recipe import CONFIG_DIR, parse_args, render_help
 
 #: What `classify` must never pay for: the training stack. (transformers' own `from_pretrained` imports
 #: accelerate and scipy, so those are not ours to avoid.)
@@ -102,7 +102,7 @@ def test_an_installed_wheel_trains_from_outside_the_repo(installed_wheel, tmp_pa
     assert (
         "beans"
         in python(
-            ["-c", "from hf_resnet.training.recipe import shipped_configs as s; print(s())"], cwd=work, env=env
+            ["-c", "from hf_resnet.config.parsing import shipped_configs as s; print(s())"], cwd=work, env=env
         ).stdout
     )
     flags = ["--model_name_or_path", "ckpt", "--train_dir", "photos", "--output_dir", "out", "--num_train_epochs", "1"]

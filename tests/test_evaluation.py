@@ -38,10 +38,10 @@ from transformers import AutoConfig, EvalPrediction
 
 import hf_resnet
 from hf_resnet.cli import main as cli
+from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.data.sources import DataError
 from hf_resnet.evaluation.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
 from hf_resnet.hub.card import write_model_card
-from hf_resnet.training.arguments import ResNetTrainingArguments
 from hf_resnet.training.calibration import expected_calibration_error
 
 CLASSES = ("class_0", "class_1", "class_2")

@@ -20,7 +20,8 @@ from conftest import ROOT, make_image_folder, save_tiny_checkpoint, shape_image
 from hub_server import HubServer
 from test_hub import TOKEN, subprocess_env
 
-from hf_resnet.training.recipe import main, parse_args
+from hf_resnet.config.parsing import parse_args
+from hf_resnet.training.recipe import main
 
 FINETUNE = ROOT / "recipes" / "finetune.py"
 
@@ -160,7 +161,7 @@ def test_example_flags_that_cannot_apply_are_refused_in_one_line(tmp_path, capsy
 
 
 def test_a_recipe_records_no_flag_kept_only_for_the_example(tmp_path):
-    from hf_resnet.training.recipe_file import portable_arguments
+    from hf_resnet.config.recipe_file import portable_arguments
 
     model_args, data_args, training_args = parse_args(
         ["--train_dir", str(tmp_path), "--arch", "resnet-18", "--output_dir", str(tmp_path / "o")]

@@ -369,7 +369,7 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     assert "hf-resnet train --recipe user/portable --data_root YOUR_DATA --model_name_or_path" in card
 
     # A recipe that left out a local base model asks for one, in one line, before any work.
-    from hf_resnet.training.recipe import parse_args
+    from hf_resnet.config.parsing import parse_args
 
     with pytest.raises(ValueError, match=r"^--recipe .*run: model_name_or_path was a local path .*--model_name_or"):
         parse_args(["--recipe", str(tmp_path / "alice" / "run"), "--output_dir", str(tmp_path / "unused")])

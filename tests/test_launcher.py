@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import ROOT, TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
-from hf_resnet import hardware
-from hf_resnet.hardware import native_bf16_cpu, physical_cores
-from hf_resnet.training.launcher import LauncherChoices, decide_threads, default_precision, launcher_choices
+from hf_resnet.runtime import hardware
+from hf_resnet.runtime.hardware import native_bf16_cpu, physical_cores
+from hf_resnet.runtime.launcher import LauncherChoices, decide_threads, launcher_choices
+from hf_resnet.runtime.precision import default_precision
 
 PYTHON = "/usr/bin/python3"
 LAUNCH = [PYTHON, "-m", "accelerate.commands.launch"]

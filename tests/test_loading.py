@@ -21,7 +21,7 @@ from hf_resnet.data.image_datasets import (
 )
 from hf_resnet.data.images import ImageError, open_image
 from hf_resnet.data.transforms import build_train_transform
-from hf_resnet.training.arguments import default_num_workers
+from hf_resnet.runtime.launcher import default_num_workers
 from hf_resnet.training.callbacks import EpochSetter
 
 SIZE = 32

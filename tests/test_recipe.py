@@ -15,8 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import hf_resnet
+from hf_resnet.config.parsing import parse_args
 from hf_resnet.model.parts import part_of
-from hf_resnet.training.recipe import parse_args
 
 #: Real photographs shipped inside installed wheels: the only real photos an offline machine has.
 PHOTOS = {
@@ -159,7 +159,7 @@ def test_help_lists_the_flags(capsys):
 
 def _recorded_recipe(tmp_path: Path) -> Path:
     """A recipe.json as a run writes it, for a run on folders under tmp_path/alice (nothing is trained)."""
-    from hf_resnet.training.recipe_file import portable_arguments
+    from hf_resnet.config.recipe_file import portable_arguments
 
     alice = tmp_path / "alice"
     for folder in ("train", "val"):

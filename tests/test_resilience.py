@@ -208,7 +208,7 @@ def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoi
 
 
 def test_a_signal_repeated_at_once_is_the_same_request_and_a_later_ctrl_c_aborts(monkeypatch):
-    from hf_resnet.training.callbacks import GracefulStop
+    from hf_resnet.runtime.signals import GracefulStop
 
     stop = GracefulStop()
     stop._handle(signal.SIGINT, None)  # the terminal's Ctrl-C reaches the training process...
@@ -222,9 +222,9 @@ def test_a_signal_repeated_at_once_is_the_same_request_and_a_later_ctrl_c_aborts
 
 
 def test_only_processes_started_by_a_launcher_are_tied_to_it():
-    from hf_resnet.training.callbacks import stop_with_launcher
+    from hf_resnet.runtime.signals import stop_with_launcher
 
-    probe = "from hf_resnet.training.callbacks import stop_with_launcher as s; print(s())"
+    probe = "from hf_resnet.runtime.signals import stop_with_launcher as s; print(s())"
     # A parent whose command line names a launcher (its last argument, like `torchrun` in a real one's):
     fake = subprocess.run(
         [

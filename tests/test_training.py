@@ -7,9 +7,9 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import hf_resnet
+from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.data.images import open_image
 from hf_resnet.model.parts import part_of
-from hf_resnet.training.arguments import ResNetTrainingArguments
 from hf_resnet.training.trainer import ResNetTrainer
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,17 +21,14 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
-from datasets import Image as ImageFeature
-from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
 from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
-from ..data.images import open_image
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
-from ..hub import card
+from ..model.loading import HUB_ID
 from ..model.multi_label import is_multi_label, stored_thresholds
 from ..model.tta import averaged, resolve_mode
 from .metrics import (
@@ -45,6 +41,7 @@ from .metrics import (
     per_class_report,
 )
 from .modules.expected_calibration_error import calibration_error
+from .plots import plot_average_precision, plot_confusion_matrix, plot_mistakes
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +83,7 @@ def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_s
         if not (location / "config.json").is_file():
             raise EvaluationError(f"--model {model}: the folder has no config.json; is it a saved model?")
         return Path(output_dir) if output_dir else location
-    if not card.HUB_ID.match(str(model)) or location.is_absolute() or location.exists():
+    if not HUB_ID.match(str(model)) or location.is_absolute() or location.exists():
         raise EvaluationError(f"--model {model}: no such model folder, and not a Hub model id")
     if not output_dir:
         raise EvaluationError(f"--model {model} is a Hub id: pass --output_dir for the results")
@@ -207,27 +204,6 @@ def _multi_label_mistakes(logits, targets, thresholds, names: list[str]) -> list
     return captions
 
 
-def plot_mistakes(images: Dataset, shown: list[tuple[int, str]], path: Path) -> Path:
-    """A grid of the most confident mistakes: each image with its caption (`_mistakes`, `_multi_label_mistakes`)."""
-    columns = min(4, max(1, len(shown)))
-    rows = max(1, math.ceil(len(shown) / columns))
-    fig = Figure(figsize=(2.6 * columns, 3.1 * rows), layout="constrained")  # room for the captions and title
-    raw = images.cast_column("image", ImageFeature(decode=False))
-    for position, (index, caption) in enumerate(shown, start=1):
-        item = raw[index]["image"]
-        ax = fig.add_subplot(rows, columns, position)
-        ax.imshow(open_image(item.get("bytes") or item["path"], name=item.get("path")))
-        ax.set_title(caption, fontsize=8)
-        ax.axis("off")
-    if not shown:
-        ax = fig.add_subplot()
-        ax.text(0.5, 0.5, "No mistakes", ha="center", va="center")
-        ax.axis("off")
-    fig.suptitle("Most confident mistakes")
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    return path
-
-
 def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, description: str, split: str):
     """test_results.json (merged into all_results.json, as the Trainer does), the report and the plots.
 
@@ -243,13 +219,13 @@ def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, desc
     per_class = output_dir / f"{PREFIX}_per_class.json"
     per_class.write_text(json.dumps(report, indent=2))
     if "average_precision" in report:
-        plot = card.plot_average_precision(
+        plot = plot_average_precision(
             report,
             output_dir / f"{PREFIX}_average_precision.png",
             f"Average precision per class ({description}, {split})",
         )
     else:
-        plot = card.plot_confusion_matrix(
+        plot = plot_confusion_matrix(
             report, output_dir / f"{PREFIX}_confusion_matrix.png", title=f"Confusion matrix ({description}, {split})"
         )
     return [results, per_class, plot, plot_mistakes(images, mistakes, output_dir / f"{PREFIX}_mistakes.png")]
@@ -325,11 +301,13 @@ def evaluate(
             else _mistakes(logits, targets, labels)
         )
         files = _write(output_dir, results, report, images, mistakes, description, split)
-        if update_card:
+        if update_card:  # the card is the Hub's concern: imported only when asked for
+            from ..hub.card import add_eval_results
+
             dataset_type = dataset_name if dataset_name else "imagefolder"
             shown = description if dataset_name else "local image folder " + "/".join(Path(description).parts[-2:])
             scores = {key: value for key, value in measured.items() if key not in ("runtime", "samples_per_second")}
-            files.append(card.add_eval_results(output_dir, scores, dataset_type, shown, dataset_config, split))
+            files.append(add_eval_results(output_dir, scores, dataset_type, shown, dataset_config, split))
         logger.info("%s: %s", description, ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     accelerator.wait_for_everyone()
     return EvaluationResult(output_dir, results, report, files)

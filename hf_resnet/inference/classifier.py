@@ -23,10 +23,10 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
 
 from ..data.images import Picture, describe, load_picture
-from ..hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 from ..model.loading import ModelLoadError, check_model_source, load_errors
 from ..model.multi_label import is_multi_label, thresholds
 from ..model.tta import averaged, resolve_mode
+from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16

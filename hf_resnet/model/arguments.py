@@ -62,7 +62,7 @@ class ModelArguments:
         metadata={"help": "Hub id or folder of the image processor (preprocessor_config.json), if not the model's."},
     )
     # The transformers image-classification example's model flags, so its command lines run unchanged; which change
-    # nothing here, and which cannot apply, is in training/example_flags.py.
+    # nothing here, and which cannot apply, is in config/example_flags.py.
     model_type: str | None = field(
         default=None,
         metadata={

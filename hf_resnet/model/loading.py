@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 CONFIG_FILE = "config.json"
+#: What a Hub repo id looks like: `name` or `owner/name`.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 PROCESSOR_FILE = "preprocessor_config.json"
 
 

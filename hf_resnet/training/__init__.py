@@ -1,1 +1,1 @@
-"""Fine-tuning: arguments, the Trainer and its callbacks, losses, metrics, the run itself."""
+"""Fine-tuning: the Trainer and its parts (optimizer groups, loss, weight average, checkpoints), the run itself."""

@@ -11,12 +11,12 @@ import argparse
 import sys
 from importlib import resources
 
-#: The rendered `hf-resnet train --help`, shipped beside this module.
+#: The rendered `hf-resnet train --help`, shipped in hf_resnet/config beside the parser it comes from.
 HELP_FILE = "train_help.txt"
 
 
 def help_text() -> str:
-    return resources.files(__package__).joinpath(HELP_FILE).read_text(encoding="utf-8")
+    return resources.files("hf_resnet.config").joinpath(HELP_FILE).read_text(encoding="utf-8")
 
 
 def run_train(argv: list[str]) -> int:

@@ -155,7 +155,7 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
 
     >>> train_features, skip = cache_frozen_features(model, frozen, data.train, eval_transform, args)  # doctest: +SKIP
     """
-    parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see training/checks.py
+    parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see config/checks.py
     autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     images = EvalImages(split, eval_transform)
     # Each process computes a contiguous share, then every process receives all of them, in order: N devices

@@ -11,9 +11,9 @@ import math
 
 from torch import nn
 
+from ..config.arguments import ResNetTrainingArguments
 from ..model.arguments import BACKBONE_PARTS
 from ..model.parts import HEAD, named_parameters_by_part
-from .arguments import ResNetTrainingArguments
 
 
 def part_learning_rates(head_lr: float, backbone_lr: float, lr_decay: float = 1.0) -> dict[str, float]:

@@ -15,6 +15,9 @@ from accelerate import PartialState
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
+from ..config.arguments import ResNetTrainingArguments
+from ..config.checks import check_arguments, check_labels
+from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
@@ -35,19 +38,17 @@ from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
+from ..runtime.host_memory import reused_host_memory
+from ..runtime.launcher import use_cpu_threads
+from ..runtime.signals import GracefulStop, stop_with_launcher
 from . import run_folder
-from .arguments import ResNetTrainingArguments
 from .balance import balance
 from .calibration import calibrate, fit_thresholds, tune_thresholds
-from .callbacks import EpochSetter, GracefulStop, GradualUnfreezing, stop_with_launcher
-from .checks import check_arguments, check_labels
+from .callbacks import EpochSetter, GradualUnfreezing
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
-from .host_memory import reused_host_memory
-from .launcher import use_cpu_threads
 from .loss import loss_for
 from .optim import part_learning_rates, scaled_learning_rates
-from .recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from .trainer import ResNetTrainer
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from ..config.arguments import RECIPE_TRAINING_FLAGS
 from ..model.loading import safetensors_problem
-from .arguments import RECIPE_TRAINING_FLAGS
 
 logger = logging.getLogger(__name__)
 

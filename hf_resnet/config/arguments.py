@@ -6,8 +6,7 @@ Each default is set once, here, with the reason beside it. The recipe, the Pytho
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
@@ -20,52 +19,12 @@ from ..evaluation.metrics import (
     TOP_K,
     parse_metric_names,
 )
-from ..hardware import cpu_bf16_speedup, native_bf16_cpu, physical_cores
 from ..model.arguments import TTA_MODES
-from .launcher import LAUNCHER_PRECISIONS, default_precision, launcher_choices, local_processes
+from ..runtime.launcher import default_num_workers
+from ..runtime.precision import default_mixed_precision
 
-# Speed: defaults that depend on the machine.
-#: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
-#: workers feed more images per second than a ResNet-50 trains on one GPU.
-MAX_WORKERS_PER_PROCESS = 16
 #: Where training augmentation is finished (see hf_resnet/data/image_datasets.py): "workers", "device" or "auto".
 AUGMENT_PLACES = ("auto", "workers", "device")
-
-
-def default_num_workers() -> int:
-    """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
-
-    None on a CPU-only machine with two cores or fewer: the model's threads already keep every
-    core busy, so a worker process adds contention and copies but no parallelism (measured in
-    docs/benchmarks.md); the main process decodes between steps instead.
-
-    >>> default_num_workers() >= 0
-    True
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if per_process <= 2 and not torch.cuda.is_available():
-        return 0
-    return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))
-
-
-def default_mixed_precision() -> tuple[bool, bool, str]:
-    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`.
-
-    >>> default_mixed_precision()[2]  # doctest: +SKIP
-    'CPU with native bf16 (avx512_bf16)'
-    """
-    choices = launcher_choices()
-    own = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    if not choices.launched and own in LAUNCHER_PRECISIONS:  # set by the user for this very process
-        choices = replace(choices, mixed_precision=own, mixed_precision_source="ACCELERATE_MIXED_PRECISION")
-    cuda = torch.cuda.is_available()
-    cuda_bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
-    cpu_bf16 = None if cuda else native_bf16_cpu()
-    decided = choices.mixed_precision in LAUNCHER_PRECISIONS
-    speedup = cpu_bf16_speedup(max(1, physical_cores() // local_processes())) if cpu_bf16 and not decided else None
-    return default_precision(cuda, cuda_bf16, cpu_bf16, choices, speedup)
-
 
 #: The training flags a recipe.json records and `--recipe` replays: what the model learns from. The others describe
 #: the machine (workers, precision, devices) or the run's folders and Hub repo, which differ for whoever reruns it.
@@ -217,7 +176,7 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     # The transformers example's script flags. The Trainer reads none of them; this recipe always trains, then
-    # evaluates, so they only say what it does anyway (training/example_flags.py).
+    # evaluates, so they only say what it does anyway (config/example_flags.py).
     do_train: bool = field(default=False, metadata={"help": "As in the transformers example; always so here."})
     do_eval: bool = field(
         default=False,
@@ -303,7 +262,7 @@ class ResNetTrainingArguments(TrainingArguments):
     dataloader_persistent_workers: bool = field(
         default=True, metadata={"help": "Keep DataLoader workers alive between epochs."}
     )
-    # Without it, every CPU step maps, zeroes and page-faults its activations afresh (see training/host_memory.py).
+    # Without it, every CPU step maps, zeroes and page-faults its activations afresh (see runtime/host_memory.py).
     reuse_host_memory: bool = field(
         default=True,
         metadata={

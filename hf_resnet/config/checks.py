@@ -18,7 +18,7 @@ from ..data.arguments import DataArguments
 from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, TTA_MODES, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
-from . import run_folder
+from ..training import run_folder
 from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
 from .example_flags import REFUSED
 
@@ -71,7 +71,7 @@ def check_arguments(
 
 
 def _check_example_flags(model_args, args) -> None:
-    """The example's flags that cannot apply here (training/example_flags.py), each refused with the reason."""
+    """The example's flags that cannot apply here (config/example_flags.py), each refused with the reason."""
     for arguments in (model_args, args):
         for name, why in REFUSED.items():
             if getattr(arguments, name, None) is not None:

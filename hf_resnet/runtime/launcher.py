@@ -1,4 +1,4 @@
-"""Fitting a run to the machine and the launcher: how many CPU threads train, and in which precision.
+"""Fitting a run to the machine and the launcher: how many CPU threads and DataLoader workers it uses.
 
 `accelerate launch` gives each process it starts `OMP_NUM_THREADS=1` (unless `--cpu`) and
 `ACCELERATE_MIXED_PRECISION=no` whether or not the user asked for them, so a training process
@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hardware import MIN_BF16_SPEEDUP, physical_cores
+from .hardware import physical_cores
 
 logger = logging.getLogger(__name__)
 
@@ -113,28 +113,25 @@ def use_cpu_threads() -> str:
     return f"threads: {threads} ({why})"
 
 
-def default_precision(
-    cuda: bool,
-    cuda_bf16: bool,
-    cpu_bf16: str | None,
-    choices: LauncherChoices,
-    cpu_speedup: float | None = None,
-):
-    """(bf16, fp16, why) for a run whose flags chose neither.
+#: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16
+#: workers feed more images per second than a ResNet-50 trains on one GPU.
+MAX_WORKERS_PER_PROCESS = 16
 
-    GPUs: bf16 where native, else fp16 with loss scaling. CPUs: bf16 autocast where the CPU has
-    native bf16 instructions and bf16 measured faster than fp32 on it (`hardware.cpu_bf16_speedup`:
-    AVX512-BF16 without AMX is slower on some CPUs), fp32 elsewhere. A precision the user gave
-    `accelerate launch` wins.
+
+def default_num_workers() -> int:
+    """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
+
+    None on a CPU-only machine with two cores or fewer: the model's threads already keep every
+    core busy, so a worker process adds contention and copies but no parallelism (measured in
+    docs/benchmarks.md); the main process decodes between steps instead.
+
+    >>> default_num_workers() >= 0
+    True
     """
-    if choices.mixed_precision in LAUNCHER_PRECISIONS:
-        bf16, fp16 = LAUNCHER_PRECISIONS[choices.mixed_precision]
-        return bf16, fp16, f"{choices.mixed_precision_source}={choices.mixed_precision}"
-    if cuda:
-        return cuda_bf16, not cuda_bf16, "GPU with native bf16" if cuda_bf16 else "GPU without native bf16"
-    if not cpu_bf16:
-        return False, False, "CPU without native bf16 instructions"
-    if cpu_speedup is None or cpu_speedup >= MIN_BF16_SPEEDUP:
-        measured = "" if cpu_speedup is None else f", measured {cpu_speedup:.2f}x fp32's speed here"
-        return True, False, f"CPU with native bf16 ({cpu_bf16}){measured}"
-    return False, False, f"CPU has {cpu_bf16}, but bf16 measured {cpu_speedup:.2f}x fp32's speed here"
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if per_process <= 2 and not torch.cuda.is_available():
+        return 0
+    return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))

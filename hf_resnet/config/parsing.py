@@ -1,0 +1,195 @@
+"""From a command line, a config file or a published recipe to the three argument dataclasses.
+
+`hf-resnet train`, `recipes/finetune.py` and `finetune()` all build the same three dataclasses;
+this module turns flags, YAML/JSON configs and recipe.json files into them, and renders `--help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from ..data import embedded
+from ..data.arguments import DataArguments
+from ..model.arguments import ModelArguments
+from .arguments import ResNetTrainingArguments
+from .example_flags import announce, canonical_names, flag_aliases
+
+logger = logging.getLogger(__name__)
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, ResNetTrainingArguments)
+#: The worked configs shipped inside the package, run by name: `hf-resnet train --config beans`.
+CONFIG_DIR = Path(__file__).with_name("configs")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+#: `--help` is rendered at a fixed width so the shipped copy (config/train_help.txt) is the same on every terminal.
+HELP_COLUMNS = 100
+
+
+def uses_embedded(given: set[str]) -> bool:
+    return not given.intersection(embedded.DATA_OR_MODEL_ARGS)
+
+
+def announce_embedded() -> None:
+    logger.warning(
+        "No model or data given: running the embedded default, %s.\n%s",
+        embedded.DESCRIPTION,
+        embedded.HOW_TO_USE_YOUR_OWN,
+    )
+
+
+def shipped_configs() -> list[str]:
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str) -> Path:
+    """A config file's path: the path given, or the shipped config of that name (`beans`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if path.suffix not in CONFIG_SUFFIXES and shipped.is_file():
+        return shipped
+    raise ValueError(
+        f"config {name_or_path!r}: no such file, and no shipped config of that name "
+        f"(shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def _field_names() -> set[str]:
+    """Every flag name a config or the command line may use: the fields' and their aliases."""
+    fields = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+    return fields | set(flag_aliases(ARGUMENT_CLASSES))
+
+
+def config_flags(path: Path) -> list[str]:
+    """A config file's `key: value` pairs as the flags `--key value`; unknown keys are named, with a guess."""
+    text = path.read_text(encoding="utf-8")
+    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected `flag: value` lines (a mapping), found {type(values).__name__}")
+    return mapping_flags(values, str(path))
+
+
+def mapping_flags(values: dict, source: str) -> list[str]:
+    """`{flag: value}` as `--flag value` arguments (None: not given); `source` names the origin in errors."""
+    known = _field_names()
+    for key in values:
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else "; `hf-resnet train --help` lists the flags"
+            raise ValueError(f"{source}: unknown key {key!r}{hint}")
+    flags = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", json.dumps(value) if isinstance(value, dict) else str(value)]
+    return flags
+
+
+def _take(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """(value of `flag` or None if absent, argv without it); `--flag value` and `--flag=value` both count."""
+    for index, arg in enumerate(argv):
+        if arg == flag or arg.startswith(f"{flag}="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[index + 1] if index + 1 < len(argv) else "")
+            return value, argv[:index] + argv[index + (1 if "=" in arg else 2) :]
+    return None, argv
+
+
+def recipe_flags(name_or_path: str, argv: list[str]) -> list[str]:
+    """A published recipe's flags (recipe.json, a run folder or a Hub model id); `argv`'s flags are checked."""
+    from .recipe_file import load_recipe, recipe_values
+
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    values = recipe_values(load_recipe(name_or_path), name_or_path, given)
+    return mapping_flags(values, f"--recipe {name_or_path}")
+
+
+def expand_config(argv: list[str]) -> list[str]:
+    """Replace a recipe (`--recipe`) and a config (a leading `X.yaml`, or `--config NAME_OR_PATH`) by their flags.
+
+    They are put first, the recipe's before the config's, so a config overrides a recipe and the
+    command line overrides both.
+    """
+    recipe, argv = _take(list(argv), "--recipe")
+    if recipe == "":
+        raise ValueError("--recipe: give a recipe.json, a run folder or the Hub id of a model trained by hf_resnet")
+    if argv and not argv[0].startswith("-") and argv[0].endswith(CONFIG_SUFFIXES):
+        front, argv = config_flags(config_path(argv[0])), argv[1:]
+    else:
+        config, argv = _take(argv, "--config")
+        if config == "":
+            raise ValueError(
+                "--config: give a config file or the name of a shipped one: " + ", ".join(shipped_configs())
+            )
+        front = config_flags(config_path(config)) if config is not None else []
+    if recipe is not None:
+        front = recipe_flags(recipe, front + argv) + front
+    return front + argv
+
+
+def _raise(message: str):
+    raise ValueError(message)
+
+
+def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
+    parser = HfArgumentParser(
+        ARGUMENT_CLASSES,
+        prog=prog,
+        usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",
+        description="Fine-tune a ResNet image classifier. A config (a YAML/JSON file of `flag: value` lines, or "
+        f"the name of a shipped one: {', '.join(shipped_configs())}) gives flags that the command line can "
+        "override. --recipe (a recipe.json, a run folder or the Hub id of a model trained with hf_resnet) reruns "
+        "a published recipe: add --data_root YOUR_DATA, whose folders replace the recipe's relative ones. With "
+        "no model or data flag, the embedded default runs (offline digits). Many processes: "
+        "accelerate launch -m hf_resnet train ... (or accelerate launch recipes/finetune.py ...).",
+    )
+    parser.error = _raise  # a bad value is reported once, by main, as one line (argparse prints usage and exits)
+    return parser
+
+
+def render_help() -> str:
+    """The help text at a fixed width: what `hf-resnet train --help` prints from its shipped copy."""
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(HELP_COLUMNS)
+    try:
+        return build_parser().format_help()
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
+    """Parse command-line flags, with an optional config file, into the three dataclasses.
+
+    With no data or model argument, the embedded default's flags are put first, so any flag
+    given still wins (`hf-resnet train --num_train_epochs 1` is a quick embedded run).
+
+    >>> model_args, data_args, training_args = parse_args(["--train_dir", "photos", "--arch", "resnet-18"])
+    """
+    argv = expand_config(sys.argv[1:] if argv is None else argv)
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    if uses_embedded(given) and not {"-h", "--help"} & set(argv):
+        announce_embedded()
+        defaults = [item for key, value in embedded.embedded_defaults().items() for item in (f"--{key}", str(value))]
+        argv = defaults + argv
+    *parsed, unknown = build_parser().parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        flag = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+        guess = difflib.get_close_matches(flag.lstrip("-").split("=")[0], _field_names(), n=1)
+        hint = f"; did you mean --{guess[0]}?" if guess else "; `hf-resnet train --help` lists the flags"
+        raise ValueError(f"unrecognized argument(s) {' '.join(unknown)}{hint}")
+    announce(canonical_names(given, ARGUMENT_CLASSES), parsed[2].hub_token)
+    return tuple(parsed)
