@@ -26,6 +26,9 @@ _EXPORTS = {
     "ResNetTrainingArguments": "config.arguments",
     "expected_calibration_error": "training.calibration",
     "fit_temperature": "training.calibration",
+    # tuning
+    "lr_find": "tuning.lr_find",
+    "LrFindResult": "tuning.lr_find",
     # evaluation
     "evaluate": "evaluation.run",
     "EvaluationError": "evaluation.run",
@@ -66,6 +69,7 @@ __all__ = [
     "ExportReport",
     "FinetuneResult",
     "ImageData",
+    "LrFindResult",
     "ImageError",
     "ModelArguments",
     "PushError",
@@ -82,6 +86,7 @@ __all__ = [
     "fit_temperature",
     "freeze",
     "load_image_data",
+    "lr_find",
     "open_image",
     "parse_args",
     "push",
@@ -122,3 +127,4 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .training.recipe import finetune
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer
+    from .tuning.lr_find import LrFindResult, lr_find

@@ -1,0 +1,59 @@
+"""`hf-resnet lr-find` and `hf-resnet search`: each takes its own few flags plus every `hf-resnet train` flag.
+
+Their own flags are parsed here with argparse, torch-free, so `--help` answers at once; what is
+left over is the run's, parsed by the recipe's parser when the work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+LR_FIND_HELP = "learning-rate range test: suggests --learning_rate and --backbone_learning_rate for a run"
+RUN_FLAGS = "Every other flag is the run's, as for hf-resnet train (hf-resnet train --help lists them)."
+
+
+def lr_find_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-resnet lr-find",
+        usage="hf-resnet lr-find [--num_steps N] [--start_lr LR] [--end_lr LR] [--plot PNG] [train flags ...]",
+        description="Run the learning-rate range test on a run's own data, transforms, freezing and per-part "
+        "learning-rate groups, from a copy of its weights: the rates grow exponentially each step and the loss is "
+        "recorded until it diverges. A first sweep moves every part together (the head's rate) and a second the "
+        "backbone's with the head held. Nothing trained is kept; --output_dir is not written. Prints the suggested "
+        "rates (fastai's valley) and the hf-resnet train command that uses them. " + RUN_FLAGS,
+    )
+    parser.add_argument("--num_steps", type=int, default=100, help="optimizer steps per sweep (default 100)")
+    parser.add_argument("--start_lr", type=float, default=1e-7, help="rate of the first step (default 1e-7)")
+    parser.add_argument("--end_lr", type=float, default=10.0, help="rate of the last step (default 10)")
+    parser.add_argument(
+        "--plot", default="lr_find.png", help="loss-versus-rate plot; the curves go beside it as .json"
+    )
+    return parser
+
+
+def _check(parser: argparse.ArgumentParser, own: argparse.Namespace) -> None:
+    if own.num_steps < 2:
+        parser.error(f"--num_steps {own.num_steps}: must be >= 2")
+    if not 0 < own.start_lr < own.end_lr:
+        parser.error(f"--start_lr {own.start_lr:g} --end_lr {own.end_lr:g}: need 0 < start < end")
+
+
+def run_lr_find(argv: list[str]) -> int:
+    parser = lr_find_parser()
+    if any(arg in ("-h", "--help") for arg in argv):
+        sys.stdout.write(parser.format_help())
+        return 0
+    own, rest = parser.parse_known_args(argv)
+    _check(parser, own)
+    from .lr_find import main
+
+    return main(rest, own)
+
+
+#: Commands whose flags go to their own parser untouched (see hf_resnet/cli.py).
+PASSTHROUGH = {"lr-find": run_lr_find}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("lr-find", add_help=False, help=LR_FIND_HELP)
