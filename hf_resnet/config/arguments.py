@@ -172,7 +172,7 @@ class ResNetTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False,
         metadata={
-            "help": "As in the transformers example; no effect: the images reach the model as pixel_values and labels.",
+            "help": "As in the transformers example; no effect: images reach the model as pixel_values and labels.",
         },
     )
     # The transformers example's script flags. The Trainer reads none of them; this recipe always trains, then

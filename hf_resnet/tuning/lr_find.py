@@ -282,7 +282,7 @@ def lr_find(
 ) -> LrFindResult:
     """The range test for a run given as `finetune`'s keyword arguments; nothing trained is kept.
 
-    >>> result = hf_resnet.lr_find(model_name_or_path="microsoft/resnet-50", train_dir="photos/train")  # doctest: +SKIP
+    >>> result = hf_resnet.lr_find(model_name_or_path="microsoft/resnet-50", train_dir="photos")  # doctest: +SKIP
     >>> result.head_learning_rate, result.backbone_learning_rate  # doctest: +SKIP
     (0.0021, 3.2e-05)
     """
