@@ -29,6 +29,8 @@ _EXPORTS = {
     # tuning
     "lr_find": "tuning.lr_find",
     "LrFindResult": "tuning.lr_find",
+    "search": "tuning.search",
+    "SearchResult": "tuning.search",
     # evaluation
     "evaluate": "evaluation.run",
     "EvaluationError": "evaluation.run",
@@ -75,6 +77,7 @@ __all__ = [
     "PushError",
     "ResNetTrainer",
     "ResNetTrainingArguments",
+    "SearchResult",
     "build_model",
     "classify",
     "expected_calibration_error",
@@ -91,6 +94,7 @@ __all__ = [
     "parse_args",
     "push",
     "run",
+    "search",
     "to_rgb",
     "unfreeze",
 ]
@@ -128,3 +132,4 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer
     from .tuning.lr_find import LrFindResult, lr_find
+    from .tuning.search import SearchResult, search

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, TEST_PYTHONPATH, launch_command, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
@@ -64,12 +65,15 @@ def test_the_sweep_stops_once_the_loss_diverges_and_a_frozen_backbone_is_not_swe
     assert 1e-3 <= result.head_learning_rate <= 1e6
 
 
-def test_lr_find_help_answers_without_torch():
-    code = "import sys; from hf_resnet.cli import main; main(['lr-find', '--help']); assert 'torch' not in sys.modules"
+@pytest.mark.parametrize(("command", "own_flag"), [("lr-find", "--num_steps"), ("search", "--n_trials")])
+def test_lr_find_and_search_help_answer_without_torch(command, own_flag):
+    code = (
+        f"import sys; from hf_resnet.cli import main; main([{command!r}, '--help']); assert 'torch' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
-    assert "--num_steps" in text and "train --help lists them" in text
+    assert own_flag in text and "train --help lists them" in text
 
 
 def test_two_processes_agree_on_one_suggestion_from_the_averaged_loss(tmp_path):

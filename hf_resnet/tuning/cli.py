@@ -32,11 +32,18 @@ def lr_find_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(parser: argparse.ArgumentParser, own: argparse.Namespace) -> None:
+def _problem(own: argparse.Namespace) -> str | None:
+    """What is wrong with lr-find's own flags, as the one line the user sees, or None."""
     if own.num_steps < 2:
-        parser.error(f"--num_steps {own.num_steps}: must be >= 2")
+        return f"--num_steps {own.num_steps}: must be >= 2"
     if not 0 < own.start_lr < own.end_lr:
-        parser.error(f"--start_lr {own.start_lr:g} --end_lr {own.end_lr:g}: need 0 < start < end")
+        return f"--start_lr {own.start_lr:g} --end_lr {own.end_lr:g}: need 0 < start < end"
+    return None
+
+
+def _refuse(prog: str, problem: str) -> int:
+    print(f"{prog}: error: {problem}", file=sys.stderr)
+    return 2  # argparse's code for a usage error, as hf-resnet train
 
 
 def run_lr_find(argv: list[str]) -> int:
@@ -45,15 +52,50 @@ def run_lr_find(argv: list[str]) -> int:
         sys.stdout.write(parser.format_help())
         return 0
     own, rest = parser.parse_known_args(argv)
-    _check(parser, own)
+    if problem := _problem(own):
+        return _refuse(parser.prog, problem)
     from .lr_find import main
 
     return main(rest, own)
 
 
+SEARCH_HELP = "hyperparameter search (Optuna) over rates, freezing, unfreezing, augmentation and label smoothing"
+
+
+def search_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-resnet search",
+        usage="hf-resnet search [--n_trials N] [--timeout S] --output_dir SEARCH_DIR [train flags ...]",
+        description='Search the recipe\'s hyperparameters with Optuna (pip install "hf_resnet[search]"): the head '
+        "rate (log 1e-4..1e-2), the backbone rate (log 1e-6..1e-3), the freeze depth (0-4 parts), the unfreeze epoch "
+        "(off, 1, 2), the augmentation strength (0..1: smaller crops, random erasing, TrivialAugment from 0.5) and "
+        "label smoothing (0..0.2); from scratch, the head rate, augmentation and smoothing only. Each trial is a "
+        "whole run scored on --metric_for_best_model; poor trials are pruned at an evaluation (median rule). "
+        "--output_dir holds study.db (SQLite: the same command resumes a stopped search), trials.csv, trials.png "
+        "and best.yaml, which hf-resnet train --config reruns. " + RUN_FLAGS,
+    )
+    parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, those already run included")
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    return parser
+
+
+def run_search(argv: list[str]) -> int:
+    parser = search_parser()
+    if any(arg in ("-h", "--help") for arg in argv):
+        sys.stdout.write(parser.format_help())
+        return 0
+    own, rest = parser.parse_known_args(argv)
+    if own.n_trials < 1:
+        return _refuse(parser.prog, f"--n_trials {own.n_trials}: must be >= 1")
+    from .search import main
+
+    return main(rest, own)
+
+
 #: Commands whose flags go to their own parser untouched (see hf_resnet/cli.py).
-PASSTHROUGH = {"lr-find": run_lr_find}
+PASSTHROUGH = {"lr-find": run_lr_find, "search": run_search}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     subparsers.add_parser("lr-find", add_help=False, help=LR_FIND_HELP)
+    subparsers.add_parser("search", add_help=False, help=SEARCH_HELP)
