@@ -51,7 +51,8 @@ def main() -> None:
             for name, rates in arms.items()
         }
     defaults = embedded_defaults()
-    print(f"\nCPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; torch {torch.__version__}")
+    cpu = platform.processor() or platform.machine()
+    print(f"\nCPU: {cpu}, {torch.get_num_threads()} threads; torch {torch.__version__}")
     print(f"Range test: {args.num_steps} steps per sweep, {find_s:.0f} s; suggested {suggested}")
     print(f"Default rates: learning_rate {defaults['learning_rate']} (backbone: the same, from scratch)\n")
     print(f"| rates | accuracy, mean of {len(args.seeds)} seeds | per seed ({', '.join(map(str, args.seeds))}) |")
