@@ -198,7 +198,7 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         )
     frozen = frozen_parts(model_args)
     if args.cache_frozen_features:
-        from .frozen_features import MIN_CACHED_PARTS, cached_parts  # imports the data pipeline: only when asked
+        from ..training.frozen_features import MIN_CACHED_PARTS, cached_parts  # imports the data pipeline: only when asked
 
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")
