@@ -1,10 +1,11 @@
-"""Do the rates `hf-resnet lr-find` suggests train at least as well as the defaults? Digits, 3 seeds.
+"""Do the rates `hf-resnet lr-find` suggests (and the search's best) train as well as the defaults? Digits, 3 seeds.
 
-    python benchmarks/tuning_digits.py [--epochs 3] [--seeds 0 1 2] [--num_steps 100]
+    python benchmarks/tuning_digits.py [--epochs 3] [--seeds 0 1 2] [--num_steps 100] [--search_trials 0]
 
 The embedded digits run (resnet-18 layout from scratch, 32 px) with its own flags, shortened to
 `--epochs` so the comparison is not made at the accuracy ceiling: first with the default rates,
-then with the rates one range test suggests (run once, with the first seed), every seed alike.
+then with the rates one range test suggests (run once, with the first seed), and with
+`--search_trials N`, the best recipe of a search of N trials (seed 0), every seed alike.
 Prints a Markdown table of held-out accuracy (mean and each seed) and the machine it ran on.
 """
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num_steps", type=int, default=100)
+    parser.add_argument("--search_trials", type=int, default=0)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -46,6 +48,11 @@ def main() -> None:
         if found.backbone_learning_rate is not None:
             suggested["backbone_learning_rate"] = found.backbone_learning_rate
         arms = {"defaults": {}, "lr-find suggestion": suggested}
+        if args.search_trials:
+            flags = embedded_defaults() | {"num_train_epochs": args.epochs, "output_dir": f"{scratch}/search"}
+            found_best = hf_resnet.search(n_trials=args.search_trials, **flags)
+            arms[f"search best of {args.search_trials}"] = found_best.best_flags
+            print(f"Search best: {found_best.best_flags}")
         results = {
             name: [accuracy(seed, args.epochs, f"{scratch}/{name}-{seed}", **rates) for seed in args.seeds]
             for name, rates in arms.items()
