@@ -144,12 +144,12 @@ def compare_backends(folder: Path, digits: tuple[list, np.ndarray], calibration:
         report = json.loads(exported.to_json())
     pipe = pipeline("image-classification", model=str(folder), device="cpu")
     backends = {
-        "eager": {"model": folder},
+        "eager": {"model": folder, "precision": "fp32"},  # the pipeline's numerics, on any CPU
         "onnx": {"model": folder, "backend": "onnx"},
         "int8": {"model": folder / "onnx" / "model_int8.onnx", "backend": "onnx"},
     }
     for options in backends.values():  # load outside the timings: classify caches its models
-        load_classifier(options["model"], backend=options.get("backend", "torch"))
+        load_classifier(**options)
     photo = Image.fromarray(load_sample_images().images[0])  # china.jpg, 427x640
     runs = {"pipeline": lambda: pipe(photo)}
     runs.update({name: (lambda o=options: classify(photo, **o)) for name, options in backends.items()})
@@ -184,7 +184,7 @@ def _share(answers: list[str], reference: list[str]) -> float:
 
 
 def _median_margin(folder: Path, images: list) -> float:
-    classifier = load_classifier(folder)
+    classifier = load_classifier(folder, precision="fp32")
     logits = torch.cat(
         [classifier.forward(classifier.preprocess(images[i : i + 32])) for i in range(0, len(images), 32)]
     )
@@ -231,7 +231,7 @@ def compare_v1_v15(repeats: int) -> dict:
     for name, v1 in (("v1", True), ("v1.5", False)):
         torch.manual_seed(0)
         model = ResNetForImageClassification(ResNetConfig(num_labels=1000, downsample_in_bottleneck=v1))
-        classifier = load_classifier(model, device="cpu", processor=resnet50_processor())
+        classifier = load_classifier(model, device="cpu", processor=resnet50_processor(), precision="fp32")
         with FlopCounterMode(display=False) as counter:
             classifier.forward(one)
         results[name] = {"gmacs": counter.get_total_flops() / 2e9}

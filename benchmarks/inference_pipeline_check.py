@@ -28,11 +28,12 @@ def main() -> None:
     args = parser.parse_args()
     photo = Image.fromarray(load_sample_images().images[0])  # china.jpg, 427x640
     pipe = pipeline("image-classification", model=args.model, device="cpu")
-    load_classifier(args.model)
-    assert pipe(photo)[0]["label"] == classify(photo, model=args.model)[0]["label"]
+    load_classifier(args.model, precision="fp32")  # the pipeline's numerics, on any CPU
+    assert pipe(photo)[0]["label"] == classify(photo, model=args.model, precision="fp32")[0]["label"]
     load_before = os.getloadavg()[0]
     times = interleaved_latency(
-        {"pipeline": lambda: pipe(photo), "classify": lambda: classify(photo, model=args.model)}, args.repeats
+        {"pipeline": lambda: pipe(photo), "classify": lambda: classify(photo, model=args.model, precision="fp32")},
+        args.repeats,
     )
     print(f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; same top-1: yes")
     for name, entry in times.items():

@@ -15,9 +15,9 @@ interleaved (baseline, hf_resnet, model-only, ...), so load from other processes
 - hf_resnet: `hf_resnet.finetune(...)` with default settings, the same call a user makes.
 - model-only: the training step (forward, loss, backward, AdamW) on synthetic tensors already in
   memory: the ceiling for any data path. NCHW at fp32 with the usual allocator, and channels-last
-  with hf_resnet's own settings: its default precision (fp32 on a CPU, bf16 autocast on a GPU
-  with bf16) and, on a CPU, its host-memory reuse (hf_resnet/host_memory.py); also channels-last
-  with the usual allocator, to show what each of the two gives.
+  with hf_resnet's own settings: its default precision (bf16 autocast where the hardware runs bf16
+  natively and measured faster, fp32 elsewhere) and, on a CPU, its host-memory reuse
+  (`--reuse_host_memory`); also channels-last with the usual allocator, to show what each of the two gives.
 
 Every run is a fresh Python process (spawned), so nothing one run leaves behind (allocator
 state, process-wide malloc settings, compiled kernels) helps or hurts the next.
@@ -72,8 +72,8 @@ from torchvision.transforms import (
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 import hf_resnet
+from hf_resnet.families.resnet import default_image_processor, resnet_config
 from hf_resnet.model.arguments import BACKBONE_PARTS
-from hf_resnet.model.build import default_image_processor, resnet_config
 from hf_resnet.runtime.host_memory import reused_host_memory
 from hf_resnet.runtime.precision import default_mixed_precision
 

@@ -55,10 +55,7 @@ def _passthrough() -> dict[str, Callable[[list[str]], int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `hf-resnet` console script and of `python -m hf_resnet`.
-
-    >>> main(["classify", "cat.jpg", "--model", "outputs/pets"])  # doctest: +SKIP
-    """
+    """Entry point of the `hf-resnet` console script and of `python -m hf_resnet`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     own_parser = _passthrough().get(argv[0]) if argv else None
     if own_parser is not None:

@@ -10,6 +10,9 @@ from conftest import make_image_folder, shape_image, tiny_config
 
 import hf_resnet
 from hf_resnet.config.arguments import ResNetTrainingArguments
+from hf_resnet.config.checks import ArgumentError, validate
+from hf_resnet.data.arguments import DataArguments
+from hf_resnet.model.arguments import ModelArguments
 from hf_resnet.training.balance import (
     BalancedSampler,
     balance,
@@ -87,8 +90,9 @@ def test_balance_follows_the_flags(tmp_path):
 
 @pytest.mark.parametrize("flag", ["class_weights", "sampler"])
 def test_an_unknown_balance_choice_is_refused_naming_the_flag(tmp_path, flag):
-    with pytest.raises(ValueError, match=f"--{flag} inverse: choose"):
-        ResNetTrainingArguments(output_dir=str(tmp_path), **{flag: "inverse"})
+    args = ResNetTrainingArguments(output_dir=str(tmp_path / "out"), **{flag: "inverse"})
+    with pytest.raises(ArgumentError, match=f"^--{flag} inverse: choose one of"):
+        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path)), args)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
 from hf_resnet.cli import main as cli
-from hf_resnet.config.checks import ArgumentError, check_arguments, check_labels
+from hf_resnet.config.checks import ArgumentError, check_labels, validate
 from hf_resnet.training import run as run_module
 from hf_resnet.training.run_folder import RUN_ARGS_FILE, checkpoint_problem
 
@@ -155,7 +155,7 @@ def test_sync_bn_with_several_cpu_processes_is_refused(setup):
             ArgumentError,
             match=r"^--sync_bn True: torch's SyncBatchNorm cannot run on CPU processes \(2 here\); drop --sync_bn",
         ):
-            check_arguments(model_args, data_args, training_args)
+            validate(model_args, data_args, training_args)
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -39,6 +39,7 @@ from transformers import AutoConfig, EvalPrediction
 import hf_resnet
 from hf_resnet.cli import main as cli
 from hf_resnet.config.arguments import ResNetTrainingArguments
+from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.sources import DataError
 from hf_resnet.evaluation.metrics import METRICS, compute, compute_metrics_for, module_path, per_class_report
 from hf_resnet.hub.card import write_model_card
@@ -162,14 +163,22 @@ def test_modules_load_by_path_with_the_network_off_and_nothing_cached(tmp_path):
     assert "'confusion_matrix': [[1, 0, 0" in result.stdout
 
 
-def test_metrics_flag_chooses_and_metric_for_best_model_must_be_computed():
-    args = ResNetTrainingArguments(output_dir="x", metrics="accuracy, ece", metric_for_best_model="ece")
+def test_metrics_flag_chooses_and_metric_for_best_model_must_be_computed(tmp_path):
+    from hf_resnet.config.checks import ArgumentError, validate
+    from hf_resnet.model.arguments import ModelArguments
+
+    def check(**flags):
+        args = ResNetTrainingArguments(output_dir=str(tmp_path / "out"), **flags)
+        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path)), args)
+        return args
+
+    args = check(metrics="accuracy, ece", metric_for_best_model="ece")
     assert args.metrics == "accuracy,ece" and args.greater_is_better is False  # a lower ECE is better
-    assert ResNetTrainingArguments(output_dir="x", metric_for_best_model="f1_weighted").greater_is_better
-    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['f2'\]"):
-        ResNetTrainingArguments(output_dir="x", metrics="accuracy,f2")
-    with pytest.raises(ValueError, match="--metric_for_best_model 'f1_macro' is not computed"):
-        ResNetTrainingArguments(output_dir="x", metrics="accuracy", metric_for_best_model="f1_macro")
+    assert check(metric_for_best_model="f1_weighted").greater_is_better
+    with pytest.raises(ArgumentError, match=r"^--metrics accuracy,f2: unknown metric\(s\) \['f2'\]"):
+        check(metrics="accuracy,f2")
+    with pytest.raises(ArgumentError, match="^--metric_for_best_model f1_macro: is not computed"):
+        check(metrics="accuracy", metric_for_best_model="f1_macro")
 
 
 def test_training_reports_the_chosen_metrics_and_picks_the_best_model_by_one(tmp_path):

@@ -8,8 +8,8 @@ import hf_resnet
 from hf_resnet.data.image_datasets import EvalImages
 from hf_resnet.data.sources import load_image_data
 from hf_resnet.data.transforms import build_eval_transform
+from hf_resnet.families.resnet import FAMILY as RESNET
 from hf_resnet.model.arguments import BACKBONE_PARTS
-from hf_resnet.model.parts import part_of
 from hf_resnet.training.frozen_features import FeatureImages, SkipFrozen, cached_parts, compute_features
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
@@ -77,7 +77,7 @@ def test_finetune_on_cached_features_moves_only_the_head(tiny_checkpoint, folder
     after = load_file(str(result.output_dir / "model.safetensors"))
     for name, tensor in after.items():
         moved = not torch.equal(tensor, before[name])
-        assert moved == (part_of(name) == "head"), name
+        assert moved == (RESNET.part_of(name) == "head"), name
     # After the cache was built, the frozen front never ran in 3 epochs of training: only for the 12 validation images.
     assert sum(stem_images) == 12
     assert result.metrics["eval_accuracy"] > 1 / 3

@@ -3,10 +3,13 @@ import torch
 from conftest import save_tiny_checkpoint, tiny_config
 from transformers import ResNetForImageClassification
 
+from hf_resnet.families import PARTS
+from hf_resnet.families.resnet import FAMILY as RESNET
+from hf_resnet.families.resnet import resnet_config
 from hf_resnet.model.arguments import ModelArguments
-from hf_resnet.model.build import build_model, resnet_config
+from hf_resnet.model.build import build_model
 from hf_resnet.model.freezing import freeze, unfreeze
-from hf_resnet.model.parts import PARTS, named_parameters_by_part, parse_parts, part_of
+from hf_resnet.model.parts import named_parameters_by_part, parse_parts
 from hf_resnet.training.optim import parameter_groups
 
 
@@ -21,9 +24,9 @@ def test_every_parameter_belongs_to_exactly_one_part():
 
 
 def test_part_names_unknown_and_wrapped():
-    assert part_of("module.resnet.embedder.embedder.convolution.weight") == "embedder"
+    assert RESNET.part_of("module.resnet.embedder.embedder.convolution.weight") == "embedder"
     with pytest.raises(ValueError, match="not part of"):
-        part_of("vit.encoder.layer.0.weight")
+        RESNET.part_of("vit.encoder.layer.0.weight")
     with pytest.raises(ValueError, match=r"--freeze: unknown part\(s\) \['stage5'\]"):
         parse_parts("stage1,stage5")
     assert parse_parts("none") == []

@@ -83,9 +83,14 @@ def test_a_bad_metadata_line_is_one_error_naming_the_file_and_line(tmp_path):
         load_image_data(DataArguments(train_dir=str(train)))
 
 
-def test_an_unknown_problem_type_is_refused_naming_the_flag():
-    with pytest.raises(ValueError, match="--problem_type multilabel: choose"):
-        DataArguments(problem_type="multilabel")
+def test_an_unknown_problem_type_is_refused_naming_the_flag(tmp_path):
+    from hf_resnet.config.arguments import ResNetTrainingArguments
+    from hf_resnet.config.checks import ArgumentError, validate
+    from hf_resnet.model.arguments import ModelArguments
+
+    data = DataArguments(problem_type="multilabel", train_dir=str(tmp_path))
+    with pytest.raises(ArgumentError, match="^--problem_type multilabel: choose one of single_label_classification"):
+        validate(ModelArguments(arch="resnet-18"), data, ResNetTrainingArguments(output_dir=str(tmp_path / "out")))
 
 
 def test_bce_loss_is_per_class_and_label_smoothing_pulls_targets_to_one_half():

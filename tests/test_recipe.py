@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import hf_resnet
 from hf_resnet.config.parsing import parse_args
-from hf_resnet.model.parts import part_of
+from hf_resnet.families.resnet import FAMILY as RESNET
 
 #: Real photographs shipped inside installed wheels: the only real photos an offline machine has.
 PHOTOS = {
@@ -94,10 +94,10 @@ def test_recipe_on_real_photos_with_odd_modes(tmp_path):
     assert evaluation["eval_samples"] == 15
     before, after = load_file(str(checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
     for name, tensor in after.items():
-        part = part_of(name)
+        part = RESNET.part_of(name)
         if part in ("embedder", "stage1"):
             assert torch.equal(tensor, before[name]), name
-    assert any(not torch.equal(t, before[n]) for n, t in after.items() if part_of(n) == "stage4")
+    assert any(not torch.equal(t, before[n]) for n, t in after.items() if RESNET.part_of(n) == "stage4")
     answer = hf_resnet.classify(next((val / "flower").glob("*.jpg")), model=str(out))
     assert {entry["label"] for entry in answer} == {"china", "flower", "hopper"}
     assert answer == sorted(answer, key=lambda entry: -entry["score"])
@@ -137,7 +137,7 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "config", sorted((ROOT / "hf_resnet" / "training" / "configs").glob("*.yaml")), ids=lambda p: p.name
+    "config", sorted((ROOT / "hf_resnet" / "config" / "configs").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_shipped_configs_parse(config):
     model_args, data_args, training_args = parse_args([str(config)])

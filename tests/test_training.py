@@ -4,13 +4,13 @@ import pytest
 import torch
 from conftest import OUTPUT_FILES, make_image_folder, tiny_config
 from safetensors.torch import load_file
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers import AutoImageProcessor, AutoModelForImageClassification, Trainer
 
 import hf_resnet
 from hf_resnet.config.arguments import ResNetTrainingArguments
 from hf_resnet.data.images import open_image
-from hf_resnet.model.parts import part_of
-from hf_resnet.training.trainer import ResNetTrainer
+from hf_resnet.families.resnet import FAMILY as RESNET
+from hf_resnet.training.trainer import PRIVATE_TRAINER_OVERRIDES, ResNetTrainer
 
 FAST = dict(per_device_train_batch_size=8, per_device_eval_batch_size=16, report_to="none", disable_tqdm=True)
 
@@ -20,7 +20,7 @@ def _state(path):
 
 
 def _by_part(state, part):
-    return {name: tensor for name, tensor in state.items() if part_of(name) == part}
+    return {name: tensor for name, tensor in state.items() if RESNET.part_of(name) == part}
 
 
 @pytest.fixture
@@ -149,6 +149,17 @@ def test_trainer_optimizer_has_the_configured_learning_rates(tmp_path):
     optimizer = trainer.create_optimizer()
     rates = {group["name"]: group["lr"] for group in optimizer.param_groups}
     assert rates["head"] == 3e-3 and rates["stage4"] == 2e-5 and rates["stage1"] == pytest.approx(2e-5 / 8)
+
+
+def test_the_private_trainer_methods_overridden_are_the_listed_ones_and_still_exist_in_transformers():
+    ours = ResNetTrainer.__mro__[: ResNetTrainer.__mro__.index(Trainer)]
+    overridden = {
+        name
+        for cls in ours
+        for name in vars(cls)
+        if name.startswith("_") and not name.startswith("__") and callable(getattr(Trainer, name, None))
+    }
+    assert overridden == set(PRIVATE_TRAINER_OVERRIDES)
 
 
 def test_resume_from_last_checkpoint_continues_the_step_count(tiny_checkpoint, image_folders, tmp_path):

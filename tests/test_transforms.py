@@ -101,6 +101,32 @@ def test_flip_mirrors_exactly_and_erasing_zeroes_exactly_the_planned_patch():
     torch.testing.assert_close(flipped_erased, expected, rtol=0, atol=0)
 
 
+def test_vflip_turns_images_upside_down_at_its_rate_and_leaves_the_other_draws_alone():
+    transform, unflipped = augment(vflip=0.5), augment()
+    plans = [transform.plan(480, 640, seed=seed) for seed in range(200)]
+    assert 60 < sum(p.vflip for p in plans) < 140
+    # Drawn after everything else: a run without it crops, flips, erases and augments exactly as before.
+    assert [p.box for p in plans] == [unflipped.plan(480, 640, seed=seed).box for seed in range(200)]
+    top_dark = gradient_crop().transpose(1, 2).contiguous()  # rows differ: the top half is one colour
+    upright, upside_down = transform.finish([top_dark] * 2, [plan(), plan(vflip=True)]).unbind(0)
+    torch.testing.assert_close(upside_down, upright.flip(-2), rtol=0, atol=0)
+
+
+def test_vflip_declared_once_reaches_the_fingerprint_the_card_the_help_and_the_checks(tmp_path):
+    from hf_resnet.config.arguments import ResNetTrainingArguments
+    from hf_resnet.config.checks import ArgumentError, validate
+    from hf_resnet.config.parsing import render_help
+    from hf_resnet.flags import named
+    from hf_resnet.model.arguments import ModelArguments
+    from hf_resnet.training import run_folder
+
+    data, training = DataArguments(vflip=0.25), ResNetTrainingArguments(output_dir=str(tmp_path / "out"))
+    assert run_folder.fingerprint(ModelArguments(arch="resnet-18"), data, training)["vflip"] == 0.25
+    assert "vflip" in named(DataArguments, card="augmentation") and "--vflip VFLIP" in render_help()
+    with pytest.raises(ArgumentError, match=r"^--vflip 2\.0: must be in \[0, 1\]$"):
+        validate(ModelArguments(arch="resnet-18"), DataArguments(vflip=2.0, train_dir=str(tmp_path)), training)
+
+
 def test_auto_augment_is_fixed_by_the_plan_seed():
     transform = augment(auto_augment="trivial")
     crops = [gradient_crop()] * 2
@@ -117,11 +143,6 @@ def test_transform_is_callable_on_pil_images_like_a_torchvision_transform():
     first = transform(image)
     torch.manual_seed(0)
     assert first.shape == (3, SIZE, SIZE) and torch.equal(first, transform(image))
-
-
-def test_unknown_auto_augment_is_refused():
-    with pytest.raises(ValueError, match="--auto_augment 'autoaug'"):
-        augment(auto_augment="autoaug")
 
 
 def test_batch_mix_keeps_label_mass_and_is_off_by_default():

@@ -6,57 +6,23 @@ Each default is set once, here, with the reason beside it. The recipe, the Pytho
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from transformers import TrainingArguments
 
-from ..evaluation.metrics import (
-    LOWER_IS_BETTER,
-    METRICS,
-    MULTI_LABEL_METRICS,
-    OTHER_RESULTS,
-    TOP_K,
-    parse_metric_names,
-)
+from ..evaluation.metrics import LOWER_IS_BETTER, METRICS, TOP_K, parse_metric_names
+from ..flags import Flag, flag
 from ..model.arguments import TTA_MODES
 from ..runtime.launcher import default_num_workers
 from ..runtime.precision import default_mixed_precision
 
 #: Where training augmentation is finished (see hf_resnet/data/image_datasets.py): "workers", "device" or "auto".
 AUGMENT_PLACES = ("auto", "workers", "device")
-
-#: The training flags a recipe.json records and `--recipe` replays: what the model learns from. The others describe
-#: the machine (workers, precision, devices) or the run's folders and Hub repo, which differ for whoever reruns it.
-RECIPE_TRAINING_FLAGS = (
-    "learning_rate",
-    "head_learning_rate",
-    "backbone_learning_rate",
-    "backbone_lr_decay",
-    "unfreeze_at_epoch",
-    "unfreeze_every",
-    "lr_scaling",
-    "lr_reference_batch",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "weight_decay",
-    "warmup_steps",
-    "lr_scheduler_type",
-    "optim",
-    "max_grad_norm",
-    "label_smoothing_factor",
-    "class_weights",
-    "sampler",
-    "seed",
-    "early_stopping_patience",
-    "eval_strategy",
-    "metric_for_best_model",
-    "cache_frozen_features",
-    "ema_decay",
-    "tta",
-)
+#: `--lr_scaling`: how the learning rates follow the effective batch (training/optim.py).
+LR_SCALINGS = ("none", "linear", "sqrt")
 
 
 @dataclass
@@ -69,80 +35,110 @@ class ResNetTrainingArguments(TrainingArguments):
     """
 
     # A fresh head needs a large step to move from random; the Trainer's 5e-5 is tuned for transformers.
-    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the classifier head."})
-    head_learning_rate: float | None = field(
-        default=None, metadata={"help": "Alias of --learning_rate that says what it applies to; wins if both set."}
+    learning_rate: float = flag(
+        1e-3,
+        "Learning rate of the classifier head.",
+        result=True,
+        bounds="(0, inf)",
     )
-    backbone_learning_rate: float | None = field(
-        default=None,
-        metadata={
-            "help": "Learning rate of the unfrozen backbone stages. Default: 1e-5 for a loaded checkpoint "
-            "(pretrained features need nudging, not rewriting), the head's rate from scratch."
-        },
+    head_learning_rate: float | None = flag(
+        None,
+        "Alias of --learning_rate that says what it applies to; wins if both set.",
+        result=True,
+        bounds="(0, inf)",
     )
-    backbone_lr_decay: float = field(
-        default=1.0,
-        metadata={"help": "Layer-wise decay: stage4 gets the backbone rate, stage3 x decay, stage2 x decay^2, ..."},
+    backbone_learning_rate: float | None = flag(
+        None,
+        "Learning rate of the unfrozen backbone stages. Default: 1e-5 for a loaded checkpoint "
+        "(pretrained features need nudging, not rewriting), the head's rate from scratch.",
+        result=True,
+        bounds="(0, inf)",
     )
-    unfreeze_at_epoch: int | None = field(
-        default=None,
-        metadata={
-            "help": "Gradual unfreezing: at this epoch unfreeze the deepest frozen part, then one more each "
-            "--unfreeze_every epochs (ULMFiT-style)."
-        },
+    backbone_lr_decay: float = flag(
+        1.0,
+        "Layer-wise decay: stage4 gets the backbone rate, stage3 x decay, stage2 x decay^2, ...",
+        result=True,
+        bounds="(0, inf)",
     )
-    unfreeze_every: int = field(default=1, metadata={"help": "Epochs between two unfreezing steps."})
-    lr_scaling: str = field(
-        default="none",
-        metadata={
-            "help": "Scale both learning rates with the effective batch: none (use them as given), linear "
-            "(x batch/lr_reference_batch, Goyal et al. 2017) or sqrt. Printed at start either way."
-        },
+    unfreeze_at_epoch: int | None = flag(
+        None,
+        "Gradual unfreezing: at this epoch unfreeze the deepest frozen part, then one more each "
+        "--unfreeze_every epochs (ULMFiT-style).",
+        result=True,
+        bounds="[0, inf)",
     )
-    lr_reference_batch: int = field(default=256, metadata={"help": "Batch size the given learning rates are for."})
-    class_weights: str = field(
-        default="none",
-        metadata={
-            "help": "balanced: weigh each class's loss by n / (classes x its images), so rare classes count as much "
-            "as common ones (multi-label: BCE pos_weight = images without / with the class). none: plain loss."
-        },
+    unfreeze_every: int = flag(
+        1,
+        "Epochs between two unfreezing steps.",
+        result=True,
+        bounds="[1, inf)",
     )
-    sampler: str = field(
-        default="random",
-        metadata={
-            "help": "balanced: draw training images so every class is equally likely (rare images repeat, "
-            "augmented anew; correct on any number of processes). random: the Trainer's shuffled epochs."
-        },
+    lr_scaling: str = flag(
+        "none",
+        "Scale both learning rates with the effective batch: none (use them as given), linear "
+        "(x batch/lr_reference_batch, Goyal et al. 2017) or sqrt. Printed at start either way.",
+        result=True,
+        choices=LR_SCALINGS,
     )
-    ema_decay: float | None = field(
-        default=None,
-        metadata={
-            "help": "Keep an exponential moving average of the weights (BatchNorm statistics included), updated each "
-            "optimizer step with this decay (e.g. 0.999; its horizon is about 1/(1-decay) steps), evaluated beside "
-            "the trained weights (eval_ema_*) and saved in checkpoints; the run keeps whichever is better on "
-            "--metric_for_best_model. Off by default."
-        },
+    lr_reference_batch: int = flag(
+        256,
+        "Batch size the given learning rates are for.",
+        result=True,
+        bounds="[1, inf)",
     )
-    tta: str = field(
-        default="none",
-        metadata={
-            "help": f"Test-time augmentation in every evaluation: {', '.join(TTA_MODES)}. The calibration temperature "
-            "or multi-label thresholds are then fitted on the averaged logits, and config.json records the mode so "
-            "classify and hf-resnet evaluate use it by default. flip only where a mirrored image is the same class."
-        },
+    class_weights: str = flag(
+        "none",
+        "balanced: weigh each class's loss by n / (classes x its images), so rare classes count as much "
+        "as common ones (multi-label: BCE pos_weight = images without / with the class). none: plain loss.",
+        result=True,
+        choices=("none", "balanced"),
     )
-    sync_bn: bool = field(
-        default=False,
-        metadata={"help": "Synchronise BatchNorm statistics across processes (small per-device batches)."},
+    sampler: str = flag(
+        "random",
+        "balanced: draw training images so every class is equally likely (rare images repeat, "
+        "augmented anew; correct on any number of processes). random: the Trainer's shuffled epochs.",
+        result=True,
+        choices=("random", "balanced"),
     )
-    early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement of the best metric."}
+    ema_decay: float | None = flag(
+        None,
+        "Keep an exponential moving average of the weights (BatchNorm statistics included), updated each "
+        "optimizer step with this decay (e.g. 0.999; its horizon is about 1/(1-decay) steps), evaluated beside "
+        "the trained weights (eval_ema_*) and saved in checkpoints; the run keeps whichever is better on "
+        "--metric_for_best_model. Off by default.",
+        result=True,
+        bounds="(0, 1)",
+    )
+    tta: str = flag(
+        "none",
+        f"Test-time augmentation in every evaluation: {', '.join(TTA_MODES)}. The calibration temperature "
+        "or multi-label thresholds are then fitted on the averaged logits, and config.json records the mode so "
+        "classify and hf-resnet evaluate use it by default. flip only where a mirrored image is the same class.",
+        result=True,
+        resumable=True,
+        choices=TTA_MODES,
+    )
+    sync_bn: bool = flag(
+        False,
+        "Synchronise BatchNorm statistics across processes (small per-device batches).",
+        result=True,
+        machine=True,
+    )
+    early_stopping_patience: int | None = flag(
+        None,
+        "Stop after this many evaluations without improvement of the best metric.",
+        result=True,
+        resumable=True,
+        bounds="[1, inf)",
     )
     # Fine-tuning sets are small: judge every epoch, and keep the last two checkpoints only.
-    eval_strategy: str = field(
-        default="epoch",
+    eval_strategy: str = flag(
+        "epoch",
+        "When to evaluate (no, steps, epoch).",
+        result=True,
+        resumable=True,
         # transformers 5 dropped the old name; the image-classification example's READMEs still use it.
-        metadata={"help": "When to evaluate (no, steps, epoch).", "aliases": ["--evaluation_strategy"]},
+        aliases=["--evaluation_strategy"],
     )
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
@@ -164,8 +160,11 @@ class ResNetTrainingArguments(TrainingArguments):
             f"(top{TOP_K}_accuracy only with more than {TOP_K} classes)."
         },
     )
-    metric_for_best_model: str | None = field(
-        default="accuracy", metadata={"help": "Metric of the best model: loss or one of --metrics."}
+    metric_for_best_model: str | None = flag(
+        "accuracy",
+        "Metric of the best model: loss or one of --metrics.",
+        result=True,
+        resumable=True,
     )
     # The training step needs the per-sample `sample_seed` that the model's forward() does not take; __post_init__
     # keeps it False whatever is given.
@@ -207,13 +206,42 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
-    num_train_epochs: float = field(default=5.0, metadata={"help": "Epochs over the training split."})
-    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay (not on BatchNorm or biases)."})
+    per_device_train_batch_size: int = flag(
+        32,
+        "Batch size per device for training.",
+        result=True,
+        bounds="[1, inf)",
+    )
+    per_device_eval_batch_size: int = flag(
+        64,
+        "Batch size per device for evaluation.",
+        bounds="[1, inf)",
+    )
+    num_train_epochs: float = flag(
+        5.0,
+        "Epochs over the training split.",
+        result=True,
+        resumable=True,
+    )
+    weight_decay: float = flag(
+        1e-4,
+        "AdamW weight decay (not on BatchNorm or biases).",
+        result=True,
+        bounds="[0, inf)",
+    )
     # A short warm-up keeps the random head's first large gradients from wrecking pretrained features.
-    warmup_steps: float = field(default=0.05, metadata={"help": "Linear warm-up: steps, or a fraction (< 1) of all."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Schedule shared by all parameter groups."})
+    warmup_steps: float = flag(
+        0.05,
+        "Linear warm-up: steps, or a fraction (< 1) of all.",
+        result=True,
+        bounds="[0, inf)",
+        hint="(steps, or a fraction < 1 of all)",
+    )
+    lr_scheduler_type: str = flag(
+        "cosine",
+        "Schedule shared by all parameter groups.",
+        result=True,
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Where the model and results are written."})
     # A ResNet uses every trained parameter in every step (frozen ones are not trained), so DDP need not search
     # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step. Gradual
@@ -226,13 +254,12 @@ class ResNetTrainingArguments(TrainingArguments):
         default=None, metadata={"help": "Pin DataLoader memory; None: on with CUDA."}
     )
     # Speed. Figures behind these defaults: docs/benchmarks.md, "Training throughput".
-    augment_on: str = field(
-        default="auto",
-        metadata={
-            "help": "Where training images are resized, normalised and erased: workers (DataLoader processes, "
-            "float tensors out), device (the GPU, in batch, from uint8 crops) or auto: device on a GPU, whose "
-            "workers would otherwise be the bottleneck; workers on a CPU, where they overlap the model."
-        },
+    augment_on: str = flag(
+        "auto",
+        "Where training images are resized, normalised and erased: workers (DataLoader processes, "
+        "float tensors out), device (the GPU, in batch, from uint8 crops) or auto: device on a GPU, whose "
+        "workers would otherwise be the bottleneck; workers on a CPU, where they overlap the model.",
+        choices=AUGMENT_PLACES,
     )
     gpu_decode: bool = field(
         default=False,
@@ -243,20 +270,18 @@ class ResNetTrainingArguments(TrainingArguments):
     )
     # NHWC is the layout oneDNN (CPU) and cuDNN tensor cores (GPU) run convolutions in; NCHW costs a conversion.
     channels_last: bool = field(default=True, metadata={"help": "Keep weights and activations channels-last (NHWC)."})
-    cache_frozen_features: bool = field(
-        default=False,
-        metadata={
-            "help": "With the backbone frozen through stage3 or stage4, compute its features once per image and train "
-            "only the rest. Much faster epochs, but training sees one fixed view per image: no random crops, flips "
-            "or mixing."
-        },
+    cache_frozen_features: bool = flag(
+        False,
+        "With the backbone frozen through stage3 or stage4, compute its features once per image and train "
+        "only the rest. Much faster epochs, but training sees one fixed view per image: no random crops, flips "
+        "or mixing.",
+        result=True,
     )
     # One worker per core left over by the training loop (none on a two-core CPU-only machine: see the function).
-    dataloader_num_workers: int | None = field(
-        default=None,
-        metadata={
-            "help": "DataLoader worker processes; None: the cores less one (none on a CPU-only machine of 2 cores)."
-        },
+    dataloader_num_workers: int | None = flag(
+        None,
+        "DataLoader worker processes; None: the cores less one (none on a CPU-only machine of 2 cores).",
+        bounds="[0, inf)",
     )
     # Restarting workers each epoch re-imports torch in each of them: seconds per epoch for nothing.
     dataloader_persistent_workers: bool = field(
@@ -271,21 +296,28 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
     # One kernel for all parameters instead of several per tensor; the Trainer picks it only on torch >= 2.8.
-    optim: str = field(default="adamw_torch_fused", metadata={"help": "Optimizer (Trainer names)."})
+    optim: str = flag(
+        "adamw_torch_fused",
+        "Optimizer (Trainer names).",
+        result=True,
+    )
     # The Trainer's NaN filter reads the loss back every step, a host-GPU sync that stalls the input pipeline.
     logging_nan_inf_filter: bool = field(
         default=False, metadata={"help": "Skip NaN/inf losses in the logged average (syncs with the GPU each step)."}
     )
-    bf16: bool | None = field(
-        default=None,
-        metadata={
-            "help": "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
-            "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
-            "--mixed_precision chose."
-        },
+    bf16: bool | None = flag(
+        None,
+        "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
+        "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
+        "--mixed_precision chose.",
+        result=True,
+        machine=True,
     )
-    fp16: bool | None = field(
-        default=None, metadata={"help": "fp16 autocast with loss scaling. Default: on for GPUs without native bf16."}
+    fp16: bool | None = flag(
+        None,
+        "fp16 autocast with loss scaling. Default: on for GPUs without native bf16.",
+        result=True,
+        machine=True,
     )
     # With pinned memory, non-blocking copies let the next batch travel while the GPU still runs this one.
     accelerator_config: dict | str | None = field(
@@ -305,12 +337,17 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
 
+    #: What hf_resnet knows about the `TrainingArguments` fields it does not redefine (see hf_resnet/flags.py).
+    inherited_flags: ClassVar[dict[str, Flag]] = {
+        "max_steps": Flag(result=True, resumable=True),
+        "gradient_accumulation_steps": Flag(result=True, bounds="[1, inf)"),
+        "max_grad_norm": Flag(result=True),
+        "label_smoothing_factor": Flag(result=True, bounds="[0, 1)", card="augmentation"),
+        "seed": Flag(result=True),
+    }
+
     def __post_init__(self):
         self.remove_unused_columns = False  # see the field
-        if self.class_weights not in ("none", "balanced"):
-            raise ValueError(f"--class_weights {self.class_weights}: choose none or balanced")
-        if self.sampler not in ("random", "balanced"):
-            raise ValueError(f"--sampler {self.sampler}: choose random or balanced")
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
@@ -335,15 +372,9 @@ class ResNetTrainingArguments(TrainingArguments):
             self.logging_strategy = "epoch" if self.logging_steps is None else "steps"
         if self.logging_steps is None:
             self.logging_steps = TrainingArguments.logging_steps  # transformers' default, for --logging_strategy steps
-        self.metrics = ",".join(parse_metric_names(self.metrics))
+        with contextlib.suppress(ValueError):  # names no metric computes are refused by config.checks.validate
+            self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
-        # Multi-label names are known once the data is read; a multi-label run checks them itself (run.py).
-        only_multi_label = [name for name in MULTI_LABEL_METRICS if name not in METRICS]
-        if best and best not in (*self.metrics.split(","), *OTHER_RESULTS, *only_multi_label):
-            raise ValueError(
-                f"--metric_for_best_model {self.metric_for_best_model!r} is not computed; name loss or one of "
-                f"--metrics ({self.metrics})"
-            )
         if self.greater_is_better is None and best in LOWER_IS_BETTER:
             self.greater_is_better = False
         super().__post_init__()

@@ -1,10 +1,12 @@
 """Every argument of a run checked in one place, before any image is read, model loaded or folder created.
 
 A wrong value found after the data scan costs the user minutes and leaves an empty output
-folder; found by torch mid-run, it is a traceback that does not name the flag. So `run()`
-calls `check_arguments` first, and each check raises an `ArgumentError` whose one line names
-the argument, the value and what is allowed. The functions that do the work keep only the
-preconditions a direct caller needs.
+folder; found by torch mid-run, it is a traceback that does not name the flag. So a run calls
+`validate` once, first (the command line before it even imports the training stack), and each check
+raises an `ArgumentError` whose one line names the argument, the value and what is allowed. Ranges
+and choices are not written here: they are declared in the argument dataclasses' fields
+(hf_resnet/flags.py) and read from there. The functions that do the work keep only the preconditions a
+direct caller needs.
 """
 
 from __future__ import annotations
@@ -12,21 +14,22 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.arguments import DataArguments
-from ..model.arguments import ARCHITECTURES, BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, TTA_MODES, ModelArguments
+from ..evaluation.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
+from ..families import checkpoint_family
+from ..flags import problems
+from ..model.arguments import BACKBONE_PARTS, DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.loading import source_problem
 from ..model.parts import parse_parts
 from ..training import run_folder
-from .arguments import AUGMENT_PLACES, ResNetTrainingArguments
+from .arguments import ResNetTrainingArguments
 from .example_flags import REFUSED
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("v1", "v1.5")
-AUTO_AUGMENTS = ("none", "trivial", "rand")
-LR_SCALINGS = ("none", "linear", "sqrt")
 #: Values of `--resume_from_checkpoint` that mean "the newest checkpoint in --output_dir".
 RESUME_LAST = ("last", "latest", "true", "True")
 
@@ -40,31 +43,39 @@ class ArgumentError(ValueError):
         super().__init__(f"--{flag} {shown}: {allowed}")
 
 
-def check_arguments(
+@dataclass(frozen=True)
+class Validated:
+    """What validation learnt that the run needs: the checkpoint to resume from and the run's fingerprint."""
+
+    resume_from: str | None
+    fingerprint: dict
+
+
+def validate(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: ResNetTrainingArguments,
     dataset=None,
     config=None,
-    log: bool = True,
-) -> str | None:
-    """Raise `ArgumentError` for the first argument that cannot work; return the checkpoint to resume from.
+) -> Validated:
+    """Raise `ArgumentError` for the first argument that cannot work; run once per run, before any work.
 
     Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
-    `log=False` keeps quiet about skipped checkpoints (for a first check that `run()` repeats).
     """
     _check_example_flags(model_args, training_args)
-    _check_ranges(model_args, data_args, training_args)
-    _check_choices(model_args, data_args, training_args)
+    _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
     _check_paths(model_args, data_args, dataset, config)
     _check_devices(training_args)
     _check_output_dir(training_args)
-    resume = resume_checkpoint(training_args, log)
+    resume = resume_checkpoint(training_args)
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
     if resume is not None:
-        _check_same_recipe(Path(resume), values, training_args, log)
-    return resume
+        _check_same_recipe(Path(resume), values, training_args)
+    return Validated(resume, values)
+
+
+# ----------------------------------------------------------------------------- values
 
 
 # ----------------------------------------------------------------------------- the transformers example's flags
@@ -84,77 +95,40 @@ def _check_example_flags(model_args, args) -> None:
         )
 
 
-# ----------------------------------------------------------------------------- values
-
-
-def _positive(flag: str, value, allowed: str = "must be > 0") -> None:
-    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ArgumentError(flag, value, allowed)
-
-
-def _at_least(flag: str, value, minimum: int) -> None:
-    if value is not None and value < minimum:
-        raise ArgumentError(flag, value, f"must be >= {minimum}")
-
-
-def _between(flag: str, value: float, low: float, high: float, closed_low=True, closed_high=True) -> None:
-    above = value >= low if closed_low else value > low
-    below = value <= high if closed_high else value < high
-    if not (above and below):
-        interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
-        raise ArgumentError(flag, value, f"must be in {interval}")
-
-
-def _check_ranges(model_args, data_args, args) -> None:
-    for flag in ("learning_rate", "head_learning_rate", "backbone_learning_rate", "backbone_lr_decay"):
-        _positive(flag, getattr(args, flag))
-    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        _at_least(flag, getattr(args, flag), 1)
-    _at_least("lr_reference_batch", args.lr_reference_batch, 1)
-    _at_least("unfreeze_every", args.unfreeze_every, 1)
-    _at_least("unfreeze_at_epoch", args.unfreeze_at_epoch, 0)
-    _at_least("early_stopping_patience", args.early_stopping_patience, 1)
-    _at_least("dataloader_num_workers", args.dataloader_num_workers, 0)
-    if args.ema_decay is not None:
-        _between("ema_decay", args.ema_decay, 0, 1, closed_low=False, closed_high=False)
-    if args.max_steps <= 0:
-        _positive("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
-    if args.weight_decay < 0:
-        raise ArgumentError("weight_decay", args.weight_decay, "must be >= 0")
-    if args.warmup_steps < 0:
-        raise ArgumentError("warmup_steps", args.warmup_steps, "must be >= 0 (steps, or a fraction < 1 of all)")
-    _between("label_smoothing_factor", args.label_smoothing_factor, 0, 1, closed_high=False)
-    _between("validation_split", data_args.validation_split, 0, 1, closed_low=False, closed_high=False)
-    _between("crop_scale_min", data_args.crop_scale_min, 0, 1, closed_low=False)
-    _between("hflip", data_args.hflip, 0, 1)
-    _between("random_erasing", data_args.random_erasing, 0, 1)
-    for flag in ("mixup_alpha", "cutmix_alpha"):
-        if getattr(data_args, flag) < 0:
-            raise ArgumentError(flag, getattr(data_args, flag), "must be >= 0 (0 turns it off)")
-    _at_least("max_train_samples", data_args.max_train_samples, 1)
-    _at_least("max_eval_samples", data_args.max_eval_samples, 1)
-    _positive("image_size", model_args.image_size, "must be a positive number of pixels (e.g. 224)")
-
-
-def _check_choices(model_args, data_args, args) -> None:
-    if model_args.arch is not None and model_args.arch not in ARCHITECTURES:
-        raise ArgumentError("arch", model_args.arch, f"choose one of {', '.join(ARCHITECTURES)}")
-    if model_args.variant not in VARIANTS:
-        raise ArgumentError("variant", model_args.variant, f"choose one of {', '.join(VARIANTS)}")
-    if data_args.auto_augment not in AUTO_AUGMENTS:
-        raise ArgumentError("auto_augment", data_args.auto_augment, f"choose one of {', '.join(AUTO_AUGMENTS)}")
-    if args.lr_scaling not in LR_SCALINGS:
-        raise ArgumentError("lr_scaling", args.lr_scaling, f"choose one of {', '.join(LR_SCALINGS)}")
-    if args.augment_on not in AUGMENT_PLACES:
-        raise ArgumentError("augment_on", args.augment_on, f"choose one of {', '.join(AUGMENT_PLACES)}")
-    if args.tta not in TTA_MODES:
-        raise ArgumentError("tta", args.tta, f"choose one of {', '.join(TTA_MODES)}")
+def _check_declared(model_args, data_args, args) -> None:
+    """Every range and choice declared in the argument dataclasses' fields (hf_resnet/flags.py)."""
+    for arguments in (model_args, data_args, args):
+        for name, value, allowed in problems(arguments):
+            raise ArgumentError(name, value, allowed)
+    if args.max_steps <= 0 and not (
+        isinstance(args.num_train_epochs, (int, float))
+        and math.isfinite(args.num_train_epochs)
+        and args.num_train_epochs > 0
+    ):
+        raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:
         parse_parts(model_args.freeze)
     except ValueError:
         raise ArgumentError(
             "freeze", model_args.freeze, f"a comma list of {', '.join(BACKBONE_PARTS)}, or none"
         ) from None
+    _check_metrics(args)
+
+
+def _check_metrics(args) -> None:
+    try:
+        names = parse_metric_names(args.metrics)
+    except ValueError as error:
+        raise ArgumentError("metrics", args.metrics, str(error).split(": ", 1)[-1]) from None
+    best = (args.metric_for_best_model or "").removeprefix("eval_")
+    # Multi-label names are known once the data is read; a multi-label run checks them itself (training/run.py).
+    only_multi_label = [name for name in MULTI_LABEL_METRICS if name not in METRICS]
+    if best and best not in (*names, *OTHER_RESULTS, *only_multi_label):
+        raise ArgumentError(
+            "metric_for_best_model",
+            args.metric_for_best_model,
+            f"is not computed; name loss or one of --metrics ({','.join(names)})",
+        )
 
 
 def frozen_parts(model_args: ModelArguments) -> list[str]:
@@ -198,7 +172,7 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         )
     frozen = frozen_parts(model_args)
     if args.cache_frozen_features:
-        from ..training.frozen_features import MIN_CACHED_PARTS, cached_parts  # imports the data pipeline: only when asked
+        from ..training.frozen_features import MIN_CACHED_PARTS, cached_parts  # the data pipeline: only when asked
 
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")
@@ -242,6 +216,8 @@ def _check_paths(model_args, data_args, dataset, config) -> None:
             model_args.model_name_or_path, need_processor=False
         ):  # the processor has a default
             raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
+        # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
+        checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
 
 
 def _check_devices(args) -> None:
@@ -288,7 +264,7 @@ def _check_output_dir(args) -> None:
 # ----------------------------------------------------------------------------- resuming
 
 
-def resume_checkpoint(args, log: bool = True) -> str | None:
+def resume_checkpoint(args) -> str | None:
     """The checkpoint `--resume_from_checkpoint` names; `last` is the newest one that can be loaded.
 
     A newer checkpoint that cannot be loaded (a truncated file, missing state) is skipped with a
@@ -300,7 +276,7 @@ def resume_checkpoint(args, log: bool = True) -> str | None:
     if resume is True or resume in RESUME_LAST:
         output_dir = Path(args.output_dir)
         checkpoint, skipped = run_folder.last_intact_checkpoint(output_dir)
-        for path, problem in skipped if log else ():
+        for path, problem in skipped:
             logger.warning("Not resuming from %s: %s; trying the checkpoint before it", path, problem)
         if checkpoint is None:
             found = (
@@ -316,9 +292,9 @@ def resume_checkpoint(args, log: bool = True) -> str | None:
     return str(checkpoint)
 
 
-def _check_same_recipe(checkpoint: Path, values: dict, args, log: bool = True) -> None:
+def _check_same_recipe(checkpoint: Path, values: dict, args) -> None:
     recorded = run_folder.read_fingerprint(checkpoint.parent)
-    if recorded is None and log:
+    if recorded is None:
         logger.warning(
             "%s has no %s: cannot check that %s belongs to this run's recipe",
             checkpoint.parent,

@@ -19,6 +19,7 @@ from transformers import HfArgumentParser
 
 from ..data import embedded
 from ..data.arguments import DataArguments
+from ..flags import FLAG_KEY
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
 from .example_flags import announce, canonical_names, flag_aliases
@@ -142,8 +143,20 @@ def _raise(message: str):
     raise ValueError(message)
 
 
+class FlagParser(HfArgumentParser):
+    """`HfArgumentParser` over fields that may carry a `Flag` declaration (hf_resnet/flags.py).
+
+    HfArgumentParser hands a field's metadata to argparse as keyword arguments; the declaration
+    is hf_resnet's own, so it is taken out on the way (argparse's public `add_argument`).
+    """
+
+    def add_argument(self, *args, **kwargs):
+        kwargs.pop(FLAG_KEY, None)
+        return super().add_argument(*args, **kwargs)
+
+
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
-    parser = HfArgumentParser(
+    parser = FlagParser(
         ARGUMENT_CLASSES,
         prog=prog,
         usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",

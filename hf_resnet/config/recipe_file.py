@@ -4,7 +4,7 @@ It is pushed with the model, so it names nothing that only exists on the machine
 local data paths are relative to a data root (`--data_root` when rerunning: the folder that held
 them, or their common parent), a local base model is left out (listed under `not_recorded`, the
 rerun names its own), and machine settings (workers, precision, folders, Hub credentials) are not
-training flags of the recipe (`RECIPE_TRAINING_FLAGS`).
+training flags that change what the model learns (declared with each flag: `hf_resnet.flags.recipe_names`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 
 from ..data.arguments import DataArguments
+from ..flags import recipe_names
 from ..model.arguments import ModelArguments
-from .arguments import RECIPE_TRAINING_FLAGS, ResNetTrainingArguments
+from .arguments import ResNetTrainingArguments
 from .example_flags import recorded
 
 RECIPE_FILE = "recipe.json"
@@ -59,7 +60,7 @@ def portable_arguments(
         if _local(model[flag]):
             model[flag] = None
             not_recorded.append(flag)
-    training = {flag: _plain(getattr(training_args, flag)) for flag in RECIPE_TRAINING_FLAGS}
+    training = {flag: _plain(getattr(training_args, flag)) for flag in recipe_names(type(training_args))}
     return {
         "model": model,
         "data": data,

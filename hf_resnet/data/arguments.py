@@ -5,27 +5,52 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..flags import flag
+
+#: `--auto_augment` policies (data/transforms.py).
+AUTO_AUGMENTS = ("none", "trivial", "rand")
+#: `--problem_type`: the values transformers' configs use.
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
+
 
 @dataclass
 class DataArguments:
     """Where the images come from and how they are augmented."""
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id, e.g. beans or food101."})
+    dataset_name: str | None = flag(
+        None,
+        "Hub dataset id, e.g. beans or food101.",
+        result=True,
+    )
     # Aliases: the transformers image-classification example's names for the same flags.
-    dataset_config: str | None = field(
-        default=None,
-        metadata={"help": "Configuration name of the Hub dataset.", "aliases": ["--dataset_config_name"]},
+    dataset_config: str | None = flag(
+        None,
+        "Configuration name of the Hub dataset.",
+        result=True,
+        aliases=["--dataset_config_name"],
     )
-    image_column: str | None = field(
-        default=None,
-        metadata={"help": "Image column (default: image or img).", "aliases": ["--image_column_name"]},
+    image_column: str | None = flag(
+        None,
+        "Image column (default: image or img).",
+        result=True,
+        aliases=["--image_column_name"],
     )
-    label_column: str | None = field(
-        default=None,
-        metadata={"help": "Label column (default: label or labels).", "aliases": ["--label_column_name"]},
+    label_column: str | None = flag(
+        None,
+        "Label column (default: label or labels).",
+        result=True,
+        aliases=["--label_column_name"],
     )
-    train_dir: str | None = field(default=None, metadata={"help": "Folder with one sub-folder of images per class."})
-    validation_dir: str | None = field(default=None, metadata={"help": "Held-out folder laid out like train_dir."})
+    train_dir: str | None = flag(
+        None,
+        "Folder with one sub-folder of images per class.",
+        result=True,
+    )
+    validation_dir: str | None = flag(
+        None,
+        "Held-out folder laid out like train_dir.",
+        result=True,
+    )
     data_root: str | None = field(
         default=None,
         metadata={
@@ -34,30 +59,38 @@ class DataArguments:
             "--data_root MY_DATA` reruns it on your own data."
         },
     )
-    problem_type: str | None = field(
-        default=None,
-        metadata={
-            "help": "multi_label_classification to treat each image's labels as a set (sigmoid scores, BCE loss, "
-            "per-class thresholds), even for one-label-per-image data. Detected without it from a metadata.jsonl/"
-            "metadata.csv in --train_dir or a dataset whose label column is a list."
-        },
+    problem_type: str | None = flag(
+        None,
+        "multi_label_classification to treat each image's labels as a set (sigmoid scores, BCE loss, "
+        "per-class thresholds), even for one-label-per-image data. Detected without it from a metadata.jsonl/"
+        "metadata.csv in --train_dir or a dataset whose label column is a list.",
+        result=True,
+        choices=PROBLEM_TYPES,
     )
-    validation_split: float = field(
-        default=0.15,
-        metadata={
-            "help": "Fraction of train carved out (stratified by label) when no validation split exists.",
-            "aliases": ["--train_val_split"],
-        },
+    validation_split: float = flag(
+        0.15,
+        "Fraction of train carved out (stratified by label) when no validation split exists.",
+        result=True,
+        bounds="(0, 1)",
+        aliases=["--train_val_split"],
     )
-    streaming: bool = field(
-        default=False,
-        metadata={
-            "help": "Read the Hub dataset as a stream (nothing downloaded up front; needs --max_steps and a "
-            "validation split). Local folders never need it: they are indexed without decoding."
-        },
+    streaming: bool = flag(
+        False,
+        "Read the Hub dataset as a stream (nothing downloaded up front; needs --max_steps and a "
+        "validation split). Local folders never need it: they are indexed without decoding.",
+        result=True,
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate train (quick experiments)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation (quick experiments)."})
+    max_train_samples: int | None = flag(
+        None,
+        "Truncate train (quick experiments).",
+        result=True,
+        bounds="[1, inf)",
+    )
+    max_eval_samples: int | None = flag(
+        None,
+        "Truncate validation (quick experiments).",
+        bounds="[1, inf)",
+    )
     verify_images: bool = field(
         default=True,
         metadata={
@@ -65,9 +98,10 @@ class DataArguments:
             "Turn off for datasets too large to scan."
         },
     )
-    skip_bad_images: bool = field(
-        default=False,
-        metadata={"help": "Leave out undecodable/non-image files with a warning listing them, instead of failing."},
+    skip_bad_images: bool = flag(
+        False,
+        "Leave out undecodable/non-image files with a warning listing them, instead of failing.",
+        result=True,
     )
     keep_examples: bool = field(
         default=True,
@@ -77,20 +111,59 @@ class DataArguments:
         },
     )
     # Augmentation. Defaults are the torchvision/timm ImageNet fine-tuning recipe.
-    crop_scale_min: float = field(
-        default=0.08, metadata={"help": "RandomResizedCrop's smallest area fraction (torchvision's default)."}
+    crop_scale_min: float = flag(
+        0.08,
+        "RandomResizedCrop's smallest area fraction (torchvision's default).",
+        result=True,
+        bounds="(0, 1]",
+        card="augmentation",
     )
-    hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability (0 for text, digits, etc.)."})
-    auto_augment: str = field(default="none", metadata={"help": "none, trivial (TrivialAugmentWide) or rand."})
-    random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (0.25 in timm)."})
-    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha); 0 disables (0.2 typical)."})
-    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 disables (1.0 typical)."})
+    hflip: float = flag(
+        0.5,
+        "Horizontal flip probability (0 for text, digits, etc.).",
+        result=True,
+        bounds="[0, 1]",
+        card="augmentation",
+    )
+    vflip: float = flag(
+        0.0,
+        "Vertical flip probability: for images without an up and down (aerial, satellite, microscopy, textures).",
+        result=True,
+        bounds="[0, 1]",
+        card="augmentation",
+    )
+    auto_augment: str = flag(
+        "none",
+        "none, trivial (TrivialAugmentWide) or rand.",
+        result=True,
+        choices=AUTO_AUGMENTS,
+        card="augmentation",
+    )
+    random_erasing: float = flag(
+        0.0,
+        "Random erasing probability (0.25 in timm).",
+        result=True,
+        bounds="[0, 1]",
+        card="augmentation",
+    )
+    mixup_alpha: float = flag(
+        0.0,
+        "Mixup Beta(alpha, alpha); 0 disables (0.2 typical).",
+        result=True,
+        bounds="[0, inf)",
+        hint="(0 turns it off)",
+        card="augmentation",
+    )
+    cutmix_alpha: float = flag(
+        0.0,
+        "CutMix Beta(alpha, alpha); 0 disables (1.0 typical).",
+        result=True,
+        bounds="[0, inf)",
+        hint="(0 turns it off)",
+        card="augmentation",
+    )
 
     def __post_init__(self):
-        if self.problem_type not in (None, "single_label_classification", "multi_label_classification"):
-            raise ValueError(
-                f"--problem_type {self.problem_type}: choose single_label_classification or multi_label_classification"
-            )
         if self.data_root:
             self.train_dir, self.validation_dir = (
                 under_root(self.data_root, p) for p in (self.train_dir, self.validation_dir)

@@ -31,11 +31,7 @@ def _shared_empty(numel: int) -> torch.Tensor:
 
 
 def decode_jpegs(data: list[bytes], device: torch.device, names: list[str]) -> list[torch.Tensor]:
-    """Decode JPEG bytes to uint8 `(3, H, W)` tensors on `device` (nvjpeg on a GPU), naming a file that fails.
-
-    >>> decode_jpegs([open("photo.jpg", "rb").read()], torch.device("cpu"), ["photo.jpg"])[0].shape  # doctest: +SKIP
-    torch.Size([3, 480, 640])
-    """
+    """Decode JPEG bytes to uint8 `(3, H, W)` tensors on `device` (nvjpeg on a GPU), naming a file that fails."""
     encoded = [torch.frombuffer(bytearray(item), dtype=torch.uint8) for item in data]
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its decoders in favour of TorchCodec, which is not a dependency here.
@@ -111,9 +107,5 @@ class CropBatch:
         return crops
 
     def finish(self) -> torch.Tensor:
-        """The augmented, normalised float batch `(B, 3, H, W)`, channels-last, on the batch's device.
-
-        >>> batch["crops"].finish().shape  # doctest: +SKIP
-        torch.Size([16, 3, 224, 224])
-        """
+        """The augmented, normalised float batch `(B, 3, H, W)`, channels-last, on the batch's device."""
         return self.augment.finish(self.crops(), self.plans)

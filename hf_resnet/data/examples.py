@@ -38,9 +38,6 @@ def keep_examples(split, labels: list[str], output_dir: str | Path, max_examples
 
     Returns the written paths; earlier examples in the folder are replaced, so a re-run never
     mixes images from two datasets.
-
-    >>> keep_examples(data.validation, data.labels, "outputs/beans")  # doctest: +SKIP
-    [PosixPath('outputs/beans/examples/000_angular_leaf_spot.jpg'), ...]
     """
     folder = Path(output_dir) / EXAMPLES_DIR
     first: dict[int, int] = {}

@@ -88,8 +88,6 @@ def decode_crop(
 
     Returns the crop as a uint8 `(3, h, w)` tensor (at least the output size unless the image is
     smaller) and the plan. Errors name the file, as `open_image`'s do.
-
-    >>> crop, plan = decode_crop("photo.jpg", augment, seed=0)  # doctest: +SKIP
     """
     with opened(source, name) as image:
         turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)

@@ -23,7 +23,6 @@ from datasets import Image as ImageFeature
 
 MULTI_LABEL = "multi_label_classification"
 SINGLE_LABEL = "single_label_classification"
-PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL)
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 #: Separator of several labels in one `metadata.csv` cell (a comma would clash with the CSV's own).
 CSV_LABEL_SEPARATOR = ";"
@@ -59,11 +58,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict]]:
 
 
 def read_metadata(path: Path) -> tuple[list[str], list[list[str]]]:
-    """(image paths, label lists) listed by a metadata file; paths resolved against its folder.
-
-    >>> read_metadata(Path("photos/train/metadata.jsonl"))  # doctest: +SKIP
-    (['/abs/photos/train/a.jpg', ...], [['cat', 'dog'], ...])
-    """
+    """(image paths, label lists) listed by a metadata file; paths resolved against its folder."""
     rows = _jsonl_rows(path) if path.suffix == ".jsonl" else _csv_rows(path)
     paths, label_lists = [], []
     for number, row in rows:

@@ -26,6 +26,7 @@ from ..data.arguments import DataArguments
 from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image
 from ..data.multilabel import (
     MULTI_LABEL,
+    SINGLE_LABEL,
     MetadataError,
     from_label_lists,
     is_list_feature,
@@ -56,8 +57,13 @@ class ImageData:
     validation: Dataset
     labels: list[str]
     description: str
-    #: Whether `label` holds multi-hot rows (any number of classes per image) instead of one class index.
-    multi_label: bool = False
+    #: The task the data is (`hf_resnet.tasks.task_for` picks it): MULTI_LABEL when `label` holds multi-hot
+    #: rows (any number of classes per image) instead of one class index.
+    problem_type: str = SINGLE_LABEL
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI_LABEL
 
 
 def _listing(problems: list[str]) -> str:
@@ -109,11 +115,7 @@ def _verify(sources: list, names: list[str], what: str) -> dict[int, str]:
 
 
 def scan_image_folder(root: str | Path, data_args: DataArguments, argument: str) -> tuple[list[str], list[str]]:
-    """List `root/<class>/**/<image>` as (paths, class names), checking every file on the way.
-
-    >>> scan_image_folder("photos/train", DataArguments(), "--train_dir")  # doctest: +SKIP
-    (['/abs/photos/train/cat/1.jpg', ...], ['cat', ...])
-    """
+    """List `root/<class>/**/<image>` as (paths, class names), checking every file on the way."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{argument} {root}: no such directory")
@@ -201,7 +203,7 @@ def _load_multi_label_folders(data_args: DataArguments, seed: int) -> ImageData:
         validation = from_label_lists(val_paths, val_lists, labels)
     else:
         train, validation = split_random(train, data_args.validation_split, seed, "--train_dir")
-    return ImageData(train, validation, labels, description, multi_label=True)
+    return ImageData(train, validation, labels, description, MULTI_LABEL)
 
 
 def split_random(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
@@ -368,25 +370,20 @@ def _multi_label_datasets(data, data_args: DataArguments, seed: int, description
         _check_known(present, labels, f"{description} split {val_name!r}")
         validation = _multi_label_split(raw_val, image_column, label_column, labels)
         validation = _verify_split(validation, data_args, f"{description} {val_name}")
-    return ImageData(train, validation, labels, description, multi_label=True)
+    return ImageData(train, validation, labels, description, MULTI_LABEL)
 
 
 def _as_multi_label(data: ImageData) -> ImageData:
     """Single-label data read as multi-label (`--problem_type multi_label_classification`): one label per image."""
     data.train, data.validation = (to_multi_hot(split, data.labels) for split in (data.train, data.validation))
-    data.multi_label = True
+    data.problem_type = MULTI_LABEL
     return data
 
 
 def load_image_data(
     data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None
 ) -> ImageData:
-    """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset.
-
-    >>> data = load_image_data(DataArguments(train_dir="photos/train"))  # doctest: +SKIP
-    >>> data.labels
-    ['cat', 'dog']
-    """
+    """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset."""
     if dataset is not None:
         data = _from_datasets(dataset, data_args, seed, "the dataset passed to finetune()")
     elif data_args.train_dir:
@@ -479,8 +476,6 @@ def load_labelled_split(
     model multi-hot rows over them (a single-label set giving one-label rows); a label the model does
     not know is an error naming it, while model classes without images are only left out of the averages.
     Label sets for a single-label model are an error: it cannot be scored on them.
-
-    >>> images, where = load_labelled_split(["cat", "dog"], DataArguments(), "photos/test")  # doctest: +SKIP
     """
     if test_dir is not None:
         images, description = _labelled_folder(test_dir, labels, data_args, multi_label), str(test_dir)

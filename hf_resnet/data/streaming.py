@@ -24,7 +24,7 @@ from datasets import Image as ImageFeature
 from ..data.arguments import DataArguments
 from ..data.image_datasets import sample_seed
 from ..data.images import open_image
-from ..data.multilabel import MULTI_LABEL, feature_class_names
+from ..data.multilabel import MULTI_LABEL, SINGLE_LABEL, feature_class_names
 from ..data.sources import (
     VALIDATION_SPLIT_NAMES,
     DataError,
@@ -97,10 +97,7 @@ def _multi_hot(split: datasets.IterableDataset, num_labels: int, is_list: bool) 
 
 
 def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
-    """Open train and validation splits as streams, with the labels from the dataset's features.
-
-    >>> data = load_stream(DataArguments(dataset_name="food101", streaming=True), seed=0)  # doctest: +SKIP
-    """
+    """Open train and validation splits as streams, with the labels from the dataset's features."""
     where = f"--dataset_name {data_args.dataset_name}" if data is None else "the streamed dataset"
     if data is None:
         if not data_args.dataset_name:
@@ -125,8 +122,8 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
             f"{labels}{' (lists)' if listed else ''}; both splits need the same label feature"
         )
     check_class_count(labels, where)
-    multi_label = listed or data_args.problem_type == MULTI_LABEL
-    if multi_label:
+    problem_type = MULTI_LABEL if listed else data_args.problem_type or SINGLE_LABEL
+    if problem_type == MULTI_LABEL:
         train, validation = (_multi_hot(split, len(labels), listed) for split in (train, validation))
     if data_args.max_eval_samples is not None:
         validation = validation.take(data_args.max_eval_samples)
@@ -134,4 +131,4 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
     # it like any other, each image counted once (uneven streamed shards would desynchronise the ranks).
     validation = datasets.Dataset.from_list(list(validation), features=validation.features)
     train = train.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
-    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", multi_label=multi_label)
+    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", problem_type)

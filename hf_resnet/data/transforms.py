@@ -79,14 +79,27 @@ def _size_value(size, key_options):
 def processor_geometry(processor) -> Geometry:
     """Read the output size, mean/std and interpolation of an image processor.
 
-    Handles the three conventions in transformers: `crop_size` (most CNN processors),
-    `size={"height", "width"}` (ViT-style) and `size={"shortest_edge"}` (ConvNext/ResNet, which
-    centre-crops to a square of that edge below 384 px).
+    Handles the conventions in transformers: `crop_size` (most CNN processors),
+    `size={"height", "width"}` (ViT-style), `size={"shortest_edge"}` (ConvNext/ResNet, which
+    centre-crops to a square of that edge below 384 px), and the timm data config of a
+    `TimmWrapperImageProcessor` (`data_config`: `input_size`, `interpolation`, `mean`, `std`).
 
     >>> from transformers import ConvNextImageProcessor
     >>> processor_geometry(ConvNextImageProcessor(size={"shortest_edge": 224})).height
     224
     """
+    timm = getattr(processor, "data_config", None)
+    if timm is not None:
+        _, height, width = timm["input_size"]
+        interpolation = timm.get("interpolation", "bicubic")
+        return Geometry(
+            height=int(height),
+            width=int(width),
+            mean=tuple(timm["mean"]),
+            std=tuple(timm["std"]),
+            # timm's "random" draws a kernel per image; training keeps to one, its default
+            interpolation=InterpolationMode(interpolation if interpolation != "random" else "bicubic"),
+        )
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     height = _size_value(crop, ("height",)) or _size_value(processor.size, ("height", "shortest_edge"))
     width = _size_value(crop, ("width",)) or _size_value(processor.size, ("width", "shortest_edge"))
@@ -173,6 +186,7 @@ class Plan:
     flip: bool
     erase: tuple[int, int, int, int]  # erased patch in output pixels; zero size = none
     aug_seed: int  # seeds the auto-augment operation and magnitude
+    vflip: bool = False  # upside down (drawn last, so the other draws are those of a run without it)
 
 
 @dataclass(frozen=True)
@@ -181,6 +195,16 @@ class TrainAugment:
 
     Callable on a PIL image like any torchvision transform; the loader uses `plan` and `finish`
     directly, to decode only what the crop needs and to finish whole batches on the GPU.
+
+    >>> from transformers import ConvNextImageProcessor
+    >>> from hf_resnet.data.arguments import DataArguments
+    >>> augment = build_train_transform(ConvNextImageProcessor(size={"shortest_edge": 224}), DataArguments())
+    >>> plan = augment.plan(300, 400, seed=1)
+    >>> plan == augment.plan(300, 400, seed=1)  # the same seed and image size: the same choices
+    True
+    >>> top, left, height, width = plan.box  # the pixels to decode
+    >>> augment.finish([torch.zeros(3, height, width, dtype=torch.uint8)], [plan]).shape
+    torch.Size([1, 3, 224, 224])
     """
 
     geometry: Geometry
@@ -188,18 +212,18 @@ class TrainAugment:
     hflip: float
     auto_augment: str
     random_erasing: float
+    vflip: float = 0.0
 
     def plan(self, height: int, width: int, seed: int) -> Plan:
-        """Draw a sample's crop, flip, erased patch and auto-augment seed from `seed` and the image size.
-
-        >>> augment.plan(480, 640, seed=1) == augment.plan(480, 640, seed=1)  # doctest: +SKIP
-        True
-        """
+        """Draw a sample's crop, flip, erased patch and auto-augment seed from `seed` and the image size."""
         rng = random.Random(seed)
         box = crop_box(rng, height, width, self.crop_scale)
         flip = rng.random() < self.hflip
         erase = erase_box(rng, self.geometry.height, self.geometry.width, self.random_erasing)
-        return Plan(box=box, flip=flip, erase=erase, aug_seed=rng.getrandbits(63))
+        aug_seed = rng.getrandbits(63)
+        return Plan(
+            box=box, flip=flip, erase=erase, aug_seed=aug_seed, vflip=self.vflip > 0 and rng.random() < self.vflip
+        )
 
     @functools.cached_property
     def _auto(self) -> Callable | None:
@@ -215,9 +239,6 @@ class TrainAugment:
         Runs on the crops' device; returns a float32 channels-last batch. Every choice comes
         from the plans as Python values, so on a GPU nothing is read back from it and nothing
         waits for the previous step; normalisation is one fused op for the whole batch.
-
-        >>> augment.finish([torch.zeros(3, 300, 400, dtype=torch.uint8)], [plan]).shape  # doctest: +SKIP
-        torch.Size([1, 3, 224, 224])
         """
         g = self.geometry
         device = crops[0].device
@@ -229,6 +250,8 @@ class TrainAugment:
             image = TF.resize(crop, size, interpolation=interpolation, antialias=True)
             if plan.flip:
                 image = image.flip(-1)
+            if plan.vflip:
+                image = image.flip(-2)
             if self._auto is not None:
                 with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
                     torch.manual_seed(plan.aug_seed)
@@ -254,17 +277,16 @@ class TrainAugment:
 def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
     """Training augmentation producing the processor's output size and normalisation.
 
-    >>> from hf_resnet.config import DataArguments
-    >>> from hf_resnet.model import default_image_processor
-    >>> build_train_transform(default_image_processor(), DataArguments()).geometry.height
+    >>> from transformers import ConvNextImageProcessor
+    >>> from hf_resnet.data.arguments import DataArguments
+    >>> build_train_transform(ConvNextImageProcessor(size={"shortest_edge": 224}), DataArguments()).geometry.height
     224
     """
-    if data_args.auto_augment not in ("none", "trivial", "rand"):
-        raise ValueError(f"--auto_augment {data_args.auto_augment!r}: choose none, trivial or rand")
     return TrainAugment(
         geometry=processor_geometry(processor),
         crop_scale=(data_args.crop_scale_min, 1.0),
         hflip=data_args.hflip,
+        vflip=data_args.vflip,
         auto_augment=data_args.auto_augment,
         random_erasing=data_args.random_erasing,
     )
@@ -314,17 +336,22 @@ def _pick_one(mixes: list) -> Callable:
     return mix
 
 
-def build_batch_mix(num_labels: int, data_args: DataArguments, multi_label: bool = False) -> Callable | None:
-    """Mixup and/or CutMix on a whole batch (one of the two per batch when both are on), or None."""
-    if multi_label:
-        mixes = [MultiHotMix(data_args.mixup_alpha)] if data_args.mixup_alpha > 0 else []
-        mixes += [MultiHotMix(data_args.cutmix_alpha, cutmix=True)] if data_args.cutmix_alpha > 0 else []
-        return None if not mixes else mixes[0] if len(mixes) == 1 else _pick_one(mixes)
+def _one_of(mixes: list, choose: Callable = _pick_one) -> Callable | None:
+    return None if not mixes else mixes[0] if len(mixes) == 1 else choose(mixes)
+
+
+def build_batch_mix(num_labels: int, data_args: DataArguments) -> Callable | None:
+    """Mixup and/or CutMix on a whole batch of class indices (one of the two per batch when both are on), or None."""
     mixes = []
     if data_args.mixup_alpha > 0:
         mixes.append(T.MixUp(alpha=data_args.mixup_alpha, num_classes=num_labels))
     if data_args.cutmix_alpha > 0:
         mixes.append(T.CutMix(alpha=data_args.cutmix_alpha, num_classes=num_labels))
-    if not mixes:
-        return None
-    return mixes[0] if len(mixes) == 1 else T.RandomChoice(mixes)
+    return _one_of(mixes, T.RandomChoice)
+
+
+def build_multi_hot_mix(data_args: DataArguments) -> Callable | None:
+    """The same for multi-hot targets (`MultiHotMix`), which torchvision's versions refuse."""
+    mixes = [MultiHotMix(data_args.mixup_alpha)] if data_args.mixup_alpha > 0 else []
+    mixes += [MultiHotMix(data_args.cutmix_alpha, cutmix=True)] if data_args.cutmix_alpha > 0 else []
+    return _one_of(mixes)

@@ -54,31 +54,31 @@ def module_path(module: str) -> str:
     return str(MODULES_DIR / f"{module}.py")
 
 
-def check_metric_names(names: Sequence[str], argument: str = "--metrics", multi_label: bool = False) -> list[str]:
+def check_metric_names(
+    names: Sequence[str], argument: str = "--metrics", known: dict = METRICS, known_as: str = "choose from"
+) -> list[str]:
     """The names, checked: a name that no module computes is an error listing the ones that exist.
+
+    `known`: the metric table of the model's task (METRICS or MULTI_LABEL_METRICS, see `hf_resnet.tasks`),
+    introduced in the error by `known_as`.
 
     >>> check_metric_names(["accuracy", "f1_macro"])
     ['accuracy', 'f1_macro']
     """
-    known = MULTI_LABEL_METRICS if multi_label else METRICS
     names = [name.strip() for name in names if name.strip()]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        kind = "a multi-label model is scored by" if multi_label else "choose from"
-        raise ValueError(f"{argument} {','.join(names)!r}: unknown metric(s) {unknown}; {kind} {', '.join(known)}")
+        raise ValueError(f"{argument} {','.join(names)!r}: unknown metric(s) {unknown}; {known_as} {', '.join(known)}")
     return names
 
 
 def parse_metric_names(
-    text: str | Sequence[str] | None, argument: str = "--metrics", multi_label: bool = False
+    text: str | Sequence[str] | None, argument: str = "--metrics", known: dict = METRICS, known_as: str = "choose from"
 ) -> list[str]:
-    """`--metrics accuracy,f1_macro` (or a list) as checked names; "all" or None gives every metric.
-
-    `multi_label`: the names of MULTI_LABEL_METRICS instead (mAP, F1 and exact match of label sets).
-    """
+    """`--metrics accuracy,f1_macro` (or a list) as checked names of `known`; "all" or None gives every metric."""
     if text is None or text == "all":
-        return list(MULTI_LABEL_METRICS if multi_label else METRICS)
-    return check_metric_names(text.split(",") if isinstance(text, str) else list(text), argument, multi_label)
+        return list(known)
+    return check_metric_names(text.split(",") if isinstance(text, str) else list(text), argument, known, known_as)
 
 
 def applicable(names: Sequence[str], num_classes: int) -> list[str]:

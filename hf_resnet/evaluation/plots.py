@@ -105,7 +105,7 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
 
 
 def plot_mistakes(images, shown: list[tuple[int, str]], path: Path) -> Path:
-    """A grid of the most confident mistakes: each image with its caption (`_mistakes`, `_multi_label_mistakes`)."""
+    """A grid of the most confident mistakes: each image with its caption (`Task.mistakes`)."""
     columns = min(4, max(1, len(shown)))
     rows = max(1, math.ceil(len(shown) / columns))
     fig = Figure(figsize=(2.6 * columns, 3.1 * rows), layout="constrained")  # room for the captions and title

@@ -28,20 +28,11 @@ from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
+from ..inference.prediction import model_forward, predict, prepare_model
 from ..model.loading import HUB_ID
-from ..model.multi_label import is_multi_label, stored_thresholds
-from ..model.tta import averaged, resolve_mode
-from .metrics import (
-    applicable,
-    compute,
-    compute_multi_label,
-    parse_metric_names,
-    per_class_average_precision,
-    per_class_recall,
-    per_class_report,
-)
-from .modules.expected_calibration_error import calibration_error
-from .plots import plot_average_precision, plot_confusion_matrix, plot_mistakes
+from ..model.tta import resolve_mode
+from ..tasks import Task, task_for
+from .plots import plot_mistakes
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +40,6 @@ logger = logging.getLogger(__name__)
 PREFIX = "test"
 #: Most confident mistakes shown in the grid; a 4 x 4 grid stays readable at thumbnail size.
 MISTAKES_SHOWN = 16
-#: Labels of a set named in a mistake's caption before "+N more"; a caption wider than its image is unreadable.
-MAX_LABELS_SHOWN = 3
 
 
 class EvaluationError(ValueError):
@@ -98,12 +87,14 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     return config, [config.id2label[index] for index in range(config.num_labels)]
 
 
-def _thresholds(model, config) -> list[float] | None:
-    """The thresholds the run saved (None: 0.5 for every class, as `classify` uses), or a line naming the model."""
+def _check_task(model, config) -> Task:
+    """The model's task, its settings (a multi-label model's thresholds) readable, or a line naming the model."""
+    task = task_for(config)
     try:
-        return stored_thresholds(config)
+        task.check(config)
     except ValueError as error:
         raise EvaluationError(f"--model {model}: {error}; fix or remove it") from None
+    return task
 
 
 def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta="none"):
@@ -115,100 +106,25 @@ def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_
         num_workers=workers,
     )
     loader = accelerator.prepare(loader)
-    model = model.to(accelerator.device).eval()
+    # fp32 whatever the machine: the figures a model card reports should not depend on the CPU that measured them.
+    forward = model_forward(prepare_model(model, accelerator.device), accelerator.device, "fp32")
     logits, labels = [], []
-
-    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        return model(pixel_values=pixel_values).logits.float()
-
     progress = tqdm(loader, desc="Evaluating", disable=not accelerator.is_local_main_process)
-    with torch.inference_mode():
-        for batch in progress:
-            pixels = batch["pixel_values"]
-            output = averaged(forward, pixels, tta)
-            gathered_logits, gathered_labels = accelerator.gather_for_metrics((output, batch["labels"]))
-            logits.append(gathered_logits.cpu())
-            labels.append(gathered_labels.cpu())
+    for batch, output in predict(forward, progress, tta):
+        # Gathered on the device: NCCL moves only device tensors.
+        gathered_logits, gathered_labels = accelerator.gather_for_metrics(
+            (output.to(accelerator.device), batch["labels"])
+        )
+        logits.append(gathered_logits.cpu())
+        labels.append(gathered_labels.cpu())
     return torch.cat(logits), torch.cat(labels)
 
 
-def _measure(logits: torch.Tensor, labels: torch.Tensor, names: list[str], report: dict, config) -> dict:
-    """The same numbers, under the same names, as training's eval_results.json (per-class recalls included)."""
-    metrics = {
-        "loss": torch.nn.functional.cross_entropy(logits, labels).item(),
-        **compute(logits.numpy(), labels.numpy(), applicable(names, logits.shape[1])),
-        **per_class_recall(report),
-    }
-    temperature = getattr(config, "calibration_temperature", None)
-    if temperature is not None and "ece" in names:
-        metrics["ece_calibrated"] = calibration_error((logits.double() / temperature).numpy(), labels.numpy())
-        metrics["temperature"] = temperature
-    metrics["samples"] = len(labels)
-    return metrics
-
-
-def _measure_multi_label(logits: torch.Tensor, targets: torch.Tensor, names: list[str], thresholds) -> dict:
-    """A multi-label run's eval_results.json numbers, at the thresholds it saved (the loss is BCE, as in training)."""
-    scores = compute_multi_label(logits.numpy(), targets.numpy(), thresholds)
-    metrics = {
-        "loss": torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float()).item(),
-        **{name: scores[name] for name in names},
-    }
-    if thresholds is not None:
-        metrics["mean_threshold"] = sum(thresholds) / len(thresholds)
-    metrics["samples"] = len(targets)
-    return metrics
-
-
-def _mistakes(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> list[tuple[int, str]]:
-    """The most confident wrong answers, surest first, each with its caption."""
-    confidence, predicted = torch.softmax(logits, dim=-1).max(dim=-1)
-    wrong = torch.nonzero(predicted != labels).flatten()
-    shown = wrong[torch.argsort(confidence[wrong], descending=True, stable=True)][:MISTAKES_SHOWN].tolist()
-    return [
-        (i, f"true: {names[int(labels[i])]}\nsaid: {names[int(predicted[i])]} ({float(confidence[i]):.0%})")
-        for i in shown
-    ]
-
-
-def _label_set(row: torch.Tensor, names: list[str]) -> str:
-    present = [names[i] for i in torch.nonzero(row).flatten().tolist()]
-    shown = ", ".join(present[:MAX_LABELS_SHOWN]) + (
-        f" +{len(present) - MAX_LABELS_SHOWN}" if len(present) > MAX_LABELS_SHOWN else ""
-    )
-    return shown or "none"
-
-
-def _multi_label_mistakes(logits, targets, thresholds, names: list[str]) -> list[tuple[int, str]]:
-    """Images whose label set is wrong, ranked by their surest wrong decision, each with its caption.
-
-    A wrong decision is a label given that is absent (as sure as its probability) or a label missed
-    that is present (as sure as 1 - its probability): the caption names the surest one.
-    """
-    probabilities = torch.sigmoid(logits.double())
-    limits = torch.tensor(0.5 if thresholds is None else thresholds, dtype=torch.float64)
-    predicted, truth = probabilities >= limits, targets > 0.5
-    sureness = torch.where(predicted, probabilities, 1.0 - probabilities)
-    sureness = torch.where(predicted != truth, sureness, torch.tensor(-1.0, dtype=torch.float64))
-    worst, worst_class = sureness.max(dim=1)
-    wrong = torch.nonzero(worst >= 0).flatten()
-    shown = wrong[torch.argsort(worst[wrong], descending=True, stable=True)][:MISTAKES_SHOWN].tolist()
-    captions = []
-    for i in shown:
-        label = names[int(worst_class[i])]
-        probability = float(probabilities[i, worst_class[i]])
-        decision = f"{'wrongly said' if predicted[i, worst_class[i]] else 'missed'} {label} ({probability:.0%})"
-        captions.append(
-            (i, f"true: {_label_set(truth[i], names)}\nsaid: {_label_set(predicted[i], names)}\n{decision}")
-        )
-    return captions
-
-
-def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, description: str, split: str):
+def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, task: Task, where: str):
     """test_results.json (merged into all_results.json, as the Trainer does), the report and the plots.
 
-    The per-class plot is the confusion matrix, or for a multi-label model (whose images have no
-    single true class) each class's average precision.
+    The per-class plot is the task's: the confusion matrix, or for a multi-label model (whose images
+    have no single true class) each class's average precision.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     results = output_dir / f"{PREFIX}_results.json"
@@ -218,16 +134,7 @@ def _write(output_dir: Path, metrics: dict, report: dict, images, mistakes, desc
     everything.write_text(json.dumps({**merged, **metrics}, indent=4, sort_keys=True))
     per_class = output_dir / f"{PREFIX}_per_class.json"
     per_class.write_text(json.dumps(report, indent=2))
-    if "average_precision" in report:
-        plot = plot_average_precision(
-            report,
-            output_dir / f"{PREFIX}_average_precision.png",
-            f"Average precision per class ({description}, {split})",
-        )
-    else:
-        plot = plot_confusion_matrix(
-            report, output_dir / f"{PREFIX}_confusion_matrix.png", title=f"Confusion matrix ({description}, {split})"
-        )
+    plot = task.plot_per_class(report, output_dir / f"{PREFIX}_{task.per_class_plot}", where)
     return [results, per_class, plot, plot_mistakes(images, mistakes, output_dir / f"{PREFIX}_mistakes.png")]
 
 
@@ -258,16 +165,12 @@ def evaluate(
     (or True), "crops", "flip+crops"; None (the default) does what the model was calibrated with.
     A multi-label model is scored on label sets (a metadata folder, a list label column; class
     sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
-
-    >>> hf_resnet.evaluate("outputs/beans", test_dir="photos/test").metrics["test_accuracy"]  # doctest: +SKIP
-    0.95
     """
     output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
     config, labels = _load_labels(model)
     tta = resolve_mode(tta, getattr(config, "tta", None))
-    multi_label = is_multi_label(config)
-    names = parse_metric_names(metrics, multi_label=multi_label)
-    thresholds = _thresholds(model, config) if multi_label else None
+    task = _check_task(model, config)
+    names = task.metric_names(metrics)
     accelerator = Accelerator()
     data_args = DataArguments(
         dataset_name=dataset_name,
@@ -278,29 +181,21 @@ def evaluate(
         verify_images=verify_images,
         skip_bad_images=skip_bad_images,
     )
-    images, description = load_labelled_split(labels, data_args, test_dir, split, dataset, multi_label)
+    images, description = load_labelled_split(labels, data_args, test_dir, split, dataset, task.multi_hot)
     classifier = AutoModelForImageClassification.from_pretrained(model, config=config)
     processor = AutoImageProcessor.from_pretrained(model)
 
     start = time.perf_counter()
     logits, targets = _predict(classifier, images, processor, accelerator, batch_size, num_workers, tta)
     runtime = time.perf_counter() - start
-    if multi_label:
-        measured = _measure_multi_label(logits, targets, names, thresholds)
-        report = per_class_average_precision(logits.numpy(), targets.numpy(), labels)
-    else:
-        report = per_class_report(logits.numpy(), targets.numpy(), labels)
-        measured = _measure(logits, targets, names, report, config)
+    report = task.per_class_report(logits.numpy(), targets.numpy(), labels)
+    measured = task.measure(logits, targets, names, report, config)
     measured |= {"runtime": round(runtime, 4), "samples_per_second": round(len(targets) / runtime, 3)}
     results = {f"{PREFIX}_{key}": value for key, value in measured.items()}
     files = []
     if accelerator.is_main_process:
-        mistakes = (
-            _multi_label_mistakes(logits, targets, thresholds, labels)
-            if multi_label
-            else _mistakes(logits, targets, labels)
-        )
-        files = _write(output_dir, results, report, images, mistakes, description, split)
+        mistakes = task.mistakes(logits, targets, config, labels, MISTAKES_SHOWN)
+        files = _write(output_dir, results, report, images, mistakes, task, f"{description}, {split}")
         if update_card:  # the card is the Hub's concern: imported only when asked for
             from ..hub.card import add_eval_results
 

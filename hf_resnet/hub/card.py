@@ -14,16 +14,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..data.examples import find_examples
-from ..evaluation.plots import plot_average_precision, plot_confusion_matrix, plot_training_curves
+from ..evaluation.plots import plot_training_curves
+from ..families import config_labels, known_family
 from ..model.loading import HUB_ID
+from ..tasks import Task, task_for
+from ..tasks import markdown_cell as _cell
 
-CONFUSION_MATRIX_PNG = "confusion_matrix.png"
-#: A multi-label model's per-class plot, in place of the confusion matrix.
-AVERAGE_PRECISION_PNG = "average_precision.png"
+#: A single-label model's per-class plot (each task names its own: `Task.per_class_plot`).
+CONFUSION_MATRIX_PNG = task_for(None).per_class_plot
 TRAINING_CURVES_PNG = "training_curves.png"
 #: Metrics shown first and named for people; other `eval_*` numbers follow under their own names.
 METRIC_NAMES = {
@@ -89,10 +90,6 @@ def _is_hub_id(name: str | None) -> bool:
     return bool(name) and HUB_ID.match(name) is not None and not Path(name).is_absolute() and not Path(name).exists()
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _number(value: Any) -> str:
     if isinstance(value, str) and ENUM_TEXT.match(value):
         return ENUM_TEXT.match(value).group(1).lower()  # "OptimizerNames.ADAMW_TORCH" was str(enum)
@@ -102,11 +99,6 @@ def _number(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- what the folder says
-
-
-def _labels(config: dict) -> list[str]:
-    id2label = config.get("id2label", {})
-    return [id2label[str(i)] if str(i) in id2label else id2label.get(i, str(i)) for i in range(len(id2label))]
 
 
 def _eval_metrics(output_dir: Path) -> dict[str, float]:
@@ -229,7 +221,12 @@ def _other_results(path: Path, own: list[EvalResult]) -> list[EvalResult]:
 
 
 def _metadata(
-    model_name: str, recipe: dict, metrics: dict[str, float], previous_card: Path, widget: list[dict] | None
+    model_name: str,
+    recipe: dict,
+    metrics: dict[str, float],
+    previous_card: Path,
+    widget: list[dict] | None,
+    family_tags: tuple[str, ...] = (),
 ) -> ModelCardData:
     dataset_id, _ = _dataset(recipe)
     base_model, _ = _base_model(recipe)
@@ -244,7 +241,7 @@ def _metadata(
         base_model=base_model,
         license=_license(recipe),
         datasets=[dataset_id] if dataset_id else None,
-        tags=["image-classification", "vision", "resnet", "hf_resnet"],
+        tags=["image-classification", "vision", "resnet", *family_tags, "hf_resnet"],
         metrics=sorted({result.metric_type for result in results}) or None,
         eval_results=results or None,
         widget=widget,
@@ -278,7 +275,7 @@ def add_eval_results(
     return path
 
 
-def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, has_curves: bool) -> str:
+def _results_section(metrics: dict[str, float], report: dict, task: Task, has_curves: bool) -> str:
     if not metrics and not report:
         return "## Evaluation results\n\nNo evaluation results were saved with this model.\n"
     rows = [(METRIC_NAMES[k], metrics[k]) for k in METRIC_NAMES if k in metrics]
@@ -291,26 +288,8 @@ def _results_section(metrics: dict[str, float], report: dict, has_matrix: bool, 
         rows.append(("Validation images", int(metrics["samples"])))
     lines = ["## Evaluation results", "", "| Metric | Value |", "| --- | --- |"]
     lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in rows]
-    if report.get("average_precision"):  # a multi-label model
-        lines += ["", "### Per class", "", "| Class | Average precision | Images |", "| --- | --- | --- |"]
-        for label, ap, n in zip(report["labels"], report["average_precision"], report["support"]):
-            lines.append(f"| {_cell(label)} | {'n/a' if ap is None else f'{ap:.3f}'} | {int(n)} |")
-    elif report:
-        lines += [
-            "",
-            "### Per class",
-            "",
-            "| Class | Precision | Recall | F1 | Images |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for label, p, r, f, n in zip(
-            report["labels"], report["precision"], report["recall"], report["f1"], report["support"]
-        ):
-            lines.append(f"| {_cell(label)} | {p:.3f} | {r:.3f} | {f:.3f} | {int(n)} |")
-    if has_matrix:
-        lines += ["", f"![Confusion matrix on the validation images]({CONFUSION_MATRIX_PNG})"]
-    elif report.get("average_precision"):
-        lines += ["", f"![Average precision of each class on the validation images]({AVERAGE_PRECISION_PNG})"]
+    if report:
+        lines += task.card_per_class(report)
     if has_curves:
         lines += [
             "",
@@ -415,7 +394,7 @@ def _demo_section(space_id: str, model_ref: str) -> str:
     )
 
 
-def _limitations_section(labels: list[str], metrics: dict[str, float], report: dict, recipe: dict) -> str:
+def _limitations_section(labels: list[str], metrics: dict[str, float], report: dict, task: Task, recipe: dict) -> str:
     lines = [
         "## Limitations",
         "",
@@ -430,19 +409,7 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
             f"- The validation set has {samples} images, so each one moves accuracy by {100 / samples:.2g} "
             "points: treat small differences between models as noise."
         )
-    if report and report.get("f1"):
-        f1 = np.asarray(report["f1"])
-        worst = int(f1.argmin())
-        lines.append(f"- Weakest class: {_cell(report['labels'][worst])} (F1 {f1[worst]:.2f}).")
-        matrix = np.asarray(report["confusion_matrix"])
-        errors = matrix - np.diag(np.diag(matrix))
-        if errors.sum() > 0:
-            true, predicted = np.unravel_index(int(errors.argmax()), errors.shape)
-            lines.append(
-                f"- Most frequent confusion: {_cell(report['labels'][true])} taken for "
-                f"{_cell(report['labels'][predicted])} ({int(errors[true, predicted])} of "
-                f"{int(matrix[true].sum())} images)."
-            )
+    lines += task.card_limitations(report)
     if recipe.get("model", {}).get("model_name_or_path"):
         lines.append("- It inherits the biases of the data its base model was pretrained on.")
     return "\n".join(lines) + "\n"
@@ -455,9 +422,6 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
     `hf_resnet.push`) names the model in the usage examples and points the Hub widget at the kept
     example images; without it they use the folder. `space_id` links the card to a demo Space.
-
-    >>> write_model_card("outputs/beans", repo_id="me/resnet-beans")  # doctest: +SKIP
-    PosixPath('outputs/beans/README.md')
     """
     output_dir = Path(output_dir)
     config = _read_json(output_dir / "config.json")
@@ -465,14 +429,12 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     metrics = _eval_metrics(output_dir)
     report = _read_json(output_dir / "eval_per_class.json")
     history = _read_json(output_dir / "trainer_state.json").get("log_history", [])
-    labels = _labels(config) or list(report.get("labels", []))
+    labels = config_labels(config) or list(report.get("labels", []))
     model_name = repo_id.split("/")[-1] if repo_id else output_dir.resolve().name
 
-    has_matrix = bool(report.get("confusion_matrix"))
-    if has_matrix:
-        plot_confusion_matrix(report, output_dir / CONFUSION_MATRIX_PNG)
-    elif report.get("average_precision"):
-        plot_average_precision(report, output_dir / AVERAGE_PRECISION_PNG)
+    task = task_for(config)
+    if task.has_per_class(report):
+        task.plot_per_class(report, output_dir / task.per_class_plot)
     has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
 
     _, base = _base_model(recipe)
@@ -480,7 +442,10 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     shown = ", ".join(_cell(label) for label in labels[:20]) + (
         f" and {len(labels) - 20} more" if len(labels) > 20 else ""
     )
-    summary = f"A ResNet image classifier {base} on {dataset} with hf_resnet."
+    family = known_family(config)
+    summary = (
+        f"A {family.describe(config) if family else 'ResNet'} image classifier {base} on {dataset} with hf_resnet."
+    )
     if labels:
         summary += f" It sorts images into {len(labels)} classes: {shown}."
     if "accuracy" in metrics:
@@ -494,15 +459,16 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
             "",
             summary,
             "",
-            _results_section(metrics, report, has_matrix, has_curves),
+            _results_section(metrics, report, task, has_curves),
             _recipe_section(recipe, _read_json(output_dir / "train_results.json"), repo_id or str(output_dir)),
             _usage_section(repo_id or str(output_dir)),
             _demo_section(space_id, repo_id or str(output_dir)) if space_id else None,
-            _limitations_section(labels, metrics, report, recipe),
+            _limitations_section(labels, metrics, report, task, recipe),
         ]
         if part is not None
     )
     path = output_dir / "README.md"
-    data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels))
+    tags = family.card_tags if family else ()
+    data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels), tags)
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
     return path

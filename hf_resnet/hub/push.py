@@ -196,11 +196,7 @@ def _ignored(path_in_repo: str, patterns: Iterable[str]) -> bool:
 
 
 def files_to_push(folder: str | Path, patterns: Iterable[str] | None = None) -> dict[str, Path]:
-    """`{path in repo: local file}` for a folder; `patterns` keeps only matching top-level names.
-
-    >>> sorted(files_to_push("outputs/beans"))  # doctest: +SKIP
-    ['README.md', 'config.json', 'confusion_matrix.png', 'model.safetensors', ...]
-    """
+    """`{path in repo: local file}` for a folder; `patterns` keeps only matching top-level names."""
     folder = Path(folder)
     files = {}
     for path in sorted(folder.rglob("*")):
@@ -332,9 +328,6 @@ def push(
 
     Raises:
         PushError: what failed, and the `hf-resnet push ...` command that retries it.
-
-    >>> hf_resnet.push("outputs/beans", "me/resnet-50-beans")  # doctest: +SKIP
-    'https://huggingface.co/me/resnet-50-beans/commit/3f1c...'
     """
     output_dir = Path(output_dir)
     command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)

@@ -24,9 +24,10 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 
 from ..data.images import Picture, describe, load_picture
 from ..model.loading import ModelLoadError, check_model_source, load_errors
-from ..model.multi_label import is_multi_label, thresholds
-from ..model.tta import averaged, resolve_mode
+from ..model.tta import resolve_mode
 from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
+from ..tasks import Task, task_for
+from .prediction import model_forward, predict, prepare_model
 
 #: Images per forward pass. 16 keeps a ResNet-50 batch under ~1 GB of activations on CPU.
 DEFAULT_BATCH_SIZE = 16
@@ -72,18 +73,9 @@ class Classifier:
     precision: str = "fp32"
 
     @property
-    def temperature(self) -> float:
-        """The fitted calibration temperature stored in the config (1.0 when none was fitted)."""
-        return float(getattr(self.config, "calibration_temperature", None) or 1.0)
-
-    @property
-    def multi_label(self) -> bool:
-        return is_multi_label(self.config)
-
-    @property
-    def thresholds(self) -> torch.Tensor:
-        """Per-class probabilities a multi-label answer needs: those tuned on validation, else 0.5."""
-        return torch.tensor(thresholds(self.config), dtype=torch.float32)
+    def task(self) -> Task:
+        """What the config says the model answers: a ranking of classes, or (multi-label) a label set."""
+        return task_for(self.config)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Exactly the checkpoint's image processor, as the transformers pipeline applies it."""
@@ -91,13 +83,7 @@ class Classifier:
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated probabilities: softmax (or sigmoid, as the pipeline chooses) of logits / temperature."""
-        logits = logits.float() / self.temperature
-        problem = getattr(self.config, "problem_type", None)
-        if problem == "regression":
-            return logits
-        if problem == "multi_label_classification" or self.config.num_labels == 1:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)
+        return self.task.scores(logits, self.config)
 
 
 #: Precisions `classify` runs a PyTorch model in; "auto" is bf16 where the hardware runs it natively.
@@ -120,26 +106,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if cpu_bf16_speedup(torch.get_num_threads()) >= MIN_BF16_SPEEDUP else "fp32"
 
 
-def _torch_forward(
-    model: torch.nn.Module, device: torch.device, precision: str = "fp32"
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    dtype = next(model.parameters()).dtype  # a checkpoint saved in bf16/fp16 loads (and runs) as such
-    bf16 = precision == "bf16" and dtype == torch.float32
-
-    @torch.inference_mode()
-    def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        pixel_values = pixel_values.to(device, dtype).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(pixel_values=pixel_values).logits.float().cpu()
-
-    return forward
-
-
-def _prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    # channels_last lets oneDNN/cuDNN pick their fastest convolution kernels.
-    return model.eval().to(device=device, memory_format=torch.channels_last)
-
-
 def find_onnx_file(folder: Path) -> Path:
     """The exported ONNX file for a model folder (`model.onnx` there or in its `onnx/` subfolder).
 
@@ -157,11 +123,7 @@ def find_onnx_file(folder: Path) -> Path:
 
 
 def onnx_session(path: str | os.PathLike) -> Any:
-    """An ONNX Runtime CPU session with full graph optimisation (fuses Conv+BN+ReLU, QDQ into int8 kernels).
-
-    >>> onnx_session("model.onnx").get_inputs()[0].name  # doctest: +SKIP
-    'pixel_values'
-    """
+    """An ONNX Runtime CPU session with full graph optimisation (fuses Conv+BN+ReLU, QDQ into int8 kernels)."""
     import onnxruntime  # optional: the [export] extra
 
     options = onnxruntime.SessionOptions()
@@ -209,8 +171,8 @@ def _load_cached(location: str, stamp: int, device: str, backend: str, precision
     with load_errors(location, "--model"):
         model = AutoModelForImageClassification.from_pretrained(location)
         processor = AutoImageProcessor.from_pretrained(location)
-    model = _prepare_model(model, torch_device)
-    forward = _torch_forward(model, torch_device, precision)
+    model = prepare_model(model, torch_device)
+    forward = model_forward(model, torch_device, precision)
     return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
 
 
@@ -227,9 +189,6 @@ def load_classifier(
     `processor` or from the folder or Hub id it was loaded from. `backend="onnx"` runs
     `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU; `model` may then also be
     the `.onnx` file itself. `precision` ("auto", "fp32", "bf16"): see `resolve_precision`.
-
-    >>> load_classifier("outputs/beans").config.id2label  # doctest: +SKIP
-    {0: 'angular_leaf_spot', 1: 'bean_rust', 2: 'healthy'}
     """
     if isinstance(model, Classifier):
         return model
@@ -240,13 +199,13 @@ def load_classifier(
             raise ValueError("backend='onnx' needs a model folder or .onnx file, not a loaded torch model")
         torch_device = pick_device(device)
         if processor is None:
-            source = getattr(model.config, "_name_or_path", "")
+            source = model.config.name_or_path
             if not source:
-                raise ValueError("this model has no _name_or_path to load its image processor from; pass processor=")
+                raise ValueError("this model has no name_or_path to load its image processor from; pass processor=")
             processor = _load_processor(source)
-        _prepare_model(model, torch_device)
+        prepare_model(model, torch_device)
         precision = resolve_precision(precision, torch_device)
-        forward = _torch_forward(model, torch_device, precision)
+        forward = model_forward(model, torch_device, precision)
         return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
     location = os.fspath(model)
     torch_device = torch.device("cpu") if backend == "onnx" else pick_device(device)
@@ -258,15 +217,6 @@ def load_classifier(
 
 
 # ----------------------------------------------------------------------------- classify
-
-
-def _top_k(classifier: Classifier, scores: torch.Tensor, top_k: int | None) -> list[dict[str, Any]]:
-    k = classifier.config.num_labels if top_k is None else min(top_k, classifier.config.num_labels)
-    if classifier.multi_label:  # the label set: every class at or above its threshold, best first
-        k = min(k, int((scores >= classifier.thresholds).sum()))
-    values, indices = torch.sort(scores, descending=True, stable=True)
-    id2label = classifier.config.id2label
-    return [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(values[:k], indices[:k])]
 
 
 def classify(
@@ -290,9 +240,6 @@ def classify(
     `tta` averages the logits over a few views of each image (`model/tta.py`): "flip" (or True) the
     image and its mirror image, "crops" five shifted crops, "flip+crops" both; None (the default)
     does what the model was calibrated with (config `tta`, set by training with `--tta`), else one pass.
-
-    >>> classify("cat.jpg", model="outputs/beans", top_k=1)  # doctest: +SKIP
-    [{'label': 'healthy', 'score': 0.97}]
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -305,12 +252,14 @@ def classify(
     names = [None] * len(sources) if single else [f"item {i} {describe(s)}" for i, s in enumerate(sources)]
     classifier = load_classifier(model, device=device, backend=backend, precision=precision)
     mode = resolve_mode(tta, getattr(classifier.config, "tta", None))
+
+    def batches():  # pictures are opened a batch at a time: a long list never sits in memory decoded
+        for start in range(0, len(sources), batch_size):
+            chunk = range(start, min(start + batch_size, len(sources)))
+            yield {"pixel_values": classifier.preprocess([load_picture(sources[i], names[i]) for i in chunk])}
+
     answers = []
-    for start in range(0, len(sources), batch_size):
-        chunk = range(start, min(start + batch_size, len(sources)))
-        pictures = [load_picture(sources[i], names[i]) for i in chunk]
-        pixels = classifier.preprocess(pictures)
-        logits = averaged(classifier.forward, pixels, mode)
+    for _, logits in predict(classifier.forward, batches(), mode):
         scores = classifier.scores(logits)
-        answers.extend(_top_k(classifier, row, top_k) for row in scores)
+        answers.extend(classifier.task.answer(row, classifier.config, top_k) for row in scores)
     return answers[0] if single else answers

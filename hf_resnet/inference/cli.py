@@ -59,7 +59,7 @@ def _explain(args: argparse.Namespace) -> int:
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
         classifier = load_classifier(args.model, device=args.device)
-        if target is None and classifier.multi_label:  # one map per label of the set, each in its own file
+        if target is None and classifier.task.label_sets:  # one map per label of the set, each in its own file
             explanations = explain_labels(args.image, model=classifier, out=args.out)
             written = [labelled_path(args.out, explanation.label) for explanation in explanations]
         else:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.examples import EXAMPLES_DIR, find_examples
-from ..model.multi_label import is_multi_label, thresholds
+from ..tasks import SINGLE_LABEL, task_for
+from ..tasks.multi_label import thresholds
 
 #: What `pip install "hf_resnet[demo]"` provides; said in one line when it is missing.
 GRADIO_MISSING = 'Gradio is not installed; the demo needs this optional extra: pip install "hf_resnet[demo]"'
@@ -42,7 +43,7 @@ class ModelFacts:
     base_model: str = "unknown"
     card: str | None = None  #: a URL for a Hub model, a path for a local folder
     calibrated: bool = False
-    multi_label: bool = False
+    problem_type: str = SINGLE_LABEL
     thresholds: list[float] = field(default_factory=list)
     examples: list[Path] = field(default_factory=list)
 
@@ -117,7 +118,7 @@ def read_facts(folder: Path, config, hub_id: str | None = None) -> ModelFacts:
         base_model=_base_model(_read_json(folder / "recipe.json")),
         card=f"{constants.ENDPOINT}/{hub_id}" if hub_id else (str(card) if card.is_file() else None),
         calibrated=float(getattr(config, "calibration_temperature", None) or 1.0) != 1.0,
-        multi_label=is_multi_label(config),
+        problem_type=task_for(config).problem_type,
         thresholds=thresholds(config),
         examples=find_examples(folder),
     )
@@ -132,20 +133,13 @@ def predict(classifier, facts: ModelFacts, image: Any, top_k: int = DEFAULT_TOP_
     from .gradcam import explain
 
     answer = classify(image, model=classifier, top_k=None)
-    if facts.multi_label:
-        threshold = dict(zip(facts.labels, facts.thresholds))
-        shown = [entry for entry in answer if entry["score"] >= threshold[entry["label"]]]
-    else:
-        shown = answer[:top_k]
+    shown = task_for(facts.problem_type).shown(answer, dict(zip(facts.labels, facts.thresholds)), top_k)
     overlay = explain(image, model=classifier).overlay()
     return {entry["label"]: entry["score"] for entry in shown}, overlay
 
 
 def build_demo(model: str | os.PathLike, device: str | None = None, top_k: int = DEFAULT_TOP_K):
-    """The Gradio `Blocks` of the demo for a model folder or Hub id (call `.launch()` on it, or use `launch`).
-
-    >>> build_demo("outputs/beans").launch()  # doctest: +SKIP
-    """
+    """The Gradio `Blocks` of the demo for a model folder or Hub id (call `.launch()` on it, or use `launch`)."""
     folder, hub_id = model_folder(model)
     return _build(folder, hub_id, device, top_k)
 

@@ -2,8 +2,9 @@
 
 Grad-CAM (Selvaraju et al., 2017) weights the last stage's feature maps by the mean gradient
 of the class logit and keeps the positive part. Third-party Grad-CAM tools expect a model that
-returns a plain tensor and break on transformers' output objects; asking the HF model for its
-`hidden_states` gives the last stage's output directly, with no hooks and no wrapper.
+returns a plain tensor and break on transformers' output objects; here the model's family names
+its last stage (`hf_resnet.families`) and a forward hook keeps that stage's output for one pass,
+so any supported network is explained the same way, with no wrapper.
 
 A multi-label model's labels are independent yes/no answers, so each label of an image's set
 has its own map (`explain_labels`). The target is still the label's logit: its sigmoid score is
@@ -22,6 +23,8 @@ import torch
 from PIL import Image
 
 from ..data.images import Picture, load_picture
+from ..data.transforms import processor_geometry
+from ..families import family_of
 from .classifier import Classifier, load_classifier
 
 #: Characters of a label kept out of a file name: separators, spaces and the like.
@@ -61,7 +64,7 @@ class Explanation:
 def grad_cam(
     model: torch.nn.Module, pixel_values: torch.Tensor, target: int | None = None
 ) -> tuple[torch.Tensor, int]:
-    """Grad-CAM of one image on the last stage of a `ResNetForImageClassification`.
+    """Grad-CAM of one image on the last stage of a model of a supported family.
 
     Returns the map at the input resolution, scaled to [0, 1], and the class it explains
     (the top class when `target` is None).
@@ -76,9 +79,13 @@ def grad_cam(
     with torch.enable_grad():
         # requires_grad on the input keeps a graph even when every weight is frozen.
         pixel_values = pixel_values.detach().to(parameter.device, parameter.dtype).requires_grad_(True)
-        outputs = model(pixel_values=pixel_values, output_hidden_states=True)
-        features = outputs.hidden_states[-1]  # output of the last stage, before pooling
-        logits = outputs.logits[0]
+        kept = []
+        hook = family_of(model).gradcam_layer(model).register_forward_hook(lambda _m, _i, out: kept.append(out))
+        try:
+            logits = model(pixel_values=pixel_values).logits[0]
+        finally:
+            hook.remove()
+        features = kept[-1]  # output of the last stage, before pooling
         target = int(logits.argmax()) if target is None else target
         if not 0 <= target < logits.shape[-1]:
             raise ValueError(f"target {target} is not a class index of this model (0..{logits.shape[-1] - 1})")
@@ -94,9 +101,9 @@ def grad_cam(
 def _model_view(classifier: Classifier, pixel_values: torch.Tensor) -> Image.Image:
     # Undo the processor's normalisation, so the overlay shows the exact crop that was classified.
     array = pixel_values[0].permute(1, 2, 0).double().numpy()
-    processor = classifier.processor
-    if getattr(processor, "do_normalize", False):
-        array = array * np.asarray(processor.image_std) + np.asarray(processor.image_mean)
+    geometry = processor_geometry(classifier.processor)
+    if getattr(classifier.processor, "do_normalize", True):  # timm's processors always normalise
+        array = array * np.asarray(geometry.std) + np.asarray(geometry.mean)
     else:
         array = (array - array.min()) / max(array.max() - array.min(), 1e-12)
     return Image.fromarray(np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8))
@@ -143,9 +150,6 @@ def explain(
     Pass `out` to also write the overlay PNG. The map covers the model's view of the image
     (after the processor's resize and centre crop), which `Explanation.image` holds. For every
     label of a multi-label model's answer, see `explain_labels`.
-
-    >>> explain("dog.jpg", model="outputs/pets", out="cam.png").label  # doctest: +SKIP
-    'dog'
     """
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])
@@ -161,11 +165,7 @@ def label_set(classifier: Classifier, pixel_values: torch.Tensor) -> list[int]:
     """
     with torch.inference_mode():
         scores = classifier.scores(classifier.forward(pixel_values))[0]
-    if not classifier.multi_label:
-        return [int(scores.argmax())]
-    over = torch.nonzero(scores >= classifier.thresholds).flatten()
-    best_first = over[torch.argsort(scores[over], descending=True, stable=True)].tolist()
-    return best_first or [int(scores.argmax())]
+    return classifier.task.label_set(scores, classifier.config)
 
 
 def labelled_path(out: str | os.PathLike, label: str) -> Path:
@@ -188,9 +188,6 @@ def explain_labels(
 
     A multi-label image can show several things; one map of the top label would hide where the
     others were seen. With `out`, each overlay is written to `labelled_path(out, label)`.
-
-    >>> [e.label for e in explain_labels("street.jpg", model="outputs/street", out="cam.png")]  # doctest: +SKIP
-    ['car', 'bicycle']
     """
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])

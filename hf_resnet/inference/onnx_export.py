@@ -157,9 +157,6 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, example: torch.
     """Write `model` as ONNX with input `pixel_values` (any batch size, height and width) and output `logits`.
 
     A ResNet pools globally before its head, so one file serves every image size a processor is set to.
-
-    >>> export_onnx(model, "out/model.onnx", torch.randn(1, 3, 224, 224))  # doctest: +SKIP
-    PosixPath('out/model.onnx')
     """
 
     class Logits(torch.nn.Module):  # ONNX wants tensors out, not transformers' output objects
@@ -207,9 +204,6 @@ def quantize_int8(onnx_path: str | os.PathLike, out_path: str | os.PathLike, cal
     ONNX Runtime's pre-processing folds each BatchNorm into the preceding Conv first, so one
     int8 Conv does the work of Conv+BN. Weights are quantized per channel (int8), activations
     per tensor (uint8) with ranges measured on `calibration` (N, 3, H, W) pixel values.
-
-    >>> quantize_int8("out/model.onnx", "out/model_int8.onnx", pixel_values)  # doctest: +SKIP
-    0
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -268,29 +262,10 @@ def compare_logits(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[fl
     return round(difference, 6), agreement
 
 
-def compare_label_sets(
-    reference: torch.Tensor, candidate: torch.Tensor, thresholds: torch.Tensor
-) -> tuple[float, float]:
-    """(largest absolute sigmoid-score difference, share of images with the same label set at `thresholds`).
-
-    >>> compare_label_sets(torch.tensor([[3.0, -3.0], [0.1, 0.0]]), torch.tensor([[3.0, -3.0], [-0.1, 0.0]]),
-    ...                    torch.tensor([0.5, 0.5]))
-    (0.049958, 0.5)
-    """
-    reference, candidate = torch.sigmoid(reference.float()), torch.sigmoid(candidate.float())
-    difference = float((reference - candidate).abs().max())
-    agreement = float(((reference >= thresholds) == (candidate >= thresholds)).all(dim=-1).float().mean())
-    return round(difference, 6), agreement
-
-
 def _compare(report: VariantReport, classifier: Classifier, reference: torch.Tensor, candidate: torch.Tensor) -> None:
     report.max_logit_diff, report.top1_agreement = compare_logits(reference, candidate)
-    if classifier.multi_label:  # scores as classify computes them: sigmoid of logits / temperature
-        temperature = classifier.temperature
-        report.top1_agreement = None
-        report.max_score_diff, report.label_set_agreement = compare_label_sets(
-            reference / temperature, candidate / temperature, classifier.thresholds
-        )
+    for name, value in classifier.task.compare(reference, candidate, classifier.config).items():
+        setattr(report, name, value)  # a multi-label model's label sets, in place of its top-1
 
 
 def _session_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -326,7 +301,7 @@ def _logits(run: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Ten
 def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         return Path(model) / "onnx"
-    name = model if isinstance(model, (str, os.PathLike)) else model.config._name_or_path or "model"
+    name = model if isinstance(model, (str, os.PathLike)) else model.config.name_or_path or "model"
     return Path(str(name).replace("/", "--") + "-onnx")
 
 
@@ -347,9 +322,6 @@ def export(
     Image sets are folders or lists of pictures; by default crops of scikit-learn's sample photos.
     Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`; for a
     multi-label model, when its sigmoid scores drift or int8 gives other label sets too often.
-
-    >>> export("outputs/beans", quantize="int8").int8.top1_agreement  # doctest: +SKIP
-    1.0
     """
     if format != "onnx":
         raise ValueError(f"format must be 'onnx', not {format!r}")
@@ -368,7 +340,7 @@ def export(
     classifier.config.save_pretrained(out)
     classifier.processor.save_pretrained(out)
     report = ExportReport(
-        model=str(getattr(classifier.config, "_name_or_path", "") or model),
+        model=str(classifier.config.name_or_path or model),
         out_dir=str(out),
         sample_images=len(samples),
         eager=_variant(None, classifier.forward, samples, None, latency_repeats, classifier),
@@ -408,10 +380,9 @@ def _add_int8(report, classifier, out, onnx_path, samples, reference, calibratio
     if report.int8.agreement < report.min_int8_agreement:
         int8_path.unlink()
         report.int8.path = None
-        kind = "label-set" if classifier.multi_label else "top-1"
+        kind, agrees = classifier.task.agreement_kind, classifier.task.agrees_with
         report.notes.append(f"int8 model refused: {kind} agreement below min_int8_agreement")
         _save(report, out)
-        agrees = "gives the same label sets as" if classifier.multi_label else "agrees with"
         raise ExportError(
             f"int8 model {agrees} fp32 on {report.int8.agreement:.1%} of {report.sample_images} sample images, "
             f"below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with more images "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..flags import flag
+
 #: Architectures that can be built from scratch with `--arch`; values are the layouts of the
 #: microsoft/resnet-* checkpoints (which are all v1.5), so a scratch model matches its Hub sibling.
 ARCHITECTURES: dict[str, dict] = {
@@ -14,6 +16,8 @@ ARCHITECTURES: dict[str, dict] = {
     "resnet-152": dict(layer_type="bottleneck", depths=[3, 8, 36, 3], hidden_sizes=[256, 512, 1024, 2048]),
 }
 
+#: `--variant`: where a bottleneck block strides (see `model.build.resnet_config`).
+VARIANTS = ("v1", "v1.5")
 #: Parts of a ResNet a user can name in `--freeze`, from input to output.
 BACKBONE_PARTS = ("embedder", "stage1", "stage2", "stage3", "stage4")
 #: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
@@ -27,39 +31,48 @@ TTA_MODES = ("none", "flip", "crops", "flip+crops")
 class ModelArguments:
     """Which network to start from."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Hub id (e.g. microsoft/resnet-50) or local checkpoint directory to fine-tune."},
+    model_name_or_path: str | None = flag(
+        None,
+        "Hub id (e.g. microsoft/resnet-50) or local checkpoint directory to fine-tune.",
+        result=True,
     )
-    arch: str | None = field(
-        default=None,
-        metadata={"help": f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}."},
+    arch: str | None = flag(
+        None,
+        f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}.",
+        result=True,
+        choices=tuple(ARCHITECTURES),
     )
-    variant: str = field(
-        default="v1.5",
-        metadata={
-            "help": "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
-            "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate)."
-        },
+    variant: str = flag(
+        "v1.5",
+        "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
+        "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate).",
+        result=True,
+        choices=VARIANTS,
     )
-    freeze: str | None = field(
-        default=None,
-        metadata={
-            "help": "Comma list of embedder,stage1..stage4 to freeze (weights and BatchNorm statistics), or 'none'. "
-            f"Default: '{DEFAULT_FREEZE_PRETRAINED}' for a loaded checkpoint, 'none' from scratch."
-        },
+    freeze: str | None = flag(
+        None,
+        "Comma list of embedder,stage1..stage4 to freeze (weights and BatchNorm statistics), or 'none'. "
+        f"Default: '{DEFAULT_FREEZE_PRETRAINED}' for a loaded checkpoint, 'none' from scratch.",
+        result=True,
     )
-    image_size: int | None = field(
-        default=None, metadata={"help": "Override the processor's crop size (e.g. 224); the resize keeps its ratio."}
+    image_size: int | None = flag(
+        None,
+        "Override the processor's crop size (e.g. 224); the resize keeps its ratio.",
+        result=True,
+        bounds="(0, inf)",
+        allowed="must be a positive number of pixels (e.g. 224)",
     )
-    revision: str = field(
-        default="main",
-        metadata={"help": "Hub revision (branch, tag or commit) of the model.", "aliases": ["--model_revision"]},
+    revision: str = flag(
+        "main",
+        "Hub revision (branch, tag or commit) of the model.",
+        result=True,
+        aliases=["--model_revision"],
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
-    image_processor_name: str | None = field(
-        default=None,
-        metadata={"help": "Hub id or folder of the image processor (preprocessor_config.json), if not the model's."},
+    image_processor_name: str | None = flag(
+        None,
+        "Hub id or folder of the image processor (preprocessor_config.json), if not the model's.",
+        result=True,
     )
     # The transformers image-classification example's model flags, so its command lines run unchanged; which change
     # nothing here, and which cannot apply, is in config/example_flags.py.

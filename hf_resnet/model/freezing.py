@@ -1,4 +1,4 @@
-"""Building the network: a checkpoint with a new head, or a fresh v1/v1.5 ResNet; freezing parts of it.
+"""Freezing parts of a network for transfer learning, and thawing them again.
 
 Freezing means two things, and both matter for transfer learning: frozen parameters get no
 gradient, and frozen BatchNorm layers stay in eval mode so their running statistics keep
@@ -27,7 +27,14 @@ def _hold_eval(module: nn.Module, _inputs) -> None:
 def freeze(model: nn.Module, parts: list[str]) -> None:
     """Stop gradients and BatchNorm statistic updates in `parts` (e.g. `["embedder", "stage1"]`).
 
-    >>> freeze(model, ["embedder"])  # doctest: +SKIP
+    >>> import torch
+    >>> from transformers import ResNetConfig, ResNetForImageClassification
+    >>> model = ResNetForImageClassification(ResNetConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1]))
+    >>> freeze(model, ["embedder"])
+    >>> _ = model.train()(pixel_values=torch.rand(2, 3, 32, 32))  # what the Trainer does at every step
+    >>> embedder = model.resnet.embedder.embedder
+    >>> embedder.convolution.weight.requires_grad, embedder.normalization.training
+    (False, False)
     """
     by_part = named_parameters_by_part(model)
     for part in parts:

@@ -56,6 +56,13 @@ def safetensors_problem(path: Path) -> str | None:
         return f"{path.name} is truncated or corrupt ({error})"
 
 
+def _processor_in_config(folder: Path) -> bool:
+    """Whether config.json holds the preprocessing, as a timm checkpoint's does (transformers' own test)."""
+    from transformers.utils.generic import is_timm_local_checkpoint
+
+    return is_timm_local_checkpoint(str(folder))
+
+
 def folder_problem(folder: Path, need_processor: bool = True) -> str | None:
     """What keeps `folder` from being loaded as a model (nothing there, no config, no or broken weights), or None."""
     if not folder.exists():
@@ -71,7 +78,7 @@ def folder_problem(folder: Path, need_processor: bool = True) -> str | None:
         return f"no weights in it (looked for {', '.join(WEIGHT_FILES)})"
     if weights[0] == "model.safetensors" and (problem := safetensors_problem(folder / weights[0])):
         return f"{problem}; copy or train it again"
-    if need_processor and not (folder / PROCESSOR_FILE).is_file():
+    if need_processor and not (folder / PROCESSOR_FILE).is_file() and not _processor_in_config(folder):
         return f"no {PROCESSOR_FILE} in it; save the model's image processor there (processor.save_pretrained)"
     return None
 

@@ -1,41 +1,18 @@
-"""The one map from the transformers ResNet's parameter names to the parts of the network.
+"""The parts of a network (`embedder`, `stage1`..`stage4`, `head`) and what belongs to each.
 
 Freezing, BatchNorm handling and learning-rate groups all ask this module which part a
-parameter or module belongs to; nothing else parses names. The names follow
-`transformers.models.resnet.modeling_resnet`: `resnet.embedder.*` is the stem,
-`resnet.encoder.stages.{i}.*` is stage i+1, `classifier.*` is the head.
+parameter or module belongs to; it asks the model's family (`hf_resnet.families`), which alone
+knows the network's module names.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from torch import nn
 
+from ..families import PARTS, family_of
 from ..model.arguments import BACKBONE_PARTS
-
-HEAD = "head"
-#: Every part, from input to output.
-PARTS = (*BACKBONE_PARTS, HEAD)
-
-_STAGE = re.compile(r"^resnet\.encoder\.stages\.(\d+)\.")
-
-
-def part_of(name: str) -> str:
-    """Return the part (`embedder`, `stage1`..`stage4`, `head`) a parameter or module name belongs to.
-
-    >>> part_of("resnet.encoder.stages.3.layers.0.shortcut.convolution.weight")
-    'stage4'
-    """
-    name = name.removeprefix("module.")  # names seen through a DistributedDataParallel wrapper
-    if name.startswith("resnet.embedder."):
-        return "embedder"
-    if match := _STAGE.match(name):
-        return f"stage{int(match.group(1)) + 1}"
-    if name.startswith("classifier."):
-        return HEAD
-    raise ValueError(f"{name!r} is not part of a transformers ResNetForImageClassification")
 
 
 def parse_parts(spec: str | None) -> list[str]:
@@ -54,6 +31,7 @@ def parse_parts(spec: str | None) -> list[str]:
 
 
 def named_parameters_by_part(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    part_of = family_of(model).part_of
     groups: dict[str, list[tuple[str, nn.Parameter]]] = {part: [] for part in PARTS}
     for name, parameter in model.named_parameters():
         groups[part_of(name)].append((name, parameter))
@@ -61,7 +39,7 @@ def named_parameters_by_part(model: nn.Module) -> dict[str, list[tuple[str, nn.P
 
 
 def batchnorms_in(model: nn.Module, parts: list[str]) -> Iterator[nn.modules.batchnorm._BatchNorm]:
-    wanted = set(parts)
+    part_of, wanted = family_of(model).part_of, set(parts)
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and part_of(name + ".") in wanted:
             yield module

@@ -76,12 +76,3 @@ def averaged(forward: Callable[[torch.Tensor], torch.Tensor], pixel_values: torc
     """
     outputs = [forward(view) for view in views(pixel_values, mode)]
     return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
-
-
-def flip_averaged(forward: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Tensor) -> torch.Tensor:
-    """The mean of `forward` on the batch and on its horizontal mirror (width is the last dimension).
-
-    >>> flip_averaged(lambda x: x[..., :1], torch.tensor([[[[1.0, 3.0]]]])).item()  # mean of 1 and 3
-    2.0
-    """
-    return averaged(forward, pixel_values, "flip")

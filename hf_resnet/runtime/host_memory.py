@@ -44,11 +44,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 @contextmanager
 def reused_host_memory(enabled: bool = True) -> Iterator[bool]:
-    """While inside, freed memory stays in the process for reuse (glibc only); yields whether that is in effect.
-
-    >>> with reused_host_memory() as active:  # doctest: +SKIP
-    ...     trainer.train()
-    """
+    """While inside, freed memory stays in the process for reuse (glibc only); yields whether that is in effect."""
     libc = _glibc() if enabled else None
     if libc is None:
         yield False

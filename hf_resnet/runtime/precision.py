@@ -14,11 +14,7 @@ from .launcher import LAUNCHER_PRECISIONS, LauncherChoices, launcher_choices, lo
 
 
 def default_mixed_precision() -> tuple[bool, bool, str]:
-    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`.
-
-    >>> default_mixed_precision()[2]  # doctest: +SKIP
-    'CPU with native bf16 (avx512_bf16)'
-    """
+    """(bf16, fp16, why) for a run whose flags chose neither; see `launcher.default_precision`."""
     import torch
 
     choices = launcher_choices()

@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 #: Largest/smallest class ratio above which a run warns: beyond it, plain training under-serves the small class.
 IMBALANCE_RATIO = 10.0
-CHOICES = ("none", "balanced")
 
 
 def class_counts(labels, num_labels: int) -> np.ndarray:

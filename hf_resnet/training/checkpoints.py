@@ -1,8 +1,7 @@
-"""Atomic checkpoints: the only place hf_resnet overrides private `Trainer` methods.
+"""Atomic checkpoints: a `checkpoint-N` folder holds a whole checkpoint, or does not exist.
 
-The Trainer has no public hook for where a checkpoint is written, so `_save_checkpoint` and
-`_get_output_dir` are wrapped here and nowhere else. The transformers versions they were tested
-on are stated in `pyproject.toml`; an upgrade that renames them fails `tests/test_resilience.py`.
+The Trainer has no public hook for where a checkpoint is written, so this wraps two of its private
+methods; `trainer.PRIVATE_TRAINER_OVERRIDES` lists every private override hf_resnet makes, with the reason.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from accelerate.utils import gather_object
 from torch import nn
 
 from ..data.image_datasets import EvalImages
+from ..families import family_of
 from ..model.arguments import BACKBONE_PARTS
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,8 @@ def cached_parts(frozen: Sequence[str]) -> int:
 
 
 def _front(model: nn.Module, parts: int) -> list[nn.Module]:
-    # The transformers ResNet in input-to-output order: embedder, then stages 1-4 (see parts.py).
-    resnet = model.resnet
-    return [resnet.embedder, *resnet.encoder.stages][:parts]
+    """The modules of the first `parts` backbone parts, in the order the model's forward runs them."""
+    return [module for part in family_of(model).feature_front(model)[:parts] for module in part]
 
 
 @torch.no_grad()
@@ -69,13 +69,9 @@ def compute_features(
 
     With the whole backbone (5 parts) the features are pooled, `(N, C, 1, 1)`: the pooling is
     the next thing the network does and it makes the cache a few kilobytes per image.
-
-    >>> images = EvalImages(data.train, build_eval_transform(processor))  # doctest: +SKIP
-    >>> compute_features(model, images, parts=5).shape  # doctest: +SKIP
-    torch.Size([72, 512, 1, 1])
     """
     device = next(model.parameters()).device
-    front = _front(model, parts)
+    front, pool = _front(model, parts), family_of(model).feature_pool(model)
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
@@ -91,7 +87,7 @@ def compute_features(
                 for module in front:
                     hidden = module(hidden)
                 if parts == len(BACKBONE_PARTS):
-                    hidden = model.resnet.pooler(hidden)
+                    hidden = pool(hidden)
             # float16 halves the cache; its 11-bit mantissa is finer than the bf16 compute GPUs train in.
             chunks.append(hidden.to("cpu", torch.float16))
     finally:
@@ -124,20 +120,24 @@ class SkipFrozen:
     In evaluation mode they run as usual, so `Trainer.evaluate` and `predict` see the full
     network on real images. `remove()` restores the model exactly.
 
-    >>> skip = SkipFrozen(model, parts=5)  # doctest: +SKIP
-    >>> model.train()(pixel_values=cached).logits  # only the head ran  # doctest: +SKIP
-    >>> skip.remove()  # doctest: +SKIP
+    >>> from transformers import ResNetConfig, ResNetForImageClassification
+    >>> model = ResNetForImageClassification(ResNetConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1]))
+    >>> skip = SkipFrozen(model, parts=5)
+    >>> model.train()(pixel_values=torch.zeros(2, 8, 1, 1)).logits.shape  # pooled features in: only the head ran
+    torch.Size([2, 2])
+    >>> skip.remove()
     """
 
     def __init__(self, model: nn.Module, parts: int):
-        self.modules = _front(model, parts)
+        self.model, self.modules = model, _front(model, parts)
         for module in self.modules:
-            module.forward = self._skipping(module, module.forward)
+            module.forward = self._skipping(module.forward)
 
-    @staticmethod
-    def _skipping(module: nn.Module, forward):
+    def _skipping(self, forward):
+        # The model's mode, not the module's: a frozen BatchNorm of the front (timm's stem `bn1` is one) holds
+        # itself in eval mode, and must still be skipped while the model trains.
         def maybe_skip(hidden, *args, **kwargs):
-            return hidden if module.training else forward(hidden, *args, **kwargs)
+            return hidden if self.model.training else forward(hidden, *args, **kwargs)
 
         return maybe_skip
 
@@ -152,8 +152,6 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
 
     `split` is a `datasets.Dataset` with `image` and `label` columns, `args` the run's
     `ResNetTrainingArguments` (device, eval batch size, workers, mixed precision).
-
-    >>> train_features, skip = cache_frozen_features(model, frozen, data.train, eval_transform, args)  # doctest: +SKIP
     """
     parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see config/checks.py
     autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None

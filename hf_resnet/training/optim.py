@@ -12,8 +12,9 @@ import math
 from torch import nn
 
 from ..config.arguments import ResNetTrainingArguments
+from ..families import HEAD
 from ..model.arguments import BACKBONE_PARTS
-from ..model.parts import HEAD, named_parameters_by_part
+from ..model.parts import named_parameters_by_part
 
 
 def part_learning_rates(head_lr: float, backbone_lr: float, lr_decay: float = 1.0) -> dict[str, float]:
@@ -33,7 +34,9 @@ def parameter_groups(
 ) -> list[dict]:
     """AdamW groups named `<part>` and `<part>/no_decay`; BatchNorm and bias parameters get no weight decay.
 
-    >>> [group["name"] for group in parameter_groups(model, 1e-3, 1e-5)][:2]  # doctest: +SKIP
+    >>> from transformers import ResNetConfig, ResNetForImageClassification
+    >>> model = ResNetForImageClassification(ResNetConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1]))
+    >>> [group["name"] for group in parameter_groups(model, 1e-3, 1e-5)][:2]
     ['embedder', 'embedder/no_decay']
     """
     rates = part_learning_rates(head_lr, backbone_lr, lr_decay)

@@ -17,7 +17,7 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from ..config.checks import ArgumentError, check_arguments
+from ..config.checks import ArgumentError, validate
 from ..config.example_flags import announce
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
@@ -79,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError, OSError) as error:
         return usage_error(error)
     try:
-        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load;
-        # run() checks again (cheaply) because the Python API enters there.
-        check_arguments(model_args, data_args, training_args, log=False)
+        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
+        validated = validate(model_args, data_args, training_args)
         from .run import run
 
-        result = run(model_args, data_args, training_args)
+        result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
@@ -110,11 +109,6 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     `dataset` may be a `datasets.Dataset` or `DatasetDict` with an image and a label column;
     `config` a `transformers.ResNetConfig` to train from scratch with that exact layout;
     `callbacks` extra `transformers.TrainerCallback`s.
-
-    >>> result = hf_resnet.finetune(model_name_or_path="microsoft/resnet-50", dataset_name="beans",
-    ...                             output_dir="outputs/beans")  # doctest: +SKIP
-    >>> result.metrics["eval_accuracy"]  # doctest: +SKIP
-    0.97
     """
     model_args, data_args, training_args = arguments_from(kwargs, dataset, config)
     from .run import run

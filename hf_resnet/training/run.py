@@ -16,24 +16,15 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
 from ..config.arguments import ResNetTrainingArguments
-from ..config.checks import check_arguments, check_labels
+from ..config.checks import Validated, check_labels, validate
 from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
-from ..data.multilabel import MULTI_LABEL
 from ..data.sources import load_image_data
 from ..data.streaming import StreamTransform, load_stream
-from ..data.transforms import build_batch_mix, build_eval_transform, build_train_transform
-from ..evaluation.metrics import (
-    MULTI_LABEL_BEST,
-    MULTI_LABEL_METRICS,
-    OTHER_RESULTS,
-    compute_metrics_for,
-    compute_multi_label_metrics_for,
-    per_class_average_precision,
-    per_class_report,
-)
+from ..data.transforms import build_eval_transform, build_train_transform
+from ..flags import named
 from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
@@ -41,13 +32,11 @@ from ..model.freezing import freeze
 from ..runtime.host_memory import reused_host_memory
 from ..runtime.launcher import use_cpu_threads
 from ..runtime.signals import GracefulStop, stop_with_launcher
+from ..tasks import task_for
 from . import run_folder
-from .balance import balance
-from .calibration import calibrate, fit_thresholds, tune_thresholds
 from .callbacks import EpochSetter, GradualUnfreezing
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
-from .loss import loss_for
 from .optim import part_learning_rates, scaled_learning_rates
 from .trainer import ResNetTrainer
 
@@ -105,7 +94,6 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> 
 
 def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads, average=None) -> dict:
     """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card."""
-    augmentation = ("crop_scale_min", "hflip", "auto_augment", "random_erasing", "mixup_alpha", "cutmix_alpha")
     return {
         **portable_arguments(model_args, data_args, args),
         "dataset": portable_description(data.description, data_args),
@@ -113,8 +101,12 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
             "frozen": frozen,
             "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
             "unfreeze_at_epoch": args.unfreeze_at_epoch,
-            "augmentation": {key: getattr(data_args, key) for key in augmentation}
-            | {"label_smoothing": args.label_smoothing_factor},
+            # The flags declared for the card's augmentation table (hf_resnet/flags.py), from every dataclass.
+            "augmentation": {
+                key: getattr(arguments, key)
+                for arguments in (data_args, args)
+                for key in named(type(arguments), card="augmentation")
+            },
             "epochs": args.num_train_epochs,
             "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
             "optimizer": getattr(args.optim, "value", args.optim),
@@ -127,15 +119,6 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
             "tta": args.tta,
         },
     }
-
-
-def _multi_label_best(args: ResNetTrainingArguments) -> ResNetTrainingArguments:
-    """Keep the best model by mAP when the metric asked for (by default accuracy) has no multi-label meaning."""
-    best = (args.metric_for_best_model or "").removeprefix("eval_")
-    if not best or best in (*MULTI_LABEL_METRICS, *OTHER_RESULTS):
-        return args
-    logger.info("Multi-label data: the best model is kept by %s, not %s", MULTI_LABEL_BEST, best)
-    return dataclasses.replace(args, metric_for_best_model=MULTI_LABEL_BEST, greater_is_better=True)
 
 
 def _keep_better_weights(
@@ -176,13 +159,19 @@ def run(
     dataset=None,
     config=None,
     callbacks: list[TrainerCallback] | None = None,
+    validated: Validated | None = None,
 ) -> FinetuneResult:
-    """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`."""
+    """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`.
+
+    `validated`: what `config.checks.validate` found for these arguments, when the caller already ran it.
+    """
     _setup_logging(training_args)
     stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
     # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
-    resume_from = check_arguments(model_args, data_args, training_args, dataset, config)
+    if validated is None:
+        validated = validate(model_args, data_args, training_args, dataset, config)
+    resume_from = validated.resume_from
     threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
 
     streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
@@ -191,9 +180,9 @@ def run(
     else:
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     check_labels(resume_from, data.labels)
+    task = task_for(data.problem_type)
     model, processor, frozen = build_model(model_args, data.labels, config=config)
-    if data.multi_label:  # saved in config.json: the transformers pipeline then applies a sigmoid
-        model.config.problem_type = MULTI_LABEL
+    task.configure(model.config)
     if training_args.tta != "none":  # saved in config.json: classify and evaluate then score as calibrated
         model.config.tta = training_args.tta
     if training_args.sync_bn and training_args.world_size > 1:
@@ -244,17 +233,14 @@ def run(
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
-    if data.multi_label:
-        trainer_args = _multi_label_best(trainer_args)
-    weights, sampler = (
-        (None, None) if streaming else balance(data.train["label"], data.labels, data.multi_label, training_args)
-    )
-    compute_loss = loss_for(data.multi_label, training_args.label_smoothing_factor, weights)
+    trainer_args = task.best_model_args(trainer_args)
+    weights, sampler = (None, None) if streaming else task.balance(data.train["label"], data.labels, training_args)
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
-        values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
-        run_folder.start(Path(training_args.output_dir), values, replace=training_args.overwrite_output_dir)
+        run_folder.start(
+            Path(training_args.output_dir), validated.fingerprint, replace=training_args.overwrite_output_dir
+        )
     PartialState().wait_for_everyone()
     trainer = ResNetTrainer(
         model=model,
@@ -263,10 +249,8 @@ def run(
         eval_dataset=eval_images,
         data_collator=collate,
         processing_class=processor,
-        compute_metrics=compute_multi_label_metrics_for(fit_thresholds)
-        if data.multi_label
-        else compute_metrics_for(training_args.metrics.split(","), data.labels),
-        compute_loss_func=compute_loss,
+        compute_metrics=task.compute_metrics(training_args.metrics.split(","), data.labels),
+        compute_loss_func=task.loss(training_args.label_smoothing_factor, weights),
         callbacks=callbacks,
         head_lr=head_lr,
         backbone_lr=backbone_lr,
@@ -274,7 +258,7 @@ def run(
         sampler=sampler,
         weight_average=average,
         tta=training_args.tta,
-        batch_mix=None if skip_frozen else build_batch_mix(len(data.labels), data_args, data.multi_label),
+        batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
     )
 
     on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
@@ -308,7 +292,7 @@ def run(
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     eval_metrics = {
         **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
-        **(tune_thresholds if data.multi_label else calibrate)(model, logits, labels),
+        **task.fit(model, logits, labels),
         **compared,
         "eval_samples": len(labels),
     }
@@ -317,8 +301,7 @@ def run(
 
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature or thresholds
-        per_class = per_class_average_precision if data.multi_label else per_class_report
-        report = per_class(logits.numpy(), labels.numpy(), data.labels)
+        report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
         recipe = _recipe(model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads, choice)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))

@@ -16,7 +16,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from ..config.arguments import RECIPE_TRAINING_FLAGS
+from ..families import config_labels, family_of
+from ..flags import fingerprint_names
 from ..model.loading import safetensors_problem
 
 logger = logging.getLogger(__name__)
@@ -35,42 +36,8 @@ RUN_FILES = (
 )
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
-#: Arguments that change what a run computes, by dataclass; the rest (logging, saving, workers) do not. Of the
-#: training flags a recipe records, those a resume may change are left out: resuming to train longer is what users
-#: do (checks.py refuses only a checkpoint already past this run's end), and how it is judged changes no weight.
-MODEL_KEYS = ("model_name_or_path", "arch", "variant", "freeze", "image_size", "revision")
-DATA_KEYS = (
-    "dataset_name",
-    "dataset_config",
-    "image_column",
-    "label_column",
-    "train_dir",
-    "validation_dir",
-    "validation_split",
-    "streaming",
-    "max_train_samples",
-    "skip_bad_images",
-    "crop_scale_min",
-    "hflip",
-    "auto_augment",
-    "random_erasing",
-    "mixup_alpha",
-    "cutmix_alpha",
-)
-#: What a resumed run may change: how long it runs, and how it is judged and stopped.
-RESUMABLE_CHANGES = (
-    "num_train_epochs",
-    "max_steps",
-    "early_stopping_patience",
-    "eval_strategy",
-    "metric_for_best_model",
-    "tta",
-)
-#: Machine settings that change the numbers a run computes, though recipe.json leaves them to whoever reruns it.
-MACHINE_KEYS = ("sync_bn", "world_size", "bf16", "fp16")
-TRAINING_KEYS = tuple(flag for flag in RECIPE_TRAINING_FLAGS if flag not in RESUMABLE_CHANGES) + MACHINE_KEYS
-#: The layout fields of a `ResNetConfig` passed to `finetune(config=...)`.
-LAYOUT_KEYS = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
+#: Machine settings that change the numbers a run computes and are not flags: the process count.
+MACHINE_VALUES = ("world_size",)
 
 
 def _plain(value):
@@ -79,17 +46,22 @@ def _plain(value):
 
 
 def fingerprint(model_args, data_args, training_args, dataset=None, config=None) -> dict:
-    """The arguments a checkpoint's run and a resuming run must share, as JSON-ready values."""
-    values = {key: _plain(getattr(model_args, key)) for key in MODEL_KEYS}
-    values |= {key: _plain(getattr(data_args, key)) for key in DATA_KEYS}
+    """The arguments a checkpoint's run and a resuming run must share, as JSON-ready values.
+
+    Which they are is declared with each flag (hf_resnet/flags.py): those that change what the run
+    computes, less what a resume may change (how long it runs, how it is judged and stopped).
+    """
+    values = {key: _plain(getattr(model_args, key)) for key in fingerprint_names(type(model_args))}
+    values |= {key: _plain(getattr(data_args, key)) for key in fingerprint_names(type(data_args))}
     for key in ("train_dir", "validation_dir"):
         if values[key]:
             values[key] = str(Path(values[key]).expanduser().resolve())
-    values |= {key: _plain(getattr(training_args, key)) for key in TRAINING_KEYS}
+    training = (*fingerprint_names(type(training_args)), *MACHINE_VALUES)
+    values |= {key: _plain(getattr(training_args, key)) for key in training}
     if dataset is not None:
         values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
-    if config is not None:
-        values["layout"] = {key: _plain(getattr(config, key, None)) for key in LAYOUT_KEYS}
+    if config is not None:  # a layout passed to `finetune(config=...)`: its family names the fields that shape it
+        values["layout"] = {key: _plain(getattr(config, key, None)) for key in family_of(config).layout_keys}
     return values
 
 
@@ -173,10 +145,10 @@ def read_state(checkpoint: Path) -> dict:
 def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     """The class names a checkpoint was trained on, from its config.json."""
     try:
-        id2label = json.loads((checkpoint / "config.json").read_text())["id2label"]
-    except (OSError, ValueError, KeyError):
+        config = json.loads((checkpoint / "config.json").read_text())
+    except (OSError, ValueError):
         return None
-    return [id2label[key] for key in sorted(id2label, key=int)]
+    return config_labels(config) or None
 
 
 def start(output_dir: Path, values: dict, replace: bool) -> None:

@@ -23,6 +23,18 @@ from .optim import parameter_groups
 
 logger = logging.getLogger(__name__)
 
+#: Every private `Trainer` method hf_resnet overrides, and why no public hook does the job (transformers 5.24).
+#: pyproject.toml and constraints.txt pin the tested transformers by this list; a test keeps it complete, and an
+#: upgrade that renames one of these fails it.
+PRIVATE_TRAINER_OVERRIDES = {
+    "_save_checkpoint": "atomic checkpoints (checkpoints.py): the Trainer writes a checkpoint's files through "
+    "private helpers and calls the `on_save` callbacks only afterwards, so nothing public runs around the writing",
+    "_get_output_dir": "points the writes of `_save_checkpoint`, and only those, at the staging folder: the "
+    "Trainer also reads it at the end of training to prune checkpoints",
+    "_get_train_sampler": "`--sampler balanced` (balance.py): `train_sampling_strategy` has no weighted choice, "
+    "and the public `get_train_dataloader` would rebuild the loader through the private `_get_dataloader`",
+}
+
 
 class ResNetTrainer(AtomicCheckpoints, Trainer):
     """A `Trainer` with head/backbone learning-rate groups, batch mixing and atomic checkpoints.
@@ -117,8 +129,7 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         if self.weight_average is not None and self.weight_average.average is not None:
             self.weight_average.save(folder)
 
-    def _get_train_sampler(self, train_dataset=None):
-        # The Trainer has no public hook for the training sampler; this is the one it calls.
+    def _get_train_sampler(self, train_dataset=None):  # private: see PRIVATE_TRAINER_OVERRIDES
         return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None):
