@@ -30,7 +30,9 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None):
         check_model_source(path, "--model_name_or_path", need_processor=False)  # a family may have a default
         family = checkpoint_family(path, **hub)
         model = family.load(path, labels, **hub)
-        processor = family.image_processor(model_args.image_processor_name or path, model, model_args.image_size, **hub)
+        processor = family.image_processor(
+            model_args.image_processor_name or path, model, model_args.image_size, **hub
+        )
         default_freeze = DEFAULT_FREEZE_PRETRAINED
     else:
         config = config if config is not None else resnet_config(model_args.arch, model_args.variant)

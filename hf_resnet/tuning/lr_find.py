@@ -30,8 +30,8 @@ from transformers import TrainerCallback
 
 from ..config.arguments import ResNetTrainingArguments
 from ..data.arguments import DataArguments
+from ..families import HEAD
 from ..model.arguments import ModelArguments
-from ..model.parts import HEAD
 from ..training.optim import scaled_learning_rates
 
 logger = logging.getLogger(__name__)
