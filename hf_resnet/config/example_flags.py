@@ -37,7 +37,8 @@ REFUSED = {
 def flag_aliases(classes) -> dict[str, str]:
     """`{alias: field name}` for every alias the fields declare, without leading dashes.
 
-    >>> flag_aliases([DataArguments])["label_column_name"]  # doctest: +SKIP
+    >>> from hf_resnet.data.arguments import DataArguments
+    >>> flag_aliases([DataArguments])["label_column_name"]
     'label_column'
     """
     aliases = {}

@@ -80,13 +80,13 @@ def smoothed(losses: list[float], beta: float = SMOOTHING) -> list[float]:
 
 
 def valley(rates: list[float], losses: list[float]) -> float:
-    """fastai's valley: the rate two-thirds down the longest stretch of decreasing loss.
+    """fastai's valley: the rate about halfway along the longest stretch of decreasing loss.
 
     Steeper than the minimum (which is already near divergence) and steadier than the steepest
     point alone, which a single noisy step can move.
 
-    >>> valley([1, 2, 3, 4, 5, 6, 7], [5, 4, 3, 2, 1, 3, 9])
-    3
+    >>> valley([1, 2, 3, 4, 5, 6, 7, 8], [5, 4.5, 4, 3, 2, 1, 3, 9])
+    2
     """
     lengths = [1] * len(losses)
     start, end = 0, 0
@@ -95,7 +95,7 @@ def valley(rates: list[float], losses: list[float]) -> float:
             if losses[i] < losses[j] and lengths[i] < lengths[j] + 1:
                 lengths[i] = lengths[j] + 1
         if lengths[end] < lengths[i]:
-            end, start = i, i - lengths[i]
+            end, start = i, i - lengths[i] + 1
     third = (end - start) / 3
     return rates[min(len(rates) - 1, start + int(third) + int(third / 2))]
 
@@ -282,9 +282,8 @@ def lr_find(
 ) -> LrFindResult:
     """The range test for a run given as `finetune`'s keyword arguments; nothing trained is kept.
 
-    >>> result = hf_resnet.lr_find(model_name_or_path="microsoft/resnet-50", train_dir="photos")  # doctest: +SKIP
-    >>> result.head_learning_rate, result.backbone_learning_rate  # doctest: +SKIP
-    (0.0021, 3.2e-05)
+    `hf_resnet.lr_find(model_name_or_path="microsoft/resnet-50", train_dir="photos")` returns the head and
+    backbone rates (`head_learning_rate`, `backbone_learning_rate`) and both sweeps.
     """
     from ..training.recipe import arguments_from
 

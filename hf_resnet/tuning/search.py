@@ -138,10 +138,8 @@ def _flags_of(argv: list[str]) -> dict:
 def search(n_trials: int = 20, timeout: float | None = None, pruner=None, dataset=None, **kwargs) -> SearchResult:
     """Search the default space around a run given as `finetune`'s keyword arguments; `output_dir` holds the search.
 
-    >>> result = hf_resnet.search(model_name_or_path="microsoft/resnet-50", train_dir="photos", n_trials=30,
-    ...                           output_dir="search/photos")  # doctest: +SKIP
-    >>> result.config  # doctest: +SKIP
-    PosixPath('search/photos/best.yaml')
+    `hf_resnet.search(model_name_or_path="microsoft/resnet-50", train_dir="photos", n_trials=30,
+    output_dir="search/photos").config` is `search/photos/best.yaml`, which `hf-resnet train --config` reruns.
     """
     return run_search(kwargs, n_trials, timeout, pruner, dataset)
 
