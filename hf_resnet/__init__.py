@@ -26,6 +26,11 @@ _EXPORTS = {
     "ResNetTrainingArguments": "config.arguments",
     "expected_calibration_error": "tasks.calibration",
     "fit_temperature": "tasks.calibration",
+    # tuning
+    "lr_find": "tuning.lr_find",
+    "LrFindResult": "tuning.lr_find",
+    "search": "tuning.search",
+    "SearchResult": "tuning.search",
     # evaluation
     "evaluate": "evaluation.run",
     "EvaluationError": "evaluation.run",
@@ -66,11 +71,13 @@ __all__ = [
     "ExportReport",
     "FinetuneResult",
     "ImageData",
+    "LrFindResult",
     "ImageError",
     "ModelArguments",
     "PushError",
     "ResNetTrainer",
     "ResNetTrainingArguments",
+    "SearchResult",
     "build_model",
     "classify",
     "expected_calibration_error",
@@ -82,10 +89,12 @@ __all__ = [
     "fit_temperature",
     "freeze",
     "load_image_data",
+    "lr_find",
     "open_image",
     "parse_args",
     "push",
     "run",
+    "search",
     "to_rgb",
     "unfreeze",
 ]
@@ -122,3 +131,5 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .training.recipe import finetune
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer
+    from .tuning.lr_find import LrFindResult, lr_find
+    from .tuning.search import SearchResult, search

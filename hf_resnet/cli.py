@@ -16,6 +16,7 @@ from collections.abc import Callable
 #: Modules whose `register(subparsers)` adds sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "hf_resnet.training.cli",
+    "hf_resnet.tuning.cli",
     "hf_resnet.evaluation.cli",
     "hf_resnet.inference.cli",
     "hf_resnet.hub.cli",

@@ -137,6 +137,8 @@ class ResNetTrainingArguments(TrainingArguments):
         "When to evaluate (no, steps, epoch).",
         result=True,
         resumable=True,
+        # transformers 5 dropped the old name; the image-classification example's READMEs still use it.
+        aliases=["--evaluation_strategy"],
     )
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
@@ -164,8 +166,45 @@ class ResNetTrainingArguments(TrainingArguments):
         result=True,
         resumable=True,
     )
-    # The training step needs the per-sample `sample_seed` that the model's forward() does not take.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the sample_seed field (needed)."})
+    # The training step needs the per-sample `sample_seed` that the model's forward() does not take; __post_init__
+    # keeps it False whatever is given.
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; no effect: images reach the model as pixel_values and labels.",
+        },
+    )
+    # The transformers example's script flags. The Trainer reads none of them; this recipe always trains, then
+    # evaluates, so they only say what it does anyway (config/example_flags.py).
+    do_train: bool = field(default=False, metadata={"help": "As in the transformers example; always so here."})
+    do_eval: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; always so here: every run ends with an evaluation.",
+        },
+    )
+    do_predict: bool = field(
+        default=False,
+        metadata={
+            "help": "As in transformers; no effect: score a test split with hf-resnet evaluate --test_dir.",
+        },
+    )
+    # Aliases: the names the transformers example's README and older TrainingArguments used.
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Hub repo --push_to_hub writes (default: the output folder's name in your namespace).",
+            "aliases": ["--push_to_hub_model_id"],
+        },
+    )
+    hub_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub token for pushing, and (as the example's --token) for reading private models and datasets. "
+            "Default: HF_TOKEN or your login.",
+            "aliases": ["--token"],
+        },
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = flag(
         32,
@@ -308,6 +347,7 @@ class ResNetTrainingArguments(TrainingArguments):
     }
 
     def __post_init__(self):
+        self.remove_unused_columns = False  # see the field
         # EarlyStoppingCallback needs the best checkpoint tracked; asking for patience implies it.
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True

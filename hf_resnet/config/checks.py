@@ -26,6 +26,7 @@ from ..model.parts import MIN_CACHED_PARTS, cached_parts, parse_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
 from .arguments import ResNetTrainingArguments
+from .example_flags import REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def validate(
 
     Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
     """
+    _check_example_flags(model_args, training_args)
     _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
     _check_paths(model_args, data_args, dataset, config)
@@ -74,6 +76,23 @@ def validate(
 
 
 # ----------------------------------------------------------------------------- values
+
+
+# ----------------------------------------------------------------------------- the transformers example's flags
+
+
+def _check_example_flags(model_args, args) -> None:
+    """The example's flags that cannot apply here (config/example_flags.py), each refused with the reason."""
+    for arguments in (model_args, args):
+        for name, why in REFUSED.items():
+            if getattr(arguments, name, None) is not None:
+                raise ArgumentError(name, getattr(arguments, name), why)
+    if model_args.model_type not in (None, "resnet"):
+        raise ArgumentError(
+            "model_type",
+            model_args.model_type,
+            "hf_resnet fine-tunes ResNets only (give resnet or leave it out; from scratch, name a layout with --arch)",
+        )
 
 
 def _check_declared(model_args, data_args, args) -> None:

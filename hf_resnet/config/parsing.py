@@ -22,6 +22,7 @@ from ..data.arguments import DataArguments
 from ..flags import FLAG_KEY
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
+from .example_flags import announce, canonical_names, flag_aliases
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def config_path(name_or_path: str) -> Path:
 
 
 def _field_names() -> set[str]:
-    return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+    """Every flag name a config or the command line may use: the fields' and their aliases."""
+    fields = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+    return fields | set(flag_aliases(ARGUMENT_CLASSES))
 
 
 def config_flags(path: Path) -> list[str]:
@@ -201,4 +204,5 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         guess = difflib.get_close_matches(flag.lstrip("-").split("=")[0], _field_names(), n=1)
         hint = f"; did you mean --{guess[0]}?" if guess else "; `hf-resnet train --help` lists the flags"
         raise ValueError(f"unrecognized argument(s) {' '.join(unknown)}{hint}")
+    announce(canonical_names(given, ARGUMENT_CLASSES), parsed[2].hub_token)
     return tuple(parsed)

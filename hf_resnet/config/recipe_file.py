@@ -18,6 +18,7 @@ from ..data.arguments import DataArguments
 from ..flags import recipe_names
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
+from .example_flags import recorded
 
 RECIPE_FILE = "recipe.json"
 #: Data flags that hold local paths, recorded relative to the data root.
@@ -52,11 +53,13 @@ def portable_arguments(
     for flag in DATA_PATH_FLAGS:
         if _local(data[flag]):
             data[flag] = Path(os.path.relpath(os.path.abspath(data[flag]), root)).as_posix()
-    model = dataclasses.asdict(model_args) | {"cache_dir": None}
+    model = {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args) if recorded(f.name)}
+    model["cache_dir"] = None
     not_recorded = []
-    if _local(model["model_name_or_path"]):
-        model["model_name_or_path"] = None
-        not_recorded.append("model_name_or_path")
+    for flag in ("model_name_or_path", "image_processor_name"):
+        if _local(model[flag]):
+            model[flag] = None
+            not_recorded.append(flag)
     training = {flag: _plain(getattr(training_args, flag)) for flag in recipe_names(type(training_args))}
     return {
         "model": model,

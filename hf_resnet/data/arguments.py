@@ -22,20 +22,24 @@ class DataArguments:
         "Hub dataset id, e.g. beans or food101.",
         result=True,
     )
+    # Aliases: the transformers image-classification example's names for the same flags.
     dataset_config: str | None = flag(
         None,
         "Configuration name of the Hub dataset.",
         result=True,
+        aliases=["--dataset_config_name"],
     )
     image_column: str | None = flag(
         None,
         "Image column (default: image or img).",
         result=True,
+        aliases=["--image_column_name"],
     )
     label_column: str | None = flag(
         None,
         "Label column (default: label or labels).",
         result=True,
+        aliases=["--label_column_name"],
     )
     train_dir: str | None = flag(
         None,
@@ -68,6 +72,7 @@ class DataArguments:
         "Fraction of train carved out (stratified by label) when no validation split exists.",
         result=True,
         bounds="(0, 1)",
+        aliases=["--train_val_split"],
     )
     streaming: bool = flag(
         False,

@@ -398,8 +398,10 @@ def load_image_data(
         data = _as_multi_label(data)
     if data_args.max_train_samples is not None:
         data.train = data.train.shuffle(seed=seed).select(range(min(data_args.max_train_samples, len(data.train))))
-    if data_args.max_eval_samples is not None:
-        data.validation = data.validation.select(range(min(data_args.max_eval_samples, len(data.validation))))
+    if data_args.max_eval_samples is not None:  # shuffled first, as in the transformers example: folders list by class
+        data.validation = data.validation.shuffle(seed=seed).select(
+            range(min(data_args.max_eval_samples, len(data.validation)))
+        )
     return data
 
 

@@ -53,5 +53,39 @@ class ModelArguments:
         "main",
         "Hub revision (branch, tag or commit) of the model.",
         result=True,
+        aliases=["--model_revision"],
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    image_processor_name: str | None = flag(
+        None,
+        "Hub id or folder of the image processor (preprocessor_config.json), if not the model's.",
+        result=True,
+    )
+    # The transformers image-classification example's model flags, so its command lines run unchanged; which change
+    # nothing here, and which cannot apply, is in config/example_flags.py.
+    model_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "As in the transformers example: resnet is accepted (and changes nothing); any other type is "
+            "refused. From scratch, name the layout with --arch.",
+        },
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "As in the transformers example; refused: the layout is --model_name_or_path's own config.json "
+            "(or --arch from scratch).",
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; always so here: the head is sized for the data's classes.",
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "As in the transformers example; no Hub code is ever needed: ResNets are built into transformers.",
+        },
+    )

@@ -30,13 +30,15 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None):
         check_model_source(path, "--model_name_or_path", need_processor=False)  # a family may have a default
         family = checkpoint_family(path, **hub)
         model = family.load(path, labels, **hub)
-        processor = family.image_processor(path, model, model_args.image_size, **hub)
+        processor = family.image_processor(
+            model_args.image_processor_name or path, model, model_args.image_size, **hub
+        )
         default_freeze = DEFAULT_FREEZE_PRETRAINED
     else:
         config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
         family = family_of(config)
         model = family.build(config, labels)
-        processor = family.image_processor(None, model, model_args.image_size)
+        processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
         default_freeze = "none"  # random features are not worth keeping
     frozen = parse_parts(model_args.freeze if model_args.freeze is not None else default_freeze)
     freeze(model, frozen)

@@ -18,6 +18,7 @@ import yaml
 from accelerate import PartialState
 
 from ..config.checks import ArgumentError, validate
+from ..config.example_flags import announce
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
 from ..data.images import ImageError
@@ -41,7 +42,7 @@ def _one_line(error: BaseException) -> str:
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
 
 
-def _usage_error(error: BaseException) -> int:
+def usage_error(error: BaseException, prog: str = "hf-resnet train") -> int:
     """Print `hf-resnet train: error: ...` once and return argparse's exit code.
 
     A bad argument or data folder stops every rank alike, and torch's elastic launcher stops the
@@ -51,10 +52,20 @@ def _usage_error(error: BaseException) -> int:
     """
     if os.environ.get("RANK", "0") != "0":
         time.sleep(RANK_EXIT_DELAY_S)
-    print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+    print(f"{prog}: error: {_one_line(error)}", file=sys.stderr, flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
     return USAGE_ERROR
+
+
+def setup_logging() -> None:
+    """The command line's log format, as the transformers examples': time, level, logger, message on stdout."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=logging.INFO,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,16 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     A user error (a bad flag or value, unusable data or model) is one line on stderr and exit code 2.
     """
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-        level=logging.INFO,
-    )
+    setup_logging()
     try:  # a config that does not parse, an unknown flag, a value of the wrong type, a refused combination
         model_args, data_args, training_args = parse_args(argv)
     except (ValueError, yaml.YAMLError, OSError) as error:
-        return _usage_error(error)
+        return usage_error(error)
     try:
         # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
         validated = validate(model_args, data_args, training_args)
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
-        return _usage_error(error)
+        return usage_error(error)
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
@@ -104,16 +110,23 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     `config` a `transformers.ResNetConfig` to train from scratch with that exact layout;
     `callbacks` extra `transformers.TrainerCallback`s.
     """
+    model_args, data_args, training_args = arguments_from(kwargs, dataset, config)
+    from .run import run
+
+    return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)
+
+
+def arguments_from(kwargs: dict, dataset=None, config=None) -> tuple:
+    """The three dataclasses from a Python call's keyword arguments (the flags' names), as `finetune` reads them."""
     fields = {cls: {f.name for f in dataclasses.fields(cls) if f.init} for cls in ARGUMENT_CLASSES}
     unknown = set(kwargs) - set().union(*fields.values())
     if unknown:
-        raise TypeError(f"finetune() got unknown argument(s) {sorted(unknown)}; see hf-resnet train --help")
+        raise TypeError(f"unknown argument(s) {sorted(unknown)}; see hf-resnet train --help")
     if dataset is None and config is None and uses_embedded(set(kwargs)):
         announce_embedded()
         kwargs = {**embedded.embedded_defaults(), **kwargs}
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
-    from .run import run
-
-    return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)
+    announce(set(kwargs), training_args.hub_token)
+    return model_args, data_args, training_args

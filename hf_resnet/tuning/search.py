@@ -1,0 +1,285 @@
+"""Hyperparameter search with Optuna over the recipe's own knobs.
+
+Why Optuna directly, around the run, and not `Trainer.hyperparameter_search`: the Trainer's search
+sets each sampled value on its `TrainingArguments` and rebuilds only the model (`model_init`). Half
+of this recipe's space is not there: the freeze depth is a model argument applied when the
+checkpoint is loaded, and augmentation strength is built into the training transforms before any
+Trainer exists. So each trial is a whole run (`run()`, the body of `hf-resnet train`) with the
+trial's flags, and the Trainer-side part of the search is a callback that reports each evaluation
+to the trial and stops the run when Optuna prunes it.
+
+The default space (`default_space`), for a run from a checkpoint:
+
+- `learning_rate` (the head's): log-uniform in [1e-4, 1e-2]
+- `backbone_learning_rate`: log-uniform in [1e-6, 1e-3]
+- `freeze_depth`: 0-4 parts frozen from the input (`none`, `embedder`, ... `embedder,stage1,stage2,stage3`)
+- `unfreeze_at_epoch`: off, 1 or 2
+- `augmentation`: strength s in [0, 1]: `--crop_scale_min` 1 - 0.92 s (s = 1 is torchvision's 0.08),
+  `--random_erasing` 0.25 s, `--auto_augment trivial` from s = 0.5 on
+- `label_smoothing_factor`: uniform in [0, 0.2]
+
+From scratch (`--arch`) nothing is pretrained, so only the head rate (which is then every part's),
+augmentation and label smoothing are searched. The objective is the final validation value of
+`--metric_for_best_model`. The study lives in `OUTPUT_DIR/study.db` (SQLite), so a search that
+was stopped resumes where it was by running the same command again.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from transformers import TrainerCallback
+
+from ..families import BACKBONE_PARTS
+
+logger = logging.getLogger(__name__)
+
+INSTALL = 'pip install "hf_resnet[search]"'
+STUDY_FILE = "study.db"
+BEST_CONFIG = "best.yaml"
+TRIALS_TABLE = "trials.csv"
+TRIALS_PLOT = "trials.png"
+#: Flags the search sets itself; a value given for one of them is the starting recipe, not a fixed setting.
+SEARCHED = (
+    "learning_rate",
+    "head_learning_rate",
+    "backbone_learning_rate",
+    "freeze",
+    "unfreeze_at_epoch",
+    "crop_scale_min",
+    "random_erasing",
+    "auto_augment",
+    "label_smoothing_factor",
+)
+
+
+def require_optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ImportError(f"hyperparameter search needs Optuna: {INSTALL}") from None
+    return optuna
+
+
+def augmentation_flags(strength: float) -> dict:
+    """One knob for augmentation: crops get smaller, erasing likelier and TrivialAugment joins as it grows.
+
+    >>> augmentation_flags(1.0)
+    {'crop_scale_min': 0.08, 'random_erasing': 0.25, 'auto_augment': 'trivial'}
+    """
+    return {
+        "crop_scale_min": round(1 - 0.92 * strength, 4),
+        "random_erasing": round(0.25 * strength, 4),
+        "auto_augment": "trivial" if strength >= 0.5 else "none",
+    }
+
+
+def default_space(trial, pretrained: bool) -> dict:
+    """Sample one recipe from the default space (see the module docstring) as `{flag: value}`."""
+    flags = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)}
+    if pretrained:
+        flags["backbone_learning_rate"] = trial.suggest_float("backbone_learning_rate", 1e-6, 1e-3, log=True)
+        depth = trial.suggest_int("freeze_depth", 0, 4)
+        flags["freeze"] = ",".join(BACKBONE_PARTS[:depth]) or "none"
+        flags["unfreeze_at_epoch"] = trial.suggest_categorical("unfreeze_at_epoch", [None, 1, 2])
+    flags |= augmentation_flags(trial.suggest_float("augmentation", 0.0, 1.0))
+    flags["label_smoothing_factor"] = trial.suggest_float("label_smoothing_factor", 0.0, 0.2)
+    return flags
+
+
+class ReportToTrial(TrainerCallback):
+    """Report each evaluation's metric to the Optuna trial; stop the run when the pruner says so."""
+
+    def __init__(self, trial, metric: str):
+        self.trial, self.key, self.pruned = trial, f"eval_{metric}", False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.key not in (metrics or {}):
+            return
+        self.trial.report(metrics[self.key], step=state.global_step)
+        if self.trial.should_prune():
+            self.pruned = True
+            control.should_training_stop = True
+
+
+@dataclass
+class SearchResult:
+    """The best trial's value and recipe flags, the config file that reruns it, and the search's files."""
+
+    best_value: float
+    best_flags: dict
+    config: Path
+    table: Path
+    plot: Path
+    trials: int
+
+
+def _flags_of(argv: list[str]) -> dict:
+    """`--flag value` / `--flag=value` / a bare `--flag` (True) pairs as a mapping, in order."""
+    flags, index = {}, 0
+    while index < len(argv):
+        name = argv[index].lstrip("-")
+        if "=" in name:
+            key, value = name.split("=", 1)
+            flags[key], index = value, index + 1
+        elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+            flags[name], index = argv[index + 1], index + 2
+        else:
+            flags[name], index = True, index + 1
+    return flags
+
+
+def search(n_trials: int = 20, timeout: float | None = None, pruner=None, dataset=None, **kwargs) -> SearchResult:
+    """Search the default space around a run given as `finetune`'s keyword arguments; `output_dir` holds the search.
+
+    `hf_resnet.search(model_name_or_path="microsoft/resnet-50", train_dir="photos", n_trials=30,
+    output_dir="search/photos").config` is `search/photos/best.yaml`, which `hf-resnet train --config` reruns.
+    """
+    return run_search(kwargs, n_trials, timeout, pruner, dataset)
+
+
+def run_search(
+    flags: dict, n_trials: int = 20, timeout: float | None = None, pruner=None, dataset=None
+) -> SearchResult:
+    """Search the default space around a run given as `{flag: value}` (its `output_dir` is the search's folder).
+
+    Each trial trains in a temporary folder that is removed afterwards; the study, the table, the
+    plot and the best recipe's config stay in the search folder.
+    """
+    optuna = require_optuna()
+    from ..config.parsing import mapping_flags, parse_args
+    from ..training.run import run
+
+    folder = Path(flags.get("output_dir") or "search")
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {key: value for key, value in flags.items() if key not in (*SEARCHED, "output_dir")}
+    model_args, _, training_args = parse_args(mapping_flags(base | {"output_dir": str(folder)}, "search"))
+    metric = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
+    greater = training_args.greater_is_better
+    greater = not metric.endswith("loss") if greater is None else greater
+    pretrained = bool(model_args.model_name_or_path)
+
+    def objective(trial) -> float:
+        sampled = default_space(trial, pretrained)
+        with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
+            args = parse_args(mapping_flags(base | sampled | {"output_dir": trial_dir}, f"trial {trial.number}"))
+            reporter = ReportToTrial(trial, metric)
+            result = run(*args, dataset=dataset, callbacks=[reporter])
+        trial.set_user_attr("flags", sampled)
+        if reporter.pruned:
+            raise optuna.TrialPruned()
+        value = result.metrics[f"eval_{metric}"]
+        if not math.isfinite(value):
+            raise optuna.TrialPruned()  # a diverged run is a bad trial, not a failed search
+        return value
+
+    study = optuna.create_study(
+        study_name="hf_resnet",
+        storage=f"sqlite:///{(folder / STUDY_FILE).resolve()}",
+        load_if_exists=True,
+        direction="maximize" if greater else "minimize",
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3),
+    )
+    # A resumed study draws on from where it was: with the first seed again it would repeat the first trials.
+    study.sampler = optuna.samplers.TPESampler(seed=training_args.seed + len(study.trials))
+    done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    remaining = n_trials - sum(trial.state in done for trial in study.trials)
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=timeout)
+    else:
+        logger.info("%s already holds %d finished trials: nothing left to run", folder / STUDY_FILE, n_trials)
+    if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
+        raise ValueError(f"--n_trials {n_trials}: no trial finished (all pruned or failed); run more trials")
+    best = study.best_trial
+    best_flags = best.user_attrs["flags"]
+    config = folder / BEST_CONFIG
+    rerun = base | best_flags | {"output_dir": str(folder / "best")}
+    header = (
+        f"# Best of {len(study.trials)} trials: eval_{metric} {best.value:.6g}. "
+        f"Rerun: hf-resnet train --config {config}\n"
+    )
+    config.write_text(header + yaml.safe_dump(rerun, sort_keys=False))
+    table, plot = write_table(study, metric, folder / TRIALS_TABLE), draw(study, metric, folder / TRIALS_PLOT)
+    return SearchResult(best.value, best_flags, config, table, plot, len(study.trials))
+
+
+def _shown(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_table(study, metric: str, path: Path) -> Path:
+    """One row per trial: number, state, value, the sampled parameters."""
+    names = sorted({name for trial in study.trials for name in trial.params})
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["trial", "state", f"eval_{metric}", *names])
+        for trial in study.trials:
+            value = "" if trial.value is None else f"{trial.value:.6g}"
+            params = [_shown(trial.params.get(name, "")) for name in names]
+            writer.writerow([trial.number, trial.state.name.lower(), value, *params])
+    return path
+
+
+def draw(study, metric: str, path: Path) -> Path:
+    """Each trial's value (pruned ones at their last report), and the best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maximize = study.direction.name == "MAXIMIZE"
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    best, best_line = None, []
+    for trial in study.trials:
+        value = trial.value
+        if value is None and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        if value is None:
+            continue
+        pruned = trial.state.name == "PRUNED"
+        axes.scatter(trial.number, value, color="tab:grey" if pruned else "tab:blue", marker="x" if pruned else "o")
+        if not pruned:
+            best = value if best is None else (max if maximize else min)(best, value)
+        best_line.append((trial.number, best))
+    points = [(n, v) for n, v in best_line if v is not None]
+    if points:
+        axes.step(*zip(*points), where="post", color="tab:orange", label="best so far")
+        axes.legend()
+    axes.set_xlabel("trial (x: pruned, at its last evaluation)")
+    axes.set_ylabel(f"validation {metric}")
+    axes.set_title("Hyperparameter search")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def print_table(path: Path) -> str:
+    """The trials table as aligned text, for the terminal."""
+    rows = list(csv.reader(path.open()))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def main(argv: list[str], own) -> int:
+    """`hf-resnet search`: `own` holds its flags (tuning/cli.py), `argv` the run's."""
+    from ..config.parsing import expand_config
+    from ..training.recipe import USER_ERRORS, setup_logging, usage_error
+
+    setup_logging()
+    try:
+        require_optuna()
+        result = run_search(_flags_of(expand_config(argv)), n_trials=own.n_trials, timeout=own.timeout)
+    except (ImportError, ValueError, OSError, *USER_ERRORS) as error:
+        return usage_error(error, "hf-resnet search")
+    print(
+        f"\n{print_table(result.table)}\n\nBest: {result.best_value:.4g} with {result.best_flags}\n"
+        f"Table: {result.table}\nPlot: {result.plot}\nRerun it: hf-resnet train --config {result.config}"
+    )
+    return 0
