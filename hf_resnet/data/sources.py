@@ -23,7 +23,7 @@ from datasets import Image as ImageFeature
 from tqdm.auto import tqdm
 
 from ..data.arguments import DataArguments
-from ..data.images import IMAGE_EXTENSIONS, ImageError, opened, open_image
+from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image, opened
 from ..data.multilabel import (
     MULTI_LABEL,
     SINGLE_LABEL,
