@@ -390,13 +390,14 @@ def letterbox(height: int, width: int, geometry: Geometry) -> tuple[int, int, in
     """Where `pad` puts an image of this size in the output: `(top, left, height, width)`.
 
     As transformers resizes to fit (`get_image_size_for_max_height_width`, truncating) and pads at the
-    bottom and right; timm centres it.
+    bottom and right; timm rounds (`ResizeKeepRatio`) and centres it (`CenterCropOrPad`).
 
     >>> letterbox(40, 100, Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR, fit="pad"))
     (0, 0, 12, 32)
     """
     scale = min(geometry.height / height, geometry.width / width)
-    fitted = max(1, int(height * scale)), max(1, int(width * scale))
+    size = round if geometry.centred else int
+    fitted = max(1, size(height * scale)), max(1, size(width * scale))
     if not geometry.centred:
         return 0, 0, *fitted
     return (geometry.height - fitted[0]) // 2, (geometry.width - fitted[1]) // 2, *fitted
