@@ -8,7 +8,8 @@ own scans. For each seed it trains the same small ResNet from scratch with `hf_r
 
 - `crop`: `--resize crop --crop_scale_min 0.08 --hflip 0.5`, the single-label ImageNet recipe (what
   multi-label runs used before they had their own defaults);
-- `default`: the multi-label defaults (`squash`, crop scale from 0.5, no flip);
+- `default`: the multi-label defaults (`squash`, no random crop, no flip);
+- `default, crop 0.5`: the same with `--crop_scale_min 0.5`, crops that keep at least half the area;
 - `pad`: the multi-label defaults with `--resize pad`;
 
 and a plain PyTorch loop (the whole picture resized to the model's size, AdamW, BCE, no
@@ -41,6 +42,7 @@ SMALL_RESNET = dict(layer_type="basic", embedding_size=16, hidden_sizes=[16, 32,
 POLICIES = {
     "crop": {"resize": "crop", "crop_scale_min": 0.08, "hflip": 0.5},
     "default": {},
+    "default, crop 0.5": {"crop_scale_min": 0.5},
     "pad": {"resize": "pad"},
 }
 LABELS = [str(digit) for digit in range(10)]

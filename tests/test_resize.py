@@ -130,7 +130,7 @@ def test_multi_label_defaults_keep_the_whole_image_without_flips(tmp_path):
     recipe = json.loads((result.output_dir / "recipe.json").read_text())
     assert (recipe["data"]["resize"], recipe["data"]["crop_scale_min"], recipe["data"]["hflip"]) == (
         "squash",
-        0.5,
+        1.0,
         0.0,
     )
     explicit = task_for("multi_label_classification").with_data_defaults(DataArguments(hflip=0.5, resize="crop"))

@@ -124,8 +124,9 @@ class DataArguments:
     # defaults keep what the labels are about in the crop (tasks/: each task's `data_defaults`).
     crop_scale_min: float | None = flag(
         None,
-        "RandomResizedCrop's smallest area fraction. Default: 0.08 for single-label (torchvision's), 0.5 for "
-        "multi-label, where a small crop would often lose an object its labels still name.",
+        "RandomResizedCrop's smallest area fraction. Default: 0.08 for single-label (torchvision's), 1 (no crop) "
+        "for multi-label, where a crop can lose an object at the edge that its labels still name; lower it (e.g. "
+        "0.5) when the labelled objects sit well inside the images.",
         result=True,
         bounds="(0, 1]",
         card="augmentation",
