@@ -100,6 +100,25 @@ def test_the_pipeline_and_classify_give_the_same_top_k_on_wide_images(framed_mod
     assert [[a["label"] for a in answer] for answer in answers] == [[p["label"] for p in pipe] for pipe in piped]
 
 
+def test_the_onnx_export_keeps_the_frame(framed_model, tmp_path):
+    from hf_resnet.inference.onnx_export import export
+
+    _, result = framed_model
+    report = export(
+        result.output_dir,
+        out=tmp_path / "onnx",
+        sample_images=[wide_image(["red"], np.random.default_rng(4))] * 4,
+        latency_repeats=1,
+    )
+    exported = AutoImageProcessor.from_pretrained(report.out_dir)
+    saved = AutoImageProcessor.from_pretrained(result.output_dir)
+    assert exported.to_dict() == saved.to_dict()
+    image = wide_image(["green", "blue"], np.random.default_rng(6))
+    onnx = hf_resnet.classify(image, model=report.out_dir, backend="onnx", top_k=3)
+    torch_answer = hf_resnet.classify(image, model=result.output_dir, top_k=3, precision="fp32")
+    assert [a["label"] for a in onnx] == [a["label"] for a in torch_answer]
+
+
 def test_training_crops_follow_the_frame_evaluation_uses():
     image = wide_image(["red", "green"], np.random.default_rng(2))
     for policy in ("squash", "pad"):
