@@ -125,8 +125,8 @@ def named(cls: type, **wanted: Any) -> tuple[str, ...]:
     """The names of the declared flags whose declaration has every attribute given, in field order.
 
     >>> from hf_resnet.data.arguments import DataArguments
-    >>> named(DataArguments, card="augmentation")[:2]
-    ('crop_scale_min', 'hflip')
+    >>> named(DataArguments, card="augmentation")[:3]
+    ('resize', 'crop_scale_min', 'hflip')
     """
     order = [item.name for item in dataclasses.fields(cls)]
     found = declarations(cls)

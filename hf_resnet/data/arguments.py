@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from ..flags import flag
 
+#: `--resize` policies (data/transforms.py), written out here: config must load without torch.
+RESIZE_POLICIES = ("crop", "squash", "pad")
+
 #: `--auto_augment` policies (data/transforms.py).
 AUTO_AUGMENTS = ("none", "trivial", "rand")
 #: `--problem_type`: the values transformers' configs use.
@@ -110,17 +113,33 @@ class DataArguments:
             "the Hub widget (they are your own images: turn off if they must not be shared)."
         },
     )
-    # Augmentation. Defaults are the torchvision/timm ImageNet fine-tuning recipe.
-    crop_scale_min: float = flag(
-        0.08,
-        "RandomResizedCrop's smallest area fraction (torchvision's default).",
+    resize: str | None = flag(
+        None,
+        "How an image is framed at the model's size, saved in preprocessor_config.json so the transformers "
+        "pipeline, classify, evaluate, the demo and the ONNX export frame it the same way: crop (shortest edge, "
+        "then centre crop: the sides of a wide image are never seen), squash (the whole image, stretched) or pad "
+        "(the whole image, aspect kept, letterboxed with the mean colour at the top left, as transformers' "
+        "do_pad does). Default: the checkpoint's own (crop for microsoft/resnet-* and from scratch) for "
+        "single-label, squash for multi-label, whose labels may be about objects anywhere in the image.",
+        result=True,
+        choices=RESIZE_POLICIES,
+        card="augmentation",
+    )
+    # Augmentation. Single-label defaults are the torchvision/timm ImageNet fine-tuning recipe; multi-label
+    # defaults keep what the labels are about in the crop (tasks/: each task's `data_defaults`).
+    crop_scale_min: float | None = flag(
+        None,
+        "RandomResizedCrop's smallest area fraction. Default: 0.08 for single-label (torchvision's), 1 (no crop) "
+        "for multi-label, where a crop can lose an object at the edge that its labels still name; lower it (e.g. "
+        "0.5) when the labelled objects sit well inside the images.",
         result=True,
         bounds="(0, 1]",
         card="augmentation",
     )
-    hflip: float = flag(
-        0.5,
-        "Horizontal flip probability (0 for text, digits, etc.).",
+    hflip: float | None = flag(
+        None,
+        "Horizontal flip probability (0 for text, digits, etc.). Default: 0.5 for single-label, 0 for multi-label, "
+        "whose labels may not survive a mirror (left/right, text); set it when they do.",
         result=True,
         bounds="[0, 1]",
         card="augmentation",

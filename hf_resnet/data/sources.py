@@ -23,7 +23,7 @@ from datasets import Image as ImageFeature
 from tqdm.auto import tqdm
 
 from ..data.arguments import DataArguments
-from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image
+from ..data.images import IMAGE_EXTENSIONS, ImageError, open_image, opened
 from ..data.multilabel import (
     MULTI_LABEL,
     SINGLE_LABEL,
@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "test")
 #: How many problem lines an error message shows before summarising the rest.
 MAX_LISTED = 20
+#: Training images whose sizes `warn_if_cropped` reads (headers only): enough for a median, quick on any dataset.
+SIZE_SAMPLE = 200
+#: The share of the typical image a `crop` frame may leave out before a run warns: 1/3 is a 3:2 photo's,
+#: which ImageNet-style single-label data has and crops well; wider images lose what is at their sides.
+UNSEEN_WARNING = 0.34
 
 
 class DataError(ValueError):
@@ -494,3 +499,38 @@ def load_labelled_split(
     if data_args.max_eval_samples is not None:
         images = images.select(range(min(data_args.max_eval_samples, len(images))))
     return images, description
+
+
+def image_sizes(split: Dataset, count: int = SIZE_SAMPLE) -> list[tuple[int, int]]:
+    """`(height, width)` of up to `count` images spread over `split`, read from their headers without decoding."""
+    step = max(1, len(split) // count)
+    raw = split.cast_column("image", ImageFeature(decode=False)).select(range(0, len(split), step))["image"]
+    sizes = []
+    for item in raw[:count]:
+        with opened(item["bytes"] if item.get("bytes") else item["path"], name=item.get("path")) as image:
+            sizes.append((image.height, image.width))
+    return sizes
+
+
+def warn_if_cropped(split: Dataset, geometry) -> float:
+    """Warn when the frame crops away a large share of the typical training image; returns that share.
+
+    Evaluation, classify and the pipeline see only the frame, so a label about something at the sides
+    of a wide image cannot be learnt to be seen there.
+    """
+    from ..data.transforms import unseen_share
+
+    if geometry.fit != "crop" or not len(split):
+        return 0.0
+    shares = sorted(unseen_share(height, width, geometry) for height, width in image_sizes(split))
+    median = shares[len(shares) // 2]
+    if median >= UNSEEN_WARNING:
+        logger.warning(
+            "The training images are far from square and --resize crop keeps a centred box of the model's "
+            "%dx%d shape: evaluation, classify and the pipeline never see %.0f%% of the median image (its sides). "
+            "If labels can be about what is there, use --resize squash or --resize pad.",
+            geometry.width,
+            geometry.height,
+            100 * median,
+        )
+    return median

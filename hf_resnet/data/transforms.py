@@ -2,8 +2,13 @@
 
 Evaluation calls the checkpoint's `AutoImageProcessor` itself, so validation numbers are
 measured on exactly the tensors the model will see in `transformers.pipeline` or
-`hf_resnet.classify`. Training replaces the processor's resize + centre crop with a random
-resized crop to the same output size and keeps its mean/std, so train and eval statistics agree.
+`hf_resnet.classify`. Training replaces the processor's resize with a random resized crop to the
+same output size and keeps its mean/std, so train and eval statistics agree.
+
+How an image is framed (`--resize`) lives in the processor, so whatever loads the saved folder
+frames it the same way: `crop` (shortest edge, centre crop: the outer parts of a wide image are
+never seen), `squash` (the whole image stretched to the model's size) or `pad` (the whole image,
+aspect kept, the rest filled with the mean colour). Training crops follow the same frame.
 
 Training augmentation is split in two so it can run wherever is cheapest. `TrainAugment.plan`
 draws every random choice of a sample (crop box, flip, erased patch, auto-augment seed) from its
@@ -30,6 +35,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
+from .arguments import RESIZE_POLICIES
+
 if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
     from ..data.arguments import DataArguments
 
@@ -44,6 +51,7 @@ _RESAMPLE_TO_INTERPOLATION = {
 
 #: RandomResizedCrop's aspect-ratio range: torchvision's default, the ImageNet training recipe.
 CROP_RATIO = (3 / 4, 4 / 3)
+
 #: Random erasing's area fraction and aspect-ratio ranges: torchvision's defaults (also timm's).
 ERASE_SCALE, ERASE_RATIO = (0.02, 0.33), (0.3, 3.3)
 #: Draws before RandomResizedCrop and RandomErasing give up (torchvision's count).
@@ -61,6 +69,10 @@ class Geometry:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: InterpolationMode
+    #: How the image is framed: one of RESIZE_POLICIES.
+    fit: str = "crop"
+    #: With `pad`: the image sits in the middle (timm) rather than at the top left (transformers' `do_pad`).
+    centred: bool = False
 
 
 def _size_value(size, key_options):
@@ -99,10 +111,13 @@ def processor_geometry(processor) -> Geometry:
             std=tuple(timm["std"]),
             # timm's "random" draws a kernel per image; training keeps to one, its default
             interpolation=InterpolationMode(interpolation if interpolation != "random" else "bicubic"),
+            fit=_TIMM_FIT.get(timm.get("crop_mode"), "crop"),
+            centred=True,
         )
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    height = _size_value(crop, ("height",)) or _size_value(processor.size, ("height", "shortest_edge"))
-    width = _size_value(crop, ("width",)) or _size_value(processor.size, ("width", "shortest_edge"))
+    pad = getattr(processor, "pad_size", None) if getattr(processor, "do_pad", False) else None
+    height = _size_value(crop or pad, ("height",)) or _size_value(processor.size, ("height", "shortest_edge"))
+    width = _size_value(crop or pad, ("width",)) or _size_value(processor.size, ("width", "shortest_edge"))
     resample = getattr(processor, "resample", 3)
     interpolation = _RESAMPLE_TO_INTERPOLATION.get(
         int(getattr(resample, "value", resample) or 3), InterpolationMode.BICUBIC
@@ -113,17 +128,97 @@ def processor_geometry(processor) -> Geometry:
         mean=tuple(processor.image_mean),
         std=tuple(processor.image_std),
         interpolation=interpolation,
+        fit=_fit(processor, crop, pad),
     )
+
+
+#: timm's eval `crop_mode` for each policy (timm/data/transforms_factory.py), and back.
+TIMM_CROP_MODES = {"crop": "center", "squash": "squash", "pad": "border"}
+_TIMM_FIT = {mode: policy for policy, mode in TIMM_CROP_MODES.items()}
+
+
+def _fit(processor, crop, pad) -> str:
+    if pad:
+        return "pad"
+    if crop:
+        return "crop"
+    shortest = _size_value(processor.size, ("shortest_edge",))
+    # ConvNext-style processors crop below 384 px and warp the whole image from 384 up.
+    if shortest and not (hasattr(processor, "crop_pct") and shortest >= 384):
+        return "crop"
+    return "squash"
+
+
+def reframe(processor, policy: str | None):
+    """A processor producing the same size and normalisation as `processor`, framing images by `policy`.
+
+    None keeps `processor`. `crop` is microsoft/resnet-50's ConvNext processor (shortest edge to
+    size/0.875, centre crop); `squash` and `pad` are a `ViTImageProcessor`, whose `size` of height and
+    width warps the whole image, and whose `max_height`/`max_width` size with `do_pad` letterboxes it at
+    the top left, padding after normalisation with 0, that is the mean colour. Plain transformers
+    classes, so the transformers pipeline frames images as training did without hf_resnet.
+
+    >>> from transformers import ConvNextImageProcessor
+    >>> squash = reframe(ConvNextImageProcessor(size={"shortest_edge": 64}), "squash")
+    >>> geometry = processor_geometry(squash)
+    >>> type(squash).__name__, geometry.height, geometry.width, geometry.fit
+    ('ViTImageProcessor', 64, 64, 'squash')
+    """
+    geometry = processor_geometry(processor)
+    if policy is None or policy == geometry.fit:
+        return processor
+    from transformers import ConvNextImageProcessor, ViTImageProcessor
+
+    resample = getattr(processor, "resample", 3)
+    common = {
+        "resample": int(getattr(resample, "value", resample) or 3),
+        "image_mean": list(geometry.mean),
+        "image_std": list(geometry.std),
+    }
+    side = {"height": geometry.height, "width": geometry.width}
+    if policy == "crop":
+        if geometry.height != geometry.width:
+            raise ValueError(
+                f"--resize crop: the processor's output is not square ({geometry.height}x{geometry.width})"
+            )
+        return ConvNextImageProcessor(size={"shortest_edge": geometry.height}, crop_pct=0.875, **common)
+    if policy == "squash":
+        return ViTImageProcessor(size=side, **common)
+    if policy == "pad":
+        fit = {"max_height": geometry.height, "max_width": geometry.width}
+        return ViTImageProcessor(size=fit, do_pad=True, pad_size=side, **common)
+    raise ValueError(f"--resize {policy!r}: choose one of {', '.join(RESIZE_POLICIES)}")
+
+
+def unseen_share(height: int, width: int, geometry: Geometry) -> float:
+    """The share of an image's area that evaluation's frame leaves out (0 unless the policy crops).
+
+    A `crop` processor resizes the shortest edge and keeps a centred box of the output's aspect
+    (less its crop_pct border, which the model is trained to ignore).
+
+    >>> geometry = Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR)
+    >>> unseen_share(100, 200, geometry)
+    0.5
+    """
+    if geometry.fit != "crop":
+        return 0.0
+    aspect, image_aspect = geometry.width / geometry.height, width / height
+    kept = min(aspect, image_aspect) / max(aspect, image_aspect)
+    return 1.0 - kept
 
 
 def set_processor_size(processor, size: int) -> None:
     """Make `processor` produce `size` x `size` crops, keeping its resize-to-crop ratio."""
     if isinstance(processor.size, dict) and "shortest_edge" in processor.size or hasattr(processor, "crop_pct"):
         processor.size = {"shortest_edge": size}
+    elif _size_value(processor.size, ("max_height",)):
+        processor.size = {"max_height": size, "max_width": size}
     else:
         processor.size = {"height": size, "width": size}
     if getattr(processor, "crop_size", None):
         processor.crop_size = {"height": size, "width": size}
+    if getattr(processor, "pad_size", None):
+        processor.pad_size = {"height": size, "width": size}
 
 
 def crop_box(
@@ -217,7 +312,10 @@ class TrainAugment:
     def plan(self, height: int, width: int, seed: int) -> Plan:
         """Draw a sample's crop, flip, erased patch and auto-augment seed from `seed` and the image size."""
         rng = random.Random(seed)
-        box = crop_box(rng, height, width, self.crop_scale)
+        ratio = CROP_RATIO
+        if self.geometry.fit != "crop":  # boxes shaped like the image, as the whole image is what evaluation sees
+            ratio = (CROP_RATIO[0] * width / height, CROP_RATIO[1] * width / height)
+        box = crop_box(rng, height, width, self.crop_scale, ratio)
         flip = rng.random() < self.hflip
         erase = erase_box(rng, self.geometry.height, self.geometry.width, self.random_erasing)
         aug_seed = rng.getrandbits(63)
@@ -246,7 +344,11 @@ class TrainAugment:
         interpolation = g.interpolation if g.interpolation in _TENSOR_INTERPOLATIONS else InterpolationMode.BICUBIC
         shape = (len(crops), 3, g.height, g.width)
         batch = torch.empty(shape, dtype=torch.uint8, device=device, memory_format=torch.channels_last)
+        placed = []  # with `pad`: where each image sits in its frame (top, left, height, width)
         for i, (crop, plan) in enumerate(zip(crops, plans)):
+            if g.fit == "pad":
+                placed.append(letterbox(crop.shape[-2], crop.shape[-1], g))
+                size = list(placed[-1][2:])
             image = TF.resize(crop, size, interpolation=interpolation, antialias=True)
             if plan.flip:
                 image = image.flip(-1)
@@ -256,9 +358,19 @@ class TrainAugment:
                 with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
                     torch.manual_seed(plan.aug_seed)
                     image = self._auto(image)
-            batch[i] = image
+            if placed:
+                top, left, height, width = placed[-1]
+                batch[i, :, top : top + height, left : left + width] = image
+            else:
+                batch[i] = image
         shift, scale = _normaliser(g.mean, g.std, device)
         batch = torch.addcmul(shift, batch, scale)
+        for i, (top, left, height, width) in enumerate(
+            placed
+        ):  # the border is the mean colour: 0, as the processor pads
+            inside = torch.zeros(g.height, g.width, dtype=torch.bool, device=device)
+            inside[top : top + height, left : left + width] = True
+            batch[i].masked_fill_(~inside, 0.0)
         for i, plan in enumerate(plans):
             top, left, height, width = plan.erase
             if height and width:  # 0 after normalisation is the dataset mean, torchvision's value=0
@@ -274,14 +386,36 @@ class TrainAugment:
         return self.finish([torch.from_numpy(crop).permute(2, 0, 1)], [plan])[0]
 
 
-def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
-    """Training augmentation producing the processor's output size and normalisation.
+def letterbox(height: int, width: int, geometry: Geometry) -> tuple[int, int, int, int]:
+    """Where `pad` puts an image of this size in the output: `(top, left, height, width)`.
+
+    As transformers resizes to fit (`get_image_size_for_max_height_width`, truncating) and pads at the
+    bottom and right; timm rounds (`ResizeKeepRatio`) and centres it (`CenterCropOrPad`).
+
+    >>> letterbox(40, 100, Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR, fit="pad"))
+    (0, 0, 12, 32)
+    """
+    scale = min(geometry.height / height, geometry.width / width)
+    size = round if geometry.centred else int
+    fitted = max(1, size(height * scale)), max(1, size(width * scale))
+    if not geometry.centred:
+        return 0, 0, *fitted
+    return (geometry.height - fitted[0]) // 2, (geometry.width - fitted[1]) // 2, *fitted
+
+
+def build_train_transform(processor, data_args: DataArguments, problem_type: str | None = None) -> TrainAugment:
+    """Training augmentation producing the processor's output size, framing and normalisation.
+
+    Flags left unset take the defaults of the task of `problem_type` (single-label when None).
 
     >>> from transformers import ConvNextImageProcessor
     >>> from hf_resnet.data.arguments import DataArguments
     >>> build_train_transform(ConvNextImageProcessor(size={"shortest_edge": 224}), DataArguments()).geometry.height
     224
     """
+    from ..tasks import task_for
+
+    data_args = task_for(problem_type).with_data_defaults(data_args)
     return TrainAugment(
         geometry=processor_geometry(processor),
         crop_scale=(data_args.crop_scale_min, 1.0),

@@ -81,6 +81,12 @@ class Family:
         """The checkpoint's own preprocessing, producing `image_size` crops when given."""
         raise NotImplementedError
 
+    def reframe(self, model, processor, resize: str | None):
+        """The processor framing images by `--resize` (None: as it does); saved with the model, so loaders agree."""
+        from ..data.transforms import reframe
+
+        return reframe(processor, resize)
+
     def gradcam_layer(self, model):
         """The module whose output Grad-CAM weighs: the last stage, before pooling."""
         raise NotImplementedError

@@ -81,6 +81,21 @@ class TimmResNet(Family):
             config.pretrained_cfg = {**resized, "input_size": [3, image_size, image_size]}
         return TimmWrapperImageProcessor(pretrained_cfg=config.pretrained_cfg, architecture=config.architecture)
 
+    def reframe(self, model, processor, resize: str | None):
+        """timm frames by its data config's `crop_mode` (`border` centres and pads with the mean colour).
+
+        It goes into the model's `pretrained_cfg`, with crop_pct 1 so the whole image is kept; the
+        saved folder's processor is made from it.
+        """
+        from ..data.transforms import TIMM_CROP_MODES, processor_geometry
+
+        if resize is None or processor_geometry(processor).fit == resize:
+            return processor
+        config = model.config
+        framing = {"crop_mode": TIMM_CROP_MODES[resize], "crop_pct": 0.875 if resize == "crop" else 1.0}
+        config.pretrained_cfg = {**config.pretrained_cfg, **framing}
+        return self.image_processor(None, model)
+
     def gradcam_layer(self, model):
         return model.timm_model.layer4
 

@@ -14,8 +14,10 @@ from ..model.parts import parse_parts
 from .freezing import freeze
 
 
-def build_model(model_args: ModelArguments, labels: list[str], config=None):
+def build_model(model_args: ModelArguments, labels: list[str], config=None, resize: str | None = None):
     """Return (model, image processor, frozen part names) for a run, head sized for `labels`.
+
+    `resize`: how the processor frames images (`--resize`); None keeps the checkpoint's own framing.
 
     `config` builds a randomly initialised model of that exact layout (used by the embedded
     default and tests); otherwise `--model_name_or_path` loads a checkpoint, or `--arch` builds one.
@@ -40,6 +42,7 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None):
         model = family.build(config, labels)
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
         default_freeze = "none"  # random features are not worth keeping
+    processor = family.reframe(model, processor, resize)
     frozen = parse_parts(model_args.freeze if model_args.freeze is not None else default_freeze)
     freeze(model, frozen)
     return model, processor, frozen

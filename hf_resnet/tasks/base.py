@@ -45,11 +45,24 @@ class Task:
     #: How export reports name the share of images the exported model answers as PyTorch does.
     agreement_kind: str
     agrees_with: str
+    #: What the framing and augmentation flags left unset (None) mean for this task (data/arguments.py says why).
+    data_defaults: dict[str, Any]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
     # ------------------------------------------------------------------ training
+
+    def with_data_defaults(self, data_args):
+        """`data_args` with this task's `data_defaults` in place of the flags left unset.
+
+        >>> from hf_resnet.data.arguments import DataArguments
+        >>> from hf_resnet.tasks import task_for
+        >>> task_for("multi_label_classification").with_data_defaults(DataArguments(hflip=0.5)).hflip
+        0.5
+        """
+        unset = {key: value for key, value in self.data_defaults.items() if getattr(data_args, key) is None}
+        return dataclasses.replace(data_args, **unset)
 
     def configure(self, config) -> None:
         """Record in a model's config what loaders (and the transformers pipeline) need to know about the task."""

@@ -27,6 +27,8 @@ class SingleLabel(Task):
     per_class_key = "confusion_matrix"
     agreement_kind = "top-1"
     agrees_with = "agrees with"
+    #: The checkpoint's own framing and the ImageNet recipe (torchvision's crop scale, a coin-flip mirror).
+    data_defaults = {"resize": None, "crop_scale_min": 0.08, "hflip": 0.5}
 
     def batch_mix(self, num_labels: int, data_args):
         from ..data.transforms import build_batch_mix

@@ -22,9 +22,9 @@ from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_descr
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
-from ..data.sources import load_image_data
+from ..data.sources import load_image_data, warn_if_cropped
 from ..data.streaming import StreamTransform, load_stream
-from ..data.transforms import build_eval_transform, build_train_transform
+from ..data.transforms import build_eval_transform, build_train_transform, processor_geometry
 from ..flags import named
 from ..hub import card
 from ..model.arguments import ModelArguments
@@ -181,7 +181,12 @@ def run(
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
     check_labels(resume_from, data.labels)
     task = task_for(data.problem_type)
-    model, processor, frozen = build_model(model_args, data.labels, config=config)
+    data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
+    model, processor, frozen = build_model(model_args, data.labels, config=config, resize=data_args.resize)
+    geometry = processor_geometry(processor)
+    data_args = dataclasses.replace(data_args, resize=geometry.fit)  # recipe.json and the card name the frame used
+    if not streaming:
+        warn_if_cropped(data.train, geometry)
     task.configure(model.config)
     if training_args.tta != "none":  # saved in config.json: classify and evaluate then score as calibrated
         model.config.tta = training_args.tta
