@@ -113,12 +113,12 @@ def test_vflip_turns_images_upside_down_at_its_rate_and_leaves_the_other_draws_a
 
 
 def test_vflip_declared_once_reaches_the_fingerprint_the_card_the_help_and_the_checks(tmp_path):
+    from hf_resnet.config import run_folder
     from hf_resnet.config.arguments import ResNetTrainingArguments
     from hf_resnet.config.checks import ArgumentError, validate
     from hf_resnet.config.parsing import render_help
     from hf_resnet.flags import named
     from hf_resnet.model.arguments import ModelArguments
-    from hf_resnet.training import run_folder
 
     data, training = DataArguments(vflip=0.25), ResNetTrainingArguments(output_dir=str(tmp_path / "out"))
     assert run_folder.fingerprint(ModelArguments(arch="resnet-18"), data, training)["vflip"] == 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -190,6 +191,17 @@ class DataArguments:
             # A Hub id ("beans") stays one unless the root holds a folder of that name.
             local = under_root(self.data_root, self.dataset_name)
             self.dataset_name = local if local and os.path.exists(local) else self.dataset_name
+
+
+#: What the framing and augmentation flags left unset mean for single-label data: the checkpoint's own framing and
+#: the ImageNet recipe (torchvision's crop scale, a coin-flip mirror). Each task says its own (hf_resnet/tasks).
+SINGLE_LABEL_DEFAULTS = {"resize": None, "crop_scale_min": 0.08, "hflip": 0.5}
+
+
+def fill_unset(data_args: DataArguments, defaults: dict) -> DataArguments:
+    """`data_args` with `defaults` in place of the flags left unset (None)."""
+    unset = {key: value for key, value in defaults.items() if getattr(data_args, key) is None}
+    return dataclasses.replace(data_args, **unset) if unset else data_args
 
 
 def under_root(root: str, path: str | None) -> str | None:

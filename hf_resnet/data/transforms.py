@@ -35,7 +35,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
-from .arguments import RESIZE_POLICIES
+from .arguments import RESIZE_POLICIES, SINGLE_LABEL_DEFAULTS, fill_unset
 
 if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
     from ..data.arguments import DataArguments
@@ -403,19 +403,18 @@ def letterbox(height: int, width: int, geometry: Geometry) -> tuple[int, int, in
     return (geometry.height - fitted[0]) // 2, (geometry.width - fitted[1]) // 2, *fitted
 
 
-def build_train_transform(processor, data_args: DataArguments, problem_type: str | None = None) -> TrainAugment:
+def build_train_transform(processor, data_args: DataArguments) -> TrainAugment:
     """Training augmentation producing the processor's output size, framing and normalisation.
 
-    Flags left unset take the defaults of the task of `problem_type` (single-label when None).
+    A run fills the flags left unset with its task's defaults first (`Task.with_data_defaults`);
+    for a direct call, what is still unset means what it means for a single-label run.
 
     >>> from transformers import ConvNextImageProcessor
     >>> from hf_resnet.data.arguments import DataArguments
     >>> build_train_transform(ConvNextImageProcessor(size={"shortest_edge": 224}), DataArguments()).geometry.height
     224
     """
-    from ..tasks import task_for
-
-    data_args = task_for(problem_type).with_data_defaults(data_args)
+    data_args = fill_unset(data_args, SINGLE_LABEL_DEFAULTS)
     return TrainAugment(
         geometry=processor_geometry(processor),
         crop_scale=(data_args.crop_scale_min, 1.0),

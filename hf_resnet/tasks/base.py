@@ -61,8 +61,9 @@ class Task:
         >>> task_for("multi_label_classification").with_data_defaults(DataArguments(hflip=0.5)).hflip
         0.5
         """
-        unset = {key: value for key, value in self.data_defaults.items() if getattr(data_args, key) is None}
-        return dataclasses.replace(data_args, **unset)
+        from ..data.arguments import fill_unset
+
+        return fill_unset(data_args, self.data_defaults)
 
     def configure(self, config) -> None:
         """Record in a model's config what loaders (and the transformers pipeline) need to know about the task."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..scoring.metrics import METRICS
 from .base import Task
 from .base import markdown_cell as _cell
@@ -27,8 +28,7 @@ class SingleLabel(Task):
     per_class_key = "confusion_matrix"
     agreement_kind = "top-1"
     agrees_with = "agrees with"
-    #: The checkpoint's own framing and the ImageNet recipe (torchvision's crop scale, a coin-flip mirror).
-    data_defaults = {"resize": None, "crop_scale_min": 0.08, "hflip": 0.5}
+    data_defaults = SINGLE_LABEL_DEFAULTS
 
     def batch_mix(self, num_labels: int, data_args):
         from ..data.transforms import build_batch_mix
