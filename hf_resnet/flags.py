@@ -93,8 +93,9 @@ class Flag:
             return None
         if self.choices is not None and value not in self.choices:
             return f"choose one of {', '.join(map(str, self.choices))}"
-        if self.bounds is not None and value not in Bounds.parse(self.bounds):
-            return self.allowed or Bounds.parse(self.bounds).describe() + (f" {self.hint}" if self.hint else "")
+        interval = Bounds.parse(self.bounds) if self.bounds is not None else None
+        if interval is not None and value not in interval:
+            return self.allowed or interval.describe() + (f" {self.hint}" if self.hint else "")
         return None
 
 
@@ -136,12 +137,12 @@ def named(cls: type, **wanted: Any) -> tuple[str, ...]:
 
 def fingerprint_names(cls: type) -> tuple[str, ...]:
     """What a resumed run must share with the run its checkpoint came from."""
-    return tuple(name for name in named(cls, result=True) if not declarations(cls)[name].resumable)
+    return named(cls, result=True, resumable=False)
 
 
 def recipe_names(cls: type) -> tuple[str, ...]:
     """What recipe.json records and `--recipe` replays: what the model learns from, not the machine it ran on."""
-    return tuple(name for name in named(cls, result=True) if not declarations(cls)[name].machine)
+    return named(cls, result=True, machine=False)
 
 
 def problems(arguments: Any) -> Iterator[tuple[str, Any, str]]:

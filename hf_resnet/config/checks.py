@@ -12,7 +12,6 @@ direct caller needs.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from ..data.arguments import DataArguments
 from ..families import BACKBONE_PARTS, checkpoint_family
 from ..families.loading import source_problem
-from ..flags import problems
+from ..flags import Bounds, problems
 from ..model.arguments import DEFAULT_FREEZE_PRETRAINED, ModelArguments
 from ..model.parts import MIN_CACHED_PARTS, cached_parts, parse_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
@@ -100,11 +99,7 @@ def _check_declared(model_args, data_args, args) -> None:
     for arguments in (model_args, data_args, args):
         for name, value, allowed in problems(arguments):
             raise ArgumentError(name, value, allowed)
-    if args.max_steps <= 0 and not (
-        isinstance(args.num_train_epochs, (int, float))
-        and math.isfinite(args.num_train_epochs)
-        and args.num_train_epochs > 0
-    ):
+    if args.max_steps <= 0 and args.num_train_epochs not in Bounds.parse("(0, inf)"):
         raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:
         parse_parts(model_args.freeze)
