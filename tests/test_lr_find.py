@@ -13,7 +13,7 @@ from conftest import ROOT, TEST_PYTHONPATH, launch_command, make_image_folder, s
 
 import hf_resnet
 from hf_resnet.cli import main as cli
-from hf_resnet.tuning.lr_find import suggest, valley
+from hf_resnet.tuning.lr_find import rule_for, suggest, valley
 
 SUGGESTION = re.compile(r"Suggested rates: head (\S+), backbone (\S+)")
 
@@ -24,11 +24,12 @@ def run_flags(tmp_path: Path) -> list[str]:
     return ["--train_dir", str(train), "--model_name_or_path", str(checkpoint), "--per_device_train_batch_size", "8"]
 
 
-def test_valley_is_inside_the_longest_descent_before_the_loss_climbs():
+def test_valley_is_inside_the_longest_descent_and_the_peak_of_a_schedule_where_the_loss_stops_falling():
     rates = [10.0**e for e in range(-6, 2)]
     losses = [2.0, 1.9, 1.5, 1.0, 0.6, 0.5, 3.0, 9.0]
     assert rates[1] <= valley(rates, losses) < rates[5]  # inside the descent, below the minimum's rate
-    assert suggest(rates, losses) == valley(rates, losses)
+    assert suggest(rates, losses, rule_for("constant")) == valley(rates, losses)
+    assert suggest(rates, losses, rule_for("cosine")) == rates[5]
 
 
 def test_lr_find_plots_suggests_rates_inside_the_sweep_and_leaves_the_output_dir_alone(tmp_path, capsys):

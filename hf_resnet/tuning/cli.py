@@ -28,8 +28,9 @@ def lr_find_parser() -> argparse.ArgumentParser:
         "Run the learning-rate range test on a run's own data, transforms, freezing and per-part "
         "learning-rate groups, from a copy of its weights: the rates grow exponentially each step and the loss is "
         "recorded until it diverges. A first sweep moves every part together (the head's rate) and a second the "
-        "backbone's with the head held. Nothing trained is kept; --output_dir is not written. Prints the suggested "
-        "rates (fastai's valley) and the hf-resnet train command that uses them.",
+        "backbone's with the head held (from a checkpoint). Nothing trained is kept; --output_dir is not written. "
+        "Prints the suggested rates (where the smoothed loss stops falling, the peak of the default cosine schedule; "
+        "fastai's valley for a constant schedule) and the hf-resnet train command that uses them.",
     )
     parser.add_argument("--num_steps", type=int, default=100, help="optimizer steps per sweep (default 100)")
     parser.add_argument("--start_lr", type=float, default=1e-7, help="rate of the first step (default 1e-7)")

@@ -8,10 +8,23 @@ same rates), stops once the loss diverges, and puts the weights back as they wer
 into a temporary folder that is then removed: nothing trained is kept and the real `--output_dir`
 is never touched.
 
-Two sweeps: the first moves every part together, keeping the run's backbone/head ratio, and
-suggests the head's rate; the second holds the head at that rate and moves the backbone's (each
-stage keeping its `--backbone_lr_decay` share), and suggests the backbone's. A run whose backbone
-is entirely frozen has no second sweep. Suggestions are fastai's "valley" of the smoothed curve.
+The first sweep moves every part together, keeping the run's backbone/head ratio, and suggests
+the head's rate. From a checkpoint a second holds the head at that rate and moves the backbone's
+(each stage keeping its `--backbone_lr_decay` share), and suggests the backbone's. There is no
+second sweep when the backbone is entirely frozen, nor from scratch unless `--backbone_learning_rate`
+is given: every part is then as untrained as the head and the run trains them all at the head's rate.
+
+Reading a curve. The loss is smoothed as fastai does (a debiased exponential moving average) for
+the divergence stop, which must be causal; the suggestion and the plot use the same average run
+forwards and then backwards, which has no lag. fastai's beta of 0.98 remembers about 50 steps, half
+of a 100-step sweep and four decades of rate: its curve bottoms out well after the loss did, and
+the sweep runs on long after it diverged. The rule depends on the schedule the rate is for:
+
+- an annealing schedule (the default cosine, linear, ...): the flag sets the peak, reached once and
+  left at once, so the suggestion is the rate where the loss stops falling (the minimum of the
+  curve: Smith's upper bound for cyclical and one-cycle schedules);
+- a constant one (`constant`, `constant_with_warmup`): every step runs at the flag's rate, so the
+  suggestion is fastai's "valley", about halfway along the longest descent, safely below the minimum.
 """
 
 from __future__ import annotations
@@ -36,10 +49,13 @@ from ..training.optim import scaled_learning_rates
 
 logger = logging.getLogger(__name__)
 
-#: fastai's smoothing of the recorded loss (an exponential moving average, debiased).
-SMOOTHING = 0.98
+#: Smoothing of the recorded loss (a debiased exponential moving average): a memory of about 10 steps,
+#: under a decade of rate at the default 100 steps over 1e-7..10.
+SMOOTHING = 0.9
 #: The sweep stops once the smoothed loss exceeds this many times its minimum (fastai's threshold).
 DIVERGENCE = 4.0
+#: Schedules that hold the rate: their suggestion is the valley; every other schedule anneals from the rate given.
+CONSTANT_SCHEDULES = ("constant", "constant_with_warmup", "reduce_lr_on_plateau")
 #: The top backbone stage: the decay of `--backbone_lr_decay` is counted down from it.
 TOP_STAGE = "stage4"
 #: Flags that set the rates the test suggests; the printed command replaces them.
@@ -48,26 +64,33 @@ RATE_FLAGS = ("learning_rate", "head_learning_rate", "backbone_learning_rate")
 
 @dataclass
 class Sweep:
-    """One range test: the rate of the swept part at each step, and the smoothed loss after it."""
+    """One range test: the rate of the swept part at each step, the loss (smoothed, and as logged), the suggestion."""
 
     rates: list[float]
     losses: list[float]
     suggestion: float
+    rule: str
+    raw: list[float]
 
 
 @dataclass
 class LrFindResult:
-    """The suggested head and backbone rates (None: the backbone is frozen), the sweeps, and where the plot is."""
+    """The suggested head and backbone rates, the sweeps, and where the plot is.
+
+    `backbone_learning_rate` is None when the backbone is frozen, or from scratch, where it trains
+    at the head's rate (`backbone` is then None too: it was not swept).
+    """
 
     head_learning_rate: float
     backbone_learning_rate: float | None
     head: Sweep
     backbone: Sweep | None
     plot: Path | None
+    backbone_frozen: bool = False
 
 
 def smoothed(losses: list[float], beta: float = SMOOTHING) -> list[float]:
-    """The debiased exponential moving average fastai plots and suggests from.
+    """The debiased exponential moving average fastai smooths with: causal, so it lags the loss.
 
     >>> [round(x, 3) for x in smoothed([1.0, 1.0, 1.0])]
     [1.0, 1.0, 1.0]
@@ -77,6 +100,17 @@ def smoothed(losses: list[float], beta: float = SMOOTHING) -> list[float]:
         average = beta * average + (1 - beta) * loss
         out.append(average / (1 - beta**step))
     return out
+
+
+def without_lag(losses: list[float], beta: float = SMOOTHING) -> list[float]:
+    """`smoothed` forwards, then backwards over the result: as smooth, with the minimum where the loss's is.
+
+    >>> curve = without_lag([3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5)
+    >>> curve.index(min(curve)), smoothed([3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5).index(min(smoothed(
+    ...     [3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5)))
+    (5, 6)
+    """
+    return smoothed(smoothed(losses, beta)[::-1], beta)[::-1]
 
 
 def valley(rates: list[float], losses: list[float]) -> float:
@@ -100,12 +134,34 @@ def valley(rates: list[float], losses: list[float]) -> float:
     return rates[min(len(rates) - 1, start + int(third) + int(third / 2))]
 
 
-def suggest(rates: list[float], losses: list[float]) -> float:
-    """The valley of a sweep, leaving out its first tenth and last few steps as fastai does."""
+def minimum(rates: list[float], losses: list[float]) -> float:
+    """The rate where the loss stops falling: its lowest point.
+
+    >>> minimum([1, 2, 3, 4], [3.0, 1.0, 0.5, 2.0])
+    3
+    """
+    return rates[min(range(len(losses)), key=losses.__getitem__)]
+
+
+RULES = {"valley": valley, "minimum": minimum}
+RULE_TEXT = {
+    "minimum": "where the smoothed loss stops falling (the rate is the peak of an annealing schedule)",
+    "valley": "fastai's valley, halfway along the longest descent (the schedule holds the rate)",
+}
+
+
+def rule_for(lr_scheduler_type) -> str:
+    """`minimum` for a rate that is the peak of an annealing schedule, `valley` for one that is held."""
+    name = getattr(lr_scheduler_type, "value", lr_scheduler_type)
+    return "valley" if name in CONSTANT_SCHEDULES else "minimum"
+
+
+def suggest(rates: list[float], losses: list[float], rule: str) -> float:
+    """The `rule` of a sweep, leaving out its first tenth and last few steps as fastai does."""
     low, high = len(rates) // 10, len(rates) - min(5, len(rates) // 10)
     if high - low < 3:
         low, high = 0, len(rates)
-    return valley(rates[low:high], losses[low:high])
+    return RULES[rule](rates[low:high], losses[low:high])
 
 
 class RangeTest(TrainerCallback):
@@ -117,8 +173,11 @@ class RangeTest(TrainerCallback):
     evaluates is the model before the test.
     """
 
-    def __init__(self, start_lr: float, end_lr: float, num_steps: int, head_rate: float | None = None):
+    def __init__(
+        self, start_lr: float, end_lr: float, num_steps: int, head_rate: float | None = None, rule: str = "minimum"
+    ):
         self.start_lr, self.end_lr, self.num_steps, self.head_rate = start_lr, end_lr, num_steps, head_rate
+        self.rule = rule
         self.rates: list[float] = []
         self.raw: list[float] = []
         self.base: dict[str, float] = {}
@@ -150,7 +209,7 @@ class RangeTest(TrainerCallback):
             return
         self.rates.append(self.rate(state.global_step - 1))
         self.raw.append(logs["loss"])
-        curve = self.losses
+        curve = smoothed(self.raw)
         if not math.isfinite(curve[-1]) or curve[-1] > DIVERGENCE * min(curve) or len(curve) >= self.num_steps:
             control.should_training_stop = True
 
@@ -158,14 +217,14 @@ class RangeTest(TrainerCallback):
         if self._initial is not None:
             model.load_state_dict(self._initial)
 
-    @property
-    def losses(self) -> list[float]:
-        return smoothed(self.raw)
-
     def sweep(self) -> Sweep:
         if len(self.rates) < 2:
             raise ValueError("--num_steps: the range test needs at least 2 steps")
-        return Sweep(self.rates, self.losses, suggest(self.rates, self.losses))
+        # A step that overflowed has no place on the curve; the sweep stopped right after it.
+        count = next((i for i, loss in enumerate(self.raw) if not math.isfinite(loss)), len(self.raw))
+        rates, raw = self.rates[: max(count, 2)], self.raw[: max(count, 2)]
+        losses = without_lag(raw)
+        return Sweep(rates, losses, suggest(rates, losses, self.rule), self.rule, raw)
 
 
 def _sweep(model_args, data_args, training_args, test: RangeTest, dataset=None, config=None) -> RangeTest:
@@ -209,17 +268,26 @@ def find_rates(
     dataset=None,
     config=None,
 ) -> LrFindResult:
-    """Run both range tests and return the suggested rates (as the flags take them), writing the plot on rank 0."""
-    head_test = _sweep(model_args, data_args, training_args, RangeTest(start_lr, end_lr, num_steps), dataset, config)
+    """Run the range tests and return the suggested rates (as the flags take them), writing the plot on rank 0."""
+    rule = rule_for(training_args.lr_scheduler_type)
+    first = RangeTest(start_lr, end_lr, num_steps, rule=rule)
+    head_test = _sweep(model_args, data_args, training_args, first, dataset, config)
     head = head_test.sweep()
     backbone = None
-    if head_test.backbone_trains:
-        test = RangeTest(start_lr, end_lr, num_steps, head_rate=head.suggestion)
+    # From scratch the backbone is as untrained as the head, and trains at its rate unless told otherwise.
+    own_backbone_rate = bool(model_args.model_name_or_path) or training_args.backbone_learning_rate is not None
+    if head_test.backbone_trains and own_backbone_rate:
+        test = RangeTest(start_lr, end_lr, num_steps, head_rate=head.suggestion, rule=rule)
         backbone = _sweep(model_args, data_args, training_args, test, dataset, config).sweep()
     # The run multiplies the flags' rates by --lr_scaling's factor; the sweeps set them after it.
     factor = scaled_learning_rates(1.0, 1.0, training_args)[0]
     result = LrFindResult(
-        head.suggestion / factor, backbone.suggestion / factor if backbone else None, head, backbone, None
+        head.suggestion / factor,
+        backbone.suggestion / factor if backbone else None,
+        head,
+        backbone,
+        None,
+        backbone_frozen=not head_test.backbone_trains,
     )
     if training_args.should_save and plot is not None:
         result.plot = draw(result, Path(plot))
@@ -239,11 +307,15 @@ def draw(result: LrFindResult, path: Path) -> Path:
     for (name, sweep), colour in zip(sweeps, ("tab:blue", "tab:orange")):
         if sweep is None:
             continue
-        axes.plot(sweep.rates, sweep.losses, color=colour, label=f"{name}: suggested {sweep.suggestion:.2g}")
+        axes.plot(sweep.rates, sweep.raw, color=colour, alpha=0.25, linewidth=1)
+        label = f"{name}: {sweep.rule} {sweep.suggestion:.2g}"
+        axes.plot(sweep.rates, sweep.losses, color=colour, label=label)
         axes.axvline(sweep.suggestion, color=colour, linestyle="--", linewidth=1)
     axes.set_xscale("log")
     axes.set_xlabel("learning rate")
-    axes.set_ylabel("training loss (smoothed)")
+    axes.set_ylabel("training loss (faint: as logged)")
+    top = max(max(sweep.losses) for sweep in (result.head, result.backbone) if sweep is not None)
+    axes.set_ylim(top=1.5 * top)
     axes.set_title("Learning-rate range test")
     axes.legend()
     figure.tight_layout()
@@ -304,9 +376,16 @@ def main(argv: list[str], own) -> int:
         return usage_error(error, "hf-resnet lr-find")
     if training_args.should_save:
         backbone = result.backbone_learning_rate
+        if backbone is not None:
+            backbone_text = f"backbone {backbone:.2g}"
+        elif result.backbone_frozen:
+            backbone_text = "backbone frozen (not swept)"
+        else:
+            backbone_text = "backbone at the head's rate (from scratch)"
         print(
             f"\nSuggested rates: head {result.head_learning_rate:.2g}, "
-            + (f"backbone {backbone:.2g}" if backbone is not None else "backbone frozen (not swept)")
+            + backbone_text
+            + f"\nRule: {RULE_TEXT[result.head.rule]}"
             + f"\nPlot: {result.plot}\nTrain with them:\n  {train_command(argv, result)}"
         )
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -14,14 +14,20 @@ The default space (`default_space`), for a run from a checkpoint:
 - `backbone_learning_rate`: log-uniform in [1e-6, 1e-3]
 - `freeze_depth`: 0-4 parts frozen from the input (`none`, `embedder`, ... `embedder,stage1,stage2,stage3`)
 - `unfreeze_at_epoch`: off, 1 or 2
-- `augmentation`: strength s in [0, 1]: `--crop_scale_min` 1 - 0.92 s (s = 1 is torchvision's 0.08),
-  `--random_erasing` 0.25 s, `--auto_augment trivial` from s = 0.5 on
+- `augmentation`: strength s in [0, 1]: up to 0.5 crops get smaller (`--crop_scale_min` 1 - 1.84 s,
+  so s = 0.5 is the single-label default, torchvision's 0.08), beyond it `--random_erasing` grows to
+  0.25 and `--auto_augment trivial` joins from s = 0.75
 - `label_smoothing_factor`: uniform in [0, 0.2]
 
 From scratch (`--arch`) nothing is pretrained, so only the head rate (which is then every part's),
 augmentation and label smoothing are searched. The objective is the final validation value of
-`--metric_for_best_model`. The study lives in `OUTPUT_DIR/study.db` (SQLite), so a search that
-was stopped resumes where it was by running the same command again.
+`--metric_for_best_model`.
+
+The first trial is the run as given (its flags and defaults, searched ones included), enqueued
+with `study.enqueue_trial` at its place in the space: the best trial is then never worse on the
+objective than the recipe the search started from, and the sampler learns from it like any trial.
+The study lives in `OUTPUT_DIR/study.db` (SQLite), so a search that was stopped resumes where it
+was by running the same command again.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
+from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..families import BACKBONE_PARTS
+from ..model.arguments import DEFAULT_FREEZE_PRETRAINED
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,13 @@ STUDY_FILE = "study.db"
 BEST_CONFIG = "best.yaml"
 TRIALS_TABLE = "trials.csv"
 TRIALS_PLOT = "trials.png"
+#: Ranges of the default space (see the module docstring).
+HEAD_RATES = (1e-4, 1e-2)
+BACKBONE_RATES = (1e-6, 1e-3)
+UNFREEZE_EPOCHS = (1, 2)
+LABEL_SMOOTHING = (0.0, 0.2)
+#: The user attribute that marks the trial of the run as given.
+STARTING_RECIPE = "starting_recipe"
 #: Flags the search sets itself; a value given for one of them is the starting recipe, not a fixed setting.
 SEARCHED = (
     "learning_rate",
@@ -67,29 +82,77 @@ def require_optuna():
     return optuna
 
 
-def augmentation_flags(strength: float) -> dict:
-    """One knob for augmentation: crops get smaller, erasing likelier and TrivialAugment joins as it grows.
+#: `--crop_scale_min` at augmentation strength 0.5 and above (torchvision's default).
+SMALLEST_CROP = 0.08
 
+
+def augmentation_flags(strength: float) -> dict:
+    """One knob for augmentation: crops get smaller, then erasing grows and TrivialAugment joins.
+
+    The single-label default (crops down to 8%, no erasing, no auto-augment) is s = 0.5 and the
+    multi-label one (no crop) s = 0, so the space holds the recipes users start from.
+
+    >>> augmentation_flags(0.5)
+    {'crop_scale_min': 0.08, 'random_erasing': 0.0, 'auto_augment': 'none'}
     >>> augmentation_flags(1.0)
     {'crop_scale_min': 0.08, 'random_erasing': 0.25, 'auto_augment': 'trivial'}
     """
     return {
-        "crop_scale_min": round(1 - 0.92 * strength, 4),
-        "random_erasing": round(0.25 * strength, 4),
-        "auto_augment": "trivial" if strength >= 0.5 else "none",
+        "crop_scale_min": round(1 - (1 - SMALLEST_CROP) * min(1.0, 2 * strength), 4),
+        "random_erasing": round(0.25 * max(0.0, 2 * strength - 1), 4),
+        "auto_augment": "trivial" if strength >= 0.75 else "none",
     }
+
+
+def augmentation_strength(crop_scale_min: float, random_erasing: float) -> float:
+    """The knob's value for a run's own crop and erasing (the inverse of `augmentation_flags`).
+
+    >>> augmentation_flags(augmentation_strength(0.5, 0.0))["crop_scale_min"], augmentation_strength(0.08, 0.25)
+    (0.5, 1.0)
+    """
+    if crop_scale_min > SMALLEST_CROP:
+        return (1 - crop_scale_min) / (2 * (1 - SMALLEST_CROP))
+    return min(1.0, 0.5 + 2 * random_erasing)
+
+
+def starting_point(model_args, data_args, training_args) -> dict:
+    """The run as given, as a point of the default space (the parameters `default_space` samples).
+
+    Where the run lies off the space (a rate outside its range, a freeze that is not a prefix of
+    the parts, auto-augment without erasing), this is the nearest point; the trial itself runs
+    the given recipe unchanged, so only the sampler's picture of it is approximate.
+    """
+    from ..training.run import PRETRAINED_BACKBONE_LR
+
+    head = training_args.head_learning_rate or training_args.learning_rate
+    crop = data_args.crop_scale_min if data_args.crop_scale_min is not None else SINGLE_LABEL_DEFAULTS["crop_scale_min"]
+    point = {
+        "learning_rate": min(max(head, HEAD_RATES[0]), HEAD_RATES[1]),
+        "augmentation": augmentation_strength(crop, data_args.random_erasing),
+        "label_smoothing_factor": min(training_args.label_smoothing_factor, LABEL_SMOOTHING[1]),
+    }
+    if model_args.model_name_or_path:
+        backbone = training_args.backbone_learning_rate or PRETRAINED_BACKBONE_LR
+        frozen = (model_args.freeze or DEFAULT_FREEZE_PRETRAINED).split(",")
+        unfreeze = training_args.unfreeze_at_epoch
+        point |= {
+            "backbone_learning_rate": min(max(backbone, BACKBONE_RATES[0]), BACKBONE_RATES[1]),
+            "freeze_depth": min(sum(part in frozen for part in BACKBONE_PARTS), len(BACKBONE_PARTS) - 1),
+            "unfreeze_at_epoch": None if unfreeze is None else min(max(unfreeze, 1), UNFREEZE_EPOCHS[-1]),
+        }
+    return point
 
 
 def default_space(trial, pretrained: bool) -> dict:
     """Sample one recipe from the default space (see the module docstring) as `{flag: value}`."""
-    flags = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)}
+    flags = {"learning_rate": trial.suggest_float("learning_rate", *HEAD_RATES, log=True)}
     if pretrained:
-        flags["backbone_learning_rate"] = trial.suggest_float("backbone_learning_rate", 1e-6, 1e-3, log=True)
-        depth = trial.suggest_int("freeze_depth", 0, 4)
+        flags["backbone_learning_rate"] = trial.suggest_float("backbone_learning_rate", *BACKBONE_RATES, log=True)
+        depth = trial.suggest_int("freeze_depth", 0, len(BACKBONE_PARTS) - 1)
         flags["freeze"] = ",".join(BACKBONE_PARTS[:depth]) or "none"
-        flags["unfreeze_at_epoch"] = trial.suggest_categorical("unfreeze_at_epoch", [None, 1, 2])
+        flags["unfreeze_at_epoch"] = trial.suggest_categorical("unfreeze_at_epoch", [None, *UNFREEZE_EPOCHS])
     flags |= augmentation_flags(trial.suggest_float("augmentation", 0.0, 1.0))
-    flags["label_smoothing_factor"] = trial.suggest_float("label_smoothing_factor", 0.0, 0.2)
+    flags["label_smoothing_factor"] = trial.suggest_float("label_smoothing_factor", *LABEL_SMOOTHING)
     return flags
 
 
@@ -158,8 +221,9 @@ def run_search(
 
     folder = Path(flags.get("output_dir") or "search")
     folder.mkdir(parents=True, exist_ok=True)
-    base = {key: value for key, value in flags.items() if key not in (*SEARCHED, "output_dir")}
-    model_args, _, training_args = parse_args(mapping_flags(base | {"output_dir": str(folder)}, "search"))
+    given = {key: value for key, value in flags.items() if key != "output_dir"}
+    base = {key: value for key, value in given.items() if key not in SEARCHED}
+    model_args, data_args, training_args = parse_args(mapping_flags(given | {"output_dir": str(folder)}, "search"))
     metric = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
     greater = training_args.greater_is_better
     greater = not metric.endswith("loss") if greater is None else greater
@@ -167,6 +231,8 @@ def run_search(
 
     def objective(trial) -> float:
         sampled = default_space(trial, pretrained)
+        if trial.user_attrs.get(STARTING_RECIPE):
+            sampled = {key: value for key, value in given.items() if key in SEARCHED}
         with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
             args = parse_args(mapping_flags(base | sampled | {"output_dir": trial_dir}, f"trial {trial.number}"))
             reporter = ReportToTrial(trial, metric)
@@ -186,6 +252,8 @@ def run_search(
         direction="maximize" if greater else "minimize",
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3),
     )
+    if not study.trials:
+        study.enqueue_trial(starting_point(model_args, data_args, training_args), {STARTING_RECIPE: True})
     # A resumed study draws on from where it was: with the first seed again it would repeat the first trials.
     study.sampler = optuna.samplers.TPESampler(seed=training_args.seed + len(study.trials))
     done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
