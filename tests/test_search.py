@@ -38,11 +38,27 @@ def trials_table(folder) -> list[dict]:
 def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_metric(tmp_path):
     folder = tmp_path / "search"
     result = hf_resnet.search(
-        n_trials=2, pruner=PruneTrial(1), num_train_epochs=2, output_dir=str(folder), **run_flags(tmp_path)
+        n_trials=2,
+        pruner=PruneTrial(1),
+        num_train_epochs=2,
+        learning_rate=2e-3,
+        output_dir=str(folder),
+        **run_flags(tmp_path),
     )
     study = optuna.load_study(study_name="hf_resnet", storage=f"sqlite:///{folder / 'study.db'}")
     states = [trial.state.name for trial in study.trials]
     assert states == ["COMPLETE", "PRUNED"]
+    # The run as given comes first, at its place in the space: the given head rate, the defaults for the rest.
+    start = study.trials[0]
+    assert start.user_attrs["starting_recipe"] and start.user_attrs["flags"] == {"learning_rate": 2e-3}
+    assert start.params == {
+        "learning_rate": 2e-3,
+        "backbone_learning_rate": 1e-5,
+        "freeze_depth": 2,
+        "unfreeze_at_epoch": None,
+        "augmentation": 0.5,
+        "label_smoothing_factor": 0.0,
+    }
     assert len(study.trials[0].intermediate_values) == 2 and len(study.trials[1].intermediate_values) == 1
     rows = trials_table(folder)
     assert [row["state"] for row in rows] == ["complete", "pruned"]
