@@ -76,9 +76,10 @@ def search_parser() -> argparse.ArgumentParser:
         "[--n_trials N] [--timeout S] --output_dir SEARCH_DIR",
         'Search the recipe\'s hyperparameters with Optuna (pip install "hf_resnet[search]"): the head '
         "rate (log 1e-4..1e-2), the backbone rate (log 1e-6..1e-3), the freeze depth (0-4 parts), the unfreeze epoch "
-        "(off, 1, 2), the augmentation strength (0..1: smaller crops, random erasing, TrivialAugment from 0.5) and "
-        "label smoothing (0..0.2); from scratch, the head rate, augmentation and smoothing only. Each trial is a "
-        "whole run scored on --metric_for_best_model; poor trials are pruned at an evaluation (median rule). "
+        "(off, 1, 2), the augmentation strength (0..1: smaller crops up to 0.5, the single-label default; then "
+        "random erasing, and TrivialAugment from 0.75) and label smoothing (0..0.2); from scratch, the head rate, "
+        "augmentation and smoothing only. Each trial is a whole run scored on --metric_for_best_model; the first is "
+        "the run as given (these flags and the defaults); poor trials are pruned at an evaluation (median rule). "
         "--output_dir holds study.db (SQLite: the same command resumes a stopped search), trials.csv, trials.png "
         "and best.yaml, which hf-resnet train --config reruns.",
     )

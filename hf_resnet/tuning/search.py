@@ -125,7 +125,8 @@ def starting_point(model_args, data_args, training_args) -> dict:
     from ..training.run import PRETRAINED_BACKBONE_LR
 
     head = training_args.head_learning_rate or training_args.learning_rate
-    crop = data_args.crop_scale_min if data_args.crop_scale_min is not None else SINGLE_LABEL_DEFAULTS["crop_scale_min"]
+    crop = data_args.crop_scale_min
+    crop = SINGLE_LABEL_DEFAULTS["crop_scale_min"] if crop is None else crop
     point = {
         "learning_rate": min(max(head, HEAD_RATES[0]), HEAD_RATES[1]),
         "augmentation": augmentation_strength(crop, data_args.random_erasing),
