@@ -44,7 +44,6 @@ from transformers import TrainerCallback
 
 from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..families import BACKBONE_PARTS
-from ..model.arguments import DEFAULT_FREEZE_PRETRAINED
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ def starting_point(model_args, data_args, training_args) -> dict:
     }
     if model_args.model_name_or_path:
         backbone = training_args.backbone_learning_rate or PRETRAINED_BACKBONE_LR
-        frozen = (model_args.freeze or DEFAULT_FREEZE_PRETRAINED).split(",")
+        frozen = model_args.frozen_parts()
         unfreeze = training_args.unfreeze_at_epoch
         point |= {
             "backbone_learning_rate": min(max(backbone, BACKBONE_RATES[0]), BACKBONE_RATES[1]),
