@@ -314,8 +314,9 @@ def draw(result: LrFindResult, path: Path) -> Path:
     axes.set_xscale("log")
     axes.set_xlabel("learning rate")
     axes.set_ylabel("training loss (faint: as logged)")
-    top = max(max(sweep.losses) for sweep in (result.head, result.backbone) if sweep is not None)
-    axes.set_ylim(top=1.5 * top)
+    # Up to twice the starting loss: the diverged tail would otherwise flatten the part that matters.
+    start = max(sweep.losses[0] for sweep in (result.head, result.backbone) if sweep is not None)
+    axes.set_ylim(0, 2 * start)
     axes.set_title("Learning-rate range test")
     axes.legend()
     figure.tight_layout()
