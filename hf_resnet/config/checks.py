@@ -64,9 +64,10 @@ def validate(
     _check_example_flags(model_args, training_args)
     _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
-    _check_paths(model_args, data_args, dataset, config)
+    _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
     _check_devices(training_args)
-    _check_output_dir(training_args)
+    _check_loggers(training_args)
+    _check_output_dir(training_args, data_args if dataset is None else None)
     resume = resume_checkpoint(training_args)
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
     if resume is not None:
@@ -198,12 +199,18 @@ def _is_stream(dataset) -> bool:
 # ----------------------------------------------------------------------------- paths and devices
 
 
-def _check_paths(model_args, data_args, dataset, config) -> None:
+def _check_paths(model_args, data_args, dataset, config, token) -> None:
     if dataset is None:
         for flag in ("train_dir", "validation_dir"):
             folder = getattr(data_args, flag)
             if folder and not Path(folder).expanduser().is_dir():
                 raise ArgumentError(flag, folder, "no such directory")
+        name = data_args.dataset_name
+        if name and not data_args.train_dir and not Path(name).expanduser().exists():
+            from ..data.hub_dataset import hub_dataset_problem
+
+            if problem := hub_dataset_problem(name, data_args.dataset_config, token=token):
+                raise ArgumentError("dataset_name", name, problem)
     if model_args.model_name_or_path:
         if problem := source_problem(
             model_args.model_name_or_path, need_processor=False
@@ -217,6 +224,13 @@ def _check_devices(args) -> None:
     device = args.device.type
     if args.gpu_decode and device != "cuda":
         raise ArgumentError("gpu_decode", True, f"needs a CUDA device; training runs on {device}")
+    if args.sync_bn and args.world_size == 1:
+        raise ArgumentError(
+            "sync_bn",
+            True,
+            "synchronises BatchNorm across processes, and this run has one; drop it, or start several "
+            "(accelerate launch --multi_gpu --num_processes N ...)",
+        )
     # DistributedDataParallel refuses SyncBatchNorm on CPU processes (gloo); CUDA, XPU and HPU run it.
     if args.sync_bn and args.world_size > 1 and device == "cpu":
         raise ArgumentError(
@@ -227,22 +241,75 @@ def _check_devices(args) -> None:
         )
 
 
+#: The pip package of each logger `--report_to` names, where it differs from the name.
+LOGGER_PACKAGES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "neptune": "neptune"}
+
+
+def _check_loggers(args) -> None:
+    """Each `--report_to` logger installed, so a missing one is said now, not by the Trainer after the data scan."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    wanted = args.report_to or []
+    unknown = [name for name in wanted if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        known = ", ".join(INTEGRATION_TO_CALLBACK)
+        raise ArgumentError("report_to", unknown[0], f"choose none, all or any of {known}")
+    available = get_available_reporting_integrations()
+    if missing := [name for name in wanted if name not in available]:
+        packages = " ".join(LOGGER_PACKAGES.get(name, name) for name in missing)
+        raise ArgumentError(
+            "report_to",
+            ",".join(missing),
+            f"not installed: pip install {packages}, or drop it from --report_to (none logs to the console only)",
+        )
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def _check_output_dir(args) -> None:
+def folder_write_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into `folder` (created if missing), or None; every command's output check."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        return "is a file; pass a folder"
+    existing = _nearest_existing(folder.absolute())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder.absolute() else f" (its nearest existing parent {existing} is not)"
+        return f"not writable{where}; pass a folder you can write to"
+    return None
+
+
+def image_write_problem(path: str | os.PathLike) -> str | None:
+    """Why an image cannot be written at `path` (a folder there, an extension no image format has), or None."""
+    from PIL import Image
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return "is a folder; pass the image's file name, e.g. cam.png"
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:
+        return f"{path.suffix or 'no'} extension: end the name with .png or .jpg"
+    return folder_write_problem(path.parent)
+
+
+def _check_output_dir(args, data_args=None) -> None:
     if not args.output_dir:
         raise ArgumentError("output_dir", None, "pass the folder the model and results are written to")
     output_dir = Path(args.output_dir).expanduser()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ArgumentError("output_dir", args.output_dir, "is a file; pass a folder")
-    existing = _nearest_existing(output_dir.absolute())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == output_dir.absolute() else f" (its nearest existing parent {existing} is not)"
-        raise ArgumentError("output_dir", args.output_dir, f"not writable{where}; pass a folder you can write to")
+    if problem := folder_write_problem(output_dir):
+        raise ArgumentError("output_dir", args.output_dir, problem)
+    for flag in ("train_dir", "validation_dir"):
+        data = getattr(data_args, flag, None)
+        if data and output_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
+            where = "is" if output_dir.resolve() == Path(data).expanduser().resolve() else "lies inside"
+            raise ArgumentError(
+                "output_dir",
+                args.output_dir,
+                f"{where} --{flag} {data}: the run's files would be read as images (and replaced images lost); "
+                "pass a folder outside the data",
+            )
     found = run_folder.previous_run(output_dir)
     if found and not args.resume_from_checkpoint and not args.overwrite_output_dir:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")

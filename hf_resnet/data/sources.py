@@ -394,7 +394,10 @@ def load_image_data(
     elif data_args.train_dir:
         data = _load_folders(data_args, seed)
     elif data_args.dataset_name:
-        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config)
+        try:  # config.checks.validate asked first; what the Hub or the cache says since is still one line
+            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config)
+        except (ValueError, FileNotFoundError, ConnectionError) as error:
+            raise DataError(f"--dataset_name {data_args.dataset_name}: cannot load it: {error}") from None
         data = _from_datasets(loaded, data_args, seed, f"--dataset_name {data_args.dataset_name}")
         data.description = data_args.dataset_name
     else:

@@ -134,7 +134,14 @@ def onnx_session(path: str | os.PathLike) -> Any:
 
 def _onnx_classifier(location: Path) -> Classifier:
     onnx_file = location if location.suffix == ".onnx" else find_onnx_file(location)
-    session = onnx_session(onnx_file)
+    try:
+        session = onnx_session(onnx_file)
+    except Exception as error:  # ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only
+        detail = " ".join(str(error).split())[:300]
+        raise ModelLoadError(
+            f"--model {onnx_file}: ONNX Runtime cannot load it ({detail}); the file is truncated or not ONNX: "
+            f"export it again (hf-resnet export --model FOLDER)"
+        ) from None
     input_name = session.get_inputs()[0].name
 
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -143,7 +150,18 @@ def _onnx_classifier(location: Path) -> Classifier:
     with load_errors(onnx_file.parent, "--model"):
         config = AutoConfig.from_pretrained(onnx_file.parent)
         processor = AutoImageProcessor.from_pretrained(onnx_file.parent)
+    checked_task(config, onnx_file.parent)
     return Classifier(config, processor, forward, torch.device("cpu"), backend="onnx")
+
+
+def checked_task(config: PretrainedConfig, location: str | os.PathLike) -> Task:
+    """The model's task, its settings (a multi-label model's thresholds) usable, before any image is read."""
+    task = task_for(config)
+    try:
+        task.check(config)
+    except ValueError as error:
+        raise ModelLoadError(f"--model {os.fspath(location)}: {error}; fix or remove them") from None
+    return task
 
 
 def _folder_stamp(location: str, backend: str) -> int:
@@ -169,7 +187,10 @@ def _load_cached(location: str, stamp: int, device: str, backend: str, precision
     torch_device = torch.device(device)
     check_model_source(location, "--model")
     with load_errors(location, "--model"):
-        model = AutoModelForImageClassification.from_pretrained(location)
+        config = AutoConfig.from_pretrained(location)
+    checked_task(config, location)
+    with load_errors(location, "--model"):
+        model = AutoModelForImageClassification.from_pretrained(location, config=config)
         processor = AutoImageProcessor.from_pretrained(location)
     model = prepare_model(model, torch_device)
     forward = model_forward(model, torch_device, precision)

@@ -99,6 +99,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ..families.loading import ModelLoadError
     from .demo import DemoError, launch
 
     try:
@@ -110,7 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
             device=args.device,
             top_k=args.top_k,
         )
-    except DemoError as error:
+    except (DemoError, ModelLoadError) as error:
         print(f"hf-resnet demo: {error}", file=sys.stderr)
         return 2
     return 0

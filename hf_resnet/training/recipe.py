@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
+    except OSError as error:
+        from .checkpoints import disk_full_message, is_disk_full
+
+        if not is_disk_full(error):
+            raise
+        print(f"hf-resnet train: error: {disk_full_message(training_args.output_dir)}", file=sys.stderr, flush=True)
+        return 1  # not a usage error: the run was right, the disk was not
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
