@@ -191,6 +191,7 @@ def test_export_into_a_read_only_folder_is_one_clear_line(tmp_path: Path, monkey
     if os.geteuid() == 0:  # root writes anywhere; let the check see what any other user would
         real_access = os.access
         monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    capsys.readouterr()
     assert cli(["export", "--model", str(model), "--out", str(read_only / "onnx")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [  # before the model loads: no progress bars
