@@ -195,8 +195,8 @@ def test_export_into_a_read_only_folder_is_one_clear_line(tmp_path: Path, monkey
     assert cli(["export", "--model", str(model), "--out", str(read_only / "onnx")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [  # before the model loads: no progress bars
-        f"hf-resnet export: --out {read_only / 'onnx'}: not writable (its nearest existing parent {read_only} is not); "
-        "pass a folder you can write to"
+        f"hf-resnet export: --out {read_only / 'onnx'}: not writable (its nearest existing parent {read_only} "
+        "is not); pass a folder you can write to"
     ]
     assert list(read_only.iterdir()) == []
 

@@ -139,7 +139,9 @@ def test_thresholds_a_model_cannot_answer_with_are_refused_naming_them(stored):
     config = PretrainedConfig(id2label={0: "cat", 1: "dog", 2: "emu"}, thresholds=stored)
     unknown = isinstance(stored, dict) and "cow" in stored
     message = (
-        r"name label\(s\) \['cow'\] the model does not have" if unknown else r"should be probabilities in \[0, 1\]"
+        r"name label\(s\) \['cow'\] the model does not have"
+        if unknown
+        else r"should be one probability per label \(3\), .* each in \[0, 1\]"
     )
     with pytest.raises(ValueError, match=r"^config\.json thresholds .*" + message):
         stored_thresholds(config)

@@ -49,8 +49,8 @@ def stored_thresholds(config) -> list[float] | None:
         values = None
     if values is None or not all(_probability(value) for value in values):
         raise ValueError(
-            f"config.json thresholds {stored!r} should be probabilities in [0, 1]: one per label ({len(labels)}), "
-            "one per label name, or one for all"
+            f"config.json thresholds {stored!r} should be one probability per label ({len(labels)}), one per label "
+            "name, or one for all, each in [0, 1]"
         )
     return [float(value) for value in values]
 
