@@ -60,14 +60,12 @@ def check_export_extra() -> None:
         raise ExportError(f'export needs {", ".join(missing)}: pip install "hf_resnet[export]"')
 
 
-def check_arguments(out: Path, latency_repeats: int, min_agreement: float) -> None:
-    """Refuse, before the model loads, an output folder that cannot be written or a setting that measures nothing."""
+def check_arguments(out: Path, latency_repeats: int) -> None:
+    """Refuse, before the model loads, an output folder that cannot be written or timings of no run."""
     if problem := folder_write_problem(out):
         raise ExportError(f"--out {out}: {problem}")
     if isinstance(latency_repeats, bool) or not isinstance(latency_repeats, int) or latency_repeats < 1:
         raise ExportError(f"--repeats {latency_repeats}: must be at least 1 (timed runs per latency figure)")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise ExportError(f"--min-agreement {min_agreement}: must be a share in [0, 1]")
 
 
 @dataclass
@@ -330,7 +328,7 @@ def export(
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
     out = Path(out) if out is not None else _default_out(model)
-    check_arguments(out, latency_repeats, min_agreement)
+    check_arguments(out, latency_repeats)
     check_export_extra()
     classifier = load_classifier(model, device="cpu", precision="fp32")  # the reference the export must match
     if classifier.model is None:
