@@ -404,13 +404,12 @@ class ResNetTrainingArguments(TrainingArguments):
         `--save_steps 50` evaluates every 50 steps too, and `--eval_steps 50` saves every 50 steps.
         Without it they stay independent: `--save_steps 50` alone still evaluates once an epoch.
         """
-        given = {kind: getattr(self, f"{kind}_strategy") is not None for kind in ("eval", "save")}
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") is None and getattr(self, f"{kind}_steps") is not None:
                 setattr(self, f"{kind}_strategy", "steps")
         if self.load_best_model_at_end:
             for kind, other in (("eval", "save"), ("save", "eval")):
-                if not given[kind] and getattr(self, f"{kind}_strategy") is None:
+                if getattr(self, f"{kind}_strategy") is None:  # neither it nor its steps given
                     setattr(self, f"{kind}_strategy", getattr(self, f"{other}_strategy"))
                     if getattr(self, f"{kind}_steps") is None:
                         setattr(self, f"{kind}_steps", getattr(self, f"{other}_steps"))
