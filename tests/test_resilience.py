@@ -1,6 +1,7 @@
 """Crashes and interruptions: real kills of real training processes, then resumes."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -258,3 +259,26 @@ def test_only_processes_started_by_a_launcher_are_tied_to_it():
     )
     assert fake.stdout.strip() == "True", fake.stderr[-2000:]
     assert stop_with_launcher() is False  # pytest's parent is a shell or a runner, not a launcher
+
+
+def test_writes_to_a_pipe_whose_reader_is_gone_are_dropped_not_raised(monkeypatch):
+    from hf_resnet.runtime.signals import survive_closed_output
+
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w", buffering=1)  # noqa: SIM115  (closed below, after the checks)
+    handler = logging.StreamHandler(stream)  # a handler made before the guard, as transformers' own is
+    logger = logging.getLogger("hf_resnet.test_closed_pipe")
+    logger.addHandler(handler)
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # restored afterwards, should the guard take it too
+    try:
+        survive_closed_output()
+        assert sys.stdout is not stream and handler.stream is sys.stdout
+        os.close(read_end)  # the launcher that read it was killed
+        print("step 12" * 10_000)  # more than the pipe holds: the write itself meets the closed pipe
+        logger.warning("Stopped at step 12; checkpoint saved")
+        sys.stdout.flush()
+        assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))  # later writers, C++ included, too
+    finally:
+        logger.removeHandler(handler)
+        stream.close()
