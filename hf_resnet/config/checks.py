@@ -60,7 +60,8 @@ def validate(
 ) -> Validated:
     """Raise `ArgumentError` for the first argument that cannot work; run once per run, before any work.
 
-    Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
+    Reads nothing but flags, folder listings and file headers, so it answers in well under a second;
+    with --push_to_hub it also asks the Hub once whose the token is.
     """
     _check_example_flags(model_args, training_args)
     _check_declared(model_args, data_args, training_args)
