@@ -4,6 +4,10 @@ A run writes `run_args.json` (the arguments that change its result) into its out
 when it starts, before the first checkpoint, so a later `--resume_from_checkpoint` can be
 compared with the run the checkpoint came from. `recipe.json`, written at the end, is for the
 model card and a rerun; a run that was interrupted never writes it.
+
+While a run writes the folder its main process holds the folder's lock (`FolderLock`), so a second run
+into it is refused instead of mixing its files with the first's. Files the package did not write there
+are never replaced: `foreign_files` names them before any work.
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ import logging
 import os
 import re
 import shutil
+import socket
 import zipfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks here, so folders are not locked there
+    fcntl = None
 
 from ..families import config_labels, family_of
 from ..families.loading import safetensors_problem
@@ -38,6 +48,18 @@ RUN_FILES = (
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+#: Held (an exclusive `flock`) by the main process of the run writing the folder. A dot file: never pushed.
+LOCK_FILE = ".hf_resnet.lock"
+#: Files a run writes beside its results that a user's folder may already hold (a hand-written card, a config).
+#: In a folder no run of this package wrote (no run_args.json), any of them is someone else's.
+WRITTEN_BESIDE = ("README.md", "config.json", "preprocessor_config.json", "training_args.bin")
+#: The first line of every model card this package writes (hub/card.py): a README.md without it is the user's own,
+#: which is never replaced. Deleting the line from a written card makes it the user's.
+CARD_MARKER = (
+    "<!-- Written by hf_resnet from this folder's files, and written again when the run or a push renders it. "
+    "Delete this line to keep your edits: hf_resnet then never replaces this file. -->"
+)
 
 #: Machine settings that change the numbers a run computes and are not flags: the process count.
 MACHINE_VALUES = ("world_size",)
@@ -154,16 +176,126 @@ def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     return config_labels(config) or None
 
 
+def written_by_package(card: Path) -> bool:
+    """Whether a README.md is a model card this package wrote (it starts its body with `CARD_MARKER`)."""
+    try:
+        return CARD_MARKER in card.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files in `folder` that a run would replace although this package did not write them.
+
+    A README.md without the card's marker is always someone's own; the other names only count in a folder
+    that holds no run of this package (no run_args.json), since a run writes them beside its results.
+    """
+    if not folder.is_dir():
+        return []
+    ours = (folder / RUN_ARGS_FILE).is_file()
+    found = []
+    for name in WRITTEN_BESIDE:
+        path = folder / name
+        if path.is_file() and (not written_by_package(path) if name == "README.md" else not ours):
+            found.append(name)
+    return found
+
+
+class FolderBusy(RuntimeError):
+    """The output folder is locked by another run; `holder` says which process, as it wrote itself in the lock."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "a process that is starting"
+
+
+#: Descriptors of the locks this process holds, closed in forked children (DataLoader workers): a child
+#: inheriting one would keep the folder locked after its parent was killed.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        os.close(fd)  # the child's copy only: the parent's descriptor, and its lock, stay
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+class FolderLock:
+    """The output folder, taken by one run: an exclusive `flock` on `LOCK_FILE` while the run writes the folder.
+
+    The kernel drops it when the process ends however it ends (SIGKILL, out of memory), so a killed run never
+    leaves its folder locked and resuming it needs nothing removed. Only the main process takes it: the other
+    ranks write nothing of their own there. Creates the folder.
+    """
+
+    def __init__(self, folder: Path):
+        self._fd = None
+        if fcntl is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise FolderBusy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        _HELD.add(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            _HELD.discard(self._fd)
+            os.close(self._fd)  # closing the only descriptor drops the lock; the file stays for the next run
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Which process holds `folder`'s lock ("process PID on HOST"), or None when no run writes it now."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two runs asking at once do not block each other
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
 def start(output_dir: Path, values: dict, replace: bool) -> None:
     """Record the run's fingerprint; with `replace`, first remove the previous run's checkpoints and results.
 
     Its config, processor and card are left to be overwritten at the end, so nothing but what
-    this package writes is ever deleted.
+    this package writes is ever deleted. A staging folder left by a run killed mid-save is removed
+    whatever the mode: the caller holds the folder's lock, so no other run is writing there.
     """
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if (output_dir / STAGING_DIR).is_dir():
+        shutil.rmtree(output_dir / STAGING_DIR)
     if replace:
-        for path in [*checkpoints(output_dir), output_dir / STAGING_DIR]:
+        for path in checkpoints(output_dir):
             if path.is_dir():
                 shutil.rmtree(path)
         for name in (*RUN_FILES, RUN_ARGS_FILE):

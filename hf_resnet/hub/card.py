@@ -10,12 +10,14 @@ does not upload them again.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+from ..config.run_folder import CARD_MARKER, written_by_package
 from ..data.examples import find_examples
 from ..families import config_labels, known_family
 from ..families.loading import HUB_ID
@@ -23,6 +25,8 @@ from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
 from ..scoring.plots import plot_training_curves
 from ..tasks import Task, task_for
 from ..tasks import markdown_cell as _cell
+
+logger = logging.getLogger(__name__)
 
 #: A single-label model's per-class plot (each task names its own: `Task.per_class_plot`).
 CONFUSION_MATRIX_PNG = task_for(None).per_class_plot
@@ -405,6 +409,8 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
 def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_id: str | None = None) -> Path:
     """Write `README.md` (and its plots) in `output_dir` from the files a finished run saved there.
 
+    A README.md this package did not write (no `CARD_MARKER`) is the user's and stays as it is: it is the card.
+
     Reads `config.json`, `recipe.json`, `eval_results.json`/`all_results.json`, `train_results.json`,
     `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
     `hf_resnet.push`) names the model in the usage examples and points the Hub widget at the kept
@@ -455,7 +461,10 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         if part is not None
     )
     path = output_dir / "README.md"
+    if path.is_file() and not written_by_package(path):
+        logger.warning("%s was not written by hf_resnet (no card marker): keeping it as the model card", path)
+        return path
     tags = family.card_tags if family else ()
     data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels), tags)
-    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{CARD_MARKER}\n\n{body}").save(path)
     return path

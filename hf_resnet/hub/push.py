@@ -28,6 +28,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.utils import validate_repo_id
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..config.checks import hub_repo_id
 from . import space
 from .card import write_model_card
 
@@ -382,30 +383,23 @@ def push(
     return url
 
 
-def _repo_id(training_args: TrainingArguments) -> str:
-    # As transformers: without --hub_model_id, the output folder's name in the token owner's namespace.
-    return training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-
-
 def push_after_training(output_dir: str | Path, training_args: TrainingArguments) -> None:
-    """Push the finished run if `--push_to_hub`; on failure log the reason and the retry command, never raise.
+    """Push the finished run if `--push_to_hub` (main process only).
 
-    Training's results are on disk by now; a network problem must not turn a good run into a
-    crash, so the error is logged (with `hf-resnet push ...`) and the run ends normally.
+    Raises `PushError` when the push fails: a run asked to publish that did not must not end as a
+    success. Training's results are on disk by now, so the error says the folder is intact and gives
+    the `hf-resnet push ...` command that sends it later.
     """
     if not training_args.push_to_hub or training_args.process_index != 0:
         return
-    try:
-        push(
-            output_dir,
-            _repo_id(training_args),
-            token=training_args.hub_token,
-            private=training_args.hub_private_repo,
-            revision=getattr(training_args, "hub_revision", None),
-            commit_message="End of training",
-        )
-    except PushError as error:
-        logger.error("%s", error)
+    push(
+        output_dir,
+        hub_repo_id(training_args),
+        token=training_args.hub_token,
+        private=training_args.hub_private_repo,
+        revision=getattr(training_args, "hub_revision", None),
+        commit_message="End of training",
+    )
 
 
 # ----------------------------------------------------------------------------- pushes during training
@@ -460,7 +454,7 @@ class HubCheckpointPusher(TrainerCallback):
     """
 
     def __init__(self, training_args: TrainingArguments):
-        self.repo_id = _repo_id(training_args)
+        self.repo_id = hub_repo_id(training_args)
         self.strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
         self.token = training_args.hub_token
         self.private = training_args.hub_private_repo

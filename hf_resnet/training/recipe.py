@@ -24,6 +24,7 @@ from ..data import embedded
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
+from ..runtime.signals import end_process, survive_closed_output
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     A user error (a bad flag or value, unusable data or model) is one line on stderr and exit code 2.
     """
+    survive_closed_output()  # a launcher killed mid-run takes the read end of our stderr with it
     setup_logging()
     try:  # a config that does not parse, an unknown flag, a value of the wrong type, a refused combination
         model_args, data_args, training_args = parse_args(argv)
@@ -93,11 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hf-resnet train: error: {disk_full_message(training_args.output_dir)}", file=sys.stderr, flush=True)
         return 1  # not a usage error: the run was right, the disk was not
+    except RuntimeError as error:
+        from ..hub.push import PushError
+
+        if not isinstance(error, PushError):
+            raise
+        # Trained and saved, not pushed: not a usage error (2), and not a success either.
+        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+        PartialState().destroy_process_group()
+        return 1
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
     if result.interrupted_at is not None:
-        return 130  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
+        end_process(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:
         chosen = ["accuracy", *training_args.metrics.split(","), "loss"]
         shown = next(name for name in chosen if f"eval_{name}" in result.metrics)

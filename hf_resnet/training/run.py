@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ from transformers.trainer_utils import PredictionOutput
 
 from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
-from ..config.checks import Validated, check_labels, validate
+from ..config.checks import Validated, check_labels, lock_output_dir, validate
 from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
@@ -164,7 +165,13 @@ def run(
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`.
 
     `validated`: what `config.checks.validate` found for these arguments, when the caller already ran it.
+    Raises `hub.push.PushError` when `--push_to_hub`'s push fails after training; the folder is complete then.
     """
+    with contextlib.ExitStack() as folder:  # the output folder's lock, released however the run ends
+        return _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder)
+
+
+def _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder: contextlib.ExitStack):
     _setup_logging(training_args)
     stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
@@ -243,6 +250,7 @@ def run(
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
+        folder.enter_context(lock_output_dir(training_args))  # a second run into the folder is refused here
         run_folder.start(
             Path(training_args.output_dir), validated.fingerprint, replace=training_args.overwrite_output_dir
         )
