@@ -308,8 +308,7 @@ class ResNetTrainingArguments(TrainingArguments):
     bf16: bool | None = flag(
         None,
         "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
-        "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
-        "--mixed_precision chose.",
+        "on; CPUs with AMX-BF16, and AMD CPUs with AVX512-BF16), unless accelerate launch --mixed_precision chose.",
         result=True,
         machine=True,
     )
