@@ -205,6 +205,11 @@ class ResNetTrainingArguments(TrainingArguments):
             "aliases": ["--token"],
         },
     )
+    license: str | None = flag(
+        None,
+        "The model's license on its card and in recipe.json (a Hub license id: apache-2.0, mit, cc-by-4.0, ...). "
+        "Default: the base model card's license; 'other' when none is known (from scratch, no card).",
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = flag(
         32,

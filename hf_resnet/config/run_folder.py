@@ -3,7 +3,8 @@
 A run writes `run_args.json` (the arguments that change its result) into its output folder
 when it starts, before the first checkpoint, so a later `--resume_from_checkpoint` can be
 compared with the run the checkpoint came from. `recipe.json`, written at the end, is for the
-model card and a rerun; a run that was interrupted never writes it.
+model card and a rerun, and says whether the run finished (`status`); a run killed before it could
+write one has none, so a folder with `run_args.json` and no recipe.json is unfinished too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,30 @@ RUN_FILES = (
     "trainer_state.json",
     "recipe.json",
 )
+RECIPE_FILE = "recipe.json"
+STATE_FILE = "trainer_state.json"
+#: What a run's start leaves behind besides checkpoints: files that describe the final weights of an earlier run
+#: in this folder (its results, card plots, kept examples) or were made from them by other commands (`hf-resnet
+#: evaluate` with its default --output_dir, `hf-resnet export`'s default onnx/ folder). The weights are about to
+#: change, so keeping them would publish figures and files of another model.
+DERIVED_FILES = (
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "eval_per_class.json",
+    RECIPE_FILE,
+    "confusion_matrix.png",
+    "average_precision.png",
+    "training_curves.png",
+    "test_results.json",
+    "test_per_class.json",
+    "test_confusion_matrix.png",
+    "test_average_precision.png",
+    "test_mistakes.png",
+)
+#: Folders of derived files, each removed only when it holds the file that shows this package wrote it.
+DERIVED_DIRS = {"onnx": "export_report.json", "examples": None}
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
@@ -154,14 +179,29 @@ def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     return config_labels(config) or None
 
 
-def start(output_dir: Path, values: dict, replace: bool) -> None:
-    """Record the run's fingerprint; with `replace`, first remove the previous run's checkpoints and results.
+def _remove_derived(output_dir: Path) -> list[str]:
+    removed = [name for name in DERIVED_FILES if (output_dir / name).is_file()]
+    for name in removed:
+        os.remove(output_dir / name)
+    for name, marker in DERIVED_DIRS.items():
+        folder = output_dir / name
+        if folder.is_dir() and (marker is None or (folder / marker).is_file()):
+            shutil.rmtree(folder)
+            removed.append(f"{name}/")
+    return removed
 
-    Its config, processor and card are left to be overwritten at the end, so nothing but what
-    this package writes is ever deleted.
+
+def start(output_dir: Path, values: dict, replace: bool) -> None:
+    """Record the run's fingerprint and mark the folder unfinished until the run writes its recipe.json.
+
+    What described or was made from the folder's previous weights goes first (`DERIVED_FILES`,
+    `DERIVED_DIRS`: results, exports), on a resume too, since the weights change either way; with
+    `replace`, the previous run's checkpoints too. Its config, processor and card are left to be
+    overwritten at the end, so nothing but what this package writes is ever deleted.
     """
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    removed = _remove_derived(output_dir)
     if replace:
         for path in [*checkpoints(output_dir), output_dir / STAGING_DIR]:
             if path.is_dir():
@@ -170,6 +210,50 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
             if (output_dir / name).is_file():
                 os.remove(output_dir / name)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
+    elif removed:
+        logger.warning("The weights in %s change: removed what was made from them: %s", output_dir, ", ".join(removed))
     temporary = output_dir / f".{RUN_ARGS_FILE}.tmp"
     temporary.write_text(json.dumps(values, indent=2))
     os.replace(temporary, output_dir / RUN_ARGS_FILE)
+
+
+def unfinished(run_dir: Path) -> str | None:
+    """Why `run_dir` holds a run that did not finish (its recipe.json `status`), or None for a finished run.
+
+    A folder without run_args.json is no hf_resnet run (a plain transformers checkpoint) and counts as
+    finished; with one and no recipe.json, training started and never reached its end.
+    """
+    try:
+        recipe = json.loads((run_dir / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        recipe = None
+    if isinstance(recipe, dict):
+        status = recipe.get("status", "finished")  # recipes written before the status was recorded: at the end
+        return None if status == "finished" else str(status)
+    if (run_dir / RUN_ARGS_FILE).is_file():
+        return "unfinished: training started here and never finished (stopped, crashed or still running)"
+    return None
+
+
+def portable_checkpoint_path(value: str) -> str:
+    """A checkpoint path the Trainer recorded, relative to its run folder wherever that folder was or is now.
+
+    >>> portable_checkpoint_path("/home/alice/runs/beans/checkpoint-40")
+    'checkpoint-40'
+    """
+    parts = Path(value).parts
+    found = [index for index, part in enumerate(parts) if _CHECKPOINT_NAME.match(part)]
+    return Path(*parts[found[-1] :]).as_posix() if found else Path(value).name
+
+
+def portable_state(state: dict) -> dict:
+    """trainer_state.json's content with its checkpoint path (`best_model_checkpoint`) relative to the run folder."""
+    best = state.get("best_model_checkpoint")
+    return {**state, "best_model_checkpoint": portable_checkpoint_path(best)} if best else state
+
+
+def make_state_portable(run_dir: Path) -> None:
+    """Rewrite the run folder's trainer_state.json with relative paths (checkpoints keep theirs: resumes read them)."""
+    path = run_dir / STATE_FILE
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps(portable_state(state), indent=2, sort_keys=True) + "\n")

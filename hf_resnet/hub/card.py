@@ -101,7 +101,8 @@ def _dataset(recipe: dict) -> tuple[str | None, str]:
     if hub_id:
         config = data.get("dataset_config")
         return hub_id, f"{hub_id} ({config})" if config else hub_id
-    return None, _local_name(str(recipe.get("dataset") or data.get("train_dir") or "an image dataset"))
+    name = str(recipe.get("dataset") or data.get("train_dir") or "an image dataset")
+    return None, _local_name(name) if data.get("train_dir") else name
 
 
 def _local_name(name: str) -> str:
@@ -111,45 +112,75 @@ def _local_name(name: str) -> str:
 
 
 def _validation_dataset(recipe: dict) -> str:
-    """What the validation results were measured on: the validation folder, or the share held out of train."""
+    """What the validation results were measured on: a validation folder, a split of the data, or a share of train.
+
+    recipe.json says which (`validation`); a recipe written before it did is read from its data flags.
+    """
     data = recipe.get("data", {})
     dataset_id, name = _dataset(recipe)
-    if dataset_id:
-        return name
-    if data.get("validation_dir"):
-        return _local_name(str(data["validation_dir"]))
-    split = data.get("validation_split")
-    return f"{name} ({split:.0%} held out for validation)" if split else name
+    held_out = recipe.get("validation")
+    if held_out is None:  # an older recipe
+        split = data.get("validation_split")
+        if dataset_id or data.get("validation_dir") or not split:
+            held_out = {"folder": data["validation_dir"]} if data.get("validation_dir") else {"split": "validation"}
+        else:
+            held_out = {"fraction": split}
+    if "folder" in held_out:
+        return _local_name(str(held_out["folder"]))
+    if "fraction" in held_out:
+        return f"{name} ({held_out['fraction']:.0%} held out for validation)"
+    return name if dataset_id else f"{name}, split {held_out['split']!r}"
+
+
+def inherited_license(source: str | None, revision: str | None = None, token: str | None = None) -> tuple[str, str]:
+    """(license, where it came from): the base model card's `license`, which a fine-tune inherits.
+
+    A local checkpoint's card is its README.md; a Hub model's is fetched (or read from the cache when
+    offline). A model trained from scratch, or a card that names none, gives "other", which tells the Hub
+    (and the reader) that the license must be set (`--license`) before sharing it more widely.
+    """
+    from huggingface_hub import hf_hub_download
+
+    if not source:
+        return "other", "no base model (trained from scratch): set one with --license"
+    local = Path(source)
+    name = f"local checkpoint {local.resolve().name}" if local.exists() else source
+    if local.exists():
+        readme = local / "README.md"
+        if not readme.is_file():
+            return "other", f"{name} has no model card (README.md): set one with --license"
+    else:
+        try:
+            readme = Path(hf_hub_download(source, "README.md", revision=revision, token=token))
+        except Exception as error:  # offline and not cached, no card in the repo, no such repo: say which
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return "other", f"the card of {source} could not be read ({reason}): set one with --license"
+    license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
+    if not license:
+        return "other", f"the card of {name} names no license: set one with --license"
+    return str(license), f"inherited from the card of {name}"
 
 
 def _license(recipe: dict) -> str:
-    """The base model's license, which a fine-tune inherits, from its card when it is on disk; else "other".
-
-    A model trained from scratch or from a checkpoint without a card has no known license:
-    "other" tells the Hub (and the reader) to set one before sharing it more widely.
-    """
-    from huggingface_hub import try_to_load_from_cache
-
-    source = recipe.get("model", {}).get("model_name_or_path")
-    readme = None
-    if source and Path(source, "README.md").is_file():
-        readme = Path(source, "README.md")
-    elif _is_hub_id(source):
-        cached = try_to_load_from_cache(source, "README.md")
-        readme = Path(cached) if isinstance(cached, str) else None
-    license = ModelCard.load(readme).data.license if readme is not None else None
-    return str(license) if license else "other"
+    """The license recipe.json records (`--license`, or the base model's); read from the base model for older ones."""
+    if recipe.get("license"):
+        return str(recipe["license"])
+    return inherited_license(recipe.get("model", {}).get("model_name_or_path"))[0]
 
 
 def _base_model(recipe: dict) -> tuple[str | None, str]:
-    """(Hub model id or None, how the weights started, for people)."""
+    """(Hub model id or None, how the weights started, for people), from recipe.json's `base_model`."""
     model = recipe.get("model", {})
     source = model.get("model_name_or_path")
-    if source:
-        named = f"[{source}](https://huggingface.co/{source})" if _is_hub_id(source) else "a local checkpoint"
-        return (source if _is_hub_id(source) else None), f"fine-tuned from {named}"
+    if _is_hub_id(source):
+        return source, f"fine-tuned from [{source}](https://huggingface.co/{source})"
+    if source:  # an older recipe that kept a local path
+        return None, "fine-tuned from a local checkpoint"
+    base = recipe.get("base_model")
+    if base and not base.startswith("from scratch"):
+        return None, f"fine-tuned from {base}"
     layout = " ".join(str(part) for part in (model.get("arch") or "custom", model.get("variant")) if part)
-    return None, f"trained from scratch ({layout} layout)"
+    return None, f"trained {base or f'from scratch ({layout} layout)'}"
 
 
 # ----------------------------------------------------------------------------- card sections
@@ -303,6 +334,10 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     _, dataset = _dataset(recipe)
     frozen = steps.get("frozen")
     lines = ["## Training recipe", "", f"- Weights: {base}", f"- Data: {dataset}"]
+    if "validation" in recipe:
+        lines.append(f"- Validation: {_validation_dataset(recipe)}")
+    if recipe.get("license"):
+        lines.append(f"- License: {_cell(recipe['license'])} ({recipe.get('license_from', 'recorded')})")
     if frozen is not None:
         lines.append(
             f"- Frozen (weights and BatchNorm statistics): {', '.join(frozen)}" if frozen else "- Frozen: nothing"
@@ -397,7 +432,7 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
             "points: treat small differences between models as noise."
         )
     lines += task.card_limitations(report)
-    if recipe.get("model", {}).get("model_name_or_path"):
+    if _base_model(recipe)[1].startswith("fine-tuned"):
         lines.append("- It inherits the biases of the data its base model was pretrained on.")
     return "\n".join(lines) + "\n"
 
@@ -435,6 +470,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     )
     if labels:
         summary += f" It sorts images into {len(labels)} classes: {shown}."
+    if recipe.get("status", "finished") != "finished":
+        summary = f"> **Unfinished run**: {recipe['status']}.\n\n{summary}"
     if "accuracy" in metrics:
         summary += f"\n\nIt reaches **{metrics['accuracy']:.1%} accuracy**"
         summary += f" (macro F1 {metrics['f1_macro']:.3f})" if "f1_macro" in metrics else ""
