@@ -135,11 +135,12 @@ def _validation_dataset(recipe: dict) -> str:
 def inherited_license(source: str | None, revision: str | None = None, token: str | None = None) -> tuple[str, str]:
     """(license, where it came from): the base model card's `license`, which a fine-tune inherits.
 
-    A local checkpoint's card is its README.md; a Hub model's is fetched (or read from the cache when
-    offline). A model trained from scratch, or a card that names none, gives "other", which tells the Hub
-    (and the reader) that the license must be set (`--license`) before sharing it more widely.
+    A local checkpoint's card is its README.md; a Hub model's card data comes from the Hub (one request,
+    no retries), or from its README.md in the cache when the Hub cannot be asked (offline). A model
+    trained from scratch, or a card that names none, gives "other", which tells the Hub (and the reader)
+    that the license must be set (`--license`) before sharing it more widely.
     """
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import HfApi, try_to_load_from_cache
 
     if not source:
         return "other", "no base model (trained from scratch): set one with --license"
@@ -149,13 +150,17 @@ def inherited_license(source: str | None, revision: str | None = None, token: st
         readme = local / "README.md"
         if not readme.is_file():
             return "other", f"{name} has no model card (README.md): set one with --license"
+        license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
     else:
         try:
-            readme = Path(hf_hub_download(source, "README.md", revision=revision, token=token))
-        except Exception as error:  # offline and not cached, no card in the repo, no such repo: say which
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            return "other", f"the card of {source} could not be read ({reason}): set one with --license"
-    license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
+            card_data = HfApi(token=token).model_info(source, revision=revision, expand=["cardData"]).card_data
+            license = card_data.license if card_data else None
+        except Exception as error:  # offline, no such repo, no access: the cached card, else say why
+            cached = try_to_load_from_cache(source, "README.md", revision=revision)
+            if not isinstance(cached, str):
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                return "other", f"the card of {source} could not be read ({reason}): set one with --license"
+            license = ModelCard.load(cached, ignore_metadata_errors=True).data.license
     if not license:
         return "other", f"the card of {name} names no license: set one with --license"
     return str(license), f"inherited from the card of {name}"
@@ -168,7 +173,7 @@ def _license(recipe: dict) -> str:
     return inherited_license(recipe.get("model", {}).get("model_name_or_path"))[0]
 
 
-def _base_model(recipe: dict) -> tuple[str | None, str]:
+def describe_base_model(recipe: dict) -> tuple[str | None, str]:
     """(Hub model id or None, how the weights started, for people), from recipe.json's `base_model`."""
     model = recipe.get("model", {})
     source = model.get("model_name_or_path")
@@ -247,7 +252,7 @@ def _metadata(
     family_tags: tuple[str, ...] = (),
 ) -> ModelCardData:
     dataset_id, _ = _dataset(recipe)
-    base_model, _ = _base_model(recipe)
+    base_model, _ = describe_base_model(recipe)
     config = recipe.get("data", {}).get("dataset_config") if dataset_id else None
     validation = _validation_dataset(recipe)
     results = model_index_results(metrics, dataset_id or "imagefolder", validation, config, "validation")
@@ -330,7 +335,7 @@ def _rerun_command(recipe: dict, model_ref: str) -> str:
 
 def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     steps = _redact_secrets(recipe.get("recipe", {}))
-    _, base = _base_model(recipe)
+    _, base = describe_base_model(recipe)
     _, dataset = _dataset(recipe)
     frozen = steps.get("frozen")
     lines = ["## Training recipe", "", f"- Weights: {base}", f"- Data: {dataset}"]
@@ -432,7 +437,7 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
             "points: treat small differences between models as noise."
         )
     lines += task.card_limitations(report)
-    if _base_model(recipe)[1].startswith("fine-tuned"):
+    if describe_base_model(recipe)[1].startswith("fine-tuned"):
         lines.append("- It inherits the biases of the data its base model was pretrained on.")
     return "\n".join(lines) + "\n"
 
@@ -459,7 +464,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         task.plot_per_class(report, output_dir / task.per_class_plot)
     has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
 
-    _, base = _base_model(recipe)
+    _, base = describe_base_model(recipe)
     _, dataset = _dataset(recipe)
     shown = ", ".join(_cell(label) for label in labels[:20]) + (
         f" and {len(labels) - 20} more" if len(labels) > 20 else ""
