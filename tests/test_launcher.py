@@ -83,7 +83,7 @@ def test_default_precision_follows_the_hardware():
 
 
 def test_the_cpu_precision_is_the_same_whatever_the_load(monkeypatch, tmp_path):
-    """The decision reads the instruction set only: a clock that runs at a random speed (a busy machine) changes nothing."""
+    """The decision reads the instruction set alone: a clock running at random speeds (a busy machine) is unread."""
     rng, now = random.Random(0), [0.0]
 
     def busy_clock() -> float:

@@ -89,14 +89,13 @@ def _recipe(folder: Path) -> dict:
 
 def test_a_fine_tune_of_a_local_checkpoint_names_it_by_its_folder_and_never_says_from_scratch(runs):
     run = runs["run"]
-    recipe = _recipe(run)
-    assert recipe["base_model"] == "local checkpoint my-ckpt"
-    assert str(runs["root"]) not in (run / "recipe.json").read_text()  # its path is not recorded
     metadata, body = read_card(run / "README.md")
     assert "from scratch" not in body and "fine-tuned from local checkpoint my-ckpt" in body
     assert "It inherits the biases of the data its base model was pretrained on." in body
     facts = read_facts(run, AutoConfig.from_pretrained(run))  # the demo page's facts
     assert facts.base_model == "fine-tuned from local checkpoint my-ckpt"
+    assert _recipe(run)["base_model"] == "local checkpoint my-ckpt"
+    assert str(runs["root"]) not in (run / "recipe.json").read_text()  # its path is not recorded
 
 
 def test_the_license_comes_from_the_base_models_card_and_license_sets_it(runs):
@@ -129,13 +128,13 @@ def test_a_hub_base_models_license_is_read_from_its_card_on_the_hub(hub, tmp_pat
 
 
 def test_the_card_names_the_data_and_the_validation_split_actually_used(runs, tmp_path):
-    recipe = _recipe(runs["run"])
-    assert recipe["validation"] == {"split": "validation"}
     metadata, body = read_card(runs["run"] / "README.md")
-    assert "held out" not in (runs["run"] / "README.md").read_text()
+    assert "held out" not in (runs["run"] / "README.md").read_text() and "threads: threads" not in body
     validation = metadata["model-index"][0]["results"][0]["dataset"]["name"]
     assert validation == "a DatasetDict passed to finetune() (splits: train, validation), split 'validation'"
-    assert f"- threads: {recipe['recipe']['threads']}" in body and "threads: threads" not in body
+    recipe = _recipe(runs["run"])
+    assert recipe["validation"] == {"split": "validation"}
+    assert f"- threads: {recipe['recipe']['threads']}" in body
     # Folders are named under their data root's name: "train" and "val" alone say nothing.
     train, val = tmp_path / "photos" / "train", tmp_path / "photos" / "val"
     train.mkdir(parents=True), val.mkdir()
@@ -146,7 +145,6 @@ def test_the_card_names_the_data_and_the_validation_split_actually_used(runs, tm
 def test_final_metrics_are_the_saved_models_as_hf_resnet_evaluate_gives_them_exactly(runs, tmp_path):
     run = runs["run"]
     assert _recipe(run)["recipe"]["precision"].startswith("bf16 autocast")  # trained under bf16 autocast
-    assert _recipe(run)["recipe"]["final_metrics_precision"] == "fp32"
     eval_results = json.loads((run / "eval_results.json").read_text())
     scored = hf_resnet.evaluate(str(run), dataset=runs["data"]["validation"], output_dir=str(tmp_path), batch_size=8)
     expected = {key.removeprefix("eval_"): value for key, value in eval_results.items()}
@@ -154,6 +152,7 @@ def test_final_metrics_are_the_saved_models_as_hf_resnet_evaluate_gives_them_exa
     shared = set(expected) & set(got) - set(TIMINGS)
     assert {"accuracy", "loss", "ece", "ece_calibrated", "f1_macro", "samples"} <= shared
     assert {key: expected[key] for key in shared} == {key: got[key] for key in shared}  # exactly, not approximately
+    assert _recipe(run)["recipe"]["final_metrics_precision"] == "fp32"
 
 
 def test_what_was_made_from_earlier_weights_is_gone_once_the_weights_change(runs):
@@ -170,16 +169,16 @@ def test_what_was_made_from_earlier_weights_is_gone_once_the_weights_change(runs
 
 def test_pushed_trainer_state_names_its_checkpoints_relative_to_a_moved_run_folder(runs, tmp_path):
     moved = Path(shutil.copytree(runs["run"], tmp_path / "elsewhere" / "run"))
-    files = portable_files(files_to_push(moved), moved)
-    best = runs["run"] / "trainer_state.json"
-    assert json.loads(best.read_text())["best_model_checkpoint"].startswith("checkpoint-")  # as written, too
-    checkpoint = run_folder.checkpoints(moved)[0]  # as `--hub_strategy checkpoint` pushes it
-    files |= portable_files(files_to_push(checkpoint), moved)
-    for state in (files["trainer_state.json"],):
+    checkpoint = run_folder.checkpoints(moved)[0]  # pushed whole by `--hub_strategy checkpoint`
+    assert os.path.isabs(json.loads((checkpoint / "trainer_state.json").read_text())["best_model_checkpoint"])
+    pushed = portable_files(files_to_push(moved), moved)
+    in_checkpoint = portable_files({"last-checkpoint/trainer_state.json": checkpoint / "trainer_state.json"}, moved)
+    for state in (pushed["trainer_state.json"], in_checkpoint["last-checkpoint/trainer_state.json"]):
         content = state if isinstance(state, bytes) else state.read_bytes()
         assert str(runs["root"]).encode() not in content and str(tmp_path).encode() not in content
         assert json.loads(content)["best_model_checkpoint"].startswith("checkpoint-")
-    assert os.path.isabs(json.loads((checkpoint / "trainer_state.json").read_text())["best_model_checkpoint"])
+    written = json.loads((runs["run"] / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert written.startswith("checkpoint-")  # the run folder's own copy is written relative, too
 
 
 def test_a_stopped_run_is_marked_unfinished_and_push_refuses_it_unless_asked(runs, capsys):
