@@ -198,4 +198,4 @@ def test_a_stopped_run_is_marked_unfinished_and_push_refuses_it_unless_asked(run
 def test_an_unfinished_run_pushes_when_asked_and_its_card_says_so(runs, hub):  # noqa: F811
     push(runs["stopped"], "user/partial", allow_unfinished=True)
     card = hub.files("user/partial")["README.md"].decode()
-    assert "> **Unfinished run**: unfinished: stopped at step 2 of 6" in card
+    assert "> **Unfinished run**: stopped at step 2 of 6 by a signal" in card

@@ -476,7 +476,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     if labels:
         summary += f" It sorts images into {len(labels)} classes: {shown}."
     if recipe.get("status", "finished") != "finished":
-        summary = f"> **Unfinished run**: {recipe['status']}.\n\n{summary}"
+        summary = f"> **Unfinished run**: {recipe['status'].removeprefix('unfinished: ')}.\n\n{summary}"
     if "accuracy" in metrics:
         summary += f"\n\nIt reaches **{metrics['accuracy']:.1%} accuracy**"
         summary += f" (macro F1 {metrics['f1_macro']:.3f})" if "f1_macro" in metrics else ""

@@ -213,9 +213,9 @@ def run(
     data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
     model, processor, frozen = build_model(model_args, data.labels, config=config, resize=data_args.resize)
     # Read now, while the base model's repo is known to answer: a stopped run's records need it as well.
-    license = (training_args.license, "--license") if training_args.license else None
+    model_license = (training_args.license, "--license") if training_args.license else None
     base = model_args.model_name_or_path
-    license = license or card.inherited_license(base, model_args.revision, training_args.hub_token)
+    model_license = model_license or card.inherited_license(base, model_args.revision, training_args.hub_token)
     geometry = processor_geometry(processor)
     data_args = dataclasses.replace(data_args, resize=geometry.fit)  # recipe.json and the card name the frame used
     if not streaming:
@@ -250,7 +250,7 @@ def run(
         backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
     head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
     rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
-    records = Records(frozen, head_lr, backbone_lr, threads, license)
+    records = Records(frozen, head_lr, backbone_lr, threads, model_license)
     logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads))
 
     stop = GracefulStop()
@@ -341,7 +341,8 @@ def run(
     fitted = task.fit(model, logits, labels)  # the temperature or thresholds, now in model.config
     report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
     # As `hf-resnet evaluate` measures the saved model (its loss is the plain one, without training's smoothing).
-    measured = task.measure(logits, labels, task.metric_names(training_args.metrics), report, model.config)
+    computed = [name for name in task.metrics if f"eval_{name}" in prediction.metrics]
+    measured = task.measure(logits, labels, computed, report, model.config)
     eval_metrics = {**prediction.metrics, **fitted, **{f"eval_{key}": value for key, value in measured.items()}}
     eval_metrics |= compared
     trainer.log_metrics("eval", eval_metrics)
