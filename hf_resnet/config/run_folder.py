@@ -17,6 +17,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from ..data.examples import EXAMPLES_DIR, find_examples
 from ..families import config_labels, family_of
 from ..families.loading import safetensors_problem
 from ..flags import fingerprint_names
@@ -56,8 +57,8 @@ DERIVED_FILES = (
     "test_average_precision.png",
     "test_mistakes.png",
 )
-#: Folders of derived files, each removed only when it holds the file that shows this package wrote it.
-DERIVED_DIRS = {"onnx": "export_report.json", "examples": None}
+#: `hf-resnet export`'s default folder, removed whole only when it holds the report that shows export wrote it.
+EXPORT_DIR, EXPORT_REPORT = "onnx", "export_report.json"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
@@ -183,19 +184,21 @@ def _remove_derived(output_dir: Path) -> list[str]:
     removed = [name for name in DERIVED_FILES if (output_dir / name).is_file()]
     for name in removed:
         os.remove(output_dir / name)
-    for name, marker in DERIVED_DIRS.items():
-        folder = output_dir / name
-        if folder.is_dir() and (marker is None or (folder / marker).is_file()):
-            shutil.rmtree(folder)
-            removed.append(f"{name}/")
+    examples = find_examples(output_dir)  # the images keep_examples would replace, and only those
+    for path in examples:
+        path.unlink()
+    removed += [f"{EXAMPLES_DIR}/"] if examples else []
+    if (output_dir / EXPORT_DIR / EXPORT_REPORT).is_file():
+        shutil.rmtree(output_dir / EXPORT_DIR)
+        removed.append(f"{EXPORT_DIR}/")
     return removed
 
 
 def start(output_dir: Path, values: dict, replace: bool) -> None:
     """Record the run's fingerprint and mark the folder unfinished until the run writes its recipe.json.
 
-    What described or was made from the folder's previous weights goes first (`DERIVED_FILES`,
-    `DERIVED_DIRS`: results, exports), on a resume too, since the weights change either way; with
+    What described or was made from the folder's previous weights goes first (`DERIVED_FILES`, kept
+    examples, an export in `EXPORT_DIR`), on a resume too, since the weights change either way; with
     `replace`, the previous run's checkpoints too. Its config, processor and card are left to be
     overwritten at the end, so nothing but what this package writes is ever deleted.
     """

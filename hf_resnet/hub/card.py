@@ -116,20 +116,22 @@ def _validation_dataset(recipe: dict) -> str:
 
     recipe.json says which (`validation`); a recipe written before it did is read from its data flags.
     """
-    data = recipe.get("data", {})
     dataset_id, name = _dataset(recipe)
-    held_out = recipe.get("validation")
-    if held_out is None:  # an older recipe
-        split = data.get("validation_split")
-        if dataset_id or data.get("validation_dir") or not split:
-            held_out = {"folder": data["validation_dir"]} if data.get("validation_dir") else {"split": "validation"}
-        else:
-            held_out = {"fraction": split}
+    held_out = recipe.get("validation") or _older_held_out(recipe.get("data", {}), dataset_id)
     if "folder" in held_out:
         return _local_name(str(held_out["folder"]))
     if "fraction" in held_out:
         return f"{name} ({held_out['fraction']:.0%} held out for validation)"
     return name if dataset_id else f"{name}, split {held_out['split']!r}"
+
+
+def _older_held_out(data: dict, dataset_id: str | None) -> dict:
+    """Where validation came from, by an older recipe's data flags (before recipe.json recorded it)."""
+    if data.get("validation_dir"):
+        return {"folder": data["validation_dir"]}
+    if dataset_id or not data.get("validation_split"):
+        return {"split": "validation"}
+    return {"fraction": data["validation_split"]}
 
 
 def inherited_license(source: str | None, revision: str | None = None, token: str | None = None) -> tuple[str, str]:
