@@ -153,6 +153,8 @@ def inherited_license(source: str | None, revision: str | None = None, token: st
         if not readme.is_file():
             return "other", f"{name} has no model card (README.md): set one with --license"
         license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
+    elif not _is_hub_id(source):  # a local folder that is gone (a recipe read on another machine)
+        return "other", "the base model is a folder not found here: set one with --license"
     else:
         try:
             card_data = HfApi(token=token).model_info(source, revision=revision, expand=["cardData"]).card_data
