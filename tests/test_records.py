@@ -56,6 +56,7 @@ class CtrlCAtStep(TrainerCallback):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
+    """The run folder at its end ("run"), a copy of it as the stop left it ("stopped"), its data and their root."""
     root = tmp_path_factory.mktemp("records")
     base = save_tiny_checkpoint(root / "my-ckpt")
     (base / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A base model\n")
@@ -80,7 +81,7 @@ def runs(tmp_path_factory) -> dict:
     stopped_copy = shutil.copytree(run, root / "stopped")  # the folder as the stop left it
     finished = hf_resnet.finetune(**flags, resume_from_checkpoint="last", license="cc-by-4.0")
     assert finished.interrupted_at is None
-    return {"root": root, "run": run, "stopped": stopped_copy, "data": data, "stopped_recipe": stopped_copy}
+    return {"root": root, "run": run, "stopped": stopped_copy, "data": data}
 
 
 def _recipe(folder: Path) -> dict:
