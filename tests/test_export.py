@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image
 from transformers import ResNetForImageClassification
 
 from hf_resnet.cli import main as cli
+from hf_resnet.config import run_folder
 from hf_resnet.inference.classifier import classify, load_classifier
 from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos
 
@@ -108,6 +110,16 @@ def test_classify_with_the_onnx_backend_matches_torch(exported, shapes_model: Pa
     int8 = classify(images, model=shapes_model / "onnx" / "model_int8.onnx", backend="onnx", top_k=1)
     assert [a[0]["label"] for a in int8] == [a[0]["label"] for a in eager]
     assert load_classifier(shapes_model, backend="onnx").backend == "onnx"
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["resume", "overwrite_output_dir"])
+def test_an_export_of_earlier_weights_is_removed_when_a_run_changes_them(exported, shapes_model, tmp_path, replace):
+    run = Path(shutil.copytree(shapes_model, tmp_path / "run"))  # a model folder with its default onnx/ export
+    (run / "onnx" / "model.onnx").stat()
+    run_folder.start(run, {}, replace=replace)  # what a resumed or overwriting run does before training
+    assert not (run / "onnx").exists()
+    with pytest.raises(FileNotFoundError, match="run `hf-resnet export"):
+        classify(_shapes(1, seed=0), model=run, backend="onnx")
 
 
 def test_onnx_backend_applies_the_calibration_temperature(tmp_path: Path):

@@ -433,7 +433,8 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     folders = {str(tmp_path).encode(), str(tmp_path.resolve()).encode(), b"alice"}
     assert [name for name, content in pushed.items() if any(folder in content for folder in folders)] == []
     recipe = json.loads(pushed["recipe.json"])
-    assert recipe["data"]["train_dir"] == recipe["dataset"] == "train" and recipe["data"]["validation_dir"] == "val"
+    assert recipe["data"]["train_dir"] == "train" and recipe["data"]["validation_dir"] == "val"
+    assert recipe["dataset"] == "photos/train"  # named under the data root's name: "train" alone says nothing
     assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": ["model_name_or_path"]}
     card = pushed["README.md"].decode()
     assert "hf-resnet train --recipe user/portable --data_root YOUR_DATA --model_name_or_path" in card

@@ -225,6 +225,11 @@ class ResNetTrainingArguments(TrainingArguments):
             "aliases": ["--token"],
         },
     )
+    license: str | None = flag(
+        None,
+        "The model's license on its card and in recipe.json (a Hub license id: apache-2.0, mit, cc-by-4.0, ...). "
+        "Default: the base model card's license; 'other' when none is known (from scratch, no card).",
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = flag(
         32,
@@ -328,8 +333,7 @@ class ResNetTrainingArguments(TrainingArguments):
     bf16: bool | None = flag(
         None,
         "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
-        "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
-        "--mixed_precision chose.",
+        "on; CPUs with AMX-BF16, and AMD CPUs with AVX512-BF16), unless accelerate launch --mixed_precision chose.",
         result=True,
         machine=True,
     )

@@ -3,7 +3,8 @@
 A run writes `run_args.json` (the arguments that change its result) into its output folder
 when it starts, before the first checkpoint, so a later `--resume_from_checkpoint` can be
 compared with the run the checkpoint came from. `recipe.json`, written at the end, is for the
-model card and a rerun; a run that was interrupted never writes it.
+model card and a rerun, and says whether the run finished (`status`); a run killed before it could
+write one has none, so a folder with `run_args.json` and no recipe.json is unfinished too.
 
 While a run writes the folder its main process holds the folder's lock (`FolderLock`), so a second run
 into it is refused instead of mixing its files with the first's. Files the package did not write there
@@ -26,6 +27,7 @@ try:
 except ImportError:  # Windows: no advisory locks here, so folders are not locked there
     fcntl = None
 
+from ..data.examples import EXAMPLES_DIR, find_examples
 from ..families import config_labels, family_of
 from ..families.loading import safetensors_problem
 from ..flags import fingerprint_names
@@ -44,6 +46,30 @@ RUN_FILES = (
     "trainer_state.json",
     "recipe.json",
 )
+RECIPE_FILE = "recipe.json"
+STATE_FILE = "trainer_state.json"
+#: What a run's start leaves behind besides checkpoints: files that describe the final weights of an earlier run
+#: in this folder (its results, card plots, kept examples) or were made from them by other commands (`hf-resnet
+#: evaluate` with its default --output_dir, `hf-resnet export`'s default onnx/ folder). The weights are about to
+#: change, so keeping them would publish figures and files of another model.
+DERIVED_FILES = (
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "eval_per_class.json",
+    RECIPE_FILE,
+    "confusion_matrix.png",
+    "average_precision.png",
+    "training_curves.png",
+    "test_results.json",
+    "test_per_class.json",
+    "test_confusion_matrix.png",
+    "test_average_precision.png",
+    "test_mistakes.png",
+)
+#: `hf-resnet export`'s default folder, removed whole only when it holds the report that shows export wrote it.
+EXPORT_DIR, EXPORT_REPORT = "onnx", "export_report.json"
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
@@ -283,17 +309,35 @@ def lock_holder(folder: Path) -> str | None:
     return None
 
 
-def start(output_dir: Path, values: dict, replace: bool) -> None:
-    """Record the run's fingerprint; with `replace`, first remove the previous run's checkpoints and results.
+def _remove_derived(output_dir: Path) -> list[str]:
+    removed = [name for name in DERIVED_FILES if (output_dir / name).is_file()]
+    for name in removed:
+        os.remove(output_dir / name)
+    examples = find_examples(output_dir)  # the images keep_examples would replace, and only those
+    for path in examples:
+        path.unlink()
+    removed += [f"{EXAMPLES_DIR}/"] if examples else []
+    if (output_dir / EXPORT_DIR / EXPORT_REPORT).is_file():
+        shutil.rmtree(output_dir / EXPORT_DIR)
+        removed.append(f"{EXPORT_DIR}/")
+    return removed
 
-    Its config, processor and card are left to be overwritten at the end, so nothing but what
-    this package writes is ever deleted. A staging folder left by a run killed mid-save is removed
-    whatever the mode: the caller holds the folder's lock, so no other run is writing there.
+
+def start(output_dir: Path, values: dict, replace: bool) -> None:
+    """Record the run's fingerprint and mark the folder unfinished until the run writes its recipe.json.
+
+    What described or was made from the folder's previous weights goes first (`DERIVED_FILES`, kept
+    examples, an export in `EXPORT_DIR`), on a resume too, since the weights change either way; with
+    `replace`, the previous run's checkpoints too. Its config, processor and card are left to be
+    overwritten at the end, so nothing but what this package writes is ever deleted. A staging folder
+    left by a run killed mid-save is removed whatever the mode: the caller holds the folder's lock, so
+    no other run is writing there.
     """
 
     output_dir.mkdir(parents=True, exist_ok=True)
     if (output_dir / STAGING_DIR).is_dir():
         shutil.rmtree(output_dir / STAGING_DIR)
+    removed = _remove_derived(output_dir)
     if replace:
         for path in checkpoints(output_dir):
             if path.is_dir():
@@ -302,6 +346,50 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
             if (output_dir / name).is_file():
                 os.remove(output_dir / name)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
+    elif removed:
+        logger.warning("The weights in %s change: removed what was made from them: %s", output_dir, ", ".join(removed))
     temporary = output_dir / f".{RUN_ARGS_FILE}.tmp"
     temporary.write_text(json.dumps(values, indent=2))
     os.replace(temporary, output_dir / RUN_ARGS_FILE)
+
+
+def unfinished(run_dir: Path) -> str | None:
+    """Why `run_dir` holds a run that did not finish (its recipe.json `status`), or None for a finished run.
+
+    A folder without run_args.json is no hf_resnet run (a plain transformers checkpoint) and counts as
+    finished; with one and no recipe.json, training started and never reached its end.
+    """
+    try:
+        recipe = json.loads((run_dir / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        recipe = None
+    if isinstance(recipe, dict):
+        status = recipe.get("status", "finished")  # recipes written before the status was recorded: at the end
+        return None if status == "finished" else str(status)
+    if (run_dir / RUN_ARGS_FILE).is_file():
+        return "unfinished: training started here and never finished (stopped, crashed or still running)"
+    return None
+
+
+def portable_checkpoint_path(value: str) -> str:
+    """A checkpoint path the Trainer recorded, relative to its run folder wherever that folder was or is now.
+
+    >>> portable_checkpoint_path("/home/alice/runs/beans/checkpoint-40")
+    'checkpoint-40'
+    """
+    parts = Path(value).parts
+    found = [index for index, part in enumerate(parts) if _CHECKPOINT_NAME.match(part)]
+    return Path(*parts[found[-1] :]).as_posix() if found else Path(value).name
+
+
+def portable_state(state: dict) -> dict:
+    """trainer_state.json's content with its checkpoint path (`best_model_checkpoint`) relative to the run folder."""
+    best = state.get("best_model_checkpoint")
+    return {**state, "best_model_checkpoint": portable_checkpoint_path(best)} if best else state
+
+
+def make_state_portable(run_dir: Path) -> None:
+    """Rewrite the run folder's trainer_state.json with relative paths (checkpoints keep theirs: resumes read them)."""
+    path = run_dir / STATE_FILE
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps(portable_state(state), indent=2, sort_keys=True) + "\n")

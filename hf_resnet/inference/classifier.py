@@ -25,7 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.images import Picture, describe, load_picture
 from ..families.loading import ModelLoadError, check_model_source, load_errors
 from ..model.tta import resolve_mode
-from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
+from ..runtime.precision import cpu_bf16_rule
 from ..tasks import Task, task_for
 from .prediction import model_forward, predict, prepare_model
 
@@ -91,9 +91,10 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "bf16" or "fp32" for `precision` on `device`: "auto" is bf16 on CPUs with native bf16 instructions
-    and measured faster there (their top-1 answers agree with fp32 on at least 99% of images;
-    tests/test_precision.py) and on GPUs with native bf16, fp32 elsewhere, where bf16 would only be slower.
+    """ "bf16" or "fp32" for `precision` on `device`: "auto" is bf16 where training would run bf16 autocast
+    by default (`runtime.precision.cpu_bf16_rule` on a CPU; top-1 answers agree with fp32 on at least 99%
+    of images, tests/test_precision.py) and on GPUs with native bf16, fp32 elsewhere, where bf16 would only
+    be slower.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -101,9 +102,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    if device.type != "cpu" or not native_bf16_cpu():
+    if device.type != "cpu":
         return "fp32"
-    return "bf16" if cpu_bf16_speedup(torch.get_num_threads()) >= MIN_BF16_SPEEDUP else "fp32"
+    return "bf16" if cpu_bf16_rule()[0] else "fp32"
 
 
 def find_onnx_file(folder: Path) -> Path:

@@ -98,12 +98,12 @@ def _read_json(path: Path) -> dict:
 
 
 def _base_model(recipe: dict) -> str:
-    model = recipe.get("model", {})
-    if model.get("model_name_or_path"):
-        return f"fine-tuned from {model['model_name_or_path']}"
-    if model:
-        return f"trained from scratch ({model.get('arch') or 'custom'} layout)"
-    return "unknown (no recipe.json)"
+    """How the weights started, in the card's words (a local checkpoint by name, never "from scratch" for one)."""
+    if not recipe:
+        return "unknown (no recipe.json)"
+    from ..hub.card import describe_base_model
+
+    return describe_base_model(recipe)[1]
 
 
 def read_facts(folder: Path, config, hub_id: str | None = None) -> ModelFacts:
