@@ -49,13 +49,17 @@ def usage_error(error: BaseException, prog: str = "hf-resnet train") -> int:
     A bad argument or data folder stops every rank alike, and torch's elastic launcher stops the
     other ranks as soon as one exits; so rank 0 prints at once, and another rank prints only if it
     is still alive a moment later, which happens when the error was its own (a file that breaks
-    mid-training on its shard) while rank 0 waits in a collective.
+    mid-training on its shard) while rank 0 waits in a collective. A rank of a multi-process run exits
+    without the interpreter's teardown, which takes seconds on busy cores: the launcher then stops
+    the other ranks before their delay is up, and they stay silent.
     """
     if os.environ.get("RANK", "0") != "0":
         time.sleep(RANK_EXIT_DELAY_S)
     print(f"{prog}: error: {_one_line(error)}", file=sys.stderr, flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        end_process(USAGE_ERROR)
     return USAGE_ERROR
 
 
