@@ -39,6 +39,7 @@ from transformers import AutoConfig, EvalPrediction
 import hf_resnet
 from hf_resnet.cli import main as cli
 from hf_resnet.config.arguments import ResNetTrainingArguments
+from hf_resnet.config.run_folder import written_by_package
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.sources import DataError
 from hf_resnet.hub.card import write_model_card
@@ -279,6 +280,9 @@ def test_evaluate_on_a_plain_transformers_checkpoint_needs_no_hf_resnet_file(tmp
     }  # top-5 of 3 classes is always 1.0, so it is left out
     assert result.metrics["test_samples"] == 9
     assert json.loads((checkpoint / "test_results.json").read_text()) == result.metrics
+    hf_resnet.evaluate(checkpoint, test_dir=test, update_card=True)
+    # The card it creates is the package's own, so a training run into this folder may re-render it.
+    assert written_by_package(checkpoint / "README.md")
 
 
 def test_evaluate_reads_a_dataset_split_by_name_and_matches_labels_by_name(tmp_path):

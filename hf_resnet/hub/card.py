@@ -289,15 +289,15 @@ def add_eval_results(
 ) -> Path:
     """Add one dataset's results to the card's model-index, replacing only an older entry for that same split.
 
-    The card is created when the folder has none (a plain transformers checkpoint). Entries for
-    other datasets stay, and `write_model_card` keeps this one when it re-renders the card.
+    The card is created when the folder has none (a plain transformers checkpoint), with `CARD_MARKER`:
+    this package wrote it, so a later run into the folder may re-render it. Entries for other datasets stay, and `write_model_card` keeps this one when it re-renders the card.
     """
     path = Path(output_dir) / "README.md"
     new = model_index_results(metrics, dataset_type, dataset_name, dataset_config, split)
     if path.is_file():
         card = ModelCard.load(path)
     else:
-        card = ModelCard(f"---\n{ModelCardData(pipeline_tag='image-classification').to_yaml()}\n---\n")
+        card = ModelCard(f"---\n{ModelCardData(pipeline_tag='image-classification').to_yaml()}\n---\n{CARD_MARKER}\n")
     data = card.data
     data.eval_results = [r for r in data.eval_results or [] if not any(_same_dataset(r, n) for n in new)] + new
     data.model_name = data.model_name or Path(output_dir).resolve().name
