@@ -39,6 +39,7 @@ from transformers import AutoConfig, EvalPrediction
 import hf_resnet
 from hf_resnet.cli import main as cli
 from hf_resnet.config.arguments import ResNetTrainingArguments
+from hf_resnet.config.run_folder import written_by_package
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.sources import DataError
 from hf_resnet.hub.card import write_model_card
@@ -167,9 +168,11 @@ def test_metrics_flag_chooses_and_metric_for_best_model_must_be_computed(tmp_pat
     from hf_resnet.config.checks import ArgumentError, validate
     from hf_resnet.model.arguments import ModelArguments
 
+    (tmp_path / "photos").mkdir()
+
     def check(**flags):
         args = ResNetTrainingArguments(output_dir=str(tmp_path / "out"), **flags)
-        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path)), args)
+        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path / "photos")), args)
         return args
 
     args = check(metrics="accuracy, ece", metric_for_best_model="ece")
@@ -277,6 +280,9 @@ def test_evaluate_on_a_plain_transformers_checkpoint_needs_no_hf_resnet_file(tmp
     }  # top-5 of 3 classes is always 1.0, so it is left out
     assert result.metrics["test_samples"] == 9
     assert json.loads((checkpoint / "test_results.json").read_text()) == result.metrics
+    hf_resnet.evaluate(checkpoint, test_dir=test, update_card=True)
+    # The card it creates is the package's own, so a training run into this folder may re-render it.
+    assert written_by_package(checkpoint / "README.md")
 
 
 def test_evaluate_reads_a_dataset_split_by_name_and_matches_labels_by_name(tmp_path):
