@@ -118,6 +118,46 @@ def use_cpu_threads() -> str:
 MAX_WORKERS_PER_PROCESS = 16
 
 
+#: `--data_overlap`: how data work overlaps the training step (hf_resnet/data/prefetch.py, DataLoader workers).
+DATA_OVERLAPS = ("auto", "workers", "thread", "none")
+
+
+def cores_per_process() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bool) -> tuple[str, int, str]:
+    """`(overlap, DataLoader workers, why)` for `--data_overlap` and `--dataloader_num_workers` on this machine.
+
+    What the user set wins. Otherwise a GPU, or a CPU with more than two cores per process, gets a
+    worker per core the training loop leaves over (`default_num_workers`); a CPU-only process with two
+    cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority, which
+    measured faster there than a worker process and than decoding between steps (docs/benchmarks.md).
+
+    >>> decide_data_overlap("auto", None, 2, gpu=False)[:2], decide_data_overlap("auto", None, 8, gpu=False)[:2]
+    (('thread', 0), ('workers', 7))
+    """
+    if requested == "auto" and workers is not None:
+        overlap = "workers" if workers > 0 else "none"
+        return overlap, workers, f"--dataloader_num_workers {workers}"
+    if requested != "auto":
+        count = workers if workers is not None else 0 if requested != "workers" else max(1, default_num_workers())
+        return requested, count, f"--data_overlap {requested}"
+    if gpu or cores > 2:
+        count = default_num_workers()
+        where = "a GPU" if gpu else f"{cores} cores per process"
+        return "workers", count, f"{where}: a worker per core the training loop leaves over"
+    return (
+        "thread",
+        0,
+        (
+            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, and a "
+            "prefetch thread at lower priority measured faster than a worker process"
+        ),
+    )
+
+
 def default_num_workers() -> int:
     """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
 
@@ -130,8 +170,7 @@ def default_num_workers() -> int:
     """
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = cores_per_process()
     if per_process <= 2 and not torch.cuda.is_available():
         return 0
     return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))

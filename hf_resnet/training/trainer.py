@@ -2,7 +2,8 @@
 
 `ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
 vs backbone learning rates), batch-level mixing (mixup/cutmix) before each step, evaluation of
-the weight average beside the trained weights, and test-time augmentation in evaluation. Frozen
+the weight average beside the trained weights, test-time augmentation in evaluation, and batches
+made in a thread ahead of the step (`--data_overlap thread`). Frozen
 BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
 `model.train()` calls need no override.
 """
@@ -15,6 +16,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..data.prefetch import ThreadPrefetch
 from ..model.memory_format import use_channels_last
 from ..model.tta import views
 from .checkpoints import AtomicCheckpoints
@@ -64,6 +66,8 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         #: are measured the way the model will be used.
         self.tta = tta
         self.step_rates: dict[str, float] = {}
+        #: The epoch's batch maker with `--data_overlap thread` (data/prefetch.py).
+        self.prefetch: ThreadPrefetch | None = None
         super().__init__(*args, **kwargs)
         # Channels-last weights where safe (model/memory_format.py); training_step puts inputs in the same layout.
         wanted = getattr(self.args, "channels_last", False)
@@ -123,7 +127,22 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         if self.weight_average is not None and resume_from_checkpoint:
             self.weight_average.resume_from = resume_from_checkpoint
-        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+        try:
+            return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+        finally:
+            if self.prefetch is not None:  # a stopped run leaves its thread waiting to hand over a batch
+                self.prefetch.close()
+                self.prefetch = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """With `--data_overlap thread`, the epoch's batches come from a thread that makes them ahead of the step."""
+        if getattr(self.args, "data_overlap", "none") == "thread":
+            if self.prefetch is None or self.prefetch.source is not epoch_iterator:
+                if self.prefetch is not None:
+                    self.prefetch.close()
+                self.prefetch = ThreadPrefetch(epoch_iterator)
+            epoch_iterator = self.prefetch
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     def checkpoint_extras(self, folder: str) -> None:
         if self.weight_average is not None and self.weight_average.average is not None:
