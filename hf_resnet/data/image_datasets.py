@@ -29,7 +29,7 @@ from datasets import Image as ImageFeature
 from ..data.device_batch import CropBatch
 from ..data.image_cache import ImageCache
 from ..data.images import ORIENTATION_TAG, ImageError, open_image, opened, stored_sideways, to_rgb
-from ..data.prefetch import lower_priority
+from ..data.prefetch import lower_priority, seeded
 from ..data.transforms import Plan, TrainAugment, scaled_box
 
 #: Where a training sample leaves the DataLoader worker (see the module docstring).
@@ -175,8 +175,7 @@ class TrainImages(torch.utils.data.Dataset):
         name = image.get("path") or f"image #{index}"
         if not isinstance(self.transform, TrainAugment) or self.decode is not open_image:
             decoded = _decode(image, index, self.decode)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 return {"pixel_values": self.transform(decoded), **example}
         if self.stage == "jpeg" and (size := gpu_decodable(source)) is not None:
             plan = self.transform.plan(*size, seed)

@@ -15,6 +15,9 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
 
 #: Added to a data worker's nice value (DataLoader processes and the prefetch thread alike): the training loop wins
 #: any contended core (on a CPU it is the model, whose threads all wait for the slowest), while data work still takes
@@ -22,6 +25,22 @@ from collections.abc import Iterator
 DATA_NICENESS = 10
 #: Batches made ahead: one to train on next and one in the making; more only holds memory.
 AHEAD = 2
+
+
+#: Held while torch's global generator is seeded for one sample or batch (`seeded`). That generator is one per
+#: process: a prefetch thread seeding it for a sample's auto-augment while the training loop seeds it for a batch's
+#: mixing, or restores it on a resume, would give each the other's draws. The training loop holds it from the moment
+#: it has its batch until its forward pass starts (`ResNetTrainer`), so the prefetch thread draws only meanwhile.
+GLOBAL_RNG = threading.RLock()
+
+
+@contextmanager
+def seeded(seed: int | None):
+    """Run the block on torch's global generator seeded with `seed` (None: as it is), then put it back."""
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def lower_priority() -> None:

@@ -36,6 +36,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 from .arguments import RESIZE_POLICIES, SINGLE_LABEL_DEFAULTS, fill_unset
+from .prefetch import seeded
 
 if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
     from ..data.arguments import DataArguments
@@ -374,8 +375,7 @@ class TrainAugment:
             if plan.vflip:
                 image = image.flip(-2)
             if self._auto is not None:
-                with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
-                    torch.manual_seed(plan.aug_seed)
+                with seeded(plan.aug_seed):  # torchvision draws the operation on the CPU generator
                     image = self._auto(image)
             if placed:
                 top, left, height, width = placed[-1]
