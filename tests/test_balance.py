@@ -21,7 +21,7 @@ from hf_resnet.tasks.balance import (
     positive_weights,
     warn_if_imbalanced,
 )
-from hf_resnet.tasks.loss import loss_for
+from hf_resnet.tasks.single_label import SingleLabel
 
 LABELS = [0] * 90 + [1] * 10
 
@@ -37,9 +37,9 @@ def test_balanced_weights_give_every_class_the_same_total_loss_weight():
 def test_class_weights_raise_the_loss_of_a_mistake_on_the_rare_class():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     weights = balanced_class_weights(class_counts(LABELS, 2))
-    wrong_on_rare = loss_for(False, 0.0, weights)((logits,), torch.tensor([0, 0]))
-    wrong_on_common = loss_for(False, 0.0, weights)((logits,), torch.tensor([1, 1]))
-    assert wrong_on_common > loss_for(False)((logits,), torch.tensor([1, 1]))
+    wrong_on_rare = SingleLabel().loss(0.0, weights)((logits,), torch.tensor([0, 0]))
+    wrong_on_common = SingleLabel().loss(0.0, weights)((logits,), torch.tensor([1, 1]))
+    assert wrong_on_common > SingleLabel().loss()((logits,), torch.tensor([1, 1]))
     assert wrong_on_rare < wrong_on_common
 
 
@@ -83,9 +83,11 @@ def test_a_start_up_warning_names_the_classes_and_the_options_when_the_largest_i
 
 def test_balance_follows_the_flags(tmp_path):
     args = ResNetTrainingArguments(output_dir=str(tmp_path), class_weights="balanced", sampler="balanced")
-    weights, sampler = balance(LABELS, ["a", "b"], False, args)
+    weights, sampler = balance(LABELS, ["a", "b"], SingleLabel().loss_weights, args)
     assert weights.tolist() == pytest.approx([100 / 180, 5.0]) and isinstance(sampler, BalancedSampler)
-    assert balance(LABELS, ["a", "b"], False, ResNetTrainingArguments(output_dir=str(tmp_path))) == (None, None)
+    assert balance(
+        LABELS, ["a", "b"], SingleLabel().loss_weights, ResNetTrainingArguments(output_dir=str(tmp_path))
+    ) == (None, None)
 
 
 @pytest.mark.parametrize("flag", ["class_weights", "sampler"])

@@ -20,8 +20,8 @@ from ..data.arguments import DataArguments
 from ..families import BACKBONE_PARTS, checkpoint_family
 from ..families.loading import source_problem
 from ..flags import Bounds, problems
-from ..model.arguments import DEFAULT_FREEZE_PRETRAINED, ModelArguments
-from ..model.parts import MIN_CACHED_PARTS, cached_parts, parse_parts
+from ..model.arguments import ModelArguments
+from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
 from .arguments import ResNetTrainingArguments
@@ -102,7 +102,7 @@ def _check_declared(model_args, data_args, args) -> None:
     if args.max_steps <= 0 and args.num_train_epochs not in Bounds.parse("(0, inf)"):
         raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:
-        parse_parts(model_args.freeze)
+        model_args.frozen_parts()
     except ValueError:
         raise ArgumentError(
             "freeze", model_args.freeze, f"a comma list of {', '.join(BACKBONE_PARTS)}, or none"
@@ -124,12 +124,6 @@ def _check_metrics(args) -> None:
             args.metric_for_best_model,
             f"is not computed; name loss or one of --metrics ({','.join(names)})",
         )
-
-
-def frozen_parts(model_args: ModelArguments) -> list[str]:
-    """The parts a run freezes: `--freeze`, else all of the default for a loaded checkpoint, none from scratch."""
-    default = DEFAULT_FREEZE_PRETRAINED if model_args.model_name_or_path else "none"
-    return parse_parts(model_args.freeze if model_args.freeze is not None else default)
 
 
 # ----------------------------------------------------------------------------- combinations
@@ -165,7 +159,7 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         raise ArgumentError(
             "streaming", True, "reads a Hub dataset: pass --dataset_name (local folders are indexed instead)"
         )
-    frozen = frozen_parts(model_args)
+    frozen = model_args.frozen_parts()
     if args.cache_frozen_features:
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")

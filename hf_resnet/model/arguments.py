@@ -89,3 +89,14 @@ class ModelArguments:
             "help": "As in the transformers example; no Hub code is ever needed: ResNets are built into transformers.",
         },
     )
+
+    def frozen_parts(self) -> list[str]:
+        """The parts a run freezes: `--freeze`, else the default for a loaded checkpoint, none from scratch.
+
+        >>> ModelArguments(model_name_or_path="microsoft/resnet-50").frozen_parts()
+        ['embedder', 'stage1']
+        """
+        from .parts import parse_parts
+
+        default = DEFAULT_FREEZE_PRETRAINED if self.model_name_or_path else "none"
+        return parse_parts(self.freeze if self.freeze is not None else default)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from ..families import checkpoint_family, family_of
 from ..families.loading import check_model_source
 from ..families.resnet import resnet_config
-from ..model.arguments import DEFAULT_FREEZE_PRETRAINED, ModelArguments
-from ..model.parts import parse_parts
+from ..model.arguments import ModelArguments
 from .freezing import freeze
 
 
@@ -35,14 +34,12 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None, resi
         processor = family.image_processor(
             model_args.image_processor_name or path, model, model_args.image_size, **hub
         )
-        default_freeze = DEFAULT_FREEZE_PRETRAINED
     else:
         config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
         family = family_of(config)
         model = family.build(config, labels)
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
-        default_freeze = "none"  # random features are not worth keeping
     processor = family.reframe(model, processor, resize)
-    frozen = parse_parts(model_args.freeze if model_args.freeze is not None else default_freeze)
+    frozen = model_args.frozen_parts()
     freeze(model, frozen)
     return model, processor, frozen

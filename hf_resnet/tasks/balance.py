@@ -105,13 +105,10 @@ class BalancedSampler(torch.utils.data.Sampler[int]):
         yield from torch.multinomial(self.weights, len(self.weights), replacement=True, generator=generator).tolist()
 
 
-def balance(labels, names: list[str], multi_label: bool, args):
+def balance(labels, names: list[str], loss_weights, args):
     """(loss weights or None, sampler or None) for a run's `--class_weights`/`--sampler`, warning first when
-    classes are far apart."""
-    class_weights, sampler, seed = args.class_weights, args.sampler, args.seed
+    classes are far apart. `loss_weights(counts, total)`: the task's balanced weights (`Task.loss_weights`)."""
     counts = class_counts(labels, len(names))
     warn_if_imbalanced(counts, names)
-    weights = None
-    if class_weights == "balanced":
-        weights = positive_weights(counts, len(labels)) if multi_label else balanced_class_weights(counts)
-    return weights, BalancedSampler(labels, len(names), seed) if sampler == "balanced" else None
+    weights = loss_weights(counts, len(labels)) if args.class_weights == "balanced" else None
+    return weights, BalancedSampler(labels, len(names), args.seed) if args.sampler == "balanced" else None

@@ -79,16 +79,24 @@ class Task:
         return dataclasses.replace(args, metric_for_best_model=self.best_metric, greater_is_better=True)
 
     def loss(self, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
-        """The Trainer's `compute_loss_func` for this task's targets."""
-        from ..tasks.loss import loss_for
+        """The Trainer's `compute_loss_func`: this task's loss with the run's smoothing and class weights bound."""
+        from functools import partial
 
-        return loss_for(self.multi_hot, label_smoothing, weight)
+        return partial(self.loss_function(), label_smoothing=label_smoothing, weight=weight)
+
+    def loss_function(self):
+        """loss(outputs, labels, num_items_in_batch=None, label_smoothing=0.0, weight=None) for this task's targets."""
+        raise NotImplementedError
+
+    def loss_weights(self, counts, total: int) -> torch.Tensor:
+        """`--class_weights balanced`: per-class loss weights from the images per class (`counts`) of `total`."""
+        raise NotImplementedError
 
     def balance(self, labels, names: list[str], args):
         """(loss weights or None, sampler or None) for `--class_weights`/`--sampler` on these targets."""
         from ..tasks.balance import balance
 
-        return balance(labels, names, self.multi_hot, args)
+        return balance(labels, names, self.loss_weights, args)
 
     def batch_mix(self, num_labels: int, data_args):
         """Mixup and/or CutMix of a whole batch, images and targets, or None when both are off."""

@@ -42,13 +42,3 @@ def multi_label_bce(outputs, labels: torch.Tensor, num_items_in_batch=None, labe
     if num_items_in_batch is None:
         return losses.mean()
     return losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
-
-
-def loss_for(multi_label: bool, label_smoothing: float = 0.0, weight: torch.Tensor | None = None):
-    """The run's `compute_loss_func`: BCE with logits for multi-label data, cross-entropy otherwise."""
-    loss = multi_label_bce if multi_label else soft_cross_entropy
-
-    def compute_loss(outputs, labels, num_items_in_batch=None):
-        return loss(outputs, labels, num_items_in_batch, label_smoothing, weight)
-
-    return compute_loss

@@ -102,6 +102,16 @@ class MultiLabel(Task):
         """Saved in config.json: the transformers pipeline then applies a sigmoid, and loaders pick this task."""
         config.problem_type = MULTI_LABEL
 
+    def loss_function(self):
+        from .loss import multi_label_bce
+
+        return multi_label_bce
+
+    def loss_weights(self, counts, total: int) -> torch.Tensor:
+        from .balance import positive_weights
+
+        return positive_weights(counts, total)
+
     def batch_mix(self, num_labels: int, data_args):
         from ..data.transforms import build_multi_hot_mix
 

@@ -30,6 +30,16 @@ class SingleLabel(Task):
     agrees_with = "agrees with"
     data_defaults = SINGLE_LABEL_DEFAULTS
 
+    def loss_function(self):
+        from .loss import soft_cross_entropy
+
+        return soft_cross_entropy
+
+    def loss_weights(self, counts, total: int) -> torch.Tensor:
+        from .balance import balanced_class_weights
+
+        return balanced_class_weights(counts)
+
     def batch_mix(self, num_labels: int, data_args):
         from ..data.transforms import build_batch_mix
 
