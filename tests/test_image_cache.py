@@ -1,7 +1,5 @@
 """The decoded-image cache, the prefetch thread and the data path's choices."""
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -9,6 +7,7 @@ from conftest import tiny_processor
 from datasets import ClassLabel, Dataset, Features
 from datasets import Image as ImageFeature
 from PIL import Image
+from test_loading import jpeg_bytes, photo  # photo-like JPEGs: detail at every scale, so a wrong crop shows
 
 from hf_resnet.data import image_cache
 from hf_resnet.data.arguments import DataArguments
@@ -21,32 +20,18 @@ from hf_resnet.runtime.launcher import decide_data_overlap
 SIZE = 32
 
 
-def photo(width: int, height: int, seed: int) -> Image.Image:
-    """Smooth colour gradients with blobs: detail at every scale, so a crop of the wrong region would show."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    channels = [np.sin(x * rng.uniform(3, 9) + rng.uniform(0, 6)) + np.cos(y * rng.uniform(3, 9)) for _ in range(3)]
-    return Image.fromarray(((np.stack(channels, axis=-1) + 2) * 63).clip(0, 255).astype(np.uint8))
-
-
-def jpeg(image: Image.Image, **save) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=92, **save)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def photos(tmp_path) -> Dataset:
     """Ten JPEGs of 120-210 px, three to six times the model's 32 px: the cache keeps them at 37 px."""
     paths = []
     for i in range(10):
         path = tmp_path / f"photo_{i}.jpg"
-        path.write_bytes(jpeg(photo(150 + 6 * i, 120 + 9 * i, seed=i)))
+        path.write_bytes(jpeg_bytes(photo(150 + 6 * i, 120 + 9 * i, seed=i)))
         paths.append(str(path))
     sideways = tmp_path / "sideways.jpg"  # stored 90 degrees turned, upright by its EXIF tag
     exif = Image.Exif()
     exif[0x0112] = 6
-    sideways.write_bytes(jpeg(photo(200, 130, seed=99), exif=exif.tobytes()))
+    sideways.write_bytes(jpeg_bytes(photo(200, 130, seed=99), exif=exif.tobytes()))
     paths.append(str(sideways))
     features = Features({"image": ImageFeature(), "label": ClassLabel(names=["a", "b"])})
     return Dataset.from_dict({"image": paths, "label": [i % 2 for i in range(len(paths))]}, features=features)
@@ -108,7 +93,7 @@ def test_a_disk_cache_is_reused_for_the_same_images_and_size_and_made_anew_for_o
     larger = image_cache.build(photos, processor_geometry(tiny_processor(48)), "disk")
     assert larger.path != first.path  # keyed by the processor's output size
     changed = tmp_path / "photo_0.jpg"
-    changed.write_bytes(jpeg(photo(150, 120, seed=50)))
+    changed.write_bytes(jpeg_bytes(photo(150, 120, seed=50)))
     assert image_cache.build(photos, geometry, "disk").path not in (first.path, larger.path)  # and by the bytes
 
 
