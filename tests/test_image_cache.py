@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_processor
-from datasets import ClassLabel, Dataset, Features
-from datasets import Image as ImageFeature
+from datasets import Dataset
 from PIL import Image
-from test_loading import jpeg_bytes, photo  # photo-like JPEGs: detail at every scale, so a wrong crop shows
+from test_loading import jpeg_bytes, jpeg_dataset, photo  # noqa: F401 (photo-like images: a wrong crop shows)
 
 from hf_resnet.data import image_cache
 from hf_resnet.data.arguments import DataArguments
@@ -21,20 +20,13 @@ SIZE = 32
 
 
 @pytest.fixture
-def photos(tmp_path) -> Dataset:
-    """Ten JPEGs of 120-210 px, three to six times the model's 32 px: the cache keeps them at 37 px."""
-    paths = []
-    for i in range(10):
-        path = tmp_path / f"photo_{i}.jpg"
-        path.write_bytes(jpeg_bytes(photo(150 + 6 * i, 120 + 9 * i, seed=i)))
-        paths.append(str(path))
-    sideways = tmp_path / "sideways.jpg"  # stored 90 degrees turned, upright by its EXIF tag
+def photos(jpeg_dataset, tmp_path) -> Dataset:  # noqa: F811 (the fixture, imported)
+    """Twelve JPEGs of 150-420 px, five to thirteen times the model's 32 px, and one stored sideways."""
+    sideways = tmp_path / "sideways.jpg"  # upright by its EXIF tag
     exif = Image.Exif()
     exif[0x0112] = 6
     sideways.write_bytes(jpeg_bytes(photo(200, 130, seed=99), exif=exif.tobytes()))
-    paths.append(str(sideways))
-    features = Features({"image": ImageFeature(), "label": ClassLabel(names=["a", "b"])})
-    return Dataset.from_dict({"image": paths, "label": [i % 2 for i in range(len(paths))]}, features=features)
+    return jpeg_dataset.add_item({"image": str(sideways), "label": 0})
 
 
 @pytest.fixture
@@ -93,7 +85,7 @@ def test_a_disk_cache_is_reused_for_the_same_images_and_size_and_made_anew_for_o
     larger = image_cache.build(photos, processor_geometry(tiny_processor(48)), "disk")
     assert larger.path != first.path  # keyed by the processor's output size
     changed = tmp_path / "photo_0.jpg"
-    changed.write_bytes(jpeg_bytes(photo(150, 120, seed=50)))
+    changed.write_bytes(jpeg_bytes(photo(200, 150, seed=50)))
     assert image_cache.build(photos, geometry, "disk").path not in (first.path, larger.path)  # and by the bytes
 
 
@@ -107,7 +99,8 @@ def test_an_unreadable_image_is_named_when_the_cache_is_built(photos, tmp_path):
 def test_the_default_cache_is_the_one_the_decoded_copy_fits(photos, cache_folder, monkeypatch):
     geometry = processor_geometry(tiny_processor(SIZE))
     size = image_cache.estimated_bytes(photos, geometry)
-    assert size == pytest.approx(11 * 3 * 37 * 50, rel=0.3)
+    built = image_cache.build(photos, geometry, "memory")
+    assert size == built.pixels.nbytes  # read from the headers alone, exactly (every image was in the sample)
 
     def machine(memory: int, disk: int):
         monkeypatch.setattr("psutil.virtual_memory", lambda: type("Memory", (), {"available": memory})())
