@@ -131,7 +131,7 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
     """`(overlap, DataLoader workers, why)` for `--data_overlap` and `--dataloader_num_workers` on this machine.
 
     What the user set wins. Otherwise a GPU, or a CPU with more than two cores per process, gets a
-    worker per core the training loop leaves over (`default_num_workers`); a CPU-only process with two
+    worker per core the training loop leaves over (`workers_for`); a CPU-only process with two
     cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority, which
     measured faster there than a worker process and than decoding between steps (docs/benchmarks.md).
 
@@ -142,10 +142,10 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
         overlap = "workers" if workers > 0 else "none"
         return overlap, workers, f"--dataloader_num_workers {workers}"
     if requested != "auto":
-        count = workers if workers is not None else 0 if requested != "workers" else max(1, default_num_workers())
+        count = workers if workers is not None else 0 if requested != "workers" else workers_for(cores)
         return requested, count, f"--data_overlap {requested}"
     if gpu or cores > 2:
-        count = default_num_workers()
+        count = workers_for(cores)
         where = "a GPU" if gpu else f"{cores} cores per process"
         return "workers", count, f"{where}: a worker per core the training loop leaves over"
     return (
@@ -158,19 +158,6 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
     )
 
 
-def default_num_workers() -> int:
-    """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
-
-    None on a CPU-only machine with two cores or fewer: the model's threads already keep every
-    core busy, so a worker process adds contention and copies but no parallelism (measured in
-    docs/benchmarks.md); the main process decodes between steps instead.
-
-    >>> default_num_workers() >= 0
-    True
-    """
-    import torch
-
-    per_process = cores_per_process()
-    if per_process <= 2 and not torch.cuda.is_available():
-        return 0
-    return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))
+def workers_for(cores: int) -> int:
+    """DataLoader workers for a training process with `cores` cores: one per core the training loop leaves over."""
+    return max(1, min(cores - 1, MAX_WORKERS_PER_PROCESS))
