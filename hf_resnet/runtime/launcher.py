@@ -132,8 +132,9 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
 
     What the user set wins. Otherwise a GPU, or a CPU with more than two cores per process, gets a
     worker per core the training loop leaves over (`workers_for`); a CPU-only process with two
-    cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority, which
-    measured faster there than a worker process and than decoding between steps (docs/benchmarks.md).
+    cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority: the
+    data work overlaps the model's operations without a second process competing with them as an
+    equal (a worker measured slower there than decoding between steps: docs/benchmarks.md).
 
     >>> decide_data_overlap("auto", None, 2, gpu=False)[:2], decide_data_overlap("auto", None, 8, gpu=False)[:2]
     (('thread', 0), ('workers', 7))
@@ -152,8 +153,8 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
         "thread",
         0,
         (
-            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, and a "
-            "prefetch thread at lower priority measured faster than a worker process"
+            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, so the "
+            "next batches are made in a thread at lower priority, not in a worker process"
         ),
     )
 
