@@ -96,6 +96,15 @@ BAD_VALUES = [
     (dict(resume_from_checkpoint="last"), r"--resume_from_checkpoint last: no checkpoint-\* folder in .*out"),
     (dict(gpu_decode=True), r"--gpu_decode True: needs a CUDA device; training runs on cpu"),
     (dict(overwrite_output_dir=True, resume_from_checkpoint="last"), r"--overwrite_output_dir True: and --resume"),
+    (dict(max_steps=-5), r"--max_steps -5: must be >= -1 \(-1: train --num_train_epochs\)"),
+    (dict(sync_bn=True), r"--sync_bn True: synchronises BatchNorm across processes, and this run has one; drop it"),
+    (dict(report_to="tensorboard"), r"--report_to tensorboard: not installed: pip install tensorboard, or drop it"),
+    (dict(report_to="tensorbord"), r"--report_to tensorbord: choose none, all or any of .*tensorboard"),
+    (
+        dict(train_dir=None, dataset_name="nobody/no-such-dataset"),
+        r"--dataset_name nobody/no-such-dataset: HF_HUB_OFFLINE is set, and the dataset is not in the cache; "
+        r"connect once to download it, or pass --train_dir",
+    ),
 ]
 
 
@@ -107,6 +116,37 @@ def test_a_bad_argument_is_one_line_naming_it_before_any_work(setup, no_work, tm
     assert isinstance(error.value, ValueError)
     assert "\n" not in str(error.value)
     assert _files(tmp_path) == before  # no output folder, nothing else
+
+
+@pytest.mark.parametrize(
+    "flag, inside, message",
+    [("train_dir", "", "is"), ("train_dir", "circle/run", "lies inside"), ("validation_dir", "", "is")],
+)
+def test_an_output_dir_in_the_data_is_refused(setup, no_work, tmp_path, flag, inside, message):
+    data = Path(setup["train_dir"]) if flag == "train_dir" else make_image_folder(tmp_path / "val", per_class=2)
+    output_dir = data / inside if inside else data
+    with pytest.raises(
+        ArgumentError, match=rf"^--output_dir {output_dir}: {message} --{flag} {data}: the run's files"
+    ):
+        hf_resnet.finetune(**{**setup, flag: str(data), "output_dir": str(output_dir)})
+    assert not (output_dir / "run_args.json").exists()
+
+
+@pytest.mark.parametrize("network", ["bert", "convnext"])
+def test_a_checkpoint_of_no_supported_family_is_refused_before_images_are_read(setup, no_work, tmp_path, network):
+    from transformers import AutoModel, BertConfig, ConvNextConfig
+
+    config = (
+        BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8, vocab_size=16)
+        if network == "bert"
+        else ConvNextConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1])
+    )
+    folder = tmp_path / network
+    AutoModel.from_config(config).save_pretrained(folder)
+    with pytest.raises(
+        ValueError, match=rf"^--model_name_or_path {folder}: a '{network}' model: hf_resnet fine-tunes"
+    ):
+        hf_resnet.finetune(**{**setup, "model_name_or_path": str(folder)})
 
 
 def test_a_model_folder_that_cannot_load_is_named_with_what_is_missing(setup, no_work, tmp_path):
@@ -182,6 +222,8 @@ CLI_CASES = [
     (["--train_dir", "images"], "--train_dir images: no class sub-folders (2 images lie directly in it)."),
     (["typo.yaml"], "typo.yaml: unknown key 'num_train_epoch'; did you mean 'num_train_epochs'?"),
     (["broken.yaml"], "while parsing"),
+    (["twice.yaml"], "twice.yaml line 3: the key 'learning_rate' is given twice; keep one"),
+    (["twice.json"], "twice.json: the key 'arch' is given twice; keep one (JSON would keep the last silently)"),
 ]
 
 
@@ -199,9 +241,11 @@ def test_the_train_command_prints_one_error_line_and_exits_2(tmp_path, args, mes
     (tmp_path / "images" / "a").rmdir()
     (tmp_path / "typo.yaml").write_text("arch: resnet-18\nnum_train_epoch: 3\n")
     (tmp_path / "broken.yaml").write_text("arch: [resnet-18\n")
+    (tmp_path / "twice.yaml").write_text("arch: resnet-18\nlearning_rate: 0.1\nlearning_rate: 0.2\n")
+    (tmp_path / "twice.json").write_text('{"arch": "resnet-18", "arch": "resnet-34"}')
     before = _files(tmp_path)
     common = ["--arch", "resnet-18", "--train_dir", "train", "--output_dir", "out"]
-    argv = args if args[0].endswith(".yaml") else [*common, *args]
+    argv = args if args[0].endswith((".yaml", ".json")) else [*common, *args]
     if args == OWN_PROCESS_CASE:
         result = _train(argv, tmp_path)
         code, stdout, stderr = result.returncode, result.stdout, result.stderr
@@ -306,3 +350,126 @@ def test_resume_last_skips_a_truncated_newest_checkpoint(setup, tmp_path, caplog
     # Trained on from checkpoint-1: steps 2 and 3 ran again, and their checkpoints are whole now.
     assert checkpoint_problem(out / "checkpoint-2") is None and checkpoint_problem(out / "checkpoint-3") is None
     assert "eval_accuracy" in result.metrics
+
+
+# ----------------------------------------------------------------------------- a Hub dataset, reachable or not
+
+
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """Online mode pointed at a port nothing listens on: what a machine without a connection meets, minus DNS."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", "http://127.0.0.1:9")
+    return constants
+
+
+def _cache_as_hub_dataset(images: Path, cache: Path, name: str) -> None:
+    """What `load_dataset(name)` leaves in the datasets cache, made from a local image folder without the Hub."""
+    import shutil
+
+    import datasets
+
+    datasets.load_dataset("imagefolder", data_dir=str(images), cache_dir=str(cache / "build"))
+    built = next((cache / "build" / "imagefolder").iterdir())
+    target = cache / name.replace("/", "___") / "default"
+    shutil.copytree(built, target)
+    for arrow in target.rglob("imagefolder-*"):
+        arrow.rename(arrow.with_name(arrow.name.replace("imagefolder-", f"{name.split('/')[-1]}-")))
+
+
+def test_an_unreachable_hub_is_answered_at_once_and_a_cached_dataset_is_read_offline(
+    setup, tmp_path, unreachable_hub, monkeypatch
+):
+    import time
+
+    import datasets
+
+    from hf_resnet.data.hub_dataset import hub_dataset_problem
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    start = time.perf_counter()
+    with pytest.raises(
+        ArgumentError, match=r"^--dataset_name nobody/absent: the Hub cannot be reached \(ConnectError\)"
+    ):
+        validate(
+            *hf_resnet.parse_args(["--arch", "resnet-18", "--dataset_name", "nobody/absent", "--output_dir", "o"])
+        )
+    assert time.perf_counter() - start < 5  # one request, no retries (datasets alone retries for about 30 s)
+    assert not unreachable_hub.HF_HUB_OFFLINE
+
+    _cache_as_hub_dataset(Path(setup["train_dir"]), tmp_path / "cache", "somebody/shapes")
+    assert hub_dataset_problem("somebody/shapes") is None
+    assert unreachable_hub.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE  # the load that follows reads the cache
+    start = time.perf_counter()
+    assert datasets.load_dataset("somebody/shapes")["train"].num_rows == 12
+    assert time.perf_counter() - start < 5
+
+
+# ----------------------------------------------------------------------------- *_steps flags given alone
+
+#: (flags, then eval_strategy, eval_steps, save_strategy, save_steps, logging_strategy) as the run uses them.
+STEP_CADENCES = [
+    ([], ("epoch", None, "epoch", 500, "epoch")),
+    (["--save_steps", "2"], ("epoch", None, "steps", 2, "epoch")),
+    (["--eval_steps", "3"], ("steps", 3, "epoch", 500, "epoch")),
+    (["--logging_steps", "5"], ("epoch", None, "epoch", 500, "steps")),
+    (["--save_steps", "4", "--load_best_model_at_end", "true"], ("steps", 4, "steps", 4, "epoch")),
+    (["--eval_steps", "2", "--early_stopping_patience", "2"], ("steps", 2, "steps", 2, "epoch")),
+    (
+        ["--eval_steps", "2", "--save_steps", "6", "--load_best_model_at_end", "true"],
+        ("steps", 2, "steps", 6, "epoch"),
+    ),
+    (["--eval_steps", "2", "--save_strategy", "epoch"], ("steps", 2, "epoch", 500, "epoch")),
+    (["--save_steps", "2", "--eval_strategy", "no"], ("no", None, "steps", 2, "epoch")),
+]
+
+
+@pytest.mark.parametrize(
+    "flags, expected", STEP_CADENCES, ids=[" ".join(flags) or "none" for flags, _ in STEP_CADENCES]
+)
+def test_a_steps_flag_alone_switches_its_strategy_to_steps(flags, expected):
+    _, _, args = hf_resnet.parse_args(["--arch", "resnet-18", "--train_dir", "photos", "--output_dir", "o", *flags])
+    strategies = (args.eval_strategy, args.eval_steps, args.save_strategy, args.save_steps, args.logging_strategy)
+    assert tuple(getattr(value, "value", value) for value in strategies) == expected
+
+
+def test_save_steps_alone_saves_every_n_steps_and_a_full_disk_is_one_line_keeping_the_last_checkpoint(
+    setup, tmp_path, monkeypatch, capfd
+):
+    import errno
+
+    import torch
+
+    real_save = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):  # the disk fills up while checkpoint-2 is being written
+        if "checkpoint-2" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(obj, path, *args, **kwargs)
+
+    out = Path(setup["output_dir"])
+    validation = make_image_folder(tmp_path / "val", per_class=2, seed=3)
+    argv = ["train", "--model_name_or_path", setup["model_name_or_path"], "--train_dir", setup["train_dir"]]
+    argv += ["--validation_dir", str(validation), "--output_dir", str(out), "--per_device_train_batch_size", "2"]
+    argv += ["--save_steps", "1", "--max_steps", "3", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+    monkeypatch.setattr(torch, "save", full_disk)
+    capfd.readouterr()
+    assert cli(argv) == 1
+    _, stderr = capfd.readouterr()
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"hf-resnet train: error: no space left on the disk of --output_dir {out} while saving; the last checkpoint, "
+        "checkpoint-1, is intact: free space, then rerun with --resume_from_checkpoint last"
+    )
+    # Saved at step 1 of a 6-step epoch: --save_steps alone saves every N steps.
+    assert checkpoint_problem(out / "checkpoint-1") is None
+    assert not (out / "checkpoint-2").exists() and not list(out.glob(".staging/checkpoint-2"))
+
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the advice works
+    assert cli([*argv, "--resume_from_checkpoint", "last"]) == 0
+    assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]

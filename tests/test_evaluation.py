@@ -167,9 +167,11 @@ def test_metrics_flag_chooses_and_metric_for_best_model_must_be_computed(tmp_pat
     from hf_resnet.config.checks import ArgumentError, validate
     from hf_resnet.model.arguments import ModelArguments
 
+    (tmp_path / "photos").mkdir()
+
     def check(**flags):
         args = ResNetTrainingArguments(output_dir=str(tmp_path / "out"), **flags)
-        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path)), args)
+        validate(ModelArguments(arch="resnet-18"), DataArguments(train_dir=str(tmp_path / "photos")), args)
         return args
 
     args = check(metrics="accuracy, ece", metric_for_best_model="ece")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image
 from transformers import ResNetForImageClassification
 
 from hf_resnet.cli import main as cli
+from hf_resnet.config import run_folder
 from hf_resnet.inference.classifier import classify, load_classifier
 from hf_resnet.inference.onnx_export import ExportError, ExportReport, export, reference_photos
 
@@ -110,6 +112,16 @@ def test_classify_with_the_onnx_backend_matches_torch(exported, shapes_model: Pa
     assert load_classifier(shapes_model, backend="onnx").backend == "onnx"
 
 
+@pytest.mark.parametrize("replace", [False, True], ids=["resume", "overwrite_output_dir"])
+def test_an_export_of_earlier_weights_is_removed_when_a_run_changes_them(exported, shapes_model, tmp_path, replace):
+    run = Path(shutil.copytree(shapes_model, tmp_path / "run"))  # a model folder with its default onnx/ export
+    (run / "onnx" / "model.onnx").stat()
+    run_folder.start(run, {}, replace=replace)  # what a resumed or overwriting run does before training
+    assert not (run / "onnx").exists()
+    with pytest.raises(FileNotFoundError, match="run `hf-resnet export"):
+        classify(_shapes(1, seed=0), model=run, backend="onnx")
+
+
 def test_onnx_backend_applies_the_calibration_temperature(tmp_path: Path):
     folder = save_tiny_checkpoint(tmp_path / "m", seed=4, calibration_temperature=3.0)
     export(folder, sample_images=_shapes(4, seed=1), latency_repeats=1)
@@ -191,12 +203,13 @@ def test_export_into_a_read_only_folder_is_one_clear_line(tmp_path: Path, monkey
     if os.geteuid() == 0:  # root writes anywhere; let the check see what any other user would
         real_access = os.access
         monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and real_access(path, mode))
+    capsys.readouterr()
     assert cli(["export", "--model", str(model), "--out", str(read_only / "onnx")]) == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars of loading the model
-    assert error == (
-        f"hf-resnet export: --out {read_only / 'onnx'}: cannot write there ({read_only} is read-only); "
-        "pass a writable --out folder"
-    )
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [  # before the model loads: no progress bars
+        f"hf-resnet export: --out {read_only / 'onnx'}: not writable (its nearest existing parent {read_only} "
+        "is not); pass a folder you can write to"
+    ]
     assert list(read_only.iterdir()) == []
 
 

@@ -249,24 +249,94 @@ def test_push_refuses_an_unfinished_folder_before_any_request(hub, tmp_path):
     assert hub.requests == []
 
 
-def test_push_after_training_logs_the_retry_command_instead_of_raising(hub, tmp_path, caplog):
+def test_push_after_training_raises_with_the_retry_command(hub, tmp_path):
     run = make_run_folder(tmp_path / "run", checkpoint=False)
     hub.fail("POST", r"/api/repos/create$", status=503)
     args = TrainingArguments(
         output_dir=str(run), push_to_hub=True, hub_model_id="user/shapes", hub_token=TOKEN, report_to="none"
     )
 
-    push_after_training(run, args)
-
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and "server error (503)" in errors[0]
-    assert errors[0].endswith(f"hf-resnet push {run} --repo user/shapes")
-    assert TOKEN not in caplog.text
+    with pytest.raises(PushError, match=r"server error \(503\)") as failure:
+        push_after_training(run, args)
+    assert str(failure.value).endswith(f"hf-resnet push {run} --repo user/shapes")
+    assert TOKEN not in str(failure.value)
 
     other_process = types.SimpleNamespace(push_to_hub=True, process_index=1, hub_model_id="user/shapes")
     requests = len(hub.requests)
     push_after_training(run, other_process)
     assert len(hub.requests) == requests  # only the main process pushes
+
+
+@pytest.fixture
+def push_run(hub, tmp_path, monkeypatch):
+    """The command line of a tiny run that pushes to the local Hub at the end, and its output folder."""
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-here"))
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny")
+    train = make_image_folder(tmp_path / "train", per_class=8)
+    out = tmp_path / "out"
+    argv = [
+        *("--model_name_or_path", str(checkpoint), "--train_dir", str(train), "--output_dir", str(out)),
+        *("--max_steps", "2", "--per_device_train_batch_size", "8", "--save_strategy", "no"),
+        *("--eval_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--keep_examples", "false"),
+        *("--push_to_hub", "--hub_strategy", "end"),
+    ]
+    return argv, out
+
+
+def _error_lines(capfd) -> list[str]:
+    return [line for line in capfd.readouterr().err.splitlines() if line.startswith("hf-resnet train: error:")]
+
+
+def test_push_to_hub_checks_the_repo_id_and_the_token_before_any_work(hub, push_run, monkeypatch, capfd):
+    from hf_resnet.training import recipe
+    from hf_resnet.training import run as run_module
+
+    def work(*args, **kwargs):
+        raise AssertionError("work started before the push was refused")
+
+    monkeypatch.setattr(run_module, "load_image_data", work)
+    argv, out = push_run
+    with socket.socket() as closed:  # a port nothing listens on: a Hub that is down
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    cases = [
+        (["--hub_model_id", "bad repo!!"], {}, "--hub_model_id bad repo!!: not a Hub repo id"),
+        (["--hub_model_id", "user/tiny", "--hub_token", "hf_wrong_token"], {}, "refused the token (401)"),
+        (["--hub_model_id", "user/tiny"], {"ENDPOINT": dead}, f"cannot check the token at {dead}"),
+        (["--hub_model_id", "user/tiny"], {"HF_HUB_OFFLINE": True}, "--push_to_hub True: offline mode is on"),
+        (["--hub_model_id", "user/tiny"], {"token": None}, "--push_to_hub True: no Hub token"),
+    ]
+    for flags, setting, message in cases:
+        with monkeypatch.context() as patch:
+            for name, value in setting.items():
+                if name == "token":
+                    patch.delenv("HF_TOKEN")
+                else:
+                    patch.setattr(constants, name, value)
+            code = recipe.main([*argv, *flags])
+        errors = _error_lines(capfd)
+        assert code == 2 and len(errors) == 1 and message in errors[0], (flags, errors)
+        assert "hf_wrong_token" not in errors[0]
+    assert not out.exists()
+    assert hub.count("POST", r"^/api/(repos|models)/") == 0  # only whoami was asked
+
+
+def test_a_push_that_fails_after_training_exits_1_naming_the_kept_folder_and_the_push_command(hub, push_run, capfd):
+    from hf_resnet.training import recipe
+
+    argv, out = push_run
+    hub.fail("POST", r"/api/repos/create$", status=503)
+
+    code = recipe.main([*argv, "--hub_model_id", "user/tiny"])
+
+    errors = _error_lines(capfd)
+    assert code == 1 and len(errors) == 1, errors
+    assert "server error (503)" in errors[0] and "The local output is complete; nothing there was lost." in errors[0]
+    assert errors[0].endswith(f"Retry without re-training: hf-resnet push {out} --repo user/tiny")
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+    push(out, "user/tiny")  # the command's push, once the Hub answers again
+    assert_hub_matches_local(hub, "user/tiny", out)
 
 
 def test_token_is_stripped_from_saved_arguments_and_files_holding_it_are_not_pushed(hub, tmp_path):
@@ -363,7 +433,8 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     folders = {str(tmp_path).encode(), str(tmp_path.resolve()).encode(), b"alice"}
     assert [name for name, content in pushed.items() if any(folder in content for folder in folders)] == []
     recipe = json.loads(pushed["recipe.json"])
-    assert recipe["data"]["train_dir"] == recipe["dataset"] == "train" and recipe["data"]["validation_dir"] == "val"
+    assert recipe["data"]["train_dir"] == "train" and recipe["data"]["validation_dir"] == "val"
+    assert recipe["dataset"] == "photos/train"  # named under the data root's name: "train" alone says nothing
     assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": ["model_name_or_path"]}
     card = pushed["README.md"].decode()
     assert "hf-resnet train --recipe user/portable --data_root YOUR_DATA --model_name_or_path" in card

@@ -83,6 +83,72 @@ def test_a_bad_metadata_line_is_one_error_naming_the_file_and_line(tmp_path):
         load_image_data(DataArguments(train_dir=str(train)))
 
 
+BAD_METADATA = [
+    (
+        "metadata.csv",
+        "file_name,labels\n0.png,cat;dog\n1.png,cat,dog\n",
+        r"metadata\.csv line 3: 3 fields for the 2 of "
+        r"the header \(file_name,labels\); separate several labels with ';', not a comma",
+    ),
+    (
+        "metadata.jsonl",
+        '{"file_name": "0.png", "labels": ["cat"]}\n["1.png", "cat"]\n',
+        r"metadata\.jsonl line 2: "
+        r"a JSON list, not an object; write one object per line",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, text, message", BAD_METADATA, ids=[name for name, _, _ in BAD_METADATA])
+def test_a_metadata_row_of_the_wrong_shape_is_one_error_naming_the_file_and_row(tmp_path, name, text, message):
+    train = _metadata_folder(tmp_path / "train")
+    (train / "metadata.jsonl").unlink()
+    (train / name).write_text(text)
+    with pytest.raises(DataError, match=message) as error:
+        load_image_data(DataArguments(train_dir=str(train)))
+    assert "\n" not in str(error.value)
+
+
+def test_a_metadata_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    train = _metadata_folder(tmp_path / "train", csv=True)
+    csv = train / "metadata.csv"
+    csv.write_bytes(csv.read_text().encode("utf-8-sig"))
+    data = load_image_data(DataArguments(train_dir=str(train), validation_dir=str(train)))
+    assert data.labels == ["cat", "dog"] and len(data.validation) == 12
+    rows = {row["image"].filename.split("/")[-1]: row["label"] for row in data.validation}
+    assert rows["0.png"] == [1.0, 0.0] and rows["1.png"] == [1.0, 1.0]
+
+
+BAD_THRESHOLDS = [
+    float("nan"),
+    1.5,
+    -0.1,
+    [0.5, float("nan"), 0.5],
+    [[0.5, 0.5], 0.5, 0.5],
+    {"cat": 2.0},
+    {"cow": 0.3},
+]
+
+
+@pytest.mark.parametrize("stored", BAD_THRESHOLDS, ids=map(repr, BAD_THRESHOLDS))
+def test_thresholds_a_model_cannot_answer_with_are_refused_naming_them(stored):
+    from transformers import PretrainedConfig
+
+    from hf_resnet.tasks.multi_label import stored_thresholds
+
+    config = PretrainedConfig(id2label={0: "cat", 1: "dog", 2: "emu"}, thresholds=stored)
+    unknown = isinstance(stored, dict) and "cow" in stored
+    message = (
+        r"name label\(s\) \['cow'\] the model does not have"
+        if unknown
+        else r"should be one probability per label \(3\), .* each in \[0, 1\]"
+    )
+    with pytest.raises(ValueError, match=r"^config\.json thresholds .*" + message):
+        stored_thresholds(config)
+    good = PretrainedConfig(id2label={0: "cat", 1: "dog", 2: "emu"}, thresholds={"dog": 0.25, "emu": 1})
+    assert stored_thresholds(good) == [0.5, 0.25, 1.0]
+
+
 def test_an_unknown_problem_type_is_refused_naming_the_flag(tmp_path):
     from hf_resnet.config.arguments import ResNetTrainingArguments
     from hf_resnet.config.checks import ArgumentError, validate

@@ -1,6 +1,7 @@
 """Crashes and interruptions: real kills of real training processes, then resumes."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -155,33 +156,48 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_checkpoint, image_fold
     assert json.loads((resumed.output_dir / "trainer_state.json").read_text())["global_step"] == step + 2
 
 
-def _stop_flags(checkpoint, train, val, out):
+def _stop_flags(checkpoint, train, val, out, progress_bar=False):
     return [
         *("--model_name_or_path", str(checkpoint), "--train_dir", str(train), "--validation_dir", str(val)),
         *("--output_dir", str(out), "--max_steps", "100000", "--save_strategy", "steps", "--save_steps", "2"),
-        *("--per_device_train_batch_size", "8", "--eval_strategy", "no", "--disable_tqdm", "true"),
+        *("--per_device_train_batch_size", "8", "--eval_strategy", "no", "--disable_tqdm", str(not progress_bar)),
     ]
 
 
-# Each launcher and each way it ends, once: accelerate's one-process launcher dies of SIGINT and SIGTERM alike (the
-# training process then gets its parent-death SIGTERM), and torchrun passes SIGINT and SIGTERM on alike.
+#: accelerate launch sends SIGKILL this many seconds after passing a SIGTERM on (accelerate 1.16): a training
+#: process must have saved its checkpoint and exited by then.
+LAUNCHER_GRACE_S = 5
+
+
+# Each launcher and each way it ends, once: accelerate's one-process launcher passes SIGTERM on and dies of SIGKILL
+# (the training process then gets its parent-death SIGTERM), and torchrun passes SIGINT on. The one-process SIGTERM
+# runs beside two busy processes, as on a shared machine; after the one-process SIGKILL the progress bar writes into
+# the stderr pipe that the launcher read and took with it.
 @pytest.mark.parametrize(
     "processes, signal_name",
-    [(1, "SIGTERM"), (2, "SIGINT"), (2, "SIGKILL")],
-    ids=["1-process-SIGTERM", "2-processes-SIGINT", "2-processes-SIGKILL"],
+    [(1, "SIGTERM"), (1, "SIGKILL"), (2, "SIGINT"), (2, "SIGKILL")],
+    ids=[
+        "1-process-SIGTERM-under-load",
+        "1-process-SIGKILL-closed-stderr",
+        "2-processes-SIGINT",
+        "2-processes-SIGKILL",
+    ],
 )
 def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoint_saved(
     tiny_checkpoint, image_folders, tmp_path, processes, signal_name
 ):
     train, val = image_folders
     out = tmp_path / "out"
+    progress_bar = processes == 1 and signal_name == "SIGKILL"
+    load = 2 if processes == 1 and signal_name == "SIGTERM" else 0
     command, env = launch_command(
-        ROOT / "recipes" / "finetune.py", _stop_flags(tiny_checkpoint, train, val, out), processes
+        ROOT / "recipes" / "finetune.py", _stop_flags(tiny_checkpoint, train, val, out, progress_bar), processes
     )
     # The signal goes to the launcher's PID alone, as `kill` or a scheduler sends it, once a checkpoint shows
     # that every rank is training.
+    reaper = [sys.executable, str(ROOT / "tests" / "reaper.py"), signal_name, str(out / "checkpoint-*")]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "reaper.py"), signal_name, str(out / "checkpoint-*"), "--", *command],
+        [*reaper, "--load", str(load), "--", *command],
         env={**env, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
@@ -201,6 +217,10 @@ def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoi
     # logging the stop (not yet explained); nothing waits for their exit code then, but it should be 130.
     allowed = {130, -signal.SIGTERM} if processes > 1 and signal_name == "SIGKILL" else {130}
     assert all(code in allowed for code in report["orphans"].values()), output[-4000:]
+    # Every training process ended by itself, before the launcher's SIGKILL would have come.
+    ended = report["ended_after"]
+    training = {name: seconds for name, seconds in ended.items() if "accelerate.commands.launch" not in name}
+    assert len(training) == processes and max(training.values()) < LAUNCHER_GRACE_S, report
     state = json.loads((out / "trainer_state.json").read_text())  # written after training, not by a checkpoint
     step = state["global_step"]
     assert f"Stopped at step {step}; checkpoint saved" in output
@@ -239,3 +259,26 @@ def test_only_processes_started_by_a_launcher_are_tied_to_it():
     )
     assert fake.stdout.strip() == "True", fake.stderr[-2000:]
     assert stop_with_launcher() is False  # pytest's parent is a shell or a runner, not a launcher
+
+
+def test_writes_to_a_pipe_whose_reader_is_gone_are_dropped_not_raised(monkeypatch):
+    from hf_resnet.runtime.signals import survive_closed_output
+
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w", buffering=1)  # noqa: SIM115  (closed below, after the checks)
+    handler = logging.StreamHandler(stream)  # a handler made before the guard, as transformers' own is
+    logger = logging.getLogger("hf_resnet.test_closed_pipe")
+    logger.addHandler(handler)
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # restored afterwards, should the guard take it too
+    try:
+        survive_closed_output()
+        assert sys.stdout is not stream and handler.stream is sys.stdout
+        os.close(read_end)  # the launcher that read it was killed
+        print("step 12" * 10_000)  # more than the pipe holds: the write itself meets the closed pipe
+        logger.warning("Stopped at step 12; checkpoint saved")
+        sys.stdout.flush()
+        assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))  # later writers, C++ included, too
+    finally:
+        logger.removeHandler(handler)
+        stream.close()

@@ -131,18 +131,38 @@ class ResNetTrainingArguments(TrainingArguments):
         resumable=True,
         bounds="[1, inf)",
     )
-    # Fine-tuning sets are small: judge every epoch, and keep the last two checkpoints only.
-    eval_strategy: str = flag(
-        "epoch",
-        "When to evaluate (no, steps, epoch).",
+    # Fine-tuning sets are small: judge every epoch, and keep the last two checkpoints only. An epoch is the default
+    # cadence of evaluating, saving and logging, but `--eval_steps N`, `--save_steps N` or `--logging_steps N` alone
+    # means every N steps, as transformers users expect (`step_cadences` below).
+    eval_strategy: str | None = flag(
+        None,
+        "When to evaluate (no, steps, epoch). Default: steps if --eval_steps is given (or, keeping the best model, "
+        "--save_steps), else epoch.",
         result=True,
         resumable=True,
         # transformers 5 dropped the old name; the image-classification example's READMEs still use it.
         aliases=["--evaluation_strategy"],
     )
-    save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint (no, steps, epoch, best)."})
+    eval_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate every N steps (a float < 1: that fraction of all steps); implies --eval_strategy steps."
+        },
+    )
+    save_strategy: str | None = field(
+        default=None,
+        metadata={
+            "help": "When to checkpoint (no, steps, epoch, best). Default: steps if --save_steps is given (or, "
+            "keeping the best model, --eval_steps), else epoch."
+        },
+    )
+    save_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Save every N steps (a float < 1: that fraction of all steps); implies --save_strategy steps."
+        },
+    )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
-    # An epoch is the default cadence, but `--logging_steps N` alone logs every N steps, as transformers users expect.
     logging_strategy: str | None = field(
         default=None,
         metadata={"help": "When to log (no, steps, epoch). Default: steps if --logging_steps is given, else epoch."},
@@ -204,6 +224,11 @@ class ResNetTrainingArguments(TrainingArguments):
             "Default: HF_TOKEN or your login.",
             "aliases": ["--token"],
         },
+    )
+    license: str | None = flag(
+        None,
+        "The model's license on its card and in recipe.json (a Hub license id: apache-2.0, mit, cc-by-4.0, ...). "
+        "Default: the base model card's license; 'other' when none is known (from scratch, no card).",
     )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Loggers: none, tensorboard, ..."})
     per_device_train_batch_size: int = flag(
@@ -316,8 +341,7 @@ class ResNetTrainingArguments(TrainingArguments):
     bf16: bool | None = flag(
         None,
         "bf16 autocast. Default: on where the hardware runs bf16 natively and faster (GPUs from Ampere "
-        "on; CPUs with AMX or AVX512-BF16 where a probe measured bf16 faster), unless accelerate launch "
-        "--mixed_precision chose.",
+        "on; CPUs with AMX-BF16, and AMD CPUs with AVX512-BF16), unless accelerate launch --mixed_precision chose.",
         result=True,
         machine=True,
     )
@@ -347,7 +371,7 @@ class ResNetTrainingArguments(TrainingArguments):
 
     #: What hf_resnet knows about the `TrainingArguments` fields it does not redefine (see hf_resnet/flags.py).
     inherited_flags: ClassVar[dict[str, Flag]] = {
-        "max_steps": Flag(result=True, resumable=True),
+        "max_steps": Flag(result=True, resumable=True, bounds="[-1, inf)", hint="(-1: train --num_train_epochs)"),
         "gradient_accumulation_steps": Flag(result=True, bounds="[1, inf)"),
         "max_grad_norm": Flag(result=True),
         "label_smoothing_factor": Flag(result=True, bounds="[0, 1)", card="augmentation"),
@@ -377,13 +401,36 @@ class ResNetTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
         self.dataloader_persistent_workers = self.dataloader_persistent_workers and self.dataloader_num_workers > 0
-        if self.logging_strategy is None:
-            self.logging_strategy = "epoch" if self.logging_steps is None else "steps"
-        if self.logging_steps is None:
-            self.logging_steps = TrainingArguments.logging_steps  # transformers' default, for --logging_strategy steps
+        self.step_cadences()
         with contextlib.suppress(ValueError):  # names no metric computes are refused by config.checks.validate
             self.metrics = ",".join(parse_metric_names(self.metrics))
         best = (self.metric_for_best_model or "").removeprefix("eval_")
         if self.greater_is_better is None and best in LOWER_IS_BETTER:
             self.greater_is_better = False
         super().__post_init__()
+
+    def step_cadences(self) -> None:
+        """Resolve the strategies the user left out: `--X_steps N` alone means every N steps, else every epoch.
+
+        Keeping the best model (`--load_best_model_at_end`, or early stopping) needs every checkpoint
+        evaluated, so there the one of saving and evaluating that was not given follows the other:
+        `--save_steps 50` evaluates every 50 steps too, and `--eval_steps 50` saves every 50 steps.
+        Without it they stay independent: `--save_steps 50` alone still evaluates once an epoch.
+        """
+        for kind in ("logging", "eval", "save"):
+            if getattr(self, f"{kind}_strategy") is None and getattr(self, f"{kind}_steps") is not None:
+                setattr(self, f"{kind}_strategy", "steps")
+        if self.load_best_model_at_end:
+            for kind, other in (("eval", "save"), ("save", "eval")):
+                if getattr(self, f"{kind}_strategy") is None:  # neither it nor its steps given
+                    setattr(self, f"{kind}_strategy", getattr(self, f"{other}_strategy"))
+                    if getattr(self, f"{kind}_steps") is None:
+                        setattr(self, f"{kind}_steps", getattr(self, f"{other}_steps"))
+        for kind in ("logging", "eval", "save"):
+            if getattr(self, f"{kind}_strategy") is None:
+                setattr(self, f"{kind}_strategy", "epoch")
+        # transformers' defaults, for a strategy of steps given without its steps
+        if self.logging_steps is None:
+            self.logging_steps = TrainingArguments.logging_steps
+        if self.save_steps is None:
+            self.save_steps = TrainingArguments.save_steps

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +60,18 @@ def validate(
 ) -> Validated:
     """Raise `ArgumentError` for the first argument that cannot work; run once per run, before any work.
 
-    Reads nothing but flags, folder listings and file headers, so it answers in well under a second.
+    Reads nothing but flags, folder listings and file headers, so it answers in well under a second;
+    with --push_to_hub it also asks the Hub once whose the token is.
     """
     _check_example_flags(model_args, training_args)
     _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
-    _check_paths(model_args, data_args, dataset, config)
+    _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
     _check_devices(training_args)
-    _check_output_dir(training_args)
+    _check_loggers(training_args)
+    _check_output_dir(training_args, data_args if dataset is None else None)
+    _check_not_locked(training_args)
+    _check_hub(training_args)
     resume = resume_checkpoint(training_args)
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
     if resume is not None:
@@ -192,12 +197,18 @@ def _is_stream(dataset) -> bool:
 # ----------------------------------------------------------------------------- paths and devices
 
 
-def _check_paths(model_args, data_args, dataset, config) -> None:
+def _check_paths(model_args, data_args, dataset, config, token) -> None:
     if dataset is None:
         for flag in ("train_dir", "validation_dir"):
             folder = getattr(data_args, flag)
             if folder and not Path(folder).expanduser().is_dir():
                 raise ArgumentError(flag, folder, "no such directory")
+        name = data_args.dataset_name
+        if name and not data_args.train_dir and not Path(name).expanduser().exists():
+            from ..data.hub_dataset import hub_dataset_problem
+
+            if problem := hub_dataset_problem(name, data_args.dataset_config, token=token):
+                raise ArgumentError("dataset_name", name, problem)
     if model_args.model_name_or_path:
         if problem := source_problem(
             model_args.model_name_or_path, need_processor=False
@@ -211,6 +222,13 @@ def _check_devices(args) -> None:
     device = args.device.type
     if args.gpu_decode and device != "cuda":
         raise ArgumentError("gpu_decode", True, f"needs a CUDA device; training runs on {device}")
+    if args.sync_bn and args.world_size == 1:
+        raise ArgumentError(
+            "sync_bn",
+            True,
+            "synchronises BatchNorm across processes, and this run has one; drop it, or start several "
+            "(accelerate launch --multi_gpu --num_processes N ...)",
+        )
     # DistributedDataParallel refuses SyncBatchNorm on CPU processes (gloo); CUDA, XPU and HPU run it.
     if args.sync_bn and args.world_size > 1 and device == "cpu":
         raise ArgumentError(
@@ -221,22 +239,83 @@ def _check_devices(args) -> None:
         )
 
 
+#: The pip package of each logger `--report_to` names, where it differs from the name.
+LOGGER_PACKAGES = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "neptune": "neptune"}
+
+
+def _check_loggers(args) -> None:
+    """Each `--report_to` logger installed, so a missing one is said now, not by the Trainer after the data scan."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    wanted = args.report_to or []
+    unknown = [name for name in wanted if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        known = ", ".join(INTEGRATION_TO_CALLBACK)
+        raise ArgumentError("report_to", unknown[0], f"choose none, all or any of {known}")
+    available = get_available_reporting_integrations()
+    if missing := [name for name in wanted if name not in available]:
+        packages = " ".join(LOGGER_PACKAGES.get(name, name) for name in missing)
+        raise ArgumentError(
+            "report_to",
+            ",".join(missing),
+            f"not installed: pip install {packages}, or drop it from --report_to (none logs to the console only)",
+        )
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def _check_output_dir(args) -> None:
+def folder_write_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into `folder` (created if missing), or None; every command's output check."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        return "is a file; pass a folder"
+    existing = _nearest_existing(folder.absolute())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder.absolute() else f" (its nearest existing parent {existing} is not)"
+        return f"not writable{where}; pass a folder you can write to"
+    return None
+
+
+def image_write_problem(path: str | os.PathLike) -> str | None:
+    """Why an image cannot be written at `path` (a folder there, an extension no image format has), or None."""
+    from PIL import Image
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        return "is a folder; pass the image's file name, e.g. cam.png"
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:
+        return f"{path.suffix or 'no'} extension: end the name with .png or .jpg"
+    return folder_write_problem(path.parent)
+
+
+def _check_output_dir(args, data_args=None) -> None:
     if not args.output_dir:
         raise ArgumentError("output_dir", None, "pass the folder the model and results are written to")
     output_dir = Path(args.output_dir).expanduser()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ArgumentError("output_dir", args.output_dir, "is a file; pass a folder")
-    existing = _nearest_existing(output_dir.absolute())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == output_dir.absolute() else f" (its nearest existing parent {existing} is not)"
-        raise ArgumentError("output_dir", args.output_dir, f"not writable{where}; pass a folder you can write to")
+    if problem := folder_write_problem(output_dir):
+        raise ArgumentError("output_dir", args.output_dir, problem)
+    for flag in ("train_dir", "validation_dir"):
+        data = getattr(data_args, flag, None)
+        if data and output_dir.resolve().is_relative_to(Path(data).expanduser().resolve()):
+            where = "is" if output_dir.resolve() == Path(data).expanduser().resolve() else "lies inside"
+            raise ArgumentError(
+                "output_dir",
+                args.output_dir,
+                f"{where} --{flag} {data}: the run's files would be read as images (and replaced images lost); "
+                "pass a folder outside the data",
+            )
+    if foreign := run_folder.foreign_files(output_dir):
+        raise ArgumentError(
+            "output_dir",
+            args.output_dir,
+            f"holds {', '.join(foreign)} that hf_resnet did not write, and the run would replace "
+            f"{'it' if len(foreign) == 1 else 'them'}; move {'it' if len(foreign) == 1 else 'them'} elsewhere or "
+            "pass another --output_dir",
+        )
     found = run_folder.previous_run(output_dir)
     if found and not args.resume_from_checkpoint and not args.overwrite_output_dir:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
@@ -246,6 +325,105 @@ def _check_output_dir(args) -> None:
             f"holds a previous run ({shown}); pass a new --output_dir, or --resume_from_checkpoint last to continue "
             "it, or --overwrite_output_dir to replace it",
         )
+
+
+def _check_not_locked(args) -> None:
+    """Another run writing the folder now (its main process holds the folder's lock) is refused, not joined."""
+    if args.should_save and (holder := run_folder.lock_holder(Path(args.output_dir).expanduser())):
+        raise ArgumentError("output_dir", args.output_dir, _busy(holder))
+
+
+def _busy(holder: str) -> str:
+    return f"another run is writing it ({holder}); wait for it to end, or pass another --output_dir"
+
+
+def lock_output_dir(args) -> run_folder.FolderLock:
+    """Take the output folder for this run (its main process), before the run writes anything there.
+
+    Two runs started at once both pass `validate`; the one that takes the lock second is refused here,
+    and the folder is checked again, because a run that finished since `validate` looked left its files.
+    """
+    try:
+        lock = run_folder.FolderLock(Path(args.output_dir).expanduser())
+    except run_folder.FolderBusy as busy:
+        raise ArgumentError("output_dir", args.output_dir, _busy(busy.holder)) from None
+    try:
+        _check_output_dir(args)
+    except ArgumentError:
+        lock.release()
+        raise
+    return lock
+
+
+# ----------------------------------------------------------------------------- the Hub
+
+#: Seconds to wait for the Hub to confirm the token before refusing to start (huggingface_hub sets no timeout).
+WHOAMI_TIMEOUT_S = 20
+
+
+def hub_repo_id(args) -> str:
+    """The repo `--push_to_hub` pushes to: `--hub_model_id`, else the output folder's name (as transformers does)."""
+    return args.hub_model_id or Path(args.output_dir).expanduser().resolve().name
+
+
+def _check_hub(args) -> None:
+    """With --push_to_hub, the repo id and the token are checked now, not after hours of training.
+
+    Only what the push needs to start: a valid repo id, a token, and the Hub at HF_ENDPOINT accepting it
+    (`whoami`). Write access to one repo cannot be asked without writing; a refusal then comes after
+    training, with the command that pushes the kept folder.
+    """
+    if not args.push_to_hub or not args.should_save:
+        return
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = hub_repo_id(args)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        reason = str(error).strip().splitlines()[0].rstrip(".")
+        allowed = f"not a Hub repo id ({reason}); pass NAMESPACE/NAME or NAME, e.g. me/resnet-beans"
+        if args.hub_model_id:
+            raise ArgumentError("hub_model_id", repo_id, allowed) from None
+        raise ArgumentError(
+            "hub_model_id", None, f"the repo would be named after --output_dir, {repo_id!r}: {allowed}"
+        ) from None
+    if constants.HF_HUB_OFFLINE:
+        raise ArgumentError(
+            "push_to_hub", True, "offline mode is on (HF_HUB_OFFLINE=1): unset it, or drop --push_to_hub"
+        )
+    token = args.hub_token or get_token()
+    if not token:
+        raise ArgumentError(
+            "push_to_hub", True, "no Hub token: set HF_TOKEN (or run `hf auth login`, or pass --hub_token) first"
+        )
+    api, answer = HfApi(), {}
+
+    def whoami():
+        try:
+            answer["user"] = api.whoami(token=token)
+        except Exception as error:  # reported below, in the training process's own words
+            answer["error"] = error
+
+    asking = threading.Thread(target=whoami, daemon=True)  # daemon: a Hub that never answers cannot hold the exit
+    asking.start()
+    asking.join(WHOAMI_TIMEOUT_S)
+    if "user" in answer:
+        return
+    error = answer.get("error")
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 401:
+        problem = f"the Hub at {api.endpoint} refused the token (401); set HF_TOKEN to a token with write access"
+    elif error is None:
+        problem = (
+            f"the Hub at {api.endpoint} did not answer in {WHOAMI_TIMEOUT_S} s; check HF_ENDPOINT and the network"
+        )
+    else:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        problem = f"cannot check the token at {api.endpoint} ({detail}); check HF_ENDPOINT and the network"
+    raise ArgumentError("push_to_hub", True, f"{problem}, or drop --push_to_hub (hf-resnet push sends the run later)")
 
 
 # ----------------------------------------------------------------------------- resuming

@@ -70,10 +70,43 @@ def _field_names() -> set[str]:
     return fields | set(flag_aliases(ARGUMENT_CLASSES))
 
 
+def _unique_json_keys(path: Path):
+    def mapping(pairs: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in pairs]
+        if twice := next((key for key in keys if keys.count(key) > 1), None):
+            raise ValueError(f"{path}: the key {twice!r} is given twice; keep one (JSON would keep the last silently)")
+        return dict(pairs)
+
+    return mapping
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ValueError(
+                    f"{self.name} line {key_node.start_mark.line + 1}: the key {key!r} is given twice; keep one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def config_flags(path: Path) -> list[str]:
-    """A config file's `key: value` pairs as the flags `--key value`; unknown keys are named, with a guess."""
+    """A config file's `key: value` pairs as the flags `--key value`; unknown and repeated keys are named."""
     text = path.read_text(encoding="utf-8")
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if path.suffix == ".json":
+        values = json.loads(text, object_pairs_hook=_unique_json_keys(path))
+    else:
+        loader = _UniqueKeyLoader(text)
+        loader.name = str(path)
+        try:
+            values = loader.get_single_data()
+        finally:
+            loader.dispose()
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected `flag: value` lines (a mapping), found {type(values).__name__}")
     return mapping_flags(values, str(path))

@@ -19,8 +19,8 @@ from ..flags import recipe_names
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
 from .example_flags import recorded
+from .run_folder import RECIPE_FILE
 
-RECIPE_FILE = "recipe.json"
 #: Data flags that hold local paths, recorded relative to the data root.
 DATA_PATH_FLAGS = ("train_dir", "validation_dir", "dataset_name")
 
@@ -73,11 +73,28 @@ def portable_arguments(
 
 
 def portable_description(description: str, data_args: DataArguments) -> str:
-    """The data's name for people (a Hub id, or a folder relative to the data root)."""
+    """The data's name for people: a Hub id, or a folder under the data root's name (`photos/train`, not `train`).
+
+    The root's own name is kept because the folder names alone ("train", "val") say nothing about the data.
+    """
     root = data_root(data_args)
     if root and os.path.isabs(description):
-        return Path(os.path.relpath(description, root)).as_posix()
+        return Path(os.path.basename(root), os.path.relpath(description, root)).as_posix()
     return description
+
+
+def base_model_name(model_args: ModelArguments) -> str:
+    """How the weights started, for people and never naming this machine's folders.
+
+    A Hub id as given; a local checkpoint by its folder's name; "from scratch" only when no checkpoint was loaded.
+    """
+    source = model_args.model_name_or_path
+    if _local(source):
+        return f"local checkpoint {Path(source).resolve().name}"
+    if source:
+        return source
+    layout = f"{model_args.arch} {model_args.variant}" if model_args.arch else "custom"
+    return f"from scratch ({layout} layout)"
 
 
 def load_recipe(name_or_path: str) -> dict:

@@ -3,7 +3,12 @@
 A run writes `run_args.json` (the arguments that change its result) into its output folder
 when it starts, before the first checkpoint, so a later `--resume_from_checkpoint` can be
 compared with the run the checkpoint came from. `recipe.json`, written at the end, is for the
-model card and a rerun; a run that was interrupted never writes it.
+model card and a rerun, and says whether the run finished (`status`); a run killed before it could
+write one has none, so a folder with `run_args.json` and no recipe.json is unfinished too.
+
+While a run writes the folder its main process holds the folder's lock (`FolderLock`), so a second run
+into it is refused instead of mixing its files with the first's. Files the package did not write there
+are never replaced: `foreign_files` names them before any work.
 """
 
 from __future__ import annotations
@@ -13,9 +18,16 @@ import logging
 import os
 import re
 import shutil
+import socket
 import zipfile
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks here, so folders are not locked there
+    fcntl = None
+
+from ..data.examples import EXAMPLES_DIR, find_examples
 from ..families import config_labels, family_of
 from ..families.loading import safetensors_problem
 from ..flags import fingerprint_names
@@ -34,10 +46,46 @@ RUN_FILES = (
     "trainer_state.json",
     "recipe.json",
 )
+RECIPE_FILE = "recipe.json"
+STATE_FILE = "trainer_state.json"
+#: What a run's start leaves behind besides checkpoints: files that describe the final weights of an earlier run
+#: in this folder (its results, card plots, kept examples) or were made from them by other commands (`hf-resnet
+#: evaluate` with its default --output_dir, `hf-resnet export`'s default onnx/ folder). The weights are about to
+#: change, so keeping them would publish figures and files of another model.
+DERIVED_FILES = (
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "eval_per_class.json",
+    RECIPE_FILE,
+    "confusion_matrix.png",
+    "average_precision.png",
+    "training_curves.png",
+    "test_results.json",
+    "test_per_class.json",
+    "test_confusion_matrix.png",
+    "test_average_precision.png",
+    "test_mistakes.png",
+)
+#: `hf-resnet export`'s default folder, removed whole only when it holds the report that shows export wrote it.
+EXPORT_DIR, EXPORT_REPORT = "onnx", "export_report.json"
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+#: Held (an exclusive `flock`) by the main process of the run writing the folder. A dot file: never pushed.
+LOCK_FILE = ".hf_resnet.lock"
+#: Files a run writes beside its results that a user's folder may already hold (a hand-written card, a config).
+#: In a folder no run of this package wrote (no run_args.json), any of them is someone else's.
+WRITTEN_BESIDE = ("README.md", "config.json", "preprocessor_config.json", "training_args.bin")
+#: The first line of every model card this package writes (hub/card.py): a README.md without it is the user's own,
+#: which is never replaced. Deleting the line from a written card makes it the user's.
+CARD_MARKER = (
+    "<!-- Written by hf_resnet from this folder's files, and written again when the run or a push renders it. "
+    "Delete this line to keep your edits: hf_resnet then never replaces this file. -->"
+)
 
 #: Machine settings that change the numbers a run computes and are not flags: the process count.
 MACHINE_VALUES = ("world_size",)
@@ -154,22 +202,194 @@ def checkpoint_labels(checkpoint: Path) -> list[str] | None:
     return config_labels(config) or None
 
 
-def start(output_dir: Path, values: dict, replace: bool) -> None:
-    """Record the run's fingerprint; with `replace`, first remove the previous run's checkpoints and results.
+def written_by_package(card: Path) -> bool:
+    """Whether a README.md is a model card this package wrote (it starts its body with `CARD_MARKER`)."""
+    try:
+        return CARD_MARKER in card.read_text(errors="replace")
+    except OSError:
+        return False
 
-    Its config, processor and card are left to be overwritten at the end, so nothing but what
-    this package writes is ever deleted.
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files in `folder` that a run would replace although this package did not write them.
+
+    A README.md without the card's marker is always someone's own; the other names only count in a folder
+    that holds no run of this package (no run_args.json), since a run writes them beside its results.
+    """
+    if not folder.is_dir():
+        return []
+    ours = (folder / RUN_ARGS_FILE).is_file()
+    found = []
+    for name in WRITTEN_BESIDE:
+        path = folder / name
+        if path.is_file() and (not written_by_package(path) if name == "README.md" else not ours):
+            found.append(name)
+    return found
+
+
+class FolderBusy(RuntimeError):
+    """The output folder is locked by another run; `holder` says which process, as it wrote itself in the lock."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "a process that is starting"
+
+
+#: Descriptors of the locks this process holds, closed in forked children (DataLoader workers): a child
+#: inheriting one would keep the folder locked after its parent was killed.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        os.close(fd)  # the child's copy only: the parent's descriptor, and its lock, stay
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+class FolderLock:
+    """The output folder, taken by one run: an exclusive `flock` on `LOCK_FILE` while the run writes the folder.
+
+    The kernel drops it when the process ends however it ends (SIGKILL, out of memory), so a killed run never
+    leaves its folder locked and resuming it needs nothing removed. Only the main process takes it: the other
+    ranks write nothing of their own there. Creates the folder.
+    """
+
+    def __init__(self, folder: Path):
+        self._fd = None
+        if fcntl is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise FolderBusy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+        _HELD.add(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            _HELD.discard(self._fd)
+            os.close(self._fd)  # closing the only descriptor drops the lock; the file stays for the next run
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Which process holds `folder`'s lock ("process PID on HOST"), or None when no run writes it now."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two runs asking at once do not block each other
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _remove_derived(output_dir: Path) -> list[str]:
+    removed = [name for name in DERIVED_FILES if (output_dir / name).is_file()]
+    for name in removed:
+        os.remove(output_dir / name)
+    examples = find_examples(output_dir)  # the images keep_examples would replace, and only those
+    for path in examples:
+        path.unlink()
+    removed += [f"{EXAMPLES_DIR}/"] if examples else []
+    if (output_dir / EXPORT_DIR / EXPORT_REPORT).is_file():
+        shutil.rmtree(output_dir / EXPORT_DIR)
+        removed.append(f"{EXPORT_DIR}/")
+    return removed
+
+
+def start(output_dir: Path, values: dict, replace: bool) -> None:
+    """Record the run's fingerprint and mark the folder unfinished until the run writes its recipe.json.
+
+    What described or was made from the folder's previous weights goes first (`DERIVED_FILES`, kept
+    examples, an export in `EXPORT_DIR`), on a resume too, since the weights change either way; with
+    `replace`, the previous run's checkpoints too. Its config, processor and card are left to be
+    overwritten at the end, so nothing but what this package writes is ever deleted. A staging folder
+    left by a run killed mid-save is removed whatever the mode: the caller holds the folder's lock, so
+    no other run is writing there.
     """
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if (output_dir / STAGING_DIR).is_dir():
+        shutil.rmtree(output_dir / STAGING_DIR)
+    removed = _remove_derived(output_dir)
     if replace:
-        for path in [*checkpoints(output_dir), output_dir / STAGING_DIR]:
+        for path in checkpoints(output_dir):
             if path.is_dir():
                 shutil.rmtree(path)
         for name in (*RUN_FILES, RUN_ARGS_FILE):
             if (output_dir / name).is_file():
                 os.remove(output_dir / name)
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
+    elif removed:
+        logger.warning("The weights in %s change: removed what was made from them: %s", output_dir, ", ".join(removed))
     temporary = output_dir / f".{RUN_ARGS_FILE}.tmp"
     temporary.write_text(json.dumps(values, indent=2))
     os.replace(temporary, output_dir / RUN_ARGS_FILE)
+
+
+def unfinished(run_dir: Path) -> str | None:
+    """Why `run_dir` holds a run that did not finish (its recipe.json `status`), or None for a finished run.
+
+    A folder without run_args.json is no hf_resnet run (a plain transformers checkpoint) and counts as
+    finished; with one and no recipe.json, training started and never reached its end.
+    """
+    try:
+        recipe = json.loads((run_dir / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        recipe = None
+    if isinstance(recipe, dict):
+        status = recipe.get("status", "finished")  # recipes written before the status was recorded: at the end
+        return None if status == "finished" else str(status)
+    if (run_dir / RUN_ARGS_FILE).is_file():
+        return "unfinished: training started here and never finished (stopped, crashed or still running)"
+    return None
+
+
+def portable_checkpoint_path(value: str) -> str:
+    """A checkpoint path the Trainer recorded, relative to its run folder wherever that folder was or is now.
+
+    >>> portable_checkpoint_path("/home/alice/runs/beans/checkpoint-40")
+    'checkpoint-40'
+    """
+    parts = Path(value).parts
+    found = [index for index, part in enumerate(parts) if _CHECKPOINT_NAME.match(part)]
+    return Path(*parts[found[-1] :]).as_posix() if found else Path(value).name
+
+
+def portable_state(state: dict) -> dict:
+    """trainer_state.json's content with its checkpoint path (`best_model_checkpoint`) relative to the run folder."""
+    best = state.get("best_model_checkpoint")
+    return {**state, "best_model_checkpoint": portable_checkpoint_path(best)} if best else state
+
+
+def make_state_portable(run_dir: Path) -> None:
+    """Rewrite the run folder's trainer_state.json with relative paths (checkpoints keep theirs: resumes read them)."""
+    path = run_dir / STATE_FILE
+    state = json.loads(path.read_text())
+    path.write_text(json.dumps(portable_state(state), indent=2, sort_keys=True) + "\n")

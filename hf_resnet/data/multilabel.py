@@ -42,16 +42,31 @@ def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             try:
-                rows.append((number, json.loads(line)))
+                row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise MetadataError(f"{path} line {number}: not JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise MetadataError(
+                    f"{path} line {number}: a JSON {type(row).__name__}, not an object; write one object per line, "
+                    f'e.g. {{"file_name": "a.jpg", "labels": ["cat", "dog"]}}'
+                )
+            rows.append((number, row))
     return rows
 
 
 def _csv_rows(path: Path) -> list[tuple[int, dict]]:
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
+    # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which would join the first column's name.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    header = ",".join(reader.fieldnames or [])
+    for number, row in enumerate(rows, start=2):
+        if None in row:  # DictReader's key for the fields beyond the header
+            raise MetadataError(
+                f"{path} line {number}: {len(row) - 1 + len(row[None])} fields for the {len(row) - 1} of the header "
+                f"({header}); separate several labels with {CSV_LABEL_SEPARATOR!r}, not a comma "
+                f"(a.jpg,cat{CSV_LABEL_SEPARATOR}dog)"
+            )
         cell = (row.get("labels") or "").strip()
         row["labels"] = [label.strip() for label in cell.split(CSV_LABEL_SEPARATOR) if label.strip()]
     return [(number, row) for number, row in enumerate(rows, start=2)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -65,6 +65,9 @@ class ImageData:
     #: The task the data is (`hf_resnet.tasks.task_for` picks it): MULTI_LABEL when `label` holds multi-hot
     #: rows (any number of classes per image) instead of one class index.
     problem_type: str = SINGLE_LABEL
+    #: Where the validation images came from, as recipe.json records it: {"folder": path}, {"split": name}
+    #: (a split of the dataset) or {"fraction": f} (a share of train held out).
+    held_out: dict = field(default_factory=dict)
 
     @property
     def multi_label(self) -> bool:
@@ -206,9 +209,9 @@ def _load_multi_label_folders(data_args: DataArguments, seed: int) -> ImageData:
             {name for row in val_lists for name in row}, labels, f"--validation_dir {data_args.validation_dir}"
         )
         validation = from_label_lists(val_paths, val_lists, labels)
-    else:
-        train, validation = split_random(train, data_args.validation_split, seed, "--train_dir")
-    return ImageData(train, validation, labels, description, MULTI_LABEL)
+        return ImageData(train, validation, labels, description, MULTI_LABEL, {"folder": data_args.validation_dir})
+    train, validation = split_random(train, data_args.validation_split, seed, "--train_dir")
+    return ImageData(train, validation, labels, description, MULTI_LABEL, {"fraction": data_args.validation_split})
 
 
 def split_random(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
@@ -235,9 +238,10 @@ def _load_folders(data_args: DataArguments, seed: int) -> ImageData:
         missing = sorted(set(labels) - set(val_classes))
         if missing:
             logger.warning("--validation_dir has no images of class(es) %s: they are not evaluated.", missing)
-        return ImageData(train, _from_files(val_paths, val_classes, labels), labels, description)
+        validation = _from_files(val_paths, val_classes, labels)
+        return ImageData(train, validation, labels, description, held_out={"folder": data_args.validation_dir})
     train, validation = split_stratified(train, data_args.validation_split, seed, "--train_dir")
-    return ImageData(train, validation, labels, description)
+    return ImageData(train, validation, labels, description, held_out={"fraction": data_args.validation_split})
 
 
 def split_stratified(dataset: Dataset, fraction: float, seed: int, where: str) -> tuple[Dataset, Dataset]:
@@ -349,7 +353,8 @@ def _from_datasets(data: Dataset | DatasetDict, data_args: DataArguments, seed: 
         validation = _canonical(raw_val, image_column, label_column, labels)
         train = _verify_split(train, data_args, f"{description} train")
         validation = _verify_split(validation, data_args, f"{description} {val_name}")
-    return ImageData(train, validation, labels, description)
+    held_out = {"fraction": data_args.validation_split} if val_name is None else {"split": val_name}
+    return ImageData(train, validation, labels, description, held_out=held_out)
 
 
 def _multi_label_split(split: Dataset, image_column: str, label_column: str, labels: list[str]) -> Dataset:
@@ -375,7 +380,8 @@ def _multi_label_datasets(data, data_args: DataArguments, seed: int, description
         _check_known(present, labels, f"{description} split {val_name!r}")
         validation = _multi_label_split(raw_val, image_column, label_column, labels)
         validation = _verify_split(validation, data_args, f"{description} {val_name}")
-    return ImageData(train, validation, labels, description, MULTI_LABEL)
+    held_out = {"fraction": data_args.validation_split} if val_name is None else {"split": val_name}
+    return ImageData(train, validation, labels, description, MULTI_LABEL, held_out)
 
 
 def _as_multi_label(data: ImageData) -> ImageData:
@@ -385,16 +391,33 @@ def _as_multi_label(data: ImageData) -> ImageData:
     return data
 
 
+def passed_dataset_name(dataset: Dataset | DatasetDict) -> str:
+    """A name for a dataset passed to finetune(): its own (from a loading script or the Hub) where it has one.
+
+    >>> passed_dataset_name(DatasetDict({"train": Dataset.from_dict({"label": [0]})}))
+    'a DatasetDict passed to finetune() (splits: train)'
+    """
+    splits = dataset if isinstance(dataset, (DatasetDict, datasets.IterableDatasetDict)) else {"train": dataset}
+    first = next(iter(splits.values()), None)
+    info = getattr(first, "info", None)
+    name = info is not None and (info.dataset_name or info.builder_name)
+    passed = f"a {type(dataset).__name__} passed to finetune()"
+    return f"{name} ({passed})" if name else f"{passed} (splits: {', '.join(splits)})"
+
+
 def load_image_data(
     data_args: DataArguments, seed: int = 42, dataset: Dataset | DatasetDict | None = None
 ) -> ImageData:
     """Load, check and split the data a run asks for: an in-memory dataset, folders, or a Hub dataset."""
     if dataset is not None:
-        data = _from_datasets(dataset, data_args, seed, "the dataset passed to finetune()")
+        data = _from_datasets(dataset, data_args, seed, passed_dataset_name(dataset))
     elif data_args.train_dir:
         data = _load_folders(data_args, seed)
     elif data_args.dataset_name:
-        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config)
+        try:  # config.checks.validate asked first; what the Hub or the cache says since is still one line
+            loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config)
+        except (ValueError, FileNotFoundError, ConnectionError) as error:
+            raise DataError(f"--dataset_name {data_args.dataset_name}: cannot load it: {error}") from None
         data = _from_datasets(loaded, data_args, seed, f"--dataset_name {data_args.dataset_name}")
         data.description = data_args.dataset_name
     else:

@@ -131,4 +131,5 @@ def load_stream(data_args: DataArguments, seed: int, data=None) -> ImageData:
     # it like any other, each image counted once (uneven streamed shards would desynchronise the ranks).
     validation = datasets.Dataset.from_list(list(validation), features=validation.features)
     train = train.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
-    return ImageData(train, validation, labels, data_args.dataset_name or "streamed dataset", problem_type)
+    name = data_args.dataset_name or "streamed dataset"
+    return ImageData(train, validation, labels, name, problem_type, {"split": val_name})

@@ -24,15 +24,17 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
+from ..config.checks import folder_write_problem
 from ..data.arguments import DataArguments
 from ..data.image_datasets import EvalImages, collate
 from ..data.sources import load_labelled_split
 from ..data.transforms import build_eval_transform
 from ..families.loading import HUB_ID
+from ..inference.classifier import checked_task
 from ..inference.prediction import model_forward, predict, prepare_model
 from ..model.tta import resolve_mode
 from ..scoring.plots import plot_mistakes
-from ..tasks import Task, task_for
+from ..tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,17 @@ class EvaluationResult:
     files: list[Path] = field(default_factory=list)
 
 
-def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size) -> Path:
+def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples) -> Path:
     """Every argument checked before anything is loaded or written; returns the output folder."""
+    folder = _output_folder(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples)
+    if problem := folder_write_problem(folder):
+        if output_dir:
+            raise EvaluationError(f"--output_dir {folder}: {problem}")
+        raise EvaluationError(f"--model {folder}: {problem} as --output_dir (without it, results go beside the model)")
+    return folder
+
+
+def _output_folder(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples) -> Path:
     sources = [name for name, given in (("--test_dir", test_dir), ("--dataset_name", dataset_name)) if given]
     sources += ["dataset="] if dataset is not None else []
     if len(sources) != 1:
@@ -67,6 +78,8 @@ def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_s
         )
     if batch_size < 1:
         raise EvaluationError(f"--batch_size {batch_size}: must be at least 1")
+    if max_samples is not None and max_samples < 1:
+        raise EvaluationError(f"--max_samples {max_samples}: must be at least 1 (leave it out to score every image)")
     location = Path(os.fspath(model)).expanduser()
     if location.is_dir():
         if not (location / "config.json").is_file():
@@ -85,16 +98,6 @@ def _load_labels(model) -> tuple[AutoConfig, list[str]]:
     except (OSError, ValueError) as error:
         raise EvaluationError(f"--model {model}: cannot load its config: {error}") from None
     return config, [config.id2label[index] for index in range(config.num_labels)]
-
-
-def _check_task(model, config) -> Task:
-    """The model's task, its settings (a multi-label model's thresholds) readable, or a line naming the model."""
-    task = task_for(config)
-    try:
-        task.check(config)
-    except ValueError as error:
-        raise EvaluationError(f"--model {model}: {error}; fix or remove it") from None
-    return task
 
 
 def _predict(model, images: Dataset, processor, accelerator: Accelerator, batch_size: int, workers: int, tta="none"):
@@ -166,10 +169,10 @@ def evaluate(
     A multi-label model is scored on label sets (a metadata folder, a list label column; class
     sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
     """
-    output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size)
+    output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples)
     config, labels = _load_labels(model)
     tta = resolve_mode(tta, getattr(config, "tta", None))
-    task = _check_task(model, config)
+    task = checked_task(config, model)
     names = task.metric_names(metrics)
     accelerator = Accelerator()
     data_args = DataArguments(

@@ -10,12 +10,14 @@ does not upload them again.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
+from ..config.run_folder import CARD_MARKER, written_by_package
 from ..data.examples import find_examples
 from ..families import config_labels, known_family
 from ..families.loading import HUB_ID
@@ -23,6 +25,8 @@ from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
 from ..scoring.plots import plot_training_curves
 from ..tasks import Task, task_for
 from ..tasks import markdown_cell as _cell
+
+logger = logging.getLogger(__name__)
 
 #: A single-label model's per-class plot (each task names its own: `Task.per_class_plot`).
 CONFUSION_MATRIX_PNG = task_for(None).per_class_plot
@@ -101,7 +105,8 @@ def _dataset(recipe: dict) -> tuple[str | None, str]:
     if hub_id:
         config = data.get("dataset_config")
         return hub_id, f"{hub_id} ({config})" if config else hub_id
-    return None, _local_name(str(recipe.get("dataset") or data.get("train_dir") or "an image dataset"))
+    name = str(recipe.get("dataset") or data.get("train_dir") or "an image dataset")
+    return None, _local_name(name) if data.get("train_dir") else name
 
 
 def _local_name(name: str) -> str:
@@ -111,45 +116,84 @@ def _local_name(name: str) -> str:
 
 
 def _validation_dataset(recipe: dict) -> str:
-    """What the validation results were measured on: the validation folder, or the share held out of train."""
-    data = recipe.get("data", {})
+    """What the validation results were measured on: a validation folder, a split of the data, or a share of train.
+
+    recipe.json says which (`validation`); a recipe written before it did is read from its data flags.
+    """
     dataset_id, name = _dataset(recipe)
-    if dataset_id:
-        return name
+    held_out = recipe.get("validation") or _older_held_out(recipe.get("data", {}), dataset_id)
+    if "folder" in held_out:
+        return _local_name(str(held_out["folder"]))
+    if "fraction" in held_out:
+        return f"{name} ({held_out['fraction']:.0%} held out for validation)"
+    return name if dataset_id else f"{name}, split {held_out['split']!r}"
+
+
+def _older_held_out(data: dict, dataset_id: str | None) -> dict:
+    """Where validation came from, by an older recipe's data flags (before recipe.json recorded it)."""
     if data.get("validation_dir"):
-        return _local_name(str(data["validation_dir"]))
-    split = data.get("validation_split")
-    return f"{name} ({split:.0%} held out for validation)" if split else name
+        return {"folder": data["validation_dir"]}
+    if dataset_id or not data.get("validation_split"):
+        return {"split": "validation"}
+    return {"fraction": data["validation_split"]}
+
+
+def inherited_license(source: str | None, revision: str | None = None, token: str | None = None) -> tuple[str, str]:
+    """(license, where it came from): the base model card's `license`, which a fine-tune inherits.
+
+    A local checkpoint's card is its README.md; a Hub model's card data comes from the Hub (one request,
+    no retries), or from its README.md in the cache when the Hub cannot be asked (offline). A model
+    trained from scratch, or a card that names none, gives "other", which tells the Hub (and the reader)
+    that the license must be set (`--license`) before sharing it more widely.
+    """
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    if not source:
+        return "other", "no base model (trained from scratch): set one with --license"
+    local = Path(source)
+    name = f"local checkpoint {local.resolve().name}" if local.exists() else source
+    if local.exists():
+        readme = local / "README.md"
+        if not readme.is_file():
+            return "other", f"{name} has no model card (README.md): set one with --license"
+        license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
+    elif not _is_hub_id(source):  # a local folder that is gone (a recipe read on another machine)
+        return "other", "the base model is a folder not found here: set one with --license"
+    else:
+        try:
+            card_data = HfApi(token=token).model_info(source, revision=revision, expand=["cardData"]).card_data
+            license = card_data.license if card_data else None
+        except Exception as error:  # offline, no such repo, no access: the cached card, else say why
+            cached = try_to_load_from_cache(source, "README.md", revision=revision)
+            if not isinstance(cached, str):
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                return "other", f"the card of {source} could not be read ({reason}): set one with --license"
+            license = ModelCard.load(cached, ignore_metadata_errors=True).data.license
+    if not license:
+        return "other", f"the card of {name} names no license: set one with --license"
+    return str(license), f"inherited from the card of {name}"
 
 
 def _license(recipe: dict) -> str:
-    """The base model's license, which a fine-tune inherits, from its card when it is on disk; else "other".
-
-    A model trained from scratch or from a checkpoint without a card has no known license:
-    "other" tells the Hub (and the reader) to set one before sharing it more widely.
-    """
-    from huggingface_hub import try_to_load_from_cache
-
-    source = recipe.get("model", {}).get("model_name_or_path")
-    readme = None
-    if source and Path(source, "README.md").is_file():
-        readme = Path(source, "README.md")
-    elif _is_hub_id(source):
-        cached = try_to_load_from_cache(source, "README.md")
-        readme = Path(cached) if isinstance(cached, str) else None
-    license = ModelCard.load(readme).data.license if readme is not None else None
-    return str(license) if license else "other"
+    """The license recipe.json records (`--license`, or the base model's); read from the base model for older ones."""
+    if recipe.get("license"):
+        return str(recipe["license"])
+    return inherited_license(recipe.get("model", {}).get("model_name_or_path"))[0]
 
 
-def _base_model(recipe: dict) -> tuple[str | None, str]:
-    """(Hub model id or None, how the weights started, for people)."""
+def describe_base_model(recipe: dict) -> tuple[str | None, str]:
+    """(Hub model id or None, how the weights started, for people), from recipe.json's `base_model`."""
     model = recipe.get("model", {})
     source = model.get("model_name_or_path")
-    if source:
-        named = f"[{source}](https://huggingface.co/{source})" if _is_hub_id(source) else "a local checkpoint"
-        return (source if _is_hub_id(source) else None), f"fine-tuned from {named}"
+    if _is_hub_id(source):
+        return source, f"fine-tuned from [{source}](https://huggingface.co/{source})"
+    if source:  # an older recipe that kept a local path
+        return None, "fine-tuned from a local checkpoint"
+    base = recipe.get("base_model")
+    if base and not base.startswith("from scratch"):
+        return None, f"fine-tuned from {base}"
     layout = " ".join(str(part) for part in (model.get("arch") or "custom", model.get("variant")) if part)
-    return None, f"trained from scratch ({layout} layout)"
+    return None, f"trained {base or f'from scratch ({layout} layout)'}"
 
 
 # ----------------------------------------------------------------------------- card sections
@@ -216,7 +260,7 @@ def _metadata(
     family_tags: tuple[str, ...] = (),
 ) -> ModelCardData:
     dataset_id, _ = _dataset(recipe)
-    base_model, _ = _base_model(recipe)
+    base_model, _ = describe_base_model(recipe)
     config = recipe.get("data", {}).get("dataset_config") if dataset_id else None
     validation = _validation_dataset(recipe)
     results = model_index_results(metrics, dataset_id or "imagefolder", validation, config, "validation")
@@ -299,10 +343,14 @@ def _rerun_command(recipe: dict, model_ref: str) -> str:
 
 def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     steps = _redact_secrets(recipe.get("recipe", {}))
-    _, base = _base_model(recipe)
+    _, base = describe_base_model(recipe)
     _, dataset = _dataset(recipe)
     frozen = steps.get("frozen")
     lines = ["## Training recipe", "", f"- Weights: {base}", f"- Data: {dataset}"]
+    if "validation" in recipe:
+        lines.append(f"- Validation: {_validation_dataset(recipe)}")
+    if recipe.get("license"):
+        lines.append(f"- License: {_cell(recipe['license'])} ({recipe.get('license_from', 'recorded')})")
     if frozen is not None:
         lines.append(
             f"- Frozen (weights and BatchNorm statistics): {', '.join(frozen)}" if frozen else "- Frozen: nothing"
@@ -398,13 +446,15 @@ def _limitations_section(labels: list[str], metrics: dict[str, float], report: d
             "points: treat small differences between models as noise."
         )
     lines += task.card_limitations(report)
-    if recipe.get("model", {}).get("model_name_or_path"):
+    if describe_base_model(recipe)[1].startswith("fine-tuned"):
         lines.append("- It inherits the biases of the data its base model was pretrained on.")
     return "\n".join(lines) + "\n"
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_id: str | None = None) -> Path:
     """Write `README.md` (and its plots) in `output_dir` from the files a finished run saved there.
+
+    A README.md this package did not write (no `CARD_MARKER`) is the user's and stays as it is: it is the card.
 
     Reads `config.json`, `recipe.json`, `eval_results.json`/`all_results.json`, `train_results.json`,
     `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
@@ -425,7 +475,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         task.plot_per_class(report, output_dir / task.per_class_plot)
     has_curves = plot_training_curves(history, output_dir / TRAINING_CURVES_PNG) is not None
 
-    _, base = _base_model(recipe)
+    _, base = describe_base_model(recipe)
     _, dataset = _dataset(recipe)
     shown = ", ".join(_cell(label) for label in labels[:20]) + (
         f" and {len(labels) - 20} more" if len(labels) > 20 else ""
@@ -436,6 +486,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     )
     if labels:
         summary += f" It sorts images into {len(labels)} classes: {shown}."
+    if recipe.get("status", "finished") != "finished":
+        summary = f"> **Unfinished run**: {recipe['status'].removeprefix('unfinished: ')}.\n\n{summary}"
     if "accuracy" in metrics:
         summary += f"\n\nIt reaches **{metrics['accuracy']:.1%} accuracy**"
         summary += f" (macro F1 {metrics['f1_macro']:.3f})" if "f1_macro" in metrics else ""
@@ -456,7 +508,10 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
         if part is not None
     )
     path = output_dir / "README.md"
+    if path.is_file() and not written_by_package(path):
+        logger.warning("%s was not written by hf_resnet (no card marker): keeping it as the model card", path)
+        return path
     tags = family.card_tags if family else ()
     data = _metadata(model_name, recipe, metrics, path, _widget(output_dir, repo_id, labels), tags)
-    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(path)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{CARD_MARKER}\n\n{body}").save(path)
     return path

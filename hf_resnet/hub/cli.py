@@ -7,9 +7,9 @@ import sys
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .push import PushError, push, repo_id_problem
+    from .push import PushError, push, repo_id_problem, unfinished_problem
 
-    problem = repo_id_problem(args.repo)
+    problem = repo_id_problem(args.repo) or (None if args.allow_unfinished else unfinished_problem(args.output_dir))
     if problem:  # bad input: said before anything is read or sent
         print(f"hf-resnet push: {problem}", file=sys.stderr)
         return 2
@@ -21,6 +21,7 @@ def _push(args: argparse.Namespace) -> int:
             revision=args.revision,
             commit_message=args.commit_message,
             space_id=args.space,
+            allow_unfinished=args.allow_unfinished,
         )
     except PushError as error:
         print(error, file=sys.stderr)
@@ -53,5 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="USER/NAME",
         help="also create or update a Gradio Space that demos the model (its main branch); the card links to it",
+    )
+    parser.add_argument(
+        "--allow_unfinished",
+        action="store_true",
+        help="push a run that was stopped before its end (Ctrl-C, SIGTERM) as it is; its card says it is unfinished",
     )
     parser.set_defaults(func=_push)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import logging
 import os
 import re
@@ -28,6 +29,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineMod
 from huggingface_hub.utils import validate_repo_id
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from ..config import run_folder
+from ..config.checks import hub_repo_id
 from . import space
 from .card import write_model_card
 
@@ -63,6 +66,7 @@ def retry_command(
     private: bool | None = None,
     revision: str | None = None,
     space_id: str | None = None,
+    allow_unfinished: bool = False,
 ) -> str:
     """The shell command that pushes `output_dir` again (never with a token: that comes from HF_TOKEN).
 
@@ -76,6 +80,8 @@ def retry_command(
         command += ["--revision", shlex.quote(revision)]
     if space_id:
         command += ["--space", shlex.quote(space_id)]
+    if allow_unfinished:
+        command.append("--allow_unfinished")
     return " ".join(command)
 
 
@@ -162,20 +168,25 @@ def portable_files(files: dict[str, Path], run_dir: str | Path) -> dict[str, Pat
 
     The Trainer records absolute paths (`best_model_checkpoint` in trainer_state.json, `output_dir`
     and `logging_dir` in training_args.bin); on the Hub they would show the user's directory layout
-    and point nowhere. Paths inside `run_dir` (the run's output folder) become relative to it;
-    anything else absolute in training_args.bin keeps its last name. The local files are not changed.
+    and point nowhere. Paths inside `run_dir` (the run's output folder) become relative to it, and a
+    checkpoint path in trainer_state.json relative to its run folder wherever that was when it was
+    recorded (a folder moved or copied since); anything else absolute in training_args.bin keeps its
+    last name. The local files are not changed.
     """
     run_dir = Path(run_dir).absolute()
     needles = {str(run_dir).encode(), str(run_dir.resolve()).encode()}
     portable: dict[str, Path | bytes] = {}
     for name, path in files.items():
-        content = path.read_bytes()
+        content = original = path.read_bytes()
         if Path(name).name == TRAINING_ARGS_FILE:
             portable[name] = _portable_training_args(path, run_dir)
-        elif path.suffix in TEXT_SUFFIXES and any(needle in content for needle in needles):
-            portable[name] = _portable_text(content.decode("utf-8"), run_dir).encode("utf-8")
-        else:
-            portable[name] = path
+            continue
+        if Path(name).name == run_folder.STATE_FILE:  # recorded where the folder was then, which may not be here
+            state = run_folder.portable_state(json.loads(content))
+            content = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        if path.suffix in TEXT_SUFFIXES and any(needle in content for needle in needles):
+            content = _portable_text(content.decode("utf-8"), run_dir).encode("utf-8")
+        portable[name] = path if content == original else content
     return portable
 
 
@@ -205,6 +216,21 @@ def files_to_push(folder: str | Path, patterns: Iterable[str] | None = None) -> 
             if patterns is None or any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
                 files[name] = path
     return files
+
+
+def unfinished_problem(output_dir: str | Path) -> str | None:
+    """One line saying that `output_dir` holds a run that did not finish and what to do, or None.
+
+    >>> unfinished_problem("no/such/folder") is None
+    True
+    """
+    status = run_folder.unfinished(Path(output_dir))
+    if status is None:
+        return None
+    return (
+        f"{output_dir} holds an unfinished run ({status}): resume it to its end with the same command plus "
+        "--resume_from_checkpoint last, or pass --allow_unfinished to push these weights as they are"
+    )
 
 
 def _check_output(output_dir: Path, command: str) -> None:
@@ -312,6 +338,7 @@ def push(
     revision: str | None = None,
     commit_message: str | None = None,
     space_id: str | None = None,
+    allow_unfinished: bool = False,
 ) -> str:
     """Push a finished output folder (weights, configs, card, plots, results) to a Hub model repo.
 
@@ -323,6 +350,9 @@ def push(
     runs `hf-resnet demo` on the model repo, and the model card links to it. A private Space
     needs the token as its `HF_TOKEN` secret to read a private model.
 
+    A run that did not finish (stopped by Ctrl-C/SIGTERM, or killed) is refused unless
+    `allow_unfinished`; its card then says it is unfinished.
+
     Returns:
         The URL of the commit on the Hub.
 
@@ -330,11 +360,14 @@ def push(
         PushError: what failed, and the `hf-resnet push ...` command that retries it.
     """
     output_dir = Path(output_dir)
-    command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
+    command = retry_command(output_dir, repo_id, private, revision, space_id, allow_unfinished)
     problem = repo_id_problem(repo_id)
     if problem:
         raise PushError(problem, command)
     _check_output(output_dir, command)
+    problem = None if allow_unfinished else unfinished_problem(output_dir)
+    if problem:
+        raise PushError(problem, command)
     secret = token or get_token()
     _redact_folder(output_dir)  # checkpoints too: the token must not stay on disk either
     leaking = find_token(portable_files(files_to_push(output_dir), output_dir), secret)
@@ -349,13 +382,13 @@ def push(
     stage = "creating the repository"
     try:
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
+        command = retry_command(output_dir, repo_id, private, revision, space_id, allow_unfinished)
         if space_id:
             stage = f"creating the Space {space_id}"
             space_id = api.create_repo(
                 space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True
             ).repo_id
-            command = retry_command(output_dir, repo_id, private=private, revision=revision, space_id=space_id)
+            command = retry_command(output_dir, repo_id, private, revision, space_id, allow_unfinished)
         if revision:
             stage = f"creating branch {revision}"
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -382,30 +415,23 @@ def push(
     return url
 
 
-def _repo_id(training_args: TrainingArguments) -> str:
-    # As transformers: without --hub_model_id, the output folder's name in the token owner's namespace.
-    return training_args.hub_model_id or Path(training_args.output_dir).resolve().name
-
-
 def push_after_training(output_dir: str | Path, training_args: TrainingArguments) -> None:
-    """Push the finished run if `--push_to_hub`; on failure log the reason and the retry command, never raise.
+    """Push the finished run if `--push_to_hub` (main process only).
 
-    Training's results are on disk by now; a network problem must not turn a good run into a
-    crash, so the error is logged (with `hf-resnet push ...`) and the run ends normally.
+    Raises `PushError` when the push fails: a run asked to publish that did not must not end as a
+    success. Training's results are on disk by now, so the error says the folder is intact and gives
+    the `hf-resnet push ...` command that sends it later.
     """
     if not training_args.push_to_hub or training_args.process_index != 0:
         return
-    try:
-        push(
-            output_dir,
-            _repo_id(training_args),
-            token=training_args.hub_token,
-            private=training_args.hub_private_repo,
-            revision=getattr(training_args, "hub_revision", None),
-            commit_message="End of training",
-        )
-    except PushError as error:
-        logger.error("%s", error)
+    push(
+        output_dir,
+        hub_repo_id(training_args),
+        token=training_args.hub_token,
+        private=training_args.hub_private_repo,
+        revision=getattr(training_args, "hub_revision", None),
+        commit_message="End of training",
+    )
 
 
 # ----------------------------------------------------------------------------- pushes during training
@@ -460,7 +486,7 @@ class HubCheckpointPusher(TrainerCallback):
     """
 
     def __init__(self, training_args: TrainingArguments):
-        self.repo_id = _repo_id(training_args)
+        self.repo_id = hub_repo_id(training_args)
         self.strategy = str(getattr(training_args.hub_strategy, "value", training_args.hub_strategy))
         self.token = training_args.hub_token
         self.private = training_args.hub_private_repo

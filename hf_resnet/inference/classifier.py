@@ -25,7 +25,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from ..data.images import Picture, describe, load_picture
 from ..families.loading import ModelLoadError, check_model_source, load_errors
 from ..model.tta import resolve_mode
-from ..runtime.hardware import MIN_BF16_SPEEDUP, cpu_bf16_speedup, native_bf16_cpu
+from ..runtime.precision import cpu_bf16_rule
 from ..tasks import Task, task_for
 from .prediction import model_forward, predict, prepare_model
 
@@ -91,9 +91,10 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "bf16" or "fp32" for `precision` on `device`: "auto" is bf16 on CPUs with native bf16 instructions
-    and measured faster there (their top-1 answers agree with fp32 on at least 99% of images;
-    tests/test_precision.py) and on GPUs with native bf16, fp32 elsewhere, where bf16 would only be slower.
+    """ "bf16" or "fp32" for `precision` on `device`: "auto" is bf16 where training would run bf16 autocast
+    by default (`runtime.precision.cpu_bf16_rule` on a CPU; top-1 answers agree with fp32 on at least 99%
+    of images, tests/test_precision.py) and on GPUs with native bf16, fp32 elsewhere, where bf16 would only
+    be slower.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -101,9 +102,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
-    if device.type != "cpu" or not native_bf16_cpu():
+    if device.type != "cpu":
         return "fp32"
-    return "bf16" if cpu_bf16_speedup(torch.get_num_threads()) >= MIN_BF16_SPEEDUP else "fp32"
+    return "bf16" if cpu_bf16_rule()[0] else "fp32"
 
 
 def find_onnx_file(folder: Path) -> Path:
@@ -134,7 +135,14 @@ def onnx_session(path: str | os.PathLike) -> Any:
 
 def _onnx_classifier(location: Path) -> Classifier:
     onnx_file = location if location.suffix == ".onnx" else find_onnx_file(location)
-    session = onnx_session(onnx_file)
+    try:
+        session = onnx_session(onnx_file)
+    except Exception as error:  # ONNX Runtime's InvalidProtobuf, Fail, ... derive from Exception only
+        detail = " ".join(str(error).split())[:300]
+        raise ModelLoadError(
+            f"--model {onnx_file}: ONNX Runtime cannot load it ({detail}); the file is truncated or not ONNX: "
+            f"export it again (hf-resnet export --model FOLDER)"
+        ) from None
     input_name = session.get_inputs()[0].name
 
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -143,7 +151,18 @@ def _onnx_classifier(location: Path) -> Classifier:
     with load_errors(onnx_file.parent, "--model"):
         config = AutoConfig.from_pretrained(onnx_file.parent)
         processor = AutoImageProcessor.from_pretrained(onnx_file.parent)
+    checked_task(config, onnx_file.parent)
     return Classifier(config, processor, forward, torch.device("cpu"), backend="onnx")
+
+
+def checked_task(config: PretrainedConfig, location: str | os.PathLike) -> Task:
+    """The model's task, its settings (a multi-label model's thresholds) usable, before any image is read."""
+    task = task_for(config)
+    try:
+        task.check(config)
+    except ValueError as error:
+        raise ModelLoadError(f"--model {os.fspath(location)}: {error}; fix or remove them") from None
+    return task
 
 
 def _folder_stamp(location: str, backend: str) -> int:
@@ -169,7 +188,10 @@ def _load_cached(location: str, stamp: int, device: str, backend: str, precision
     torch_device = torch.device(device)
     check_model_source(location, "--model")
     with load_errors(location, "--model"):
-        model = AutoModelForImageClassification.from_pretrained(location)
+        config = AutoConfig.from_pretrained(location)
+    checked_task(config, location)
+    with load_errors(location, "--model"):
+        model = AutoModelForImageClassification.from_pretrained(location, config=config)
         processor = AutoImageProcessor.from_pretrained(location)
     model = prepare_model(model, torch_device)
     forward = model_forward(model, torch_device, precision)

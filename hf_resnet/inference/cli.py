@@ -54,10 +54,11 @@ def _positive(text: str) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from .classifier import load_classifier
-    from .gradcam import explain, explain_labels, labelled_path
+    from .gradcam import check_out, explain, explain_labels, labelled_path
 
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     try:
+        check_out(args.out)  # before the model loads
         classifier = load_classifier(args.model, device=args.device)
         if target is None and classifier.task.label_sets:  # one map per label of the set, each in its own file
             explanations = explain_labels(args.image, model=classifier, out=args.out)
@@ -99,6 +100,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ..families.loading import ModelLoadError
     from .demo import DemoError, launch
 
     try:
@@ -110,7 +112,7 @@ def _demo(args: argparse.Namespace) -> int:
             device=args.device,
             top_k=args.top_k,
         )
-    except DemoError as error:
+    except (DemoError, ModelLoadError) as error:
         print(f"hf-resnet demo: {error}", file=sys.stderr)
         return 2
     return 0

@@ -25,6 +25,8 @@ GRADIO_MISSING = 'Gradio is not installed; the demo needs this optional extra: p
 HUB_FILES = ("*.json", "*.safetensors", "README.md", f"{EXAMPLES_DIR}/*")
 #: Labels shown for a single-label model; a visitor reads a few, not a thousand.
 DEFAULT_TOP_K = 5
+#: The largest TCP port number.
+MAX_PORT = 65535
 #: Pixels of height for the input and Grad-CAM images: a 32 px or 224 px model view is shown large enough to read.
 IMAGE_HEIGHT = 320
 
@@ -96,12 +98,12 @@ def _read_json(path: Path) -> dict:
 
 
 def _base_model(recipe: dict) -> str:
-    model = recipe.get("model", {})
-    if model.get("model_name_or_path"):
-        return f"fine-tuned from {model['model_name_or_path']}"
-    if model:
-        return f"trained from scratch ({model.get('arch') or 'custom'} layout)"
-    return "unknown (no recipe.json)"
+    """How the weights started, in the card's words (a local checkpoint by name, never "from scratch" for one)."""
+    if not recipe:
+        return "unknown (no recipe.json)"
+    from ..hub.card import describe_base_model
+
+    return describe_base_model(recipe)[1]
 
 
 def read_facts(folder: Path, config, hub_id: str | None = None) -> ModelFacts:
@@ -138,8 +140,17 @@ def predict(classifier, facts: ModelFacts, image: Any, top_k: int = DEFAULT_TOP_
     return {entry["label"]: entry["score"] for entry in shown}, overlay
 
 
+def check_settings(top_k: int, server_port: int | None = None) -> None:
+    """The demo's own arguments, refused in one line before Gradio or the model is loaded."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise DemoError(f"--top-k {top_k}: must be a positive number of labels to show")
+    if server_port is not None and not 1 <= server_port <= MAX_PORT:
+        raise DemoError(f"--server_port {server_port}: must be a TCP port, 1 to {MAX_PORT} (leave it out for 7860)")
+
+
 def build_demo(model: str | os.PathLike, device: str | None = None, top_k: int = DEFAULT_TOP_K):
     """The Gradio `Blocks` of the demo for a model folder or Hub id (call `.launch()` on it, or use `launch`)."""
+    check_settings(top_k)
     folder, hub_id = model_folder(model)
     return _build(folder, hub_id, device, top_k)
 
@@ -204,6 +215,7 @@ def launch(
     top_k: int = DEFAULT_TOP_K,
 ) -> None:
     """Build the demo and serve it (blocking) on localhost, or where Gradio's `server_name`/`share` say."""
+    check_settings(top_k, server_port)
     _gradio()  # before any download: a missing extra is the first thing to say
     folder, hub_id = model_folder(model)
     demo = _build(folder, hub_id, device, top_k)

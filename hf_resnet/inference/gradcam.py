@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config.checks import image_write_problem
 from ..data.images import Picture, load_picture
 from ..data.transforms import processor_geometry
 from ..families import family_of
@@ -131,6 +132,12 @@ def _explanation(classifier: Classifier, pixel_values: torch.Tensor, target: int
     )
 
 
+def check_out(out: str | os.PathLike | None) -> None:
+    """Refuse, before the model loads, an overlay path that cannot be written (a folder, no image extension)."""
+    if out is not None and (problem := image_write_problem(out)):
+        raise ValueError(f"--out {os.fspath(out)}: {problem}")
+
+
 def _loaded(model, device) -> Classifier:
     classifier = load_classifier(model, device=device)
     if classifier.model is None:
@@ -151,6 +158,7 @@ def explain(
     (after the processor's resize and centre crop), which `Explanation.image` holds. For every
     label of a multi-label model's answer, see `explain_labels`.
     """
+    check_out(out)
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])
     explanation = _explanation(classifier, pixel_values, _target_index(classifier, target))
@@ -189,6 +197,7 @@ def explain_labels(
     A multi-label image can show several things; one map of the top label would hide where the
     others were seen. With `out`, each overlay is written to `labelled_path(out, label)`.
     """
+    check_out(out)
     classifier = _loaded(model, device)
     pixel_values = classifier.preprocess([load_picture(image)])
     explanations = [_explanation(classifier, pixel_values, index) for index in label_set(classifier, pixel_values)]

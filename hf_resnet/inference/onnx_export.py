@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config.checks import folder_write_problem
 from ..data.images import IMAGE_EXTENSIONS, Picture, load_picture
 from .classifier import ONNX_FILE_NAME, Classifier, load_classifier, onnx_session
 
@@ -59,13 +60,12 @@ def check_export_extra() -> None:
         raise ExportError(f'export needs {", ".join(missing)}: pip install "hf_resnet[export]"')
 
 
-def check_writable(out: Path) -> None:
-    """Refuse an output folder that cannot be written, naming it (not a bare PermissionError mid-export)."""
-    existing = out.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"--out {out}: cannot write there ({existing} is read-only); pass a writable --out folder")
+def check_arguments(out: Path, latency_repeats: int) -> None:
+    """Refuse, before the model loads, an output folder that cannot be written or timings of no run."""
+    if problem := folder_write_problem(out):
+        raise ExportError(f"--out {out}: {problem}")
+    if isinstance(latency_repeats, bool) or not isinstance(latency_repeats, int) or latency_repeats < 1:
+        raise ExportError(f"--repeats {latency_repeats}: must be at least 1 (timed runs per latency figure)")
 
 
 @dataclass
@@ -327,12 +327,12 @@ def export(
         raise ValueError(f"format must be 'onnx', not {format!r}")
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+    out = Path(out) if out is not None else _default_out(model)
+    check_arguments(out, latency_repeats)
     check_export_extra()
     classifier = load_classifier(model, device="cpu", precision="fp32")  # the reference the export must match
     if classifier.model is None:
         raise ValueError("export needs the PyTorch model; pass a model folder, Hub id or loaded model")
-    out = Path(out) if out is not None else _default_out(model)
-    check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     samples = classifier.preprocess(_gather(sample_images, seed=0))
     reference = _logits(classifier.forward, samples)

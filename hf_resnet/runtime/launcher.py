@@ -105,12 +105,12 @@ def decide_threads(choices: LauncherChoices, environ: dict, cores: int, processe
 
 
 def use_cpu_threads() -> str:
-    """Set torch's thread count for CPU training as `decide_threads` says; return the sentence for the summary."""
+    """Set torch's thread count for CPU training as `decide_threads` says; return it and why, for the records."""
     import torch
 
     threads, why = decide_threads(launcher_choices(), dict(os.environ), physical_cores(), local_processes())
     torch.set_num_threads(threads)
-    return f"threads: {threads} ({why})"
+    return f"{threads} ({why})"
 
 
 #: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16

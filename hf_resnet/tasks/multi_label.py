@@ -36,15 +36,28 @@ def stored_thresholds(config) -> list[float] | None:
     if stored is None:
         return None
     if isinstance(stored, dict):
-        return [float(stored.get(label, DEFAULT_THRESHOLD)) for label in labels]
-    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
-        return [float(stored)] * len(labels)
-    if isinstance(stored, (list, tuple)) and len(stored) == len(labels):
-        return [float(value) for value in stored]
-    raise ValueError(
-        f"config.json thresholds {stored!r} should be one probability per label ({len(labels)}), "
-        "one per label name, or one for all"
-    )
+        if unknown := sorted(set(map(str, stored)) - set(labels)):
+            raise ValueError(
+                f"config.json thresholds name label(s) {unknown} the model does not have (its labels: {labels})"
+            )
+        values = [stored.get(label, DEFAULT_THRESHOLD) for label in labels]
+    elif _probability(stored):
+        values = [stored] * len(labels)
+    elif isinstance(stored, (list, tuple)) and len(stored) == len(labels):
+        values = list(stored)
+    else:
+        values = None
+    if values is None or not all(_probability(value) for value in values):
+        raise ValueError(
+            f"config.json thresholds {stored!r} should be one probability per label ({len(labels)}), one per label "
+            "name, or one for all, each in [0, 1]"
+        )
+    return [float(value) for value in values]
+
+
+def _probability(value) -> bool:
+    """A number in [0, 1]: not NaN, not a bool, not a list."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def thresholds(config) -> list[float]:

@@ -6,16 +6,33 @@ methods; `trainer.PRIVATE_TRAINER_OVERRIDES` lists every private override hf_res
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+from pathlib import Path
 
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from ..config.run_folder import STAGING_DIR
+from ..config.run_folder import STAGING_DIR, last_intact_checkpoint
 
 #: Checkpoints are written under OUTPUT_DIR/.staging/ and renamed into place once complete, so a
 #: `checkpoint-N` folder always holds a whole checkpoint and a kill mid-save is never resumed from.
+
+
+def disk_full_message(output_dir: str | os.PathLike) -> str:
+    """The one line a full disk while saving gets: which folder, which checkpoint is whole, what to do."""
+    checkpoint, _ = last_intact_checkpoint(Path(output_dir))
+    kept = (
+        f"the last checkpoint, {checkpoint.name}, is intact: free space, then rerun with --resume_from_checkpoint last"
+        if checkpoint is not None
+        else "no checkpoint was completed: free space, then rerun"
+    )
+    return f"no space left on the disk of --output_dir {output_dir} while saving; {kept}"
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class AtomicCheckpoints:
@@ -41,6 +58,10 @@ class AtomicCheckpoints:
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
+        except OSError as error:
+            if is_disk_full(error) and self.args.should_save:
+                shutil.rmtree(staged, ignore_errors=True)  # the part written is useless; its space helps the user
+            raise
         finally:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its shard / RNG state

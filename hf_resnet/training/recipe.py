@@ -24,6 +24,7 @@ from ..data import embedded
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
+from ..runtime.signals import end_process, survive_closed_output
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -48,13 +49,17 @@ def usage_error(error: BaseException, prog: str = "hf-resnet train") -> int:
     A bad argument or data folder stops every rank alike, and torch's elastic launcher stops the
     other ranks as soon as one exits; so rank 0 prints at once, and another rank prints only if it
     is still alive a moment later, which happens when the error was its own (a file that breaks
-    mid-training on its shard) while rank 0 waits in a collective.
+    mid-training on its shard) while rank 0 waits in a collective. A rank of a multi-process run exits
+    without the interpreter's teardown, which takes seconds on busy cores: the launcher then stops
+    the other ranks before their delay is up, and they stay silent.
     """
     if os.environ.get("RANK", "0") != "0":
         time.sleep(RANK_EXIT_DELAY_S)
     print(f"{prog}: error: {_one_line(error)}", file=sys.stderr, flush=True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()  # as main does after a run: no abort at interpreter exit
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        end_process(USAGE_ERROR)
     return USAGE_ERROR
 
 
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     A user error (a bad flag or value, unusable data or model) is one line on stderr and exit code 2.
     """
+    survive_closed_output()  # a launcher killed mid-run takes the read end of our stderr with it
     setup_logging()
     try:  # a config that does not parse, an unknown flag, a value of the wrong type, a refused combination
         model_args, data_args, training_args = parse_args(argv)
@@ -86,11 +92,27 @@ def main(argv: list[str] | None = None) -> int:
         result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
+    except OSError as error:
+        from .checkpoints import disk_full_message, is_disk_full
+
+        if not is_disk_full(error):
+            raise
+        print(f"hf-resnet train: error: {disk_full_message(training_args.output_dir)}", file=sys.stderr, flush=True)
+        return 1  # not a usage error: the run was right, the disk was not
+    except RuntimeError as error:
+        from ..hub.push import PushError
+
+        if not isinstance(error, PushError):
+            raise
+        # Trained and saved, not pushed: not a usage error (2), and not a success either.
+        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+        PartialState().destroy_process_group()
+        return 1
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
     if result.interrupted_at is not None:
-        return 130  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
+        end_process(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:
         chosen = ["accuracy", *training_args.metrics.split(","), "loss"]
         shown = next(name for name in chosen if f"eval_{name}" in result.metrics)

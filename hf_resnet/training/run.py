@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,8 +19,8 @@ from transformers.trainer_utils import PredictionOutput
 
 from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
-from ..config.checks import Validated, check_labels, validate
-from ..config.recipe_file import RECIPE_FILE, portable_arguments, portable_description
+from ..config.checks import Validated, check_labels, lock_output_dir, validate
+from ..config.recipe_file import RECIPE_FILE, base_model_name, portable_arguments, portable_description
 from ..data import image_cache
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
@@ -90,7 +91,9 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, dat
         + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
         + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
         f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}\n"
-        f"precision: {_precision(args)}" + (f"\n{threads}" if threads else "") + f"\n{_data_path_lines(data_path)}"
+        f"precision: {_precision(args)}"
+        + (f"\nthreads: {threads}" if threads else "")
+        + f"\n{_data_path_lines(data_path)}"
     )
 
 
@@ -100,11 +103,41 @@ def _data_path_lines(data_path: dict) -> str:
     )
 
 
-def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, threads, data_path, average=None) -> dict:
-    """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card."""
+@dataclass
+class Records:
+    """What recipe.json says about a run beyond its flags, known before training starts."""
+
+    frozen: list[str]
+    head_lr: float
+    backbone_lr: float
+    threads: str
+    license: tuple[str, str]
+    #: What the machine chose for the data path (image cache, overlap), and why.
+    data_path: dict
+
+
+def _held_out(data, data_args: DataArguments) -> dict:
+    """Where validation came from, with a folder named as recipe.json names data (relative, under the root's name)."""
+    if "folder" in data.held_out:
+        return {"folder": portable_description(str(Path(data.held_out["folder"]).absolute()), data_args)}
+    return data.held_out
+
+
+def _recipe(model_args, data_args, args, data, records: Records, status: str, average=None, evaluated=None) -> dict:
+    """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card.
+
+    `status` is "finished" only for a run that trained to its end and evaluated; `evaluated` is the precision of
+    the final metrics.
+    """
+    frozen, head_lr, backbone_lr, threads = records.frozen, records.head_lr, records.backbone_lr, records.threads
     return {
+        "status": status,
         **portable_arguments(model_args, data_args, args),
+        "base_model": base_model_name(model_args),
+        "license": records.license[0],
+        "license_from": records.license[1],
         "dataset": portable_description(data.description, data_args),
+        "validation": _held_out(data, data_args),
         "recipe": {
             "frozen": frozen,
             "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
@@ -122,8 +155,9 @@ def _recipe(model_args, data_args, args, data, frozen, head_lr, backbone_lr, thr
             "weight_decay": args.weight_decay,
             "seed": args.seed,
             "precision": _precision(args),
+            "final_metrics_precision": evaluated,
             "threads": threads or None,
-            "data_path": data_path,
+            "data_path": records.data_path,
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
         },
@@ -183,7 +217,13 @@ def run(
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`.
 
     `validated`: what `config.checks.validate` found for these arguments, when the caller already ran it.
+    Raises `hub.push.PushError` when `--push_to_hub`'s push fails after training; the folder is complete then.
     """
+    with contextlib.ExitStack() as folder:  # the output folder's lock, released however the run ends
+        return _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder)
+
+
+def _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder: contextlib.ExitStack):
     _setup_logging(training_args)
     stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
@@ -202,6 +242,10 @@ def run(
     task = task_for(data.problem_type)
     data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
     model, processor, frozen = build_model(model_args, data.labels, config=config, resize=data_args.resize)
+    # Read now, while the base model's repo is known to answer: a stopped run's records need it as well.
+    model_license = (training_args.license, "--license") if training_args.license else None
+    base = model_args.model_name_or_path
+    model_license = model_license or card.inherited_license(base, model_args.revision, training_args.hub_token)
     geometry = processor_geometry(processor)
     data_args = dataclasses.replace(data_args, resize=geometry.fit)  # recipe.json and the card name the frame used
     if not streaming:
@@ -244,6 +288,7 @@ def run(
         backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
     head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
     rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
+    records = Records(frozen, head_lr, backbone_lr, threads, model_license, data_path)
     logger.info(
         "hf_resnet run\n%s",
         _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads, data_path),
@@ -276,6 +321,7 @@ def run(
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
+        folder.enter_context(lock_output_dir(training_args))  # a second run into the folder is refused here
         run_folder.start(
             Path(training_args.output_dir), validated.fingerprint, replace=training_args.overwrite_output_dir
         )
@@ -315,14 +361,23 @@ def run(
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()
+    if trainer.is_world_process_zero():
+        run_folder.make_state_portable(output_dir)
     if stop.requested:
         stop.release()
+        if trainer.is_world_process_zero():
+            steps = f"step {stop.stopped_at} of {trainer.state.max_steps}"
+            status = f"unfinished: stopped at {steps} by a signal; resume it with --resume_from_checkpoint last"
+            recipe = _recipe(model_args, data_args, training_args, data, records, status)
+            (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         logger.warning(
             "Stopped at step %d; checkpoint saved. Resume with the same command plus --resume_from_checkpoint last",
             stop.stopped_at,
         )
         return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
 
+    # The final figures are the saved model's as `hf-resnet evaluate` computes them: no training autocast from here on.
+    evaluated = trainer.as_served()
     choice, compared, prediction = None, {}, None
     # predict() gathers with gather_for_metrics, so each validation image counts once across processes.
     with reused_host_memory(enabled=on_cpu):
@@ -332,22 +387,20 @@ def run(
             prediction = trainer.predict(eval_images, metric_key_prefix="eval")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
-    eval_metrics = {
-        **prediction.metrics,  # eval_loss counts each image once (ResNetTrainer.evaluation_loop)
-        **task.fit(model, logits, labels),
-        **compared,
-        "eval_samples": len(labels),
-    }
+    fitted = task.fit(model, logits, labels)  # the temperature or thresholds, now in model.config
+    report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
+    # As `hf-resnet evaluate` measures the saved model (its loss is the plain one, without training's smoothing).
+    computed = [name for name in task.metrics if f"eval_{name}" in prediction.metrics]
+    measured = task.measure(logits, labels, computed, report, model.config)
+    eval_metrics = {**prediction.metrics, **fitted, **{f"eval_{key}": value for key, value in measured.items()}}
+    eval_metrics |= compared
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature or thresholds
-        report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = _recipe(
-            model_args, data_args, training_args, data, frozen, head_lr, backbone_lr, threads, data_path, choice
-        )
+        recipe = _recipe(model_args, data_args, training_args, data, records, "finished", choice, evaluated)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         if data_args.keep_examples:
             keep_examples(data.validation, data.labels, output_dir)

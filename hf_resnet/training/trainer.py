@@ -111,8 +111,22 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             output.metrics[f"{metric_key_prefix}_loss"] = loss.item()
         return output
 
+    def as_served(self) -> str:
+        """Run the model from now on as `hf-resnet evaluate` and classify run the saved one; returns its precision.
+
+        The final figures must be the saved model's: the training autocast accelerate wrapped around the model's
+        forward comes off (the weights' dtype, fp32, decides), and weights and inputs go channels-last as in
+        inference/prediction.py (forward passes only from here, so the layout's backward defect cannot bite).
+        """
+        model = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+        model.to(memory_format=torch.channels_last)
+        self.layout = torch.channels_last
+        return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[next(model.parameters()).dtype]
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """The Trainer's step on each test-time view of the batch, logits averaged (loss: see evaluation_loop)."""
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=self.layout)
         if self.tta == "none" or "pixel_values" not in inputs:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         steps = [
