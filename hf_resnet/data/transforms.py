@@ -360,7 +360,7 @@ class TrainAugment:
         size = [g.height, g.width]
         interpolation = g.interpolation if g.interpolation in _TENSOR_INTERPOLATIONS else InterpolationMode.BICUBIC
         shape = (len(crops), 3, g.height, g.width)
-        # On a CPU, broadcasting the per-channel normalisation over a channels-last batch ran 9x slower than over
+        # On a CPU, per-channel arithmetic broadcast over a channels-last batch is several times slower than over
         # NCHW; the training step puts the batch in the model's layout anyway.
         layout = torch.contiguous_format if device.type == "cpu" else torch.channels_last
         batch = torch.empty(shape, dtype=torch.uint8, device=device, memory_format=layout)
