@@ -2,6 +2,8 @@
 
     python benchmarks/train_throughput.py [--arch resnet-18] [--image_size 224] [--batch_size 16] [--steps 12]
                                           [--rounds 3] [--compile] [--accuracy_epochs 0] [--json results.json]
+                                          [--ways readme_launch,model_only_channels_last_,decode]
+                                          [--launch_variant '--data_overlap workers'] [--decode_images 400]
 
 Both sides train the same randomly initialised model layout (a full fine-tune: nothing
 frozen) on the same JPEG folder, with the same batch size and number of steps; rounds are
@@ -17,7 +19,11 @@ interleaved (baseline, hf_resnet, model-only, ...), so load from other processes
   memory: the ceiling for any data path. NCHW at fp32 with the usual allocator, and channels-last
   with hf_resnet's own settings: its default precision (bf16 autocast where the hardware runs bf16
   natively and measured faster, fp32 elsewhere) and, on a CPU, its host-memory reuse
-  (`--reuse_host_memory`); also channels-last with the usual allocator, to show what each of the two gives.
+  (`--reuse_host_memory`); also channels-last with the usual allocator, to show what each of the two gives;
+  and channels-last with each precision forced (fp32, and bf16 where the hardware runs it natively): the
+  faster of the two is the best model-only step, which the README launch is held to, round by round.
+- data path per core: training samples per second of decoding and augmentation alone, pinned to one
+  core, without and with the decoded-image cache (`--image_cache`): how many cores a faster model needs.
 
 Every run is a fresh Python process (spawned), so nothing one run leaves behind (allocator
 state, process-wide malloc settings, compiled kernels) helps or hurts the next.
@@ -246,8 +252,11 @@ README_LAUNCH = (
 )
 
 
-def _launched_runtime(train_dir: Path, validation_dir: Path, args, steps: int, launcher_flags: tuple) -> float:
-    """`train_runtime` (seconds inside `Trainer.train`) of one `accelerate launch recipes/finetune.py` run."""
+def _launched_results(
+    train_dir: Path, validation_dir: Path, args, steps: int, launcher_flags: tuple, recipe_flags: tuple = ()
+) -> dict:
+    """`train_results.json` of one `accelerate launch recipes/finetune.py` run (`train_runtime`: seconds inside
+    `Trainer.train`), with the data path the run chose (recipe.json)."""
     with tempfile.TemporaryDirectory() as output_dir:
         flags = {
             "arch": args.arch,
@@ -263,24 +272,72 @@ def _launched_runtime(train_dir: Path, validation_dir: Path, args, steps: int, l
             "output_dir": Path(output_dir) / "run",
         }
         command = [sys.executable, README_LAUNCH[0], README_LAUNCH[1], *launcher_flags, README_LAUNCH[2]]
-        command += [str(item) for key, value in flags.items() for item in (f"--{key}", value)]
+        command += [str(item) for key, value in flags.items() for item in (f"--{key}", value)] + list(recipe_flags)
         env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "PYTHONPATH")}
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-        return json.loads((Path(output_dir) / "run" / "train_results.json").read_text())["train_runtime"]
+        results = json.loads((Path(output_dir) / "run" / "train_results.json").read_text())
+        recipe = json.loads((Path(output_dir) / "run" / "recipe.json").read_text())
+        return {**results, "data_path": recipe["recipe"].get("data_path"), "precision": recipe["recipe"]["precision"]}
 
 
-def run_readme_launch(train_dir: Path, validation_dir: Path, args, launcher_flags: tuple = ()) -> float:
+def run_readme_launch(
+    train_dir: Path, validation_dir: Path, args, launcher_flags: tuple = (), recipe_flags: tuple = ()
+) -> dict:
     """Images/s of the README's `accelerate launch recipes/finetune.py`, steps after the warm-up only.
 
     Two launches that differ only in `--max_steps` (the warm-up, then all steps): the difference of their
     `train_runtime` is the time of the steps after the warm-up, start-up and first steps excluded, as in the
-    other ways' timing, without changing anything in what the user runs.
+    other ways' timing, without changing anything in what the user runs. The longer launch's own figures
+    come with it: the Trainer's `train_samples_per_second` (first step included) and hf_resnet's steady one.
     """
-    short = _launched_runtime(train_dir, validation_dir, args, args.warmup, launcher_flags)
-    full = _launched_runtime(train_dir, validation_dir, args, args.steps, launcher_flags)
-    return (args.steps - args.warmup) * args.batch_size / (full - short)
+    short = _launched_results(train_dir, validation_dir, args, args.warmup, launcher_flags, recipe_flags)
+    full = _launched_results(train_dir, validation_dir, args, args.steps, launcher_flags, recipe_flags)
+    return {
+        "images_per_second": (args.steps - args.warmup)
+        * args.batch_size
+        / (full["train_runtime"] - short["train_runtime"]),
+        "trainer_samples_per_second": full["train_samples_per_second"],
+        "steady_samples_per_second": full.get("train_steady_samples_per_second"),
+        "first_step_seconds": full.get("train_first_step_seconds"),
+        "data_path": full["data_path"],
+        "precision": full["precision"],
+    }
+
+
+def decode_rate(train_dir: Path, args, cache: str) -> dict:
+    """Training samples per second of the data path alone on one core: decode (or cut from the cache), augment.
+
+    Pinned to one core with one torch thread, so the figure says how many cores a faster model needs fed.
+    The cache is built (in memory) before the clock starts; its build rate is reported beside.
+    """
+    from hf_resnet.data import image_cache
+    from hf_resnet.data.arguments import DataArguments
+    from hf_resnet.data.image_datasets import TrainImages
+    from hf_resnet.data.sources import load_image_data
+    from hf_resnet.data.transforms import build_train_transform, processor_geometry
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    torch.set_num_threads(1)
+    data = load_image_data(DataArguments(train_dir=str(train_dir), verify_images=False), seed=args.seed)
+    processor = default_image_processor(args.image_size)
+    started = time.perf_counter()
+    built = image_cache.build(data.train, processor_geometry(processor), cache)
+    build_seconds = time.perf_counter() - started
+    images = TrainImages(data.train, build_train_transform(processor, DataArguments()), seed=args.seed, cache=built)
+    for index in range(min(8, len(images))):  # first calls: imports, allocator
+        images[index]
+    count = args.decode_images
+    start = time.perf_counter()
+    for position in range(count):
+        images.set_epoch(position // len(images)) if position % len(images) == 0 else None
+        images[position % len(images)]
+    figures = {"images_per_second": count / (time.perf_counter() - start)}
+    if built is not None:
+        figures["cache_build_images_per_second"] = len(images) / build_seconds
+    return figures
 
 
 def run_model_only(
@@ -413,6 +470,19 @@ def isolated(function, *args, **kwargs):
         return pool.submit(function, *args, **kwargs).result()
 
 
+def _native_bf16() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    from hf_resnet.runtime.hardware import native_bf16_cpu
+
+    return native_bf16_cpu() is not None
+
+
+def _median_of_rounds(numerators: list[float], denominators: list[float]) -> float:
+    """The median of per-round ratios: each round's figures were measured minutes apart, under the same load."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
     runs = {
         "baseline": (run_baseline, (train_dir, args), {}),
@@ -421,21 +491,34 @@ def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
         "model_only_nchw_fp32": (run_model_only, (args, False), {}),
         "model_only_channels_last": (run_model_only, (args, True), {}),
         "model_only_channels_last_usual_allocator": (run_model_only, (args, True), {"host_memory": False}),
+        # Each precision forced, whatever hf_resnet's default here: the best of the two is the ceiling.
+        "model_only_channels_last_fp32": (run_model_only, (args, True), {"force_fp32": True}),
+        "decode_per_core": (decode_rate, (train_dir, args, "off"), {}),
+        "decode_per_core_cached": (decode_rate, (train_dir, args, "memory"), {}),
     }
+    if _native_bf16() or args.model_only_bf16:
+        runs["model_only_channels_last_bf16"] = (run_model_only, (args, True), {"force_bf16": True})
     if default_mixed_precision()[0] and not torch.cuda.is_available():  # the default is bf16 here: time fp32 too
         runs["readme_launch_fp32"] = (
             run_readme_launch,
             (train_dir, validation_dir, args, ("--mixed_precision", "no")),
             {},
         )
-        runs["model_only_channels_last_fp32"] = (run_model_only, (args, True), {"force_fp32": True})
     if args.compile:
         runs["model_only_channels_last_compiled"] = (run_model_only, (args, True), {"compile_model": True})
-    if args.model_only_bf16:
-        runs["model_only_channels_last_bf16"] = (run_model_only, (args, True), {"force_bf16": True})
     for variant in args.hf_variant:
         runs[f"hf_resnet {variant}"] = (_hf_images_per_second, (train_dir, validation_dir, args), _overrides(variant))
+    for variant in args.launch_variant:
+        runs[f"readme_launch {variant}"] = (
+            run_readme_launch,
+            (train_dir, validation_dir, args, (), variant.split()),
+            {},
+        )
+    if args.ways:
+        wanted = args.ways.split(",")
+        runs = {name: run for name, run in runs.items() if any(name.startswith(way) for way in wanted)}
     samples: dict[str, list[float]] = {name: [] for name in runs}
+    details: dict[str, list[dict]] = {name: [] for name in runs}
     busy: list[float] = []
     for round_index in range(-args.warmup_rounds, args.rounds):
         for name, run in runs.items():
@@ -443,29 +526,56 @@ def throughput(args, train_dir: Path, validation_dir: Path) -> dict:
                 busy.append(wait_for_quiet(args.wait_quiet))
             function, positional, keywords = run
             launched = function is run_readme_launch  # a process tree of its own already
-            value = function(*positional, **keywords) if launched else isolated(function, *positional, **keywords)
+            result = function(*positional, **keywords) if launched else isolated(function, *positional, **keywords)
+            value = result["images_per_second"] if isinstance(result, dict) else result
             if round_index < 0:  # the first round pays for reading the JPEGs into the page cache
                 _progress(f"warm-up round {name}: {value:.2f} images/s (not counted)")
                 continue
             samples[name].append(value)
+            details[name].append(result if isinstance(result, dict) else {})
             _progress(f"round {round_index + 1}/{args.rounds} {name}: {value:.2f} images/s")
-    median = {name: statistics.median(values) for name, values in samples.items()}
-    ceiling = max(
-        median["model_only_channels_last"], median["model_only_nchw_fp32"] if "readme_launch_fp32" not in median else 0
-    )
+    median = {name: statistics.median(values) for name, values in samples.items() if values}
     figures = {
         "images_per_second": median,
         "all_rounds": samples,
+        "details": {name: rounds for name, rounds in details.items() if any(rounds)},
         "others_cpu_share_before_runs": busy,
-        "speedup_vs_baseline": median["readme_launch"] / median["baseline"],
-        "share_of_channels_last_ceiling": median["readme_launch"] / ceiling,
-        "python_api_speedup_vs_baseline": median["hf_resnet"] / median["baseline"],
     }
-    if "readme_launch_fp32" in median:
-        fp32_ceiling = max(median["model_only_channels_last_fp32"], median["model_only_nchw_fp32"])
-        figures["fp32_speedup_vs_baseline"] = median["readme_launch_fp32"] / median["baseline"]
-        figures["fp32_share_of_ceiling"] = median["readme_launch_fp32"] / fp32_ceiling
-        figures["bf16_speedup_over_fp32"] = median["readme_launch"] / median["readme_launch_fp32"]
+    figures.update(_ratios(samples, details, median))
+    return figures
+
+
+def _ratios(samples: dict, details: dict, median: dict) -> dict:
+    """Every ratio the runs asked for allow, each the median of per-round ratios where both sides ran."""
+    figures = {}
+    if {"readme_launch", "baseline"} <= set(median):
+        figures["speedup_vs_baseline"] = _median_of_rounds(samples["readme_launch"], samples["baseline"])
+    if {"hf_resnet", "baseline"} <= set(median):
+        figures["python_api_speedup_vs_baseline"] = _median_of_rounds(samples["hf_resnet"], samples["baseline"])
+    precisions = [
+        name for name in ("model_only_channels_last_fp32", "model_only_channels_last_bf16") if name in median
+    ]
+    if precisions:
+        best = max(precisions, key=median.get)
+        figures["best_model_only"] = {"way": best, "images_per_second": median[best]}
+        # Per round, the better precision of that round: the ceiling a data path is held to.
+        ceiling = [max(samples[name][i] for name in precisions) for i in range(len(samples[best]))]
+        for name in [name for name in samples if name.startswith("readme_launch") and samples[name]]:
+            rounds = details[name]
+            figures[f"{name} / best model-only"] = {
+                "after_warmup": _median_of_rounds(samples[name], ceiling),
+                "steady": _median_of_rounds([r["steady_samples_per_second"] for r in rounds], ceiling),
+                "trainer_figure": _median_of_rounds([r["trainer_samples_per_second"] for r in rounds], ceiling),
+                "first_step_seconds": statistics.median(r["first_step_seconds"] for r in rounds),
+                "data_path": rounds[-1]["data_path"],
+                "precision": rounds[-1]["precision"],
+            }
+    if {"decode_per_core", "decode_per_core_cached"} <= set(median):
+        figures["decode_cache_speedup"] = _median_of_rounds(
+            samples["decode_per_core_cached"], samples["decode_per_core"]
+        )
+    if {"readme_launch", "readme_launch_fp32"} <= set(median):
+        figures["bf16_speedup_over_fp32"] = _median_of_rounds(samples["readme_launch"], samples["readme_launch_fp32"])
     return figures
 
 
@@ -556,6 +666,20 @@ def main(argv: list[str] | None = None) -> dict:
         help="KEY=JSON[,KEY=JSON]: also time hf_resnet with these settings changed (repeatable), e.g. bf16=true; "
         "with --accuracy_epochs, also check its accuracy.",
     )
+    parser.add_argument(
+        "--launch_variant",
+        action="append",
+        default=[],
+        help="'--flag value ...': also time the README launch with these recipe flags (repeatable), e.g. "
+        "'--data_overlap workers' or '--image_cache off'.",
+    )
+    parser.add_argument(
+        "--ways",
+        default="",
+        help="Comma-separated name prefixes: time only these ways (e.g. readme_launch,model_only_channels_last_,"
+        "decode); default: all.",
+    )
+    parser.add_argument("--decode_images", type=int, default=400, help="Samples each data-path-only run times.")
     parser.add_argument("--frozen_epochs", type=float, default=0, help="> 0: time the frozen-feature cache.")
     parser.add_argument("--accuracy_epochs", type=float, default=0, help="> 0: also compare eval accuracy.")
     parser.add_argument("--accuracy_seeds", type=int, default=2)
@@ -595,11 +719,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name, value in figures["images_per_second"].items():
         print(f"  {name:42s} {value:8.2f} images/s")
-    print(f"  README launch / baseline{'':18s} {figures['speedup_vs_baseline']:8.2f}x")
-    print(f"  README launch / model-only ceiling{'':8s} {figures['share_of_channels_last_ceiling']:8.1%}")
-    for key in ("fp32_speedup_vs_baseline", "fp32_share_of_ceiling", "bf16_speedup_over_fp32"):
+    for key in ("speedup_vs_baseline", "python_api_speedup_vs_baseline", "bf16_speedup_over_fp32"):
         if key in figures:
-            print(f"  {key:42s} {figures[key]:8.2f}")
+            print(f"  {key:42s} {figures[key]:8.2f}x")
+    if "best_model_only" in figures:
+        print(f"  best model-only step: {figures['best_model_only']['way']}")
+    for name, ratio in figures.items():
+        if name.endswith("/ best model-only"):
+            print(
+                f"  {name}: {ratio['after_warmup']:.1%} after the warm-up, {ratio['steady']:.1%} steady, "
+                f"{ratio['trainer_figure']:.1%} by the Trainer's figure "
+                f"(first step {ratio['first_step_seconds']:.1f} s)"
+            )
+    if "decode_cache_speedup" in figures:
+        print(f"  data path per core: {figures['decode_cache_speedup']:.2f}x with the image cache")
     if "frozen_backbone" in report:
         frozen = report["frozen_backbone"]
         print(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Set before huggingface_hub and datasets are imported: they read these once, at import.
@@ -16,6 +19,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests compare numbers exactly: training runs in fp32 unless a test asks for another precision (the user's
 # explicit choice, as far as hf_resnet can tell), whatever bf16 support the CPU has.
 os.environ.setdefault("ACCELERATE_MIXED_PRECISION", "no")
+# Decoded-image caches and generated digits go to a folder of this session's own, not the user's ~/.cache.
+_CACHE = tempfile.mkdtemp(prefix="hf_resnet_tests_")
+os.environ["HF_RESNET_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

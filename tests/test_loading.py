@@ -21,7 +21,7 @@ from hf_resnet.data.image_datasets import (
 )
 from hf_resnet.data.images import ImageError, open_image
 from hf_resnet.data.transforms import build_train_transform
-from hf_resnet.runtime.launcher import default_num_workers
+from hf_resnet.runtime.launcher import cores_per_process, decide_data_overlap
 from hf_resnet.training.callbacks import EpochSetter
 
 SIZE = 32
@@ -175,16 +175,17 @@ def test_stage_follows_the_device_and_flags():
 
 
 def test_default_workers_leave_a_core_for_the_training_loop(monkeypatch):
+    def default(gpu: bool = False):
+        return decide_data_overlap("auto", None, cores_per_process(), gpu)[:2]
+
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
-    assert default_num_workers() == 7
+    assert default() == ("workers", 7)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert default_num_workers() == 3
+    assert default() == ("workers", 3)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert default_num_workers() == 0  # two cores, no GPU: the model needs both, the main process decodes
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert default_num_workers() == 1  # with a GPU, the cores are free for decoding
+    assert default() == ("thread", 0)  # two cores, no GPU: the model needs both, a thread prefetches
+    assert default(gpu=True) == ("workers", 1)  # with a GPU, the cores are free for decoding
 
 
 def test_epoch_setter_reaches_persistent_workers(jpeg_dataset):

@@ -73,6 +73,15 @@ def test_output_folder_has_the_transformers_layout(finetuned):
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["recipe"]["frozen"] == ["embedder", "stage1"]
     assert recipe["recipe"]["learning_rates"] == {"head": 1e-3, "backbone": 1e-2, "backbone_lr_decay": 1.0}
+    # What the machine chose for the data path, and why (the start-up summary says the same).
+    data_path = recipe["recipe"]["data_path"]
+    assert data_path["image_cache"]["mode"] in ("disk", "memory") and "MB" in data_path["image_cache"]["why"]
+    assert data_path["data_overlap"]["mode"] in ("thread", "workers") and data_path["data_overlap"]["why"]
+    # The first step (kernel building, worker start-up) apart from the steady rate; the Trainer's figure as it is.
+    results = json.loads((out / "train_results.json").read_text())
+    assert 0 < results["train_first_step_seconds"] < results["train_runtime"]
+    assert results["train_samples_per_second"] == pytest.approx(18 * 8 / results["train_runtime"], rel=0.02)
+    assert results["train_steady_samples_per_second"] > 0
 
 
 def test_reloaded_model_gives_identical_logits(finetuned, image_folders):

@@ -80,11 +80,12 @@ def test_plans_depend_on_the_seed_only():
     assert 10 < sum(p.flip for p in plans) < 40  # hflip=0.5
 
 
-def test_finish_normalises_resizes_and_returns_channels_last():
+def test_finish_normalises_and_resizes_in_nchw_on_a_cpu():
     transform = augment()
     batch = transform.finish([gradient_crop()], [plan()])
     assert batch.shape == (1, 3, SIZE, SIZE) and batch.dtype == torch.float32
-    assert batch.is_contiguous(memory_format=torch.channels_last)
+    # Per-channel arithmetic is fastest over NCHW on a CPU; the training step lays the batch out for the model.
+    assert batch.is_contiguous()
     mean, std = transform.geometry.mean, transform.geometry.std
     expected_left = [(value / 255 - m) / s for value, m, s in zip((200, 40, 10), mean, std)]
     torch.testing.assert_close(

@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 
 from ..flags import Flag, flag
 from ..model.arguments import TTA_MODES
-from ..runtime.launcher import default_num_workers
+from ..runtime.launcher import DATA_OVERLAPS, cores_per_process, decide_data_overlap
 from ..runtime.precision import default_mixed_precision
 from ..scoring.metrics import LOWER_IS_BETTER, METRICS, TOP_K, parse_metric_names
 
@@ -305,8 +305,16 @@ class ResNetTrainingArguments(TrainingArguments):
     # One worker per core left over by the training loop (none on a two-core CPU-only machine: see the function).
     dataloader_num_workers: int | None = flag(
         None,
-        "DataLoader worker processes; None: the cores less one (none on a CPU-only machine of 2 cores).",
+        "DataLoader worker processes; None: as --data_overlap decides (the cores less one with workers).",
         bounds="[0, inf)",
+    )
+    data_overlap: str = flag(
+        "auto",
+        "How decoding and augmentation overlap the training step: workers (DataLoader processes at lower "
+        "priority), thread (the next batches made in a thread of the training process, at lower priority), none "
+        "(between steps, in the training loop) or auto: workers on a GPU or with more than 2 CPU cores per "
+        "process, thread on a CPU-only machine with 2 cores or fewer. The start-up summary says which and why.",
+        choices=DATA_OVERLAPS,
     )
     # Restarting workers each epoch re-imports torch in each of them: seconds per epoch for nothing.
     dataloader_persistent_workers: bool = field(
@@ -376,8 +384,9 @@ class ResNetTrainingArguments(TrainingArguments):
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
         # Machine-dependent defaults are resolved here, not in the fields, so `--help` reads the same everywhere.
-        if self.dataloader_num_workers is None:
-            self.dataloader_num_workers = default_num_workers()
+        self.data_overlap, self.dataloader_num_workers, self.data_overlap_reason = decide_data_overlap(
+            self.data_overlap, self.dataloader_num_workers, cores_per_process(), torch.cuda.is_available()
+        )
         if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = torch.cuda.is_available()
         if self.accelerator_config is None:

@@ -13,6 +13,8 @@ RESIZE_POLICIES = ("crop", "squash", "pad")
 
 #: `--auto_augment` policies (data/transforms.py).
 AUTO_AUGMENTS = ("none", "trivial", "rand")
+#: `--image_cache` modes (data/image_cache.py).
+IMAGE_CACHE_MODES = ("off", "memory", "disk")
 #: `--problem_type`: the values transformers' configs use.
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
 
@@ -101,6 +103,19 @@ class DataArguments:
             "help": "Decode every image once before training, so a bad file fails in seconds instead of mid-epoch. "
             "Turn off for datasets too large to scan."
         },
+    )
+    image_cache: str | None = flag(
+        None,
+        "Decode each training image once, shrunk to a little above the model's size, so each step only crops, "
+        "flips and normalises (the same random crops and flips): disk (a memory-mapped file under "
+        "~/.cache/hf_resnet/images, or $HF_RESNET_CACHE/images, reused by later runs on the same images and "
+        "size), memory (rebuilt each run), or off (decode every sample). Default: disk where the decoded copy "
+        "takes at most a quarter of the memory available and of the disk free there, memory where it fits the "
+        "memory only, else off.",
+        result=True,
+        resumable=True,
+        machine=True,
+        choices=IMAGE_CACHE_MODES,
     )
     skip_bad_images: bool = flag(
         False,

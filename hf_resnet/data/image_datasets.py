@@ -18,7 +18,6 @@ A sample then leaves the worker at one of three stages (`TrainImages(stage=...)`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,18 +27,15 @@ from datasets import Dataset
 from datasets import Image as ImageFeature
 
 from ..data.device_batch import CropBatch
-from ..data.images import ImageError, open_image, opened, to_rgb
-from ..data.transforms import Plan, TrainAugment
+from ..data.image_cache import ImageCache
+from ..data.images import ORIENTATION_TAG, ImageError, open_image, opened, stored_sideways, to_rgb
+from ..data.prefetch import lower_priority, seeded
+from ..data.transforms import Plan, TrainAugment, scaled_box
 
 #: Where a training sample leaves the DataLoader worker (see the module docstring).
 STAGES = ("pixels", "crops", "jpeg")
-#: EXIF tag of the stored orientation; values 5-8 mean the upright image is the stored one turned 90 degrees.
-_ORIENTATION = 0x0112
 #: libjpeg's DCT scaling factors, largest first.
 _JPEG_REDUCTIONS = (8, 4, 2, 1)
-#: Added to DataLoader workers' nice value: the training loop wins any contended core (on a CPU it is the model, whose
-#: threads all wait for the slowest), while workers still take every idle one and run at full speed when it waits.
-WORKER_NICENESS = 10
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -90,7 +86,7 @@ def decode_crop(
     smaller) and the plan. Errors name the file, as `open_image`'s do.
     """
     with opened(source, name) as image:
-        turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+        turned = stored_sideways(image)
         height, width = (image.width, image.height) if turned else (image.height, image.width)
         plan = augment.plan(height, width, seed)
         reduction = _reduction(plan, augment.geometry.height, augment.geometry.width)
@@ -99,11 +95,7 @@ def decode_crop(
         image.load()
         image = to_rgb(image)
     # The reduced image is ceil(size / reduction): map the box by the actual ratio, to the nearest pixel.
-    fy, fx = image.height / height, image.width / width
-    top, left, box_height, box_width = plan.box
-    y0, x0 = min(round(top * fy), image.height - 1), min(round(left * fx), image.width - 1)
-    y1 = max(y0 + 1, min(round((top + box_height) * fy), image.height))
-    x1 = max(x0 + 1, min(round((left + box_width) * fx), image.width))
+    y0, x0, y1, x1 = scaled_box(plan.box, image.height / height, image.width / width, image.height, image.width)
     crop = np.array(image.crop((x0, y0, x1, y1)))  # cropping first: converting the whole image costs a copy
     return torch.from_numpy(crop).permute(2, 0, 1), plan
 
@@ -118,7 +110,11 @@ def gpu_decodable(source: str | bytes) -> tuple[int, int] | None:
     """
     try:
         with opened(source) as image:
-            if image.format != "JPEG" or image.mode not in ("RGB", "L") or image.getexif().get(_ORIENTATION, 1) != 1:
+            if (
+                image.format != "JPEG"
+                or image.mode not in ("RGB", "L")
+                or image.getexif().get(ORIENTATION_TAG, 1) != 1
+            ):
                 return None
             return image.height, image.width
     except ImageError:
@@ -129,8 +125,8 @@ class TrainImages(torch.utils.data.Dataset):
     """Training split: decode, augment with a per-(seed, epoch, index) RNG, return tensors.
 
     With a `TrainAugment` transform (what `build_train_transform` returns) only the crop is
-    decoded, at reduced size where the JPEG allows, and `stage` says how far the worker goes;
-    any other transform gets the fully decoded PIL image.
+    decoded, at reduced size where the JPEG allows, or cut from the decoded copy in `cache`, and
+    `stage` says how far the worker goes; any other transform gets the fully decoded PIL image.
     """
 
     def __init__(
@@ -140,6 +136,7 @@ class TrainImages(torch.utils.data.Dataset):
         seed: int,
         decode: Callable = open_image,
         stage: str = "pixels",
+        cache: ImageCache | None = None,
     ):
         if stage not in STAGES:
             raise ValueError(f"stage {stage!r}: choose one of {', '.join(STAGES)}")
@@ -147,6 +144,12 @@ class TrainImages(torch.utils.data.Dataset):
             raise ValueError(f"stage {stage!r} needs the TrainAugment of build_train_transform")
         self.dataset = _undecoded(dataset)
         self.transform, self.seed, self.decode, self.stage = transform, seed, decode, stage
+        if cache is not None and (len(cache) != len(dataset) or not isinstance(transform, TrainAugment)):
+            raise ValueError("an image cache needs the TrainAugment of build_train_transform and one entry per image")
+        # Crops of the decoded copies (data/image_cache.py): nothing left for a GPU to decode.
+        self.cache, self.stage = cache, "crops" if cache is not None and stage == "jpeg" else stage
+        # With the cache a sample needs only its label from the table, not the image's bytes.
+        self.labels = list(self.dataset["label"]) if cache is not None else None
         # Shared memory, so persistent DataLoader workers see the epoch the main process sets.
         self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._niced = False
@@ -159,25 +162,30 @@ class TrainImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if not self._niced and torch.utils.data.get_worker_info() is not None:
-            if hasattr(os, "nice"):  # POSIX only
-                os.nice(WORKER_NICENESS)  # each worker holds its own copy of this object, so once per worker
+            lower_priority()  # each worker holds its own copy of this object, so once per worker
             self._niced = True
-        item = self.dataset[index]
         seed = sample_seed(self.seed, int(self.epoch), index)
+        if self.cache is not None:
+            crop, plan = self.cache.crop(index, self.transform, seed)
+            return self._leave(crop, plan, f"image #{index}", {"labels": self.labels[index], "sample_seed": seed})
+        item = self.dataset[index]
         example = {"labels": item["label"], "sample_seed": seed}
         image = item["image"]
         source = image["bytes"] if image.get("bytes") else image["path"]
         name = image.get("path") or f"image #{index}"
         if not isinstance(self.transform, TrainAugment) or self.decode is not open_image:
             decoded = _decode(image, index, self.decode)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 return {"pixel_values": self.transform(decoded), **example}
         if self.stage == "jpeg" and (size := gpu_decodable(source)) is not None:
             plan = self.transform.plan(*size, seed)
             data = source if isinstance(source, bytes) else Path(source).read_bytes()
             return {"jpeg": data, "plan": plan, "name": name, "augment": self.transform, **example}
         crop, plan = decode_crop(source, self.transform, seed, name=name)
+        return self._leave(crop, plan, name, example)
+
+    def _leave(self, crop: torch.Tensor, plan: Plan, name: str, example: dict) -> dict:
+        """The sample as it leaves the worker at this dataset's stage."""
         if self.stage == "pixels":
             return {"pixel_values": self.transform.finish([crop], [plan])[0], **example}
         return {"crop": crop, "plan": plan, "name": name, "augment": self.transform, **example}

@@ -89,6 +89,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: EXIF tag of the stored orientation; values 5-8 mean the upright image is the stored one turned 90 degrees.
+ORIENTATION_TAG = 0x0112
+
+
+def stored_sideways(image: Image.Image) -> bool:
+    """Whether the upright picture is `image` turned 90 degrees (its EXIF orientation), read from the header only."""
+    return image.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+
+
 @contextmanager
 def opened(source: str | os.PathLike | bytes, name: str | None = None) -> Iterator[Image.Image]:
     """Open a path or raw bytes with PIL; any decoding failure inside the block becomes an `ImageError` naming it.

@@ -25,6 +25,7 @@ from ..data.arguments import DataArguments
 from ..data.image_datasets import sample_seed
 from ..data.images import open_image
 from ..data.multilabel import MULTI_LABEL, SINGLE_LABEL, feature_class_names
+from ..data.prefetch import seeded
 from ..data.sources import (
     VALIDATION_SPLIT_NAMES,
     DataError,
@@ -62,8 +63,7 @@ class StreamTransform:
         name = image.get("path") or "streamed image"
         picture = open_image(image["bytes"] if image.get("bytes") else image["path"], name=name)
         seed = sample_seed(self.seed, int(self.epoch), sample_key(image))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             pixels = self.transform(picture)
         return {"pixel_values": pixels, "labels": example["label"], "sample_seed": seed}
 

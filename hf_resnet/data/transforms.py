@@ -36,6 +36,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 from .arguments import RESIZE_POLICIES, SINGLE_LABEL_DEFAULTS, fill_unset
+from .prefetch import seeded
 
 if TYPE_CHECKING:  # transforms must not import config at run time: config imports the loading defaults
     from ..data.arguments import DataArguments
@@ -246,6 +247,22 @@ def crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
+def scaled_box(
+    box: tuple[int, int, int, int], fy: float, fx: float, height: int, width: int
+) -> tuple[int, int, int, int]:
+    """A crop box `(top, left, height, width)` of the full-size image as `(y0, x0, y1, x1)` in a copy scaled by
+    `(fy, fx)` to `height` x `width`, to the nearest pixel and never empty.
+
+    >>> scaled_box((10, 20, 100, 200), 0.5, 0.5, 240, 320)
+    (5, 10, 55, 110)
+    """
+    top, left, box_height, box_width = box
+    y0, x0 = min(round(top * fy), height - 1), min(round(left * fx), width - 1)
+    y1 = max(y0 + 1, min(round((top + box_height) * fy), height))
+    x1 = max(x0 + 1, min(round((left + box_width) * fx), width))
+    return y0, x0, y1, x1
+
+
 def erase_box(rng: random.Random, height: int, width: int, p: float) -> tuple[int, int, int, int]:
     """RandomErasing's patch `(top, left, height, width)` in output pixels; `(0, 0, 0, 0)` when none.
 
@@ -266,7 +283,7 @@ def erase_box(rng: random.Random, height: int, width: int, p: float) -> tuple[in
 
 @functools.lru_cache(maxsize=16)
 def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """(shift, scale) with uint8 * scale + shift = (uint8 / 255 - mean) / std, in one fused op."""
+    """(shift, scale) with uint8 * scale + shift = (uint8 / 255 - mean) / std."""
     # Built once per device: a tensor made from Python floats each batch would be a blocking host-to-GPU copy.
     shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32, device=device)
     scale = torch.tensor([1 / (255 * s) for s in std], dtype=torch.float32, device=device)
@@ -334,16 +351,19 @@ class TrainAugment:
     def finish(self, crops: Sequence[torch.Tensor], plans: Sequence[Plan]) -> torch.Tensor:
         """Resize uint8 crops `(3, h, w)` to the output size, flip, auto-augment, normalise and erase them.
 
-        Runs on the crops' device; returns a float32 channels-last batch. Every choice comes
-        from the plans as Python values, so on a GPU nothing is read back from it and nothing
-        waits for the previous step; normalisation is one fused op for the whole batch.
+        Runs on the crops' device; returns a float32 batch (channels-last on a GPU). Every choice
+        comes from the plans as Python values, so on a GPU nothing is read back from it and nothing
+        waits for the previous step; normalisation is done once for the whole batch.
         """
         g = self.geometry
         device = crops[0].device
         size = [g.height, g.width]
         interpolation = g.interpolation if g.interpolation in _TENSOR_INTERPOLATIONS else InterpolationMode.BICUBIC
         shape = (len(crops), 3, g.height, g.width)
-        batch = torch.empty(shape, dtype=torch.uint8, device=device, memory_format=torch.channels_last)
+        # On a CPU, per-channel arithmetic broadcast over a channels-last batch is several times slower than over
+        # NCHW; the training step puts the batch in the model's layout anyway.
+        layout = torch.contiguous_format if device.type == "cpu" else torch.channels_last
+        batch = torch.empty(shape, dtype=torch.uint8, device=device, memory_format=layout)
         placed = []  # with `pad`: where each image sits in its frame (top, left, height, width)
         for i, (crop, plan) in enumerate(zip(crops, plans)):
             if g.fit == "pad":
@@ -355,8 +375,7 @@ class TrainAugment:
             if plan.vflip:
                 image = image.flip(-2)
             if self._auto is not None:
-                with torch.random.fork_rng(devices=[]):  # torchvision draws the operation on the CPU generator
-                    torch.manual_seed(plan.aug_seed)
+                with seeded(plan.aug_seed):  # torchvision draws the operation on the CPU generator
                     image = self._auto(image)
             if placed:
                 top, left, height, width = placed[-1]
@@ -364,7 +383,7 @@ class TrainAugment:
             else:
                 batch[i] = image
         shift, scale = _normaliser(g.mean, g.std, device)
-        batch = torch.addcmul(shift, batch, scale)
+        batch = batch.float().mul_(scale).add_(shift)
         for i, (top, left, height, width) in enumerate(
             placed
         ):  # the border is the mean colour: 0, as the processor pads

@@ -118,20 +118,47 @@ def use_cpu_threads() -> str:
 MAX_WORKERS_PER_PROCESS = 16
 
 
-def default_num_workers() -> int:
-    """DataLoader workers per training process: the CPU cores it may use, less one for the training loop itself.
+#: `--data_overlap`: how data work overlaps the training step (hf_resnet/data/prefetch.py, DataLoader workers).
+DATA_OVERLAPS = ("auto", "workers", "thread", "none")
 
-    None on a CPU-only machine with two cores or fewer: the model's threads already keep every
-    core busy, so a worker process adds contention and copies but no parallelism (measured in
-    docs/benchmarks.md); the main process decodes between steps instead.
 
-    >>> default_num_workers() >= 0
-    True
-    """
-    import torch
-
+def cores_per_process() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if per_process <= 2 and not torch.cuda.is_available():
-        return 0
-    return max(1, min(per_process - 1, MAX_WORKERS_PER_PROCESS))
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bool) -> tuple[str, int, str]:
+    """`(overlap, DataLoader workers, why)` for `--data_overlap` and `--dataloader_num_workers` on this machine.
+
+    What the user set wins. Otherwise a GPU, or a CPU with more than two cores per process, gets a
+    worker per core the training loop leaves over (`workers_for`); a CPU-only process with two
+    cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority: the
+    data work overlaps the model's operations without a second process competing with them as an
+    equal (a worker measured slower there than decoding between steps: docs/benchmarks.md).
+
+    >>> decide_data_overlap("auto", None, 2, gpu=False)[:2], decide_data_overlap("auto", None, 8, gpu=False)[:2]
+    (('thread', 0), ('workers', 7))
+    """
+    if requested == "auto" and workers is not None:
+        overlap = "workers" if workers > 0 else "none"
+        return overlap, workers, f"--dataloader_num_workers {workers}"
+    if requested != "auto":
+        count = workers if workers is not None else 0 if requested != "workers" else workers_for(cores)
+        return requested, count, f"--data_overlap {requested}"
+    if gpu or cores > 2:
+        count = workers_for(cores)
+        where = "a GPU" if gpu else f"{cores} cores per process"
+        return "workers", count, f"{where}: a worker per core the training loop leaves over"
+    return (
+        "thread",
+        0,
+        (
+            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, so the "
+            "next batches are made in a thread at lower priority, not in a worker process"
+        ),
+    )
+
+
+def workers_for(cores: int) -> int:
+    """DataLoader workers for a training process with `cores` cores: one per core the training loop leaves over."""
+    return max(1, min(cores - 1, MAX_WORKERS_PER_PROCESS))

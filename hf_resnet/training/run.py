@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
 from ..config.checks import Validated, check_labels, lock_output_dir, validate
 from ..config.recipe_file import RECIPE_FILE, base_model_name, portable_arguments, portable_description
+from ..data import image_cache
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
@@ -32,10 +34,10 @@ from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
 from ..runtime.host_memory import reused_host_memory
-from ..runtime.launcher import use_cpu_threads
+from ..runtime.launcher import local_processes, use_cpu_threads
 from ..runtime.signals import GracefulStop, stop_with_launcher
 from ..tasks import task_for
-from .callbacks import EpochSetter, GradualUnfreezing
+from .callbacks import EpochSetter, GradualUnfreezing, StepTimes
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
 from .optim import part_learning_rates, scaled_learning_rates
@@ -76,7 +78,7 @@ def _precision(args: ResNetTrainingArguments) -> str:
     return f"{name} ({getattr(args, 'precision_reason', 'as given')})"
 
 
-def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> str:
+def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, data_path) -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -89,7 +91,15 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads) -> 
         + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
         + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
         f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}\n"
-        f"precision: {_precision(args)}" + (f"\nthreads: {threads}" if threads else "")
+        f"precision: {_precision(args)}"
+        + (f"\nthreads: {threads}" if threads else "")
+        + f"\n{_data_path_lines(data_path)}"
+    )
+
+
+def _data_path_lines(data_path: dict) -> str:
+    return "\n".join(
+        f"{name.replace('_', ' ')}: {choice['mode']} ({choice['why']})" for name, choice in data_path.items()
     )
 
 
@@ -102,6 +112,8 @@ class Records:
     backbone_lr: float
     threads: str
     license: tuple[str, str]
+    #: What the machine chose for the data path (image cache, overlap), and why.
+    data_path: dict
 
 
 def _held_out(data, data_args: DataArguments) -> dict:
@@ -145,10 +157,21 @@ def _recipe(model_args, data_args, args, data, records: Records, status: str, av
             "precision": _precision(args),
             "final_metrics_precision": evaluated,
             "threads": threads or None,
+            "data_path": records.data_path,
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
         },
     }
+
+
+def _image_cache_choice(data_args: DataArguments, args: ResNetTrainingArguments, train, geometry) -> dict:
+    """`--image_cache` for this run, and why: as given, or what the decoded copy fits (data/image_cache.py)."""
+    if args.cache_frozen_features:
+        return {"mode": "off", "why": "--cache_frozen_features trains on features, not images"}
+    if data_args.image_cache is None and args.gpu_decode:
+        return {"mode": "off", "why": "--gpu_decode decodes on the GPU"}
+    mode, why = image_cache.decide_mode(data_args.image_cache, train, geometry, local_processes())
+    return {"mode": mode, "why": why}
 
 
 def _keep_better_weights(
@@ -240,9 +263,17 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         epoch_setter = EpochSetter(train_images, stream_transform)
         # Each rank reads its own shards instead of rank 0 reading everything and dispatching batches.
         training_args.accelerator_config.dispatch_batches = False
-    else:
+    data_path = {
+        "data_overlap": {"mode": training_args.data_overlap, "why": training_args.data_overlap_reason},
+        "image_cache": {"mode": "off", "why": "streamed data is read once per epoch" if streaming else ""},
+    }
+    if not streaming:
         stage = train_stage(training_args.augment_on, training_args.gpu_decode, training_args.device)
-        train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage)
+        data_path["image_cache"] = _image_cache_choice(data_args, training_args, data.train, geometry)
+        mode = data_path["image_cache"]["mode"]
+        with training_args.main_process_first(local=True, desc="image cache") if mode == "disk" else nullcontext():
+            cache = image_cache.build(data.train, geometry, mode)  # on disk: decoded by one process, read by all
+        train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage, cache=cache)
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
     skip_frozen = None
@@ -257,11 +288,17 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
     head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
     rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
-    records = Records(frozen, head_lr, backbone_lr, threads, model_license)
-    logger.info("hf_resnet run\n%s", _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads))
+    records = Records(frozen, head_lr, backbone_lr, threads, model_license, data_path)
+    logger.info(
+        "hf_resnet run\n%s",
+        _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads, data_path),
+    )
 
     stop = GracefulStop()
-    callbacks = [epoch_setter, stop, *(callbacks or [])]
+    step_times = StepTimes(
+        training_args.train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
+    )
+    callbacks = [epoch_setter, stop, step_times, *(callbacks or [])]
     ddp_arguments = {}
     if training_args.unfreeze_at_epoch is not None and frozen:
         unfreezing = GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
@@ -316,7 +353,11 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     output_dir = Path(training_args.output_dir)
     trainer.save_model()
     train_samples = train_result.global_step * training_args.train_batch_size * training_args.world_size
-    train_metrics = {**train_result.metrics, "train_samples": train_samples if streaming else len(data.train)}
+    train_metrics = {
+        **train_result.metrics,
+        **step_times.figures(),
+        "train_samples": train_samples if streaming else len(data.train),
+    }
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()

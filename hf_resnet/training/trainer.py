@@ -2,7 +2,8 @@
 
 `ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
 vs backbone learning rates), batch-level mixing (mixup/cutmix) before each step, evaluation of
-the weight average beside the trained weights, and test-time augmentation in evaluation. Frozen
+the weight average beside the trained weights, test-time augmentation in evaluation, and batches
+made in a thread ahead of the step (`--data_overlap thread`). Frozen
 BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
 `model.train()` calls need no override.
 """
@@ -15,6 +16,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..data.prefetch import GLOBAL_RNG, ThreadPrefetch, seeded
 from ..model.memory_format import use_channels_last
 from ..model.tta import views
 from .checkpoints import AtomicCheckpoints
@@ -64,6 +66,10 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         #: are measured the way the model will be used.
         self.tta = tta
         self.step_rates: dict[str, float] = {}
+        #: The epoch's batch maker with `--data_overlap thread` (data/prefetch.py).
+        self.prefetch: ThreadPrefetch | None = None
+        #: Whether the training loop holds the generator lock now (see `get_batch_samples`).
+        self.holds_rng = False
         super().__init__(*args, **kwargs)
         # Channels-last weights where safe (model/memory_format.py); training_step puts inputs in the same layout.
         wanted = getattr(self.args, "channels_last", False)
@@ -137,7 +143,28 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         if self.weight_average is not None and resume_from_checkpoint:
             self.weight_average.resume_from = resume_from_checkpoint
-        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+        try:
+            return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval)
+        finally:
+            self._share_rng()
+            if self.prefetch is not None:  # a stopped run leaves its thread waiting to hand over a batch
+                self.prefetch.close()
+                self.prefetch = None
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """With `--data_overlap thread`, the epoch's batches come from a thread that makes them ahead of the step."""
+        if getattr(self.args, "data_overlap", "none") == "thread":
+            if self.prefetch is None or self.prefetch.source is not epoch_iterator:
+                if self.prefetch is not None:
+                    self.prefetch.close()
+                self.prefetch = ThreadPrefetch(epoch_iterator)
+            epoch_iterator = self.prefetch
+        batches = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.prefetch is not None and not self.holds_rng:
+            # Until the forward pass: the Trainer may restore its generator's state now (a resume), then mix.
+            GLOBAL_RNG.acquire()
+            self.holds_rng = True
+        return batches
 
     def checkpoint_extras(self, folder: str) -> None:
         if self.weight_average is not None and self.weight_average.average is not None:
@@ -179,8 +206,13 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=self.layout)
         if self.batch_mix is not None:
             # Seeded by the batch's own samples, so a resumed run mixes exactly as an uninterrupted one.
-            with torch.random.fork_rng(devices=[]):
-                if mix_seed is not None:
-                    torch.manual_seed(mix_seed)
+            with seeded(mix_seed):
                 inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
+        self._share_rng()
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _share_rng(self) -> None:
+        """Let the prefetch thread seed torch's generator again: the forward pass draws nothing from it."""
+        if self.holds_rng:
+            GLOBAL_RNG.release()
+            self.holds_rng = False
