@@ -290,7 +290,8 @@ def add_eval_results(
     """Add one dataset's results to the card's model-index, replacing only an older entry for that same split.
 
     The card is created when the folder has none (a plain transformers checkpoint), with `CARD_MARKER`:
-    this package wrote it, so a later run into the folder may re-render it. Entries for other datasets stay, and `write_model_card` keeps this one when it re-renders the card.
+    this package wrote it, so a later run into the folder may re-render it. Entries for other datasets
+    stay, and `write_model_card` keeps this one when it re-renders the card.
     """
     path = Path(output_dir) / "README.md"
     new = model_index_results(metrics, dataset_type, dataset_name, dataset_config, split)
