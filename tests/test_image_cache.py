@@ -1,13 +1,17 @@
 """The decoded-image cache, the prefetch thread and the data path's choices."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_processor
 from datasets import Dataset
 from PIL import Image
+from safetensors.torch import load_file
 from test_loading import jpeg_bytes, jpeg_dataset, photo  # noqa: F401 (photo-like images: a wrong crop shows)
 
+import hf_resnet
 from hf_resnet.data import image_cache
 from hf_resnet.data.arguments import DataArguments
 from hf_resnet.data.image_datasets import TrainImages
@@ -139,3 +143,31 @@ def test_the_data_overlap_is_what_the_user_set_else_what_the_machine_kind_runs_f
     overlap, workers, why = decide_data_overlap("workers", None, cores=2, gpu=False)
     assert (overlap, why) == ("workers", "--data_overlap workers") and workers >= 1
     assert decide_data_overlap("none", None, cores=8, gpu=True)[:2] == ("none", 0)
+
+
+def test_batches_made_in_a_prefetch_thread_train_the_same_weights_as_batches_made_between_steps(
+    tiny_checkpoint, image_folders, tmp_path
+):
+    """Auto-augment and mixing draw from torch's one global generator; the thread must not change a draw."""
+    train, val = image_folders
+    weights = {}
+    for overlap in ("thread", "none"):
+        result = hf_resnet.finetune(
+            model_name_or_path=str(tiny_checkpoint),
+            train_dir=str(train),
+            validation_dir=str(val),
+            output_dir=str(tmp_path / overlap),
+            data_overlap=overlap,
+            num_train_epochs=2,
+            auto_augment="rand",
+            mixup_alpha=0.4,
+            per_device_train_batch_size=8,
+            report_to="none",
+            disable_tqdm=True,
+        )
+        recipe = json.loads((result.output_dir / "recipe.json").read_text())
+        assert recipe["recipe"]["data_path"]["data_overlap"]["mode"] == overlap
+        weights[overlap] = load_file(str(tmp_path / overlap / "model.safetensors"))
+    assert weights["thread"].keys() == weights["none"].keys()
+    for name, tensor in weights["thread"].items():
+        assert torch.equal(tensor, weights["none"][name]), name
