@@ -135,8 +135,8 @@ def test_prefetched_batches_come_in_order_and_a_failure_surfaces_where_they_are_
 
 
 def test_the_data_overlap_is_what_the_user_set_else_what_the_machine_kind_runs_fastest():
-    assert decide_data_overlap("auto", None, cores=2, gpu=False)[:2] == ("thread", 0)
-    assert decide_data_overlap("auto", None, cores=1, gpu=False)[:2] == ("thread", 0)
+    assert decide_data_overlap("auto", None, cores=2, gpu=False)[:2] == ("none", 0)
+    assert decide_data_overlap("auto", None, cores=1, gpu=False)[:2] == ("none", 0)
     assert decide_data_overlap("auto", None, cores=2, gpu=True)[0] == "workers"
     assert decide_data_overlap("auto", 3, cores=2, gpu=False) == ("workers", 3, "--dataloader_num_workers 3")
     assert decide_data_overlap("auto", 0, cores=8, gpu=False)[:2] == ("none", 0)

@@ -184,7 +184,7 @@ def test_default_workers_leave_a_core_for_the_training_loop(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert default() == ("workers", 3)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    assert default() == ("thread", 0)  # two cores, no GPU: the model needs both, a thread prefetches
+    assert default() == ("none", 0)  # two cores, no GPU: the model needs both, batches are made between steps
     assert default(gpu=True) == ("workers", 1)  # with a GPU, the cores are free for decoding
 
 

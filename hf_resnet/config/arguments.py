@@ -313,7 +313,7 @@ class ResNetTrainingArguments(TrainingArguments):
         "How decoding and augmentation overlap the training step: workers (DataLoader processes at lower "
         "priority), thread (the next batches made in a thread of the training process, at lower priority), none "
         "(between steps, in the training loop) or auto: workers on a GPU or with more than 2 CPU cores per "
-        "process, thread on a CPU-only machine with 2 cores or fewer. The start-up summary says which and why.",
+        "process, none on a CPU-only machine with 2 cores or fewer. The start-up summary says which and why.",
         choices=DATA_OVERLAPS,
     )
     # Restarting workers each epoch re-imports torch in each of them: seconds per epoch for nothing.

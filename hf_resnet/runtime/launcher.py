@@ -131,13 +131,15 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
     """`(overlap, DataLoader workers, why)` for `--data_overlap` and `--dataloader_num_workers` on this machine.
 
     What the user set wins. Otherwise a GPU, or a CPU with more than two cores per process, gets a
-    worker per core the training loop leaves over (`workers_for`); a CPU-only process with two
-    cores or fewer, whose model threads keep both busy, prefetches in a thread at lower priority: the
-    data work overlaps the model's operations without a second process competing with them as an
-    equal (a worker measured slower there than decoding between steps: docs/benchmarks.md).
+    worker per core the training loop leaves over (`workers_for`). A CPU-only process with two cores
+    or fewer makes its batches between steps: its model threads keep both cores busy, so a worker has
+    no idle core to use (it measured no faster there, for a process more), and a prefetch thread,
+    though its work overlaps the model's, holds Python's lock in turns with the training loop and
+    measured slower than the few milliseconds a batch costs between steps once images are cached
+    (docs/benchmarks.md).
 
     >>> decide_data_overlap("auto", None, 2, gpu=False)[:2], decide_data_overlap("auto", None, 8, gpu=False)[:2]
-    (('thread', 0), ('workers', 7))
+    (('none', 0), ('workers', 7))
     """
     if requested == "auto" and workers is not None:
         overlap = "workers" if workers > 0 else "none"
@@ -150,11 +152,11 @@ def decide_data_overlap(requested: str, workers: int | None, cores: int, gpu: bo
         where = "a GPU" if gpu else f"{cores} cores per process"
         return "workers", count, f"{where}: a worker per core the training loop leaves over"
     return (
-        "thread",
+        "none",
         0,
         (
-            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, so the "
-            "next batches are made in a thread at lower priority, not in a worker process"
+            f"{cores} core{'s' if cores > 1 else ''} per process, no GPU: the model's threads need the cores, so "
+            "batches are made between steps, not in a worker process or a prefetch thread"
         ),
     )
 
