@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
+from test_hub import TOKEN, hub  # noqa: F401  (the local Hub fixture)
 
 import hf_resnet
 from hf_resnet.cli import main as cli
@@ -408,6 +409,60 @@ def test_an_unreachable_hub_is_answered_at_once_and_a_cached_dataset_is_read_off
     start = time.perf_counter()
     assert datasets.load_dataset("somebody/shapes")["train"].num_rows == 12
     assert time.perf_counter() - start < 5
+
+
+def _cache_as_hub_model(checkpoint: Path, cache: Path, name: str) -> None:
+    """What `from_pretrained(name, cache_dir=cache)` leaves in the Hub cache, made from a local checkpoint."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{name.replace('/', '--')}"
+    shutil.copytree(checkpoint, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_a_hub_model_id_with_the_hub_unreachable_is_one_line_at_once_and_a_cached_one_loads_offline(
+    setup, tmp_path, unreachable_hub
+):
+    import time
+
+    from transformers import AutoConfig
+
+    cache = tmp_path / "hub-cache"
+    args = ["--train_dir", setup["train_dir"], "--output_dir", str(tmp_path / "o"), "--cache_dir", str(cache)]
+    start = time.perf_counter()
+    with pytest.raises(
+        ArgumentError,
+        match=r"^--model_name_or_path nobody/absent: the Hub cannot be reached \(ConnectError\), and the model is not "
+        r"in the cache; connect once to download it, or give a local model folder$",
+    ):
+        validate(*hf_resnet.parse_args(["--model_name_or_path", "nobody/absent", *args]))
+    assert time.perf_counter() - start < 5  # one request, no retries (from_pretrained alone retries for about 30 s)
+    assert not unreachable_hub.HF_HUB_OFFLINE
+
+    _cache_as_hub_model(Path(setup["model_name_or_path"]), cache, "somebody/tiny")
+    validate(*hf_resnet.parse_args(["--model_name_or_path", "somebody/tiny", *args]))
+    assert unreachable_hub.HF_HUB_OFFLINE  # the load that follows reads the cache
+    start = time.perf_counter()
+    assert AutoConfig.from_pretrained("somebody/tiny", cache_dir=str(cache)).num_labels == 3
+    assert time.perf_counter() - start < 5
+
+
+def test_a_hub_model_the_hub_does_not_have_is_one_line_before_any_work(hub, setup, tmp_path, no_work):  # noqa: F811
+    from huggingface_hub import HfApi
+
+    from hf_resnet.families.loading import source_problem
+
+    api = HfApi(token=TOKEN)
+    api.create_repo("user/tiny")
+    api.upload_folder(folder_path=setup["model_name_or_path"], repo_id="user/tiny")
+    argv = ["--train_dir", setup["train_dir"], "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(ArgumentError, match=r"^--model_name_or_path user/absent: no such local folder, and no such "):
+        validate(*hf_resnet.parse_args(["--model_name_or_path", "user/absent", *argv]))
+    with pytest.raises(ArgumentError, match=r"^--model_name_or_path user/tiny: the model has no revision 'v9' on the"):
+        validate(*hf_resnet.parse_args(["--model_name_or_path", "user/tiny", "--revision", "v9", *argv]))
+    assert source_problem("user/tiny", need_processor=False) is None  # there: nothing to refuse
 
 
 # ----------------------------------------------------------------------------- *_steps flags given alone

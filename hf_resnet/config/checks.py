@@ -210,9 +210,9 @@ def _check_paths(model_args, data_args, dataset, config, token) -> None:
             if problem := hub_dataset_problem(name, data_args.dataset_config, token=token):
                 raise ArgumentError("dataset_name", name, problem)
     if model_args.model_name_or_path:
-        if problem := source_problem(
-            model_args.model_name_or_path, need_processor=False
-        ):  # the processor has a default
+        if problem := source_problem(  # the processor has a default
+            model_args.model_name_or_path, False, model_args.revision, model_args.cache_dir
+        ):
             raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
         # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
         checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)

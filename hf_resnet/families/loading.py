@@ -83,14 +83,27 @@ def folder_problem(folder: Path, need_processor: bool = True) -> str | None:
     return None
 
 
-def source_problem(name: str | os.PathLike, need_processor: bool = True) -> str | None:
-    """What keeps a local model folder from loading, or None; Hub ids are left to the Hub."""
-    return folder_problem(Path(name).expanduser(), need_processor) if looks_local(name) else None
+def source_problem(
+    name: str | os.PathLike, need_processor: bool = True, revision: str | None = None, cache_dir: str | None = None
+) -> str | None:
+    """What keeps a model from loading (a local folder's flaw; a Hub id not on the Hub, or unreachable and not
+    cached: hub/availability.py), or None."""
+    if looks_local(name):
+        return folder_problem(Path(name).expanduser(), need_processor)
+    from ..hub.availability import hub_model_problem
+
+    return hub_model_problem(os.fspath(name), revision, cache_dir)
 
 
-def check_model_source(name: str | os.PathLike, flag: str, need_processor: bool = True) -> None:
-    """Raise `ModelLoadError` for a local model folder that cannot load; Hub ids are left to the Hub."""
-    if problem := source_problem(name, need_processor):
+def check_model_source(
+    name: str | os.PathLike,
+    flag: str,
+    need_processor: bool = True,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> None:
+    """Raise `ModelLoadError`, one line naming `flag`, for a model that cannot load (`source_problem`)."""
+    if problem := source_problem(name, need_processor, revision, cache_dir):
         raise ModelLoadError(f"{flag} {os.fspath(name)}: {problem}")
 
 

@@ -28,7 +28,7 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None, resi
     path = model_args.model_name_or_path
     if path:
         hub = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
-        check_model_source(path, "--model_name_or_path", need_processor=False)  # a family may have a default
+        check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may have a default
         family = checkpoint_family(path, **hub)
         model = family.load(path, labels, **hub)
         processor = family.image_processor(
