@@ -493,6 +493,26 @@ def test_a_steps_flag_alone_switches_its_strategy_to_steps(flags, expected):
     assert tuple(getattr(value, "value", value) for value in strategies) == expected
 
 
+def test_a_full_disk_is_recognised_in_each_form_the_writers_raise_it(tmp_path, monkeypatch):
+    """The errors as a 1 MB tmpfs gave them: Python's OSError, safetensors' message, torch.save's opaque one."""
+    import errno
+    import shutil
+
+    from safetensors import SafetensorError
+
+    from hf_resnet.training.checkpoints import is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    assert not is_disk_full(torch_error, tmp_path)  # room left: some other failure
+    free = shutil.disk_usage(tmp_path)._replace(free=4096)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: free)
+    assert is_disk_full(torch_error, tmp_path / "not-yet-created")
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"), tmp_path)
+    assert not is_disk_full(ValueError("os error 13)"), tmp_path)
+
+
 def test_save_steps_alone_saves_every_n_steps_and_a_full_disk_is_one_line_keeping_the_last_checkpoint(
     setup, tmp_path, monkeypatch, capfd
 ):

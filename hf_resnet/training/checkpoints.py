@@ -31,8 +31,33 @@ def disk_full_message(output_dir: str | os.PathLike) -> str:
     return f"no space left on the disk of --output_dir {output_dir} while saving; {kept}"
 
 
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+#: Free bytes under which a failed write is taken for a full disk when the error itself does not say so.
+NEARLY_FULL_BYTES = 64 * 2**20
+
+
+def is_disk_full(error: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """Whether `error`, raised while writing into `folder`, means its disk is full.
+
+    Python's own writes say so (ENOSPC, EDQUOT); safetensors' Rust writer only in its message ("os error
+    28"); `torch.save` not at all (an "unexpected pos" RuntimeError from its zip writer), so for a
+    RuntimeError the disk itself is asked.
+    """
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if f"os error {errno.ENOSPC})" in str(error) or f"os error {errno.EDQUOT})" in str(error):
+        return True
+    if not isinstance(error, RuntimeError) or folder is None:
+        return False
+    try:
+        return shutil.disk_usage(_existing(Path(folder))).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 class AtomicCheckpoints:
@@ -58,8 +83,8 @@ class AtomicCheckpoints:
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
-        except OSError as error:
-            if is_disk_full(error) and self.args.should_save:
+        except Exception as error:
+            if self.args.should_save and is_disk_full(error, run_dir):
                 shutil.rmtree(staged, ignore_errors=True)  # the part written is useless; its space helps the user
             raise
         finally:

@@ -92,20 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
-    except OSError as error:
+    except Exception as error:
+        from ..hub.push import PushError
         from .checkpoints import disk_full_message, is_disk_full
 
-        if not is_disk_full(error):
+        if is_disk_full(error, training_args.output_dir):
+            message = disk_full_message(training_args.output_dir)  # not a usage error: the disk was wrong, not the run
+        elif isinstance(error, PushError):
+            message = _one_line(error)  # trained and saved, not pushed: not a usage error (2), not a success either
+        else:
             raise
-        print(f"hf-resnet train: error: {disk_full_message(training_args.output_dir)}", file=sys.stderr, flush=True)
-        return 1  # not a usage error: the run was right, the disk was not
-    except RuntimeError as error:
-        from ..hub.push import PushError
-
-        if not isinstance(error, PushError):
-            raise
-        # Trained and saved, not pushed: not a usage error (2), and not a success either.
-        print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+        print(f"hf-resnet train: error: {message}", file=sys.stderr, flush=True)
         PartialState().destroy_process_group()
         return 1
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
