@@ -32,6 +32,7 @@ from PIL import Image
 
 from ..data.images import opened, stored_sideways, to_rgb
 from ..data.transforms import Geometry, Plan, TrainAugment, scaled_box
+from ..runtime.launcher import cores_per_process
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +147,19 @@ class ImageCache:
         return torch.from_numpy(crop).permute(2, 0, 1), plan
 
 
-def _key(sources: list[tuple[str | bytes, str]], geometry: Geometry) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"v{FORMAT_VERSION} {SIDE_MARGIN} {geometry.height}x{geometry.width}".encode())
-    for source, _ in sources:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
+def _inspect(source: str | bytes, name: str, hashed: bool) -> tuple[tuple[int, int], bytes]:
+    """An image's upright size from its header and, if `hashed`, a digest of its bytes: the file read once."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes() if hashed else source
+    digest = hashlib.blake2b(data, digest_size=16).digest() if hashed else b""
+    return _upright_size(data, name), digest
+
+
+def _key(digests: list[bytes], geometry: Geometry) -> str:
+    key = hashlib.blake2b(digest_size=16)
+    key.update(f"v{FORMAT_VERSION} {SIDE_MARGIN} {geometry.height}x{geometry.width}".encode())
+    for digest in digests:
+        key.update(digest)
+    return key.hexdigest()
 
 
 def _decode_into(target: np.ndarray, source: str | bytes, name: str, height: int, width: int) -> None:
@@ -174,14 +180,15 @@ def build(dataset: Dataset, geometry: Geometry, mode: str) -> ImageCache | None:
     if mode == "off" or not len(dataset):
         return None
     sources = list(_sources(dataset))
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while it reads headers and decodes
-        upright = list(pool.map(lambda item: _upright_size(*item), sources))
+    # PIL releases the GIL while it reads headers and decodes, hashlib while it hashes.
+    with ThreadPoolExecutor(max_workers=cores_per_process()) as pool:
+        inspected = list(pool.map(lambda item: _inspect(*item, hashed=mode == "disk"), sources))
     index = np.zeros((len(sources), 5), dtype=np.int64)
-    for position, (height, width) in enumerate(upright):
+    for position, ((height, width), _) in enumerate(inspected):
         index[position, 1:] = (*cached_size(height, width, geometry), height, width)
     sizes = index[:, 1] * index[:, 2] * 3
     index[1:, 0] = np.cumsum(sizes)[:-1]
-    folder = cache_root() / _key(sources, geometry) if mode == "disk" else None
+    folder = cache_root() / _key([digest for _, digest in inspected], geometry) if mode == "disk" else None
     if folder is not None and (folder / "index.npy").exists() and np.array_equal(np.load(folder / "index.npy"), index):
         logger.info("Image cache: reusing %s", folder)
         return ImageCache(index, np.load(folder / "pixels.npy", mmap_mode="r"), folder)
@@ -199,7 +206,7 @@ def build(dataset: Dataset, geometry: Geometry, mode: str) -> ImageCache | None:
         offset, height, width = (int(value) for value in index[position, :3])
         _decode_into(pixels[offset : offset + height * width * 3], *sources[position], height, width)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(max_workers=cores_per_process()) as pool:
         list(pool.map(decode, range(len(sources))))
     if folder is None:
         return ImageCache(index, pixels)

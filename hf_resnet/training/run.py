@@ -14,6 +14,7 @@ import datasets
 import torch
 import transformers
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_utils import PredictionOutput
 
@@ -165,13 +166,20 @@ def _recipe(model_args, data_args, args, data, records: Records, status: str, av
 
 
 def _image_cache_choice(data_args: DataArguments, args: ResNetTrainingArguments, train, geometry) -> dict:
-    """`--image_cache` for this run, and why: as given, or what the decoded copy fits (data/image_cache.py)."""
+    """`--image_cache` for this run, and why: as given, or what the decoded copy fits (data/image_cache.py).
+
+    Decided by the main process for all: ranks reading the free memory a moment apart could choose
+    differently, and only those choosing `disk` would wait at the build's barrier.
+    """
     if args.cache_frozen_features:
         return {"mode": "off", "why": "--cache_frozen_features trains on features, not images"}
     if data_args.image_cache is None and args.gpu_decode:
         return {"mode": "off", "why": "--gpu_decode decodes on the GPU"}
-    mode, why = image_cache.decide_mode(data_args.image_cache, train, geometry, local_processes())
-    return {"mode": mode, "why": why}
+    choice = [None]
+    if PartialState().is_main_process:
+        mode, why = image_cache.decide_mode(data_args.image_cache, train, geometry, local_processes())
+        choice = [{"mode": mode, "why": why}]
+    return broadcast_object_list(choice)[0] if args.world_size > 1 else choice[0]
 
 
 def _keep_better_weights(
