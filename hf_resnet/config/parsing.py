@@ -97,16 +97,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def config_flags(path: Path) -> list[str]:
     """A config file's `key: value` pairs as the flags `--key value`; unknown and repeated keys are named."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        values = json.loads(text, object_pairs_hook=_unique_json_keys(path))
-    else:
-        loader = _UniqueKeyLoader(text)
-        loader.name = str(path)
-        try:
-            values = loader.get_single_data()
-        finally:
-            loader.dispose()
+    with path.open(encoding="utf-8") as file:  # YAML's errors name the file by the stream's name
+        if path.suffix == ".json":
+            values = json.load(file, object_pairs_hook=_unique_json_keys(path))
+        else:
+            values = yaml.load(file, Loader=_UniqueKeyLoader)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected `flag: value` lines (a mapping), found {type(values).__name__}")
     return mapping_flags(values, str(path))

@@ -35,6 +35,8 @@ from ..flags import fingerprint_names
 logger = logging.getLogger(__name__)
 
 RUN_ARGS_FILE = "run_args.json"
+RECIPE_FILE = "recipe.json"
+STATE_FILE = "trainer_state.json"
 #: Files that show a folder holds a finished (or finishing) run: its model, results or state.
 RUN_FILES = (
     "model.safetensors",
@@ -43,11 +45,9 @@ RUN_FILES = (
     "train_results.json",
     "eval_results.json",
     "eval_per_class.json",
-    "trainer_state.json",
-    "recipe.json",
+    STATE_FILE,
+    RECIPE_FILE,
 )
-RECIPE_FILE = "recipe.json"
-STATE_FILE = "trainer_state.json"
 #: What a run's start leaves behind besides checkpoints: files that describe the final weights of an earlier run
 #: in this folder (its results, card plots, kept examples) or were made from them by other commands (`hf-resnet
 #: evaluate` with its default --output_dir, `hf-resnet export`'s default onnx/ folder). The weights are about to
@@ -69,7 +69,6 @@ DERIVED_FILES = (
 )
 #: `hf-resnet export`'s default folder, removed whole only when it holds the report that shows export wrote it.
 EXPORT_DIR, EXPORT_REPORT = "onnx", "export_report.json"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
@@ -155,7 +154,7 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     Reads only file headers: a safetensors header states the file's length, and a `torch.save`
     file is a zip whose directory sits at its end, so a cut-off copy of either is caught cheaply.
     """
-    state = checkpoint / "trainer_state.json"
+    state = checkpoint / STATE_FILE
     if not state.is_file():
         return "no trainer_state.json"
     try:
@@ -188,7 +187,7 @@ def last_intact_checkpoint(folder: Path) -> tuple[Path | None, list[tuple[Path, 
 def read_state(checkpoint: Path) -> dict:
     """A checkpoint's trainer_state.json (global_step, epoch, ...); empty when unreadable."""
     try:
-        return json.loads((checkpoint / "trainer_state.json").read_text())
+        return json.loads((checkpoint / STATE_FILE).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -378,7 +377,7 @@ def portable_checkpoint_path(value: str) -> str:
     'checkpoint-40'
     """
     parts = Path(value).parts
-    found = [index for index, part in enumerate(parts) if _CHECKPOINT_NAME.match(part)]
+    found = [index for index, part in enumerate(parts) if _CHECKPOINT.match(part)]
     return Path(*parts[found[-1] :]).as_posix() if found else Path(value).name
 
 
@@ -386,10 +385,3 @@ def portable_state(state: dict) -> dict:
     """trainer_state.json's content with its checkpoint path (`best_model_checkpoint`) relative to the run folder."""
     best = state.get("best_model_checkpoint")
     return {**state, "best_model_checkpoint": portable_checkpoint_path(best)} if best else state
-
-
-def make_state_portable(run_dir: Path) -> None:
-    """Rewrite the run folder's trainer_state.json with relative paths (checkpoints keep theirs: resumes read them)."""
-    path = run_dir / STATE_FILE
-    state = json.loads(path.read_text())
-    path.write_text(json.dumps(portable_state(state), indent=2, sort_keys=True) + "\n")

@@ -368,9 +368,11 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     }
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
+    # The run folder's state names its best checkpoint relative to the folder (checkpoints keep theirs: resumes
+    # read them), so a moved or pushed folder holds no local path.
+    if trainer.state.best_model_checkpoint:
+        trainer.state.best_model_checkpoint = run_folder.portable_checkpoint_path(trainer.state.best_model_checkpoint)
     trainer.save_state()
-    if trainer.is_world_process_zero():
-        run_folder.make_state_portable(output_dir)
     if stop.requested:
         stop.release()
         if trainer.is_world_process_zero():
