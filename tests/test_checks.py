@@ -390,7 +390,7 @@ def test_an_unreachable_hub_is_answered_at_once_and_a_cached_dataset_is_read_off
 
     import datasets
 
-    from hf_resnet.hub.availability import hub_dataset_problem
+    from hf_resnet.runtime.availability import hub_dataset_problem
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     start = time.perf_counter()

@@ -205,7 +205,7 @@ def _check_paths(model_args, data_args, dataset, config, token) -> None:
                 raise ArgumentError(flag, folder, "no such directory")
         name = data_args.dataset_name
         if name and not data_args.train_dir and not Path(name).expanduser().exists():
-            from ..hub.availability import hub_dataset_problem
+            from ..runtime.availability import hub_dataset_problem
 
             if problem := hub_dataset_problem(name, data_args.dataset_config, token=token):
                 raise ArgumentError("dataset_name", name, problem)

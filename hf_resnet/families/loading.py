@@ -87,10 +87,10 @@ def source_problem(
     name: str | os.PathLike, need_processor: bool = True, revision: str | None = None, cache_dir: str | None = None
 ) -> str | None:
     """What keeps a model from loading (a local folder's flaw; a Hub id not on the Hub, or unreachable and not
-    cached: hub/availability.py), or None."""
+    cached: runtime/availability.py), or None."""
     if looks_local(name):
         return folder_problem(Path(name).expanduser(), need_processor)
-    from ..hub.availability import hub_model_problem
+    from ..runtime.availability import hub_model_problem
 
     return hub_model_problem(os.fspath(name), revision, cache_dir)
 
