@@ -7,25 +7,10 @@ rebuilding the optimizer or the schedule.
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
-from ..config.arguments import ResNetTrainingArguments
-from ..families import BACKBONE_PARTS, HEAD
+from ..config.plan import part_learning_rates
 from ..model.parts import named_parameters_by_part
-
-
-def part_learning_rates(head_lr: float, backbone_lr: float, lr_decay: float = 1.0) -> dict[str, float]:
-    """Learning rate of each part: stage4 gets `backbone_lr`, each part closer to the input `lr_decay` times less.
-
-    >>> part_learning_rates(1e-3, 1e-4, 0.5)["stage3"]
-    5e-05
-    """
-    rates = {HEAD: head_lr}
-    for depth, part in enumerate(reversed(BACKBONE_PARTS)):
-        rates[part] = backbone_lr * lr_decay**depth
-    return rates
 
 
 def parameter_groups(
@@ -49,20 +34,3 @@ def parameter_groups(
         if no_decay:
             groups.append({"name": f"{part}/no_decay", "params": no_decay, "lr": rates[part], "weight_decay": 0.0})
     return groups
-
-
-def scaled_learning_rates(
-    head_lr: float, backbone_lr: float, args: ResNetTrainingArguments
-) -> tuple[float, float, str]:
-    """Apply `--lr_scaling` for the effective batch; also return the sentence printed at start."""
-    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    ratio = effective / args.lr_reference_batch
-    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[args.lr_scaling]  # checked in checks.py
-    rule = (
-        f"LR scaling: {args.lr_scaling} (effective batch {effective}, reference {args.lr_reference_batch}: "
-        f"x{factor:.4g})"
-        if args.lr_scaling != "none"
-        else f"LR scaling: none (rates used as given at effective batch {effective}; "
-        f"--lr_scaling linear would multiply them by {ratio:.4g})"
-    )
-    return head_lr * factor, backbone_lr * factor, rule

@@ -21,6 +21,7 @@ from transformers.trainer_utils import PredictionOutput
 from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
 from ..config.checks import Validated, check_labels, lock_output_dir, validate
+from ..config.plan import PRETRAINED_BACKBONE_LR, part_learning_rates, scaled_learning_rates
 from ..config.recipe_file import RECIPE_FILE, base_model_name, portable_arguments, portable_description
 from ..data import image_cache
 from ..data.arguments import DataArguments
@@ -41,14 +42,9 @@ from ..tasks import task_for
 from .callbacks import EpochSetter, GradualUnfreezing, StepTimes
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
-from .optim import part_learning_rates, scaled_learning_rates
 from .trainer import ResNetTrainer
 
 logger = logging.getLogger(__name__)
-
-
-#: Backbone learning rate for a loaded checkpoint: pretrained features need nudging, not rewriting.
-PRETRAINED_BACKBONE_LR = 1e-5
 
 
 @dataclass

@@ -42,10 +42,10 @@ import torch
 from transformers import TrainerCallback
 
 from ..config.arguments import ResNetTrainingArguments
+from ..config.plan import scaled_learning_rates
 from ..data.arguments import DataArguments
 from ..families import HEAD
 from ..model.arguments import ModelArguments
-from ..training.optim import scaled_learning_rates
 
 logger = logging.getLogger(__name__)
 
