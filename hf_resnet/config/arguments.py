@@ -369,6 +369,15 @@ class ResNetTrainingArguments(TrainingArguments):
         },
     )
 
+    # Seeing a run before paying for it: every check and refusal of a real run, then the plan instead of training.
+    dry_run: bool = flag(
+        False,
+        "Check everything, read the data and build the model, then print the run's plan (data counts per split "
+        "and class, model and frozen parts, per-part learning rates, image size, precision, cadence, output "
+        "folder) and an estimate of the time per epoch from a few timed training steps, and exit 0. Nothing is "
+        "trained or written: --output_dir is not created. A refusal is the one line a run would give.",
+    )
+
     #: What hf_resnet knows about the `TrainingArguments` fields it does not redefine (see hf_resnet/flags.py).
     inherited_flags: ClassVar[dict[str, Flag]] = {
         "max_steps": Flag(result=True, resumable=True, bounds="[-1, inf)", hint="(-1: train --num_train_epochs)"),

@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.arguments import DataArguments
-from ..families import BACKBONE_PARTS, checkpoint_family
+from ..families import BACKBONE_PARTS, Family, checkpoint_family, family_of
 from ..families.loading import source_problem
 from ..flags import Bounds, problems
 from ..model.arguments import ModelArguments
@@ -27,6 +26,7 @@ from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse
 from . import run_folder
 from .arguments import ResNetTrainingArguments
 from .example_flags import REFUSED
+from .plan import Plan, Rates
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +43,22 @@ class ArgumentError(ValueError):
         super().__init__(f"--{flag} {shown}: {allowed}")
 
 
-@dataclass(frozen=True)
-class Validated:
-    """What validation learnt that the run needs: the checkpoint to resume from and the run's fingerprint."""
-
-    resume_from: str | None
-    fingerprint: dict
-
-
 def validate(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: ResNetTrainingArguments,
     dataset=None,
     config=None,
-) -> Validated:
-    """Raise `ArgumentError` for the first argument that cannot work; run once per run, before any work.
+) -> Plan:
+    """Raise `ArgumentError` for the first argument that cannot work, else resolve the run's plan (config/plan.py).
 
-    Reads nothing but flags, folder listings and file headers, so it answers in well under a second;
-    with --push_to_hub it also asks the Hub once whose the token is.
+    Run once per run, before any work. Reads nothing but flags, folder listings and file headers, so it
+    answers in well under a second; with --push_to_hub it also asks the Hub once whose the token is.
     """
     _check_example_flags(model_args, training_args)
     _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config)
-    _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
+    family = _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
     _check_devices(training_args)
     _check_loggers(training_args)
     _check_output_dir(training_args, data_args if dataset is None else None)
@@ -76,7 +68,51 @@ def validate(
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args)
-    return Validated(resume, values)
+    return _plan(model_args, data_args, training_args, dataset, config, family, resume, values)
+
+
+def _plan(model_args, data_args, args, dataset, config, family: Family, resume, values) -> Plan:
+    """What the flags and the machine decide, resolved once; the run adds what the data says (`Plan.with_data`)."""
+    from ..runtime.launcher import cpu_threads
+
+    pretrained = bool(model_args.model_name_or_path)
+    if family is None:  # from scratch: the layout's family
+        from ..families.resnet import resnet_config
+
+        family = family_of(config if config is not None else resnet_config(model_args.arch, model_args.variant))
+    return Plan(
+        source=model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)",
+        family=family,
+        pretrained=pretrained,
+        frozen=tuple(model_args.frozen_parts()),
+        rates=Rates.of(args, pretrained),
+        per_device_batch=args.per_device_train_batch_size,
+        accumulation=args.gradient_accumulation_steps,
+        processes=args.world_size,
+        precision=training_precision(args),
+        threads=cpu_threads() if args.device.type == "cpu" else None,
+        data_overlap={"mode": args.data_overlap, "why": args.data_overlap_reason},
+        streaming=data_args.streaming or _is_stream(dataset),
+        output_dir=str(args.output_dir),
+        output_state=_output_state(args, resume),
+        resume_from=resume,
+        push_to=hub_repo_id(args) if args.push_to_hub else None,
+        fingerprint=values,
+    )
+
+
+def training_precision(args) -> str:
+    """The precision the run trains in, and why: what the summary and recipe.json say."""
+    name = "bf16 autocast" if args.bf16 else "fp16 autocast with loss scaling" if args.fp16 else "fp32"
+    return f"{name} ({getattr(args, 'precision_reason', 'as given')})"
+
+
+def _output_state(args, resume: str | None) -> str:
+    if resume is not None:
+        return f"resumes from {Path(resume).name}"
+    if run_folder.previous_run(Path(args.output_dir).expanduser()):
+        return "replaces the previous run there (--overwrite_output_dir)"
+    return "new run"
 
 
 # ----------------------------------------------------------------------------- values
@@ -197,7 +233,8 @@ def _is_stream(dataset) -> bool:
 # ----------------------------------------------------------------------------- paths and devices
 
 
-def _check_paths(model_args, data_args, dataset, config, token) -> None:
+def _check_paths(model_args, data_args, dataset, config, token) -> Family | None:
+    """Data and model sources that can be had; returns a checkpoint's family, read from its config.json."""
     if dataset is None:
         for flag in ("train_dir", "validation_dir"):
             folder = getattr(data_args, flag)
@@ -215,7 +252,8 @@ def _check_paths(model_args, data_args, dataset, config, token) -> None:
         ):
             raise ArgumentError("model_name_or_path", model_args.model_name_or_path, problem)
         # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
-        checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
+        return checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
+    return None
 
 
 def _check_devices(args) -> None:

@@ -1,10 +1,29 @@
-"""A run's plan: what it will do, decided once and read by everything that shows, sets up or records it."""
+"""A run's plan: what it will do, decided once and read by everything that shows, sets up or records it.
+
+`config.checks.validate` resolves what the flags and the machine decide, before any image is read: the
+model's family, the frozen parts, each part's learning rate after scaling, precision and threads, the data
+overlap, when it evaluates and saves, the output folder's state, the push target and the resume
+fingerprint. What only the data and the model can say (the task, the classes and their counts, the
+geometry, the image cache, the parameter counts, the license) is added once they are loaded, by
+`Plan.with_data`, which returns a new plan. The start-up summary, `--dry_run`, the Trainer's set-up,
+run_args.json, recipe.json and (through recipe.json) the model card read the plan; nothing downstream
+derives these again, so what a run shows before it starts is what it does and what it records.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..families import BACKBONE_PARTS, HEAD
+
+if TYPE_CHECKING:
+    from ..data.transforms import Geometry
+    from ..families import Family
+    from ..tasks import Task
 
 #: Backbone learning rate for a loaded checkpoint: pretrained features need nudging, not rewriting.
 PRETRAINED_BACKBONE_LR = 1e-5
@@ -35,3 +54,181 @@ def scaled_learning_rates(head_lr: float, backbone_lr: float, args) -> tuple[flo
         f"--lr_scaling linear would multiply them by {ratio:.4g})"
     )
     return head_lr * factor, backbone_lr * factor, rule
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The head's and the backbone's learning rates after `--lr_scaling`, and the sentence that says how."""
+
+    head: float
+    backbone: float
+    #: `--backbone_lr_decay`: each backbone part closer to the input trains this many times slower.
+    decay: float
+    rule: str
+
+    @classmethod
+    def of(cls, args, pretrained: bool) -> Rates:
+        """The rates `args` ask for; a loaded checkpoint's backbone defaults to `PRETRAINED_BACKBONE_LR`."""
+        head = args.head_learning_rate or args.learning_rate
+        backbone = args.backbone_learning_rate
+        if backbone is None:
+            backbone = PRETRAINED_BACKBONE_LR if pretrained else head
+        head, backbone, rule = scaled_learning_rates(head, backbone, args)
+        return cls(head, backbone, args.backbone_lr_decay, rule)
+
+    def by_part(self) -> dict[str, float]:
+        return part_learning_rates(self.head, self.backbone, self.decay)
+
+
+def _every(strategy, steps) -> str:
+    strategy = getattr(strategy, "value", strategy)
+    return f"every {steps} steps" if strategy == "steps" else "never" if strategy == "no" else f"every {strategy}"
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When the run evaluates, saves and logs, and by which metric it keeps its best checkpoint (if it does)."""
+
+    evaluate: str
+    save: str
+    log: str
+    best_metric: str | None
+
+    @classmethod
+    def of(cls, args) -> Cadence:
+        """From the Trainer's arguments, once the task has named the metric that picks the best model."""
+        best = None
+        if args.load_best_model_at_end:
+            metric = (args.metric_for_best_model or "loss").removeprefix("eval_")
+            greater = args.greater_is_better
+            greater = not metric.endswith("loss") if greater is None else greater
+            best = f"{metric} ({'higher' if greater else 'lower'} is better)"
+        return cls(
+            _every(args.eval_strategy, args.eval_steps),
+            _every(args.save_strategy, args.save_steps),
+            _every(args.logging_strategy, args.logging_steps),
+            best,
+        )
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What the data is, once it is listed: its task, its classes and their images in each split."""
+
+    description: str
+    task: Task
+    labels: tuple[str, ...]
+    #: Images per class in each split (`train`, `validation`); None for a streamed split (no length to count).
+    counts: Mapping[str, Mapping[str, int] | None]
+    #: Where validation came from, as recipe.json records it (a folder, a split, a share of train).
+    held_out: Mapping[str, Any]
+    #: `--image_cache` for this run and why: {"mode", "why"}.
+    image_cache: Mapping[str, str]
+
+    def total(self, split: str) -> int | None:
+        counts = self.counts.get(split)
+        return None if counts is None else sum(counts.values())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run decided, resolved once (see the module docstring); `with_data` adds what the data says."""
+
+    #: The model the run starts from, for people: a checkpoint, or a layout from scratch.
+    source: str
+    family: Family
+    pretrained: bool
+    frozen: tuple[str, ...]
+    rates: Rates
+    per_device_batch: int
+    accumulation: int
+    processes: int
+    #: The training precision and why: "bf16 autocast (...)".
+    precision: str
+    #: (CPU threads per process, why); None on an accelerator.
+    threads: tuple[int, str] | None
+    #: `--data_overlap` on this machine and why: {"mode", "why"}.
+    data_overlap: Mapping[str, str]
+    streaming: bool
+    output_dir: str
+    #: What the output folder holds and what the run does with it: a new run, a replaced one, a resumed one.
+    output_state: str
+    resume_from: str | None
+    #: The Hub repo `--push_to_hub` sends the run to, or None.
+    push_to: str | None
+    #: The arguments a resume must share with this run (run_args.json).
+    fingerprint: Mapping[str, Any]
+    # Known once the data and the model are loaded (`with_data`).
+    data: DataPlan | None = None
+    #: What the processor produces: image size, framing (`fit`), normalisation.
+    geometry: Geometry | None = None
+    cadence: Cadence | None = None
+    #: (all, trainable) parameters of the model as built and frozen.
+    parameters: tuple[int, int] | None = None
+    #: (license, where it came from).
+    license: tuple[str, str] | None = None
+
+    @property
+    def effective_batch(self) -> int:
+        return self.per_device_batch * self.accumulation * self.processes
+
+    def with_data(self, data: DataPlan, geometry: Geometry, cadence: Cadence, parameters, license) -> Plan:
+        """This plan completed by what the data and the model said; a new plan, this one is unchanged."""
+        return dataclasses.replace(
+            self, data=data, geometry=geometry, cadence=cadence, parameters=tuple(parameters), license=tuple(license)
+        )
+
+    def data_path(self) -> dict:
+        """What the machine chose for the data path, and why, as recipe.json records it."""
+        cache = self.data.image_cache if self.data else {"mode": "off", "why": ""}
+        return {"data_overlap": dict(self.data_overlap), "image_cache": dict(cache)}
+
+    def threads_text(self) -> str:
+        """How recipe.json and the summary name the threads: "2 (why)", or "" on an accelerator."""
+        return f"{self.threads[0]} ({self.threads[1]})" if self.threads else ""
+
+    def image_size(self) -> str:
+        return f"{self.geometry.height}x{self.geometry.width} ({self.geometry.fit})" if self.geometry else "unknown"
+
+    def summary(self) -> str:
+        """The plan for people: the start-up summary of a run, and all that `--dry_run` prints."""
+        total, trainable = self.parameters or (0, 0)
+        rates = self.rates.by_part()
+        lines = [f"model: {self.source} ({self.family.name}), {total:,} parameters, {trainable:,} trainable"]
+        if self.data:
+            lines += [
+                f"data: {self.data.description}: {_count(self.data.total('train'))} train / "
+                f"{_count(self.data.total('validation'))} validation images, {len(self.data.labels)} classes "
+                f"({self.data.task.name})",
+                *(f"  {split}: {_per_class(counts)}" for split, counts in self.data.counts.items()),
+            ]
+        lines += [
+            f"frozen: {', '.join(self.frozen) or 'nothing'}; learning rates: "
+            + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in self.frozen),
+            f"batch: {self.per_device_batch} per device x {self.accumulation} accumulation x {self.processes} "
+            f"processes = {self.effective_batch} per optimizer step",
+            self.rates.rule,
+            f"precision: {self.precision}",
+        ]
+        if self.geometry:
+            lines.append(f"images: {self.image_size()}")
+        if self.threads:
+            lines.append(f"threads: {self.threads_text()}")
+        lines += [f"{name.replace('_', ' ')}: {c['mode']} ({c['why']})" for name, c in self.data_path().items()]
+        if self.cadence:
+            best = f"; best kept by {self.cadence.best_metric}" if self.cadence.best_metric else ""
+            lines.append(f"evaluate {self.cadence.evaluate}, save {self.cadence.save}, log {self.cadence.log}{best}")
+        lines.append(f"output: {self.output_dir} ({self.output_state})")
+        if self.push_to:
+            lines.append(f"push to: {self.push_to}")
+        return "\n".join(lines)
+
+
+def _count(total: int | None) -> str:
+    return "streamed" if total is None else str(total)
+
+
+def _per_class(counts: Mapping[str, int] | None) -> str:
+    if counts is None:
+        return "streamed (not counted)"
+    return ", ".join(f"{label} {count}" for label, count in counts.items())

@@ -356,6 +356,8 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
         lines.append(
             f"- Frozen (weights and BatchNorm statistics): {', '.join(frozen)}" if frozen else "- Frozen: nothing"
         )
+    if steps.get("image_size"):
+        lines.append(f"- Image size: {'x'.join(str(side) for side in steps['image_size'])} px")
     for key, name in RECIPE_NAMES.items():
         if steps.get(key) is not None:
             lines.append(f"- {name}: {_number(steps[key])}")
@@ -375,7 +377,7 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
             "`hf_resnet.classify` applies it, the plain transformers pipeline does not)"
         )
     # The data path (image cache, overlap) is the training machine's choice, not part of what the model learnt.
-    shown = {"frozen", "learning_rates", "augmentation", "ema", "tta", "data_path", *RECIPE_NAMES}
+    shown = {"frozen", "learning_rates", "augmentation", "ema", "tta", "data_path", "image_size", *RECIPE_NAMES}
     lines += [
         f"- {_cell(key)}: {_number(value)}" for key, value in steps.items() if key not in shown and value is not None
     ]

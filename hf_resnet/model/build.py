@@ -6,17 +6,28 @@ of the family (`hf_resnet.families`); freezing is `model/freezing.py`.
 
 from __future__ import annotations
 
-from ..families import checkpoint_family, family_of
+from collections.abc import Sequence
+
+from ..families import Family, checkpoint_family, family_of
 from ..families.loading import check_model_source
 from ..families.resnet import resnet_config
 from ..model.arguments import ModelArguments
 from .freezing import freeze
 
 
-def build_model(model_args: ModelArguments, labels: list[str], config=None, resize: str | None = None):
+def build_model(
+    model_args: ModelArguments,
+    labels: list[str],
+    config=None,
+    resize: str | None = None,
+    family: Family | None = None,
+    frozen: Sequence[str] | None = None,
+):
     """Return (model, image processor, frozen part names) for a run, head sized for `labels`.
 
     `resize`: how the processor frames images (`--resize`); None keeps the checkpoint's own framing.
+    `family` and `frozen`: as the run's plan resolved them (config/plan.py); when not given they are found
+    from the checkpoint's config.json (or the layout) and `--freeze`.
 
     `config` builds a randomly initialised model of that exact layout (used by the embedded
     default and tests); otherwise `--model_name_or_path` loads a checkpoint, or `--arch` builds one.
@@ -29,17 +40,17 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None, resi
     if path:
         hub = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
         check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may have a default
-        family = checkpoint_family(path, **hub)
+        family = family or checkpoint_family(path, **hub)
         model = family.load(path, labels, **hub)
         processor = family.image_processor(
             model_args.image_processor_name or path, model, model_args.image_size, **hub
         )
     else:
         config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
-        family = family_of(config)
+        family = family or family_of(config)
         model = family.build(config, labels)
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
     processor = family.reframe(model, processor, resize)
-    frozen = model_args.frozen_parts()
+    frozen = list(frozen) if frozen is not None else model_args.frozen_parts()
     freeze(model, frozen)
     return model, processor, frozen

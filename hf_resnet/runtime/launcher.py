@@ -104,13 +104,9 @@ def decide_threads(choices: LauncherChoices, environ: dict, cores: int, processe
     return threads, f"{cores} physical cores / {processes} process{'es' if processes > 1 else ''}{launcher}"
 
 
-def use_cpu_threads() -> str:
-    """Set torch's thread count for CPU training as `decide_threads` says; return it and why, for the records."""
-    import torch
-
-    threads, why = decide_threads(launcher_choices(), dict(os.environ), physical_cores(), local_processes())
-    torch.set_num_threads(threads)
-    return f"{threads} ({why})"
+def cpu_threads() -> tuple[int, str]:
+    """(threads, why) for CPU training on this machine, as `decide_threads` says; the run sets them (torch)."""
+    return decide_threads(launcher_choices(), dict(os.environ), physical_cores(), local_processes())
 
 
 #: DataLoader workers beyond this many per training process only add memory: with reduced-size JPEG decoding, 16

@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(error)
     try:
         # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
-        validated = validate(model_args, data_args, training_args)
-        from .run import run
+        plan = validate(model_args, data_args, training_args)
+        from .run import dry_run_report, run
 
-        result = run(model_args, data_args, training_args, validated=validated)
+        result = run(model_args, data_args, training_args, plan=plan)
     except USER_ERRORS as error:
         return usage_error(error)
     except Exception as error:
@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
+    if training_args.dry_run:
+        if training_args.should_log:
+            print(dry_run_report(result))
+        return 0
     if result.interrupted_at is not None:
         end_process(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:

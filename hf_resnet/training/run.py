@@ -6,22 +6,25 @@ import contextlib
 import dataclasses
 import json
 import logging
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 import transformers
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PredictionOutput
 
 from ..config import run_folder
 from ..config.arguments import ResNetTrainingArguments
-from ..config.checks import Validated, check_labels, lock_output_dir, validate
-from ..config.plan import PRETRAINED_BACKBONE_LR, part_learning_rates, scaled_learning_rates
+from ..config.checks import check_labels, lock_output_dir, validate
+from ..config.plan import Cadence, DataPlan, Plan
 from ..config.recipe_file import RECIPE_FILE, base_model_name, portable_arguments, portable_description
 from ..data import image_cache
 from ..data.arguments import DataArguments
@@ -36,7 +39,7 @@ from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
 from ..runtime.host_memory import reused_host_memory
-from ..runtime.launcher import local_processes, use_cpu_threads
+from ..runtime.launcher import local_processes
 from ..runtime.signals import GracefulStop, stop_with_launcher
 from ..tasks import task_for
 from .callbacks import EpochSetter, GradualUnfreezing, StepTimes
@@ -57,6 +60,8 @@ class FinetuneResult:
     model: torch.nn.Module
     #: Set when Ctrl-C/SIGTERM stopped the run early: the global step of its last checkpoint.
     interrupted_at: int | None = None
+    #: What the run decided (config/plan.py), complete: the data, the model, the rates, the geometry.
+    plan: Plan | None = None
 
 
 def _setup_logging(training_args: ResNetTrainingArguments) -> None:
@@ -66,78 +71,35 @@ def _setup_logging(training_args: ResNetTrainingArguments) -> None:
     logging.getLogger("hf_resnet").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
 
 
-def _count(split) -> str:
-    return str(len(split)) if hasattr(split, "__len__") else "streamed"
-
-
-def _precision(args: ResNetTrainingArguments) -> str:
-    name = "bf16 autocast" if args.bf16 else "fp16 autocast with loss scaling" if args.fp16 else "fp32"
-    return f"{name} ({getattr(args, 'precision_reason', 'as given')})"
-
-
-def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, data_path) -> str:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    source = model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)"
-    return (
-        f"model: {source}, {total:,} parameters, {trainable:,} trainable\n"
-        f"data: {data.description}: {_count(data.train)} train / {_count(data.validation)} validation images, "
-        f"{len(data.labels)} classes\n"
-        f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
-        + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
-        + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
-        f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}\n"
-        f"precision: {_precision(args)}"
-        + (f"\nthreads: {threads}" if threads else "")
-        + f"\n{_data_path_lines(data_path)}"
-    )
-
-
-def _data_path_lines(data_path: dict) -> str:
-    return "\n".join(
-        f"{name.replace('_', ' ')}: {choice['mode']} ({choice['why']})" for name, choice in data_path.items()
-    )
-
-
-@dataclass
-class Records:
-    """What recipe.json says about a run beyond its flags, known before training starts."""
-
-    frozen: list[str]
-    head_lr: float
-    backbone_lr: float
-    threads: str
-    license: tuple[str, str]
-    #: What the machine chose for the data path (image cache, overlap), and why.
-    data_path: dict
-
-
-def _held_out(data, data_args: DataArguments) -> dict:
+def _held_out(held_out: dict, data_args: DataArguments) -> dict:
     """Where validation came from, with a folder named as recipe.json names data (relative, under the root's name)."""
-    if "folder" in data.held_out:
-        return {"folder": portable_description(str(Path(data.held_out["folder"]).absolute()), data_args)}
-    return data.held_out
+    if "folder" in held_out:
+        return {"folder": portable_description(str(Path(held_out["folder"]).absolute()), data_args)}
+    return dict(held_out)
 
 
-def _recipe(model_args, data_args, args, data, records: Records, status: str, average=None, evaluated=None) -> dict:
-    """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and a summary for the card.
+def _recipe(plan: Plan, model_args, data_args, args, status: str, average=None, evaluated=None) -> dict:
+    """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and the plan for the card.
 
     `status` is "finished" only for a run that trained to its end and evaluated; `evaluated` is the precision of
     the final metrics.
     """
-    frozen, head_lr, backbone_lr, threads = records.frozen, records.head_lr, records.backbone_lr, records.threads
     return {
         "status": status,
         **portable_arguments(model_args, data_args, args),
         "base_model": base_model_name(model_args),
-        "license": records.license[0],
-        "license_from": records.license[1],
-        "dataset": portable_description(data.description, data_args),
-        "validation": _held_out(data, data_args),
+        "license": plan.license[0],
+        "license_from": plan.license[1],
+        "dataset": portable_description(plan.data.description, data_args),
+        "validation": _held_out(plan.data.held_out, data_args),
+        "images": {split: None if counts is None else dict(counts) for split, counts in plan.data.counts.items()},
         "recipe": {
-            "frozen": frozen,
-            "learning_rates": {"head": head_lr, "backbone": backbone_lr, "backbone_lr_decay": args.backbone_lr_decay},
+            "frozen": list(plan.frozen),
+            "learning_rates": {
+                "head": plan.rates.head,
+                "backbone": plan.rates.backbone,
+                "backbone_lr_decay": plan.rates.decay,
+            },
             "unfreeze_at_epoch": args.unfreeze_at_epoch,
             # The flags declared for the card's augmentation table (hf_resnet/flags.py), from every dataclass.
             "augmentation": {
@@ -145,16 +107,17 @@ def _recipe(model_args, data_args, args, data, records: Records, status: str, av
                 for arguments in (data_args, args)
                 for key in named(type(arguments), card="augmentation")
             },
+            "image_size": [plan.geometry.height, plan.geometry.width],
             "epochs": args.num_train_epochs,
-            "batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
+            "batch_size": plan.effective_batch,
             "optimizer": getattr(args.optim, "value", args.optim),
             "lr_scheduler": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
             "weight_decay": args.weight_decay,
             "seed": args.seed,
-            "precision": _precision(args),
+            "precision": plan.precision,
             "final_metrics_precision": evaluated,
-            "threads": threads or None,
-            "data_path": records.data_path,
+            "threads": plan.threads_text() or None,
+            "data_path": plan.data_path(),
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
         },
@@ -176,6 +139,68 @@ def _image_cache_choice(data_args: DataArguments, args: ResNetTrainingArguments,
         mode, why = image_cache.decide_mode(data_args.image_cache, train, geometry, local_processes())
         choice = [{"mode": mode, "why": why}]
     return broadcast_object_list(choice)[0] if args.world_size > 1 else choice[0]
+
+
+#: Optimizer steps a dry run trains: the first builds kernels and starts the data workers, the two after it are timed.
+TIMED_STEPS = 3
+
+
+def _time_steps(plan: Plan, trainer_args, trainer_for, callbacks: list) -> dict[str, float]:
+    """Train `TIMED_STEPS` real steps of the run on the model in memory; the seconds an epoch would take from them.
+
+    The Trainer writes into its folder, so these steps get a temporary one, removed after; the run's own
+    folder is never created. Evaluation, saving and a first epoch's image cache are not in the estimate.
+    """
+    times = StepTimes(plan.effective_batch)
+    with tempfile.TemporaryDirectory(prefix="hf_resnet_dry_run_") as folder:
+        timing = dataclasses.replace(
+            trainer_args,
+            output_dir=folder,
+            max_steps=TIMED_STEPS,
+            eval_strategy="no",
+            save_strategy="no",
+            logging_strategy="no",
+            load_best_model_at_end=False,
+            early_stopping_patience=None,
+            report_to="none",
+            disable_tqdm=True,
+        )
+        trainer = trainer_for(timing, [*callbacks, times])
+        for printer in (PrinterCallback, ProgressCallback):  # the estimate is the dry run's only figure
+            trainer.remove_callback(printer)
+        trainer.train()
+    figures = times.figures()
+    rate = figures.get("train_steady_samples_per_second")
+    if not rate:
+        return figures
+    figures["train_step_seconds"] = round(plan.effective_batch / rate, 4)
+    images = plan.data.total("train")
+    if images is not None:
+        figures["train_epoch_seconds_estimate"] = round(images / rate, 1)
+    return figures
+
+
+def dry_run_report(result: FinetuneResult) -> str:
+    """What `--dry_run` prints: the plan, and how long an epoch would take by the steps it timed."""
+    figures, plan = result.metrics, result.plan
+    if "train_step_seconds" not in figures:
+        timed = "time per epoch: not estimated (--cache_frozen_features computes the features first; no step timed)"
+    else:
+        steps = f"{TIMED_STEPS} timed steps of {plan.effective_batch} images"
+        each = (
+            f"{figures['train_step_seconds']:.3g} s each after the first's {figures['train_first_step_seconds']:.3g} s"
+        )
+        epoch = figures.get("train_epoch_seconds_estimate")
+        timed = (
+            f"time per epoch: about {_duration(epoch)}" if epoch is not None else "time per epoch: unknown (streamed)"
+        ) + f" ({steps}: {each}; evaluation and saving not included)"
+    return f"Dry run: nothing was trained or written.\n{plan.summary()}\n{timed}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
 
 
 def _keep_better_weights(
@@ -216,40 +241,60 @@ def run(
     dataset=None,
     config=None,
     callbacks: list[TrainerCallback] | None = None,
-    validated: Validated | None = None,
+    plan: Plan | None = None,
 ) -> FinetuneResult:
     """Fine-tune, evaluate and save; the body of `recipes/finetune.py` and of `hf_resnet.finetune`.
 
-    `validated`: what `config.checks.validate` found for these arguments, when the caller already ran it.
+    `plan`: what `config.checks.validate` resolved for these arguments, when the caller already ran it.
+    With `--dry_run` the run stops once its plan is complete and a few steps are timed: nothing is written, and
+    the result holds the plan and the estimate (`metrics["train_epoch_seconds_estimate"]`, where one is made).
     Raises `hub.push.PushError` when `--push_to_hub`'s push fails after training; the folder is complete then.
     """
     with contextlib.ExitStack() as folder:  # the output folder's lock, released however the run ends
-        return _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder)
+        return _run(model_args, data_args, training_args, dataset, config, callbacks, plan, folder)
 
 
-def _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder: contextlib.ExitStack):
+def _class_counts(split, labels: list[str]) -> dict[str, int] | None:
+    """Images of each class in a split (a multi-label image counts for each of its classes); None when streamed."""
+    if not hasattr(split, "__len__"):
+        return None
+    rows = np.asarray(split["label"])
+    counts = rows.sum(axis=0) if rows.ndim == 2 else np.bincount(rows, minlength=len(labels))
+    return {label: int(count) for label, count in zip(labels, counts)}
+
+
+def _parameters(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _license(model_args, training_args) -> tuple[str, str]:
+    """`--license`, else the base model's (read now, while its repo is known to answer: a stopped run needs it too)."""
+    if training_args.license:
+        return training_args.license, "--license"
+    return card.inherited_license(model_args.model_name_or_path, model_args.revision, training_args.hub_token)
+
+
+def _run(model_args, data_args, training_args, dataset, config, callbacks, plan: Plan | None, folder):
     _setup_logging(training_args)
     stop_with_launcher()  # no training left running under PID 1 when accelerate launch/torchrun dies
     transformers.set_seed(training_args.seed)
     # Before the data scan, the model and the output folder: a bad argument fails in a second, leaving nothing behind.
-    if validated is None:
-        validated = validate(model_args, data_args, training_args, dataset, config)
-    resume_from = validated.resume_from
-    threads = use_cpu_threads() if training_args.device.type == "cpu" else ""
-
-    streaming = data_args.streaming or isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict))
+    if plan is None:
+        plan = validate(model_args, data_args, training_args, dataset, config)
+    if plan.threads:
+        torch.set_num_threads(plan.threads[0])
+    streaming = plan.streaming
     if streaming:
         data = load_stream(data_args, training_args.seed, dataset)
     else:
         data = load_image_data(data_args, seed=training_args.seed, dataset=dataset)
-    check_labels(resume_from, data.labels)
+    check_labels(plan.resume_from, data.labels)
     task = task_for(data.problem_type)
     data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
-    model, processor, frozen = build_model(model_args, data.labels, config=config, resize=data_args.resize)
-    # Read now, while the base model's repo is known to answer: a stopped run's records need it as well.
-    model_license = (training_args.license, "--license") if training_args.license else None
-    base = model_args.model_name_or_path
-    model_license = model_license or card.inherited_license(base, model_args.revision, training_args.hub_token)
+    model, processor, _ = build_model(
+        model_args, data.labels, config=config, resize=data_args.resize, family=plan.family, frozen=plan.frozen
+    )
     geometry = processor_geometry(processor)
     data_args = dataclasses.replace(data_args, resize=geometry.fit)  # recipe.json and the card name the frame used
     if not streaming:
@@ -259,7 +304,25 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         model.config.tta = training_args.tta
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        freeze(model, frozen)  # the converted BatchNorm layers need the frozen-statistics hooks again
+        freeze(model, list(plan.frozen))  # the converted BatchNorm layers need the frozen-statistics hooks again
+    if streaming:
+        image_cache_choice = {"mode": "off", "why": "streamed data is read once per epoch"}
+    else:
+        image_cache_choice = _image_cache_choice(data_args, training_args, data.train, geometry)
+    # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
+    # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
+    trainer_args = task.best_model_args(dataclasses.replace(training_args, push_to_hub=False, hub_token=None))
+    counts = {
+        "train": _class_counts(data.train, data.labels),
+        "validation": _class_counts(data.validation, data.labels),
+    }
+    described = DataPlan(data.description, task, tuple(data.labels), counts, data.held_out, image_cache_choice)
+    plan = plan.with_data(
+        described, geometry, Cadence.of(trainer_args), _parameters(model), _license(model_args, training_args)
+    )
+    if not training_args.dry_run:
+        logger.info("hf_resnet run\n%s", plan.summary())
+
     train_transform = build_train_transform(processor, data_args)
     if streaming:
         stream_transform = StreamTransform(train_transform, training_args.seed)
@@ -267,91 +330,78 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         epoch_setter = EpochSetter(train_images, stream_transform)
         # Each rank reads its own shards instead of rank 0 reading everything and dispatching batches.
         training_args.accelerator_config.dispatch_batches = False
-    data_path = {
-        "data_overlap": {"mode": training_args.data_overlap, "why": training_args.data_overlap_reason},
-        "image_cache": {"mode": "off", "why": "streamed data is read once per epoch" if streaming else ""},
-    }
-    if not streaming:
+    else:
         stage = train_stage(training_args.augment_on, training_args.gpu_decode, training_args.device)
-        data_path["image_cache"] = _image_cache_choice(data_args, training_args, data.train, geometry)
-        mode = data_path["image_cache"]["mode"]
+        mode = "off" if training_args.dry_run else image_cache_choice["mode"]  # a dry run writes and keeps nothing
         with training_args.main_process_first(local=True, desc="image cache") if mode == "disk" else nullcontext():
             cache = image_cache.build(data.train, geometry, mode)  # on disk: decoded by one process, read by all
         train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage, cache=cache)
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
     skip_frozen = None
-    if training_args.cache_frozen_features:  # see training/frozen_features.py for the trade-off
+    if training_args.cache_frozen_features and not training_args.dry_run:  # see training/frozen_features.py
         eval_transform = build_eval_transform(processor)
-        train_images, skip_frozen = cache_frozen_features(model, frozen, data.train, eval_transform, training_args)
+        train_images, skip_frozen = cache_frozen_features(
+            model, list(plan.frozen), data.train, eval_transform, training_args
+        )
         logger.warning("Training on cached features: random crops, flips, auto-augment, erasing and mixing are off")
 
-    head_lr = training_args.head_learning_rate or training_args.learning_rate
-    backbone_lr = training_args.backbone_learning_rate
-    if backbone_lr is None:
-        backbone_lr = PRETRAINED_BACKBONE_LR if model_args.model_name_or_path else head_lr
-    head_lr, backbone_lr, lr_rule = scaled_learning_rates(head_lr, backbone_lr, training_args)
-    rates = part_learning_rates(head_lr, backbone_lr, training_args.backbone_lr_decay)
-    records = Records(frozen, head_lr, backbone_lr, threads, model_license, data_path)
-    logger.info(
-        "hf_resnet run\n%s",
-        _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads, data_path),
-    )
-
     stop = GracefulStop()
-    step_times = StepTimes(
-        training_args.train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
-    )
+    step_times = StepTimes(plan.effective_batch)
     callbacks = [epoch_setter, stop, step_times, *(callbacks or [])]
-    ddp_arguments = {}
-    if training_args.unfreeze_at_epoch is not None and frozen:
-        unfreezing = GradualUnfreezing(model, frozen, training_args.unfreeze_at_epoch, training_args.unfreeze_every)
+    if training_args.unfreeze_at_epoch is not None and plan.frozen:
+        unfreezing = GradualUnfreezing(
+            model, list(plan.frozen), training_args.unfreeze_at_epoch, training_args.unfreeze_every
+        )
         callbacks.append(unfreezing)
-        ddp_arguments = unfreezing.ddp_arguments(training_args.world_size)
+        trainer_args = dataclasses.replace(trainer_args, **unfreezing.ddp_arguments(training_args.world_size))
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience))
     average = WeightAverage(model, training_args.ema_decay) if training_args.ema_decay is not None else None
     if average is not None:
         callbacks.append(average)
-    if training_args.push_to_hub:
+    if training_args.push_to_hub and not training_args.dry_run:
         from ..hub import push as hub
 
         callbacks += hub.trainer_callbacks(training_args)
-    # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
-    # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
-    trainer_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None, **ddp_arguments)
-    trainer_args = task.best_model_args(trainer_args)
     weights, sampler = (None, None) if streaming else task.balance(data.train["label"], data.labels, training_args)
+
+    def trainer_for(args, callbacks) -> ResNetTrainer:
+        return ResNetTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_images,
+            eval_dataset=eval_images,
+            data_collator=collate,
+            processing_class=processor,
+            compute_metrics=task.compute_metrics(training_args.metrics.split(","), data.labels),
+            compute_loss_func=task.loss(training_args.label_smoothing_factor, weights),
+            callbacks=callbacks,
+            head_lr=plan.rates.head,
+            backbone_lr=plan.rates.backbone,
+            lr_decay=plan.rates.decay,
+            sampler=sampler,
+            weight_average=average,
+            tta=training_args.tta,
+            batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
+        )
+
+    if training_args.dry_run:
+        estimate = (
+            {} if training_args.cache_frozen_features else _time_steps(plan, trainer_args, trainer_for, [epoch_setter])
+        )
+        return FinetuneResult(Path(training_args.output_dir), estimate, data.labels, model.eval(), plan=plan)
 
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     if training_args.should_save:
         folder.enter_context(lock_output_dir(training_args))  # a second run into the folder is refused here
-        run_folder.start(
-            Path(training_args.output_dir), validated.fingerprint, replace=training_args.overwrite_output_dir
-        )
+        run_folder.start(Path(training_args.output_dir), plan.fingerprint, replace=training_args.overwrite_output_dir)
     PartialState().wait_for_everyone()
-    trainer = ResNetTrainer(
-        model=model,
-        args=trainer_args,
-        train_dataset=train_images,
-        eval_dataset=eval_images,
-        data_collator=collate,
-        processing_class=processor,
-        compute_metrics=task.compute_metrics(training_args.metrics.split(","), data.labels),
-        compute_loss_func=task.loss(training_args.label_smoothing_factor, weights),
-        callbacks=callbacks,
-        head_lr=head_lr,
-        backbone_lr=backbone_lr,
-        lr_decay=training_args.backbone_lr_decay,
-        sampler=sampler,
-        weight_average=average,
-        tta=training_args.tta,
-        batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
-    )
+    trainer = trainer_for(trainer_args, callbacks)
 
     on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
     with reused_host_memory(enabled=on_cpu):
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        train_result = trainer.train(resume_from_checkpoint=plan.resume_from)
     if skip_frozen is not None:
         skip_frozen.remove()
     output_dir = Path(training_args.output_dir)
@@ -374,13 +424,15 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         if trainer.is_world_process_zero():
             steps = f"step {stop.stopped_at} of {trainer.state.max_steps}"
             status = f"unfinished: stopped at {steps} by a signal; resume it with --resume_from_checkpoint last"
-            recipe = _recipe(model_args, data_args, training_args, data, records, status)
+            recipe = _recipe(plan, model_args, data_args, training_args, status)
             (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         logger.warning(
             "Stopped at step %d; checkpoint saved. Resume with the same command plus --resume_from_checkpoint last",
             stop.stopped_at,
         )
-        return FinetuneResult(output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at)
+        return FinetuneResult(
+            output_dir, train_metrics, data.labels, model.eval(), interrupted_at=stop.stopped_at, plan=plan
+        )
 
     # The final figures are the saved model's as `hf-resnet evaluate` computes them: no training autocast from here on.
     evaluated = trainer.as_served()
@@ -406,7 +458,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature or thresholds
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = _recipe(model_args, data_args, training_args, data, records, "finished", choice, evaluated)
+        recipe = _recipe(plan, model_args, data_args, training_args, "finished", choice, evaluated)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         if data_args.keep_examples:
             keep_examples(data.validation, data.labels, output_dir)
@@ -416,4 +468,4 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
 
         hub.push_after_training(output_dir, training_args)
     metrics = {key: float(value) for key, value in {**train_metrics, **eval_metrics}.items()}
-    return FinetuneResult(output_dir, metrics, data.labels, model.eval())
+    return FinetuneResult(output_dir, metrics, data.labels, model.eval(), plan=plan)

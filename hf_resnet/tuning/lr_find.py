@@ -229,6 +229,17 @@ class RangeTest(TrainerCallback):
 
 def _sweep(model_args, data_args, training_args, test: RangeTest, dataset=None, config=None) -> RangeTest:
     """One range test: the run, for `num_steps` optimizer steps, in a temporary folder that is then removed."""
+    _sweep_run(model_args, data_args, training_args, test.num_steps, [test], dataset, config)
+    return test
+
+
+def plan_sweep(model_args, data_args, training_args, num_steps: int, dataset=None, config=None):
+    """`--dry_run`: the first sweep's run planned, checked and timed, and nothing swept; its `FinetuneResult`."""
+    args = dataclasses.replace(training_args, dry_run=True)
+    return _sweep_run(model_args, data_args, args, num_steps, [], dataset, config)
+
+
+def _sweep_run(model_args, data_args, training_args, num_steps: int, callbacks, dataset=None, config=None):
     from ..training.run import run
 
     with tempfile.TemporaryDirectory(prefix="hf_resnet_lr_find_") as folder:
@@ -237,7 +248,7 @@ def _sweep(model_args, data_args, training_args, test: RangeTest, dataset=None, 
             output_dir=folder,
             overwrite_output_dir=False,
             resume_from_checkpoint=None,
-            max_steps=test.num_steps,
+            max_steps=num_steps,
             # Every step logs its loss (gathered over the processes); nothing is evaluated, saved or pushed mid-way.
             logging_strategy="steps",
             logging_steps=1,
@@ -253,8 +264,7 @@ def _sweep(model_args, data_args, training_args, test: RangeTest, dataset=None, 
         )
         # The run's closing evaluation is of the restored weights; one batch is all it needs.
         data = dataclasses.replace(data_args, keep_examples=False, max_eval_samples=args.per_device_eval_batch_size)
-        run(model_args, data, args, dataset=dataset, config=config, callbacks=[test])
-    return test
+        return run(model_args, data, args, dataset=dataset, config=config, callbacks=callbacks)
 
 
 def find_rates(
@@ -372,9 +382,23 @@ def main(argv: list[str], own) -> int:
     setup_logging()
     try:  # the run's own checks come first in each sweep, against the temporary folder it writes
         model_args, data_args, training_args = parse_args(argv)
-        result = find_rates(model_args, data_args, training_args, own.start_lr, own.end_lr, own.num_steps, own.plot)
+        if training_args.dry_run:
+            planned = plan_sweep(model_args, data_args, training_args, own.num_steps)
+        else:
+            result = find_rates(
+                model_args, data_args, training_args, own.start_lr, own.end_lr, own.num_steps, own.plot
+            )
     except (ValueError, OSError, *USER_ERRORS) as error:
         return usage_error(error, "hf-resnet lr-find")
+    if training_args.dry_run:
+        from ..training.run import dry_run_report
+
+        if training_args.should_log:
+            print(
+                f"{dry_run_report(planned)}\nlr-find would sweep {own.num_steps} steps from {own.start_lr:g} to "
+                f"{own.end_lr:g} in a temporary folder (above) and write {own.plot}"
+            )
+        return _leave()
     if training_args.should_save:
         backbone = result.backbone_learning_rate
         if backbone is not None:
@@ -389,6 +413,11 @@ def main(argv: list[str], own) -> int:
             + f"\nRule: {RULE_TEXT[result.head.rule]}"
             + f"\nPlot: {result.plot}\nTrain with them:\n  {train_command(argv, result)}"
         )
+    return _leave()
+
+
+def _leave() -> int:
+    """Leave the process group (if any) before exiting, as `hf-resnet train` does; exit code 0."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         from accelerate import PartialState
 

@@ -121,7 +121,7 @@ def starting_point(model_args, data_args, training_args) -> dict:
     the parts, auto-augment without erasing), this is the nearest point; the trial itself runs
     the given recipe unchanged, so only the sampler's picture of it is approximate.
     """
-    from ..training.run import PRETRAINED_BACKBONE_LR
+    from ..config.plan import PRETRAINED_BACKBONE_LR
 
     head = training_args.head_learning_rate or training_args.learning_rate
     crop = data_args.crop_scale_min
@@ -213,14 +213,15 @@ def run_search(
     """Search the default space around a run given as `{flag: value}` (its `output_dir` is the search's folder).
 
     Each trial trains in a temporary folder that is removed afterwards; the study, the table, the
-    plot and the best recipe's config stay in the search folder.
+    plot and the best recipe's config stay in the search folder. With `--dry_run` nothing is searched and
+    the search folder is not created: the first trial (the run as given) is planned and timed, and its
+    `FinetuneResult` is returned instead.
     """
     optuna = require_optuna()
     from ..config.parsing import mapping_flags, parse_args
     from ..training.run import run
 
     folder = Path(flags.get("output_dir") or "search")
-    folder.mkdir(parents=True, exist_ok=True)
     given = {key: value for key, value in flags.items() if key != "output_dir"}
     base = {key: value for key, value in given.items() if key not in SEARCHED}
     model_args, data_args, training_args = parse_args(mapping_flags(given | {"output_dir": str(folder)}, "search"))
@@ -228,6 +229,9 @@ def run_search(
     greater = training_args.greater_is_better
     greater = not metric.endswith("loss") if greater is None else greater
     pretrained = bool(model_args.model_name_or_path)
+    if training_args.dry_run:
+        return _plan_first_trial(given, dataset)
+    folder.mkdir(parents=True, exist_ok=True)
 
     def objective(trial) -> float:
         sampled = default_space(trial, pretrained)
@@ -275,6 +279,19 @@ def run_search(
     config.write_text(header + yaml.safe_dump(rerun, sort_keys=False))
     table, plot = write_table(study, metric, folder / TRIALS_TABLE), draw(study, metric, folder / TRIALS_PLOT)
     return SearchResult(best.value, best_flags, config, table, plot, len(study.trials))
+
+
+def _plan_first_trial(given: dict, dataset=None):
+    """`--dry_run`: the first trial (the run as given) planned, checked and timed; no study, no search folder.
+
+    Returns the trial's `FinetuneResult`, whose plan names the trial's temporary folder.
+    """
+    from ..config.parsing import mapping_flags, parse_args
+    from ..training.run import run
+
+    with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
+        args = parse_args(mapping_flags(given | {"output_dir": trial_dir}, "trial 0"))
+        return run(*args, dataset=dataset)
 
 
 def _shown(value) -> str:
@@ -346,6 +363,11 @@ def main(argv: list[str], own) -> int:
         result = run_search(_flags_of(expand_config(argv)), n_trials=own.n_trials, timeout=own.timeout)
     except (ImportError, ValueError, OSError, *USER_ERRORS) as error:
         return usage_error(error, "hf-resnet search")
+    if not isinstance(result, SearchResult):  # --dry_run: the first trial's plan
+        from ..training.run import dry_run_report
+
+        print(f"{dry_run_report(result)}\nThe search would run {own.n_trials} trials like it (the first is this run).")
+        return 0
     print(
         f"\n{print_table(result.table)}\n\nBest: {result.best_value:.4g} with {result.best_flags}\n"
         f"Table: {result.table}\nPlot: {result.plot}\nRerun it: hf-resnet train --config {result.config}"
