@@ -108,12 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     # Every rank leaves the process group before exiting: tearing it down at interpreter exit instead can abort
     # ("terminate called without an active exception") on a rank that finishes first.
     PartialState().destroy_process_group()
+    if result.interrupted_at is not None:
+        end_process(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.dry_run:
         if training_args.should_log:
             print(dry_run_report(result))
         return 0
-    if result.interrupted_at is not None:
-        end_process(130)  # the shell's code for "stopped by Ctrl-C"; the checkpoint is saved
     if training_args.should_log:
         chosen = ["accuracy", *training_args.metrics.split(","), "loss"]
         shown = next(name for name in chosen if f"eval_{name}" in result.metrics)

@@ -145,30 +145,34 @@ def _image_cache_choice(data_args: DataArguments, args: ResNetTrainingArguments,
 TIMED_STEPS = 3
 
 
-def _time_steps(plan: Plan, trainer_args, trainer_for, callbacks: list) -> dict[str, float]:
-    """Train `TIMED_STEPS` real steps of the run on the model in memory; the seconds an epoch would take from them.
+def _timing_arguments(trainer_args, folder: str):
+    """The Trainer arguments of a dry run: `TIMED_STEPS` steps into a temporary `folder`, nothing evaluated or saved.
 
-    The Trainer writes into its folder, so these steps get a temporary one, removed after; the run's own
-    folder is never created. Evaluation, saving and a first epoch's image cache are not in the estimate.
+    The Trainer creates its output folder, so a dry run gives it one of its own, removed when the run
+    returns; the run's folder is never created.
     """
-    times = StepTimes(plan.effective_batch)
-    with tempfile.TemporaryDirectory(prefix="hf_resnet_dry_run_") as folder:
-        timing = dataclasses.replace(
-            trainer_args,
-            output_dir=folder,
-            max_steps=TIMED_STEPS,
-            eval_strategy="no",
-            save_strategy="no",
-            logging_strategy="no",
-            load_best_model_at_end=False,
-            early_stopping_patience=None,
-            report_to="none",
-            disable_tqdm=True,
-        )
-        trainer = trainer_for(timing, [*callbacks, times])
-        for printer in (PrinterCallback, ProgressCallback):  # the estimate is the dry run's only figure
-            trainer.remove_callback(printer)
-        trainer.train()
+    return dataclasses.replace(
+        trainer_args,
+        output_dir=folder,
+        max_steps=TIMED_STEPS,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        load_best_model_at_end=False,
+        early_stopping_patience=None,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def _time_steps(trainer: ResNetTrainer, plan: Plan, times: StepTimes) -> dict[str, float]:
+    """Train the dry run's few real steps on the model in memory; the seconds an epoch would take by them.
+
+    Evaluation, saving and a first epoch's image cache are not in the estimate.
+    """
+    for printer in (PrinterCallback, ProgressCallback):  # the estimate is the dry run's only figure
+        trainer.remove_callback(printer)
+    trainer.train()
     figures = times.figures()
     rate = figures.get("train_steady_samples_per_second")
     if not rate:
@@ -366,38 +370,38 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         callbacks += hub.trainer_callbacks(training_args)
     weights, sampler = (None, None) if streaming else task.balance(data.train["label"], data.labels, training_args)
 
-    def trainer_for(args, callbacks) -> ResNetTrainer:
-        return ResNetTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_images,
-            eval_dataset=eval_images,
-            data_collator=collate,
-            processing_class=processor,
-            compute_metrics=task.compute_metrics(training_args.metrics.split(","), data.labels),
-            compute_loss_func=task.loss(training_args.label_smoothing_factor, weights),
-            callbacks=callbacks,
-            head_lr=plan.rates.head,
-            backbone_lr=plan.rates.backbone,
-            lr_decay=plan.rates.decay,
-            sampler=sampler,
-            weight_average=average,
-            tta=training_args.tta,
-            batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
-        )
-
-    if training_args.dry_run:
-        estimate = (
-            {} if training_args.cache_frozen_features else _time_steps(plan, trainer_args, trainer_for, [epoch_setter])
-        )
-        return FinetuneResult(Path(training_args.output_dir), estimate, data.labels, model.eval(), plan=plan)
-
+    if training_args.dry_run:  # a few real steps, timed, into a folder of its own that the run removes
+        trainer_args = _timing_arguments(trainer_args, folder.enter_context(tempfile.TemporaryDirectory()))
+        callbacks = [epoch_setter, stop, step_times]
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
-    if training_args.should_save:
+    elif training_args.should_save:
         folder.enter_context(lock_output_dir(training_args))  # a second run into the folder is refused here
         run_folder.start(Path(training_args.output_dir), plan.fingerprint, replace=training_args.overwrite_output_dir)
     PartialState().wait_for_everyone()
-    trainer = trainer_for(trainer_args, callbacks)
+    trainer = ResNetTrainer(
+        model=model,
+        args=trainer_args,
+        train_dataset=train_images,
+        eval_dataset=eval_images,
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=task.compute_metrics(training_args.metrics.split(","), data.labels),
+        compute_loss_func=task.loss(training_args.label_smoothing_factor, weights),
+        callbacks=callbacks,
+        head_lr=plan.rates.head,
+        backbone_lr=plan.rates.backbone,
+        lr_decay=plan.rates.decay,
+        sampler=sampler,
+        weight_average=average,
+        tta=training_args.tta,
+        batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
+    )
+    if training_args.dry_run:
+        estimate = {} if training_args.cache_frozen_features else _time_steps(trainer, plan, step_times)
+        stop.release()
+        stopped = stop.stopped_at if stop.requested else None
+        output_dir = Path(training_args.output_dir)
+        return FinetuneResult(output_dir, estimate, data.labels, model.eval(), interrupted_at=stopped, plan=plan)
 
     on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
     with reused_host_memory(enabled=on_cpu):
