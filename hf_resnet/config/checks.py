@@ -65,21 +65,25 @@ def validate(
     _check_not_locked(training_args)
     _check_hub(training_args)
     resume = resume_checkpoint(training_args)
-    values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config)
+    family = family or _layout_family(model_args, config)
+    values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config, family)
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args)
-    return _plan(model_args, data_args, training_args, dataset, config, family, resume, values)
+    return _plan(model_args, data_args, training_args, dataset, family, resume, values)
 
 
-def _plan(model_args, data_args, args, dataset, config, family: Family, resume, values) -> Plan:
+def _layout_family(model_args, config) -> Family:
+    """From scratch: the family of the layout (`finetune(config=...)`, else `--arch`)."""
+    from ..families.resnet import resnet_config
+
+    return family_of(config if config is not None else resnet_config(model_args.arch, model_args.variant))
+
+
+def _plan(model_args, data_args, args, dataset, family: Family, resume, values) -> Plan:
     """What the flags and the machine decide, resolved once; the run adds what the data says (`Plan.with_data`)."""
     from ..runtime.launcher import cpu_threads
 
     pretrained = bool(model_args.model_name_or_path)
-    if family is None:  # from scratch: the layout's family
-        from ..families.resnet import resnet_config
-
-        family = family_of(config if config is not None else resnet_config(model_args.arch, model_args.variant))
     return Plan(
         source=model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)",
         family=family,

@@ -95,7 +95,7 @@ def _plain(value):
     return value if isinstance(value, (int, float, str, bool, type(None), list)) else str(value)
 
 
-def fingerprint(model_args, data_args, training_args, dataset=None, config=None) -> dict:
+def fingerprint(model_args, data_args, training_args, dataset=None, config=None, family=None) -> dict:
     """The arguments a checkpoint's run and a resuming run must share, as JSON-ready values.
 
     Which they are is declared with each flag (hf_resnet/flags.py): those that change what the run
@@ -111,7 +111,8 @@ def fingerprint(model_args, data_args, training_args, dataset=None, config=None)
     if dataset is not None:
         values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
     if config is not None:  # a layout passed to `finetune(config=...)`: its family names the fields that shape it
-        values["layout"] = {key: _plain(getattr(config, key, None)) for key in family_of(config).layout_keys}
+        keys = (family or family_of(config)).layout_keys
+        values["layout"] = {key: _plain(getattr(config, key, None)) for key in keys}
     return values
 
 

@@ -39,8 +39,9 @@ def build_model(
     path = model_args.model_name_or_path
     if path:
         hub = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
-        check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may have a default
-        family = family or checkpoint_family(path, **hub)
+        if family is None:  # a run's plan has checked the source and read its family (config/checks.py)
+            check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may default
+            family = checkpoint_family(path, **hub)
         model = family.load(path, labels, **hub)
         processor = family.image_processor(
             model_args.image_processor_name or path, model, model_args.image_size, **hub
@@ -52,5 +53,5 @@ def build_model(
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
     processor = family.reframe(model, processor, resize)
     frozen = list(frozen) if frozen is not None else model_args.frozen_parts()
-    freeze(model, frozen)
+    freeze(model, frozen, family)
     return model, processor, frozen

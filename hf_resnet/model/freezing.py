@@ -13,6 +13,7 @@ import logging
 
 from torch import nn
 
+from ..families import Family
 from ..model.parts import batchnorms_in, named_parameters_by_part
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ def _hold_eval(module: nn.Module, _inputs) -> None:
     module.training = False
 
 
-def freeze(model: nn.Module, parts: list[str]) -> None:
+def freeze(model: nn.Module, parts: list[str], family: Family | None = None) -> None:
     """Stop gradients and BatchNorm statistic updates in `parts` (e.g. `["embedder", "stage1"]`).
+
+    `family`: the model's (a run passes its plan's); found from the model when not given.
 
     >>> import torch
     >>> from transformers import ResNetConfig, ResNetForImageClassification
@@ -36,22 +39,22 @@ def freeze(model: nn.Module, parts: list[str]) -> None:
     >>> embedder.convolution.weight.requires_grad, embedder.normalization.training
     (False, False)
     """
-    by_part = named_parameters_by_part(model)
+    by_part = named_parameters_by_part(model, family)
     for part in parts:
         for _, parameter in by_part[part]:
             parameter.requires_grad_(False)
-    for module in batchnorms_in(model, parts):
+    for module in batchnorms_in(model, parts, family):
         if not hasattr(module, _FROZEN_HOOK):
             setattr(module, _FROZEN_HOOK, module.register_forward_pre_hook(_hold_eval))
 
 
-def unfreeze(model: nn.Module, parts: list[str]) -> None:
+def unfreeze(model: nn.Module, parts: list[str], family: Family | None = None) -> None:
     """Undo `freeze` for `parts`: gradients flow and BatchNorm follows train/eval mode again."""
-    by_part = named_parameters_by_part(model)
+    by_part = named_parameters_by_part(model, family)
     for part in parts:
         for _, parameter in by_part[part]:
             parameter.requires_grad_(True)
-    for module in batchnorms_in(model, parts):
+    for module in batchnorms_in(model, parts, family):
         handle = getattr(module, _FROZEN_HOOK, None)
         if handle is not None:
             handle.remove()

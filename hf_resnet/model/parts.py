@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from torch import nn
 
-from ..families import BACKBONE_PARTS, PARTS, family_of
+from ..families import BACKBONE_PARTS, PARTS, Family, family_of
 
 
 def parse_parts(spec: str | None) -> list[str]:
@@ -29,16 +29,21 @@ def parse_parts(spec: str | None) -> list[str]:
     return [part for part in BACKBONE_PARTS if part in names]
 
 
-def named_parameters_by_part(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
-    part_of = family_of(model).part_of
+def named_parameters_by_part(
+    model: nn.Module, family: Family | None = None
+) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Each part's named parameters; `family`: the model's, as the run's plan holds it (else found from the model)."""
+    part_of = (family or family_of(model)).part_of
     groups: dict[str, list[tuple[str, nn.Parameter]]] = {part: [] for part in PARTS}
     for name, parameter in model.named_parameters():
         groups[part_of(name)].append((name, parameter))
     return groups
 
 
-def batchnorms_in(model: nn.Module, parts: list[str]) -> Iterator[nn.modules.batchnorm._BatchNorm]:
-    part_of, wanted = family_of(model).part_of, set(parts)
+def batchnorms_in(
+    model: nn.Module, parts: list[str], family: Family | None = None
+) -> Iterator[nn.modules.batchnorm._BatchNorm]:
+    part_of, wanted = (family or family_of(model)).part_of, set(parts)
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and part_of(name + ".") in wanted:
             yield module

@@ -9,6 +9,7 @@ import time
 
 from transformers import TrainerCallback
 
+from ..families import Family
 from ..model.freezing import freeze, unfreeze
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ class GradualUnfreezing(TrainerCallback):
     (it keeps its own reference to the wrapped model) for a step that is no faster.
     """
 
-    def __init__(self, model, frozen: list[str], start: int, every: int):
+    def __init__(self, model, frozen: list[str], start: int, every: int, family: Family | None = None):
         self.model, self.frozen, self.start, self.every = model, list(frozen), start, max(1, every)
+        self.family = family
 
     @staticmethod
     def ddp_arguments(world_size: int) -> dict:
@@ -49,13 +51,13 @@ class GradualUnfreezing(TrainerCallback):
     def _apply(self, epoch: int) -> list[str]:
         still_frozen = self.frozen_at(epoch)
         thawed = [part for part in self.frozen if part not in still_frozen]
-        unfreeze(self.model, thawed)
-        freeze(self.model, still_frozen)
+        unfreeze(self.model, thawed, self.family)
+        freeze(self.model, still_frozen, self.family)
         return thawed
 
     def on_init_end(self, args, state, control, **kwargs):
         if args.world_size > 1:  # DDP must see every part as trainable when it wraps the model
-            unfreeze(self.model, self.frozen)
+            unfreeze(self.model, self.frozen, self.family)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._apply(math.floor(state.epoch or 0))  # the model is wrapped by now

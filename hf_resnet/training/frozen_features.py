@@ -29,15 +29,15 @@ from accelerate.utils import gather_object
 from torch import nn
 
 from ..data.image_datasets import EvalImages
-from ..families import BACKBONE_PARTS, family_of
+from ..families import BACKBONE_PARTS, Family, family_of
 from ..model.parts import cached_parts
 
 logger = logging.getLogger(__name__)
 
 
-def _front(model: nn.Module, parts: int) -> list[nn.Module]:
+def _front(model: nn.Module, parts: int, family: Family | None = None) -> list[nn.Module]:
     """The modules of the first `parts` backbone parts, in the order the model's forward runs them."""
-    return [module for part in family_of(model).feature_front(model)[:parts] for module in part]
+    return [module for part in (family or family_of(model)).feature_front(model)[:parts] for module in part]
 
 
 @torch.no_grad()
@@ -48,6 +48,7 @@ def compute_features(
     batch_size: int = 64,
     num_workers: int = 0,
     autocast_dtype: torch.dtype | None = None,
+    family: Family | None = None,
 ) -> torch.Tensor:
     """The output of the first `parts` backbone parts for every image, stored as float16 on the CPU.
 
@@ -55,7 +56,8 @@ def compute_features(
     the next thing the network does and it makes the cache a few kilobytes per image.
     """
     device = next(model.parameters()).device
-    front, pool = _front(model, parts), family_of(model).feature_pool(model)
+    family = family or family_of(model)
+    front, pool = _front(model, parts, family), family.feature_pool(model)
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
@@ -112,8 +114,8 @@ class SkipFrozen:
     >>> skip.remove()
     """
 
-    def __init__(self, model: nn.Module, parts: int):
-        self.model, self.modules = model, _front(model, parts)
+    def __init__(self, model: nn.Module, parts: int, family: Family | None = None):
+        self.model, self.modules = model, _front(model, parts, family)
         for module in self.modules:
             module.forward = self._skipping(module.forward)
 
@@ -131,11 +133,13 @@ class SkipFrozen:
                 del module.forward  # back to the class's forward
 
 
-def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_transform, args):
+def cache_frozen_features(
+    model: nn.Module, frozen: Sequence[str], split, eval_transform, args, family: Family | None = None
+):
     """Compute the frozen front's features of a training split; return (their dataset, the installed `SkipFrozen`).
 
     `split` is a `datasets.Dataset` with `image` and `label` columns, `args` the run's
-    `ResNetTrainingArguments` (device, eval batch size, workers, mixed precision).
+    `ResNetTrainingArguments` (device, eval batch size, workers, mixed precision), `family` the model's.
     """
     parts = cached_parts(frozen)  # at least MIN_CACHED_PARTS: see config/checks.py
     autocast_dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
@@ -151,7 +155,8 @@ def cache_frozen_features(model: nn.Module, frozen: Sequence[str], split, eval_t
             batch_size=args.per_device_eval_batch_size,
             num_workers=args.dataloader_num_workers,
             autocast_dtype=autocast_dtype,
+            family=family,
         )
     if state.num_processes > 1:
         features = torch.cat(gather_object([features]))
-    return FeatureImages(features, split["label"]), SkipFrozen(model, parts)
+    return FeatureImages(features, split["label"]), SkipFrozen(model, parts, family)

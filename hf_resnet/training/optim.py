@@ -10,11 +10,17 @@ from __future__ import annotations
 from torch import nn
 
 from ..config.plan import part_learning_rates
+from ..families import Family
 from ..model.parts import named_parameters_by_part
 
 
 def parameter_groups(
-    model: nn.Module, head_lr: float, backbone_lr: float, lr_decay: float = 1.0, weight_decay: float = 0.0
+    model: nn.Module,
+    head_lr: float,
+    backbone_lr: float,
+    lr_decay: float = 1.0,
+    weight_decay: float = 0.0,
+    family: Family | None = None,
 ) -> list[dict]:
     """AdamW groups named `<part>` and `<part>/no_decay`; BatchNorm and bias parameters get no weight decay.
 
@@ -25,7 +31,7 @@ def parameter_groups(
     """
     rates = part_learning_rates(head_lr, backbone_lr, lr_decay)
     groups = []
-    for part, named in named_parameters_by_part(model).items():
+    for part, named in named_parameters_by_part(model, family).items():
         # 1-D tensors are BatchNorm scales/shifts and biases: decaying them only fights the normalisation.
         decay = [p for _, p in named if p.ndim > 1]
         no_decay = [p for _, p in named if p.ndim <= 1]

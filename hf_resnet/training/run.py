@@ -308,7 +308,9 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         model.config.tta = training_args.tta
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        freeze(model, list(plan.frozen))  # the converted BatchNorm layers need the frozen-statistics hooks again
+        freeze(
+            model, list(plan.frozen), plan.family
+        )  # the converted BatchNorm layers need the frozen-statistics hooks again
     if streaming:
         image_cache_choice = {"mode": "off", "why": "streamed data is read once per epoch"}
     else:
@@ -346,7 +348,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     if training_args.cache_frozen_features and not training_args.dry_run:  # see training/frozen_features.py
         eval_transform = build_eval_transform(processor)
         train_images, skip_frozen = cache_frozen_features(
-            model, list(plan.frozen), data.train, eval_transform, training_args
+            model, list(plan.frozen), data.train, eval_transform, training_args, plan.family
         )
         logger.warning("Training on cached features: random crops, flips, auto-augment, erasing and mixing are off")
 
@@ -355,7 +357,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     callbacks = [epoch_setter, stop, step_times, *(callbacks or [])]
     if training_args.unfreeze_at_epoch is not None and plan.frozen:
         unfreezing = GradualUnfreezing(
-            model, list(plan.frozen), training_args.unfreeze_at_epoch, training_args.unfreeze_every
+            model, list(plan.frozen), training_args.unfreeze_at_epoch, training_args.unfreeze_every, plan.family
         )
         callbacks.append(unfreezing)
         trainer_args = dataclasses.replace(trainer_args, **unfreezing.ddp_arguments(training_args.world_size))
@@ -395,6 +397,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         weight_average=average,
         tta=training_args.tta,
         batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
+        family=plan.family,
     )
     if training_args.dry_run:
         estimate = {} if training_args.cache_frozen_features else _time_steps(trainer, plan, step_times)

@@ -17,6 +17,7 @@ from transformers import Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.prefetch import GLOBAL_RNG, ThreadPrefetch, seeded
+from ..families import Family
 from ..model.memory_format import use_channels_last
 from ..model.tta import views
 from .checkpoints import AtomicCheckpoints
@@ -55,9 +56,12 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         sampler=None,
         weight_average: WeightAverage | None = None,
         tta: str = "none",
+        family: Family | None = None,
         **kwargs,
     ):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
+        #: The model's family, as the run's plan resolved it: which part each parameter belongs to.
+        self.family = family
         self.sampler = sampler
         self.batch_mix = batch_mix
         #: Evaluated beside the trained weights (`eval_ema_*`) while set; the run unsets it once it has chosen.
@@ -177,7 +181,9 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         if self.optimizer is None:
             model = self.model if model is None else model
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            groups = parameter_groups(model, self.head_lr, self.backbone_lr, self.lr_decay, self.args.weight_decay)
+            groups = parameter_groups(
+                model, self.head_lr, self.backbone_lr, self.lr_decay, self.args.weight_decay, self.family
+            )
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
