@@ -1,17 +1,19 @@
 """A run is a plan: what `--dry_run` shows is what the run then does and records, and a dry run leaves nothing.
 
 One tiny fine-tuning setup (a local checkpoint, three shape classes) is dry-run and then trained for real by the
-command line in this process; lr-find and search dry-run the same setup.
+command line in this process; lr-find and search dry-run the same setup; a multi-label dry run counts its classes.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import make_image_folder, save_tiny_checkpoint
+from conftest import label_sets, make_image_folder, make_multi_label_folder, save_tiny_checkpoint, tiny_config
 
+import hf_resnet
 from hf_resnet.cli import main as cli
 
 
@@ -75,13 +77,14 @@ def test_a_dry_run_shows_what_the_real_run_records_and_writes_nothing(setup, cap
     height, width = recipe["image_size"]
     assert f"\nimages: {height}x{width} (crop)\n" in shown
     assert f"\nprecision: {recipe['precision']}\n" in shown
-    assert recorded["images"] == {
+    assert recorded["images"] == {"train": 18, "validation": 8}
+    assert recorded["images_per_class"] == {
         "train": {"circle": 6, "hbar": 6, "vbar": 6},
         "validation": {"circle": 3, "hbar": 3, "vbar": 2},
     }
-    for split, counts in recorded["images"].items():
+    for split, counts in recorded["images_per_class"].items():
         assert f"\n  {split}: {', '.join(f'{label} {count}' for label, count in counts.items())}\n" in shown
-    assert "18 train / 8 validation images, 3 classes" in shown
+    assert f"{recorded['images']['train']} train / {recorded['images']['validation']} validation images" in shown
     assert f"batch: 4 per device x 2 accumulation x 1 processes = {recipe['batch_size']} per optimizer step" in shown
     assert f"output: {out} (new run)" in shown
     seconds = float(shown.split("time per epoch: about ")[1].split(" s ")[0])
@@ -108,3 +111,17 @@ def test_lr_find_and_search_dry_runs_plan_their_first_run_and_write_nothing(setu
     shown = capsys.readouterr().out
     assert "\n  validation: circle 3, hbar 3, vbar 2\n" in shown and "The search would run 2 trials" in shown
     assert not search.exists() and list(Path(tmp_path).iterdir()) == []
+
+
+def test_a_multi_label_dry_run_counts_each_image_once_and_each_class_it_holds(tmp_path):
+    train = make_multi_label_folder(tmp_path / "train", count=24)
+    out = tmp_path / "out"
+    result = hf_resnet.finetune(
+        config=tiny_config(), train_dir=str(train), output_dir=str(out), dry_run=True, report_to="none"
+    )
+    data = result.plan.data
+    assert not out.exists() and data.task.multi_hot
+    assert data.sizes["train"] + data.sizes["validation"] == 24  # every image once, the empty label set too
+    every = Counter(label for labels in label_sets(24) for label in labels)
+    assert Counter(data.counts["train"]) + Counter(data.counts["validation"]) == every
+    assert result.metrics["train_epoch_seconds_estimate"] > 0

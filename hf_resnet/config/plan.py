@@ -118,7 +118,9 @@ class DataPlan:
     description: str
     task: Task
     labels: tuple[str, ...]
-    #: Images per class in each split (`train`, `validation`); None for a streamed split (no length to count).
+    #: Images in each split (`train`, `validation`); None for a streamed split (no length to count).
+    sizes: Mapping[str, int | None]
+    #: Images of each class in each split (a multi-label image counts for each of its classes); None when streamed.
     counts: Mapping[str, Mapping[str, int] | None]
     #: Where validation came from, as recipe.json records it (a folder, a split, a share of train).
     held_out: Mapping[str, Any]
@@ -126,8 +128,7 @@ class DataPlan:
     image_cache: Mapping[str, str]
 
     def total(self, split: str) -> int | None:
-        counts = self.counts.get(split)
-        return None if counts is None else sum(counts.values())
+        return self.sizes.get(split)
 
 
 @dataclass(frozen=True)

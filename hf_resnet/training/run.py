@@ -92,7 +92,9 @@ def _recipe(plan: Plan, model_args, data_args, args, status: str, average=None, 
         "license_from": plan.license[1],
         "dataset": portable_description(plan.data.description, data_args),
         "validation": _held_out(plan.data.held_out, data_args),
-        "images": {split: None if counts is None else dict(counts) for split, counts in plan.data.counts.items()},
+        # Per split; None where streamed. A multi-label image counts once per class it holds.
+        "images": dict(plan.data.sizes),
+        "images_per_class": {split: None if n is None else dict(n) for split, n in plan.data.counts.items()},
         "recipe": {
             "frozen": list(plan.frozen),
             "learning_rates": {
@@ -318,11 +320,10 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = task.best_model_args(dataclasses.replace(training_args, push_to_hub=False, hub_token=None))
-    counts = {
-        "train": _class_counts(data.train, data.labels),
-        "validation": _class_counts(data.validation, data.labels),
-    }
-    described = DataPlan(data.description, task, tuple(data.labels), counts, data.held_out, image_cache_choice)
+    splits = {"train": data.train, "validation": data.validation}
+    sizes = {split: len(images) if hasattr(images, "__len__") else None for split, images in splits.items()}
+    counts = {split: _class_counts(images, data.labels) for split, images in splits.items()}
+    described = DataPlan(data.description, task, tuple(data.labels), sizes, counts, data.held_out, image_cache_choice)
     plan = plan.with_data(
         described, geometry, Cadence.of(trainer_args), _parameters(model), _license(model_args, training_args)
     )
