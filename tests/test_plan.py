@@ -86,7 +86,7 @@ def test_a_dry_run_shows_what_the_real_run_records_and_writes_nothing(setup, cap
         assert f"\n  {split}: {', '.join(f'{label} {count}' for label, count in counts.items())}\n" in shown
     assert f"{recorded['images']['train']} train / {recorded['images']['validation']} validation images" in shown
     assert f"batch: 4 per device x 2 accumulation x 1 processes = {recipe['batch_size']} per optimizer step" in shown
-    assert f"output: {out} (new run)" in shown
+    assert f"output: {out} (new run)" in shown and "\nafter training: fits a calibration temperature\n" in shown
     seconds = float(shown.split("time per epoch: about ")[1].split(" s ")[0])
     assert 0 < seconds < 60  # 18 images of 32 px on a few thousand parameters
 
@@ -125,3 +125,4 @@ def test_a_multi_label_dry_run_counts_each_image_once_and_each_class_it_holds(tm
     every = Counter(label for labels in label_sets(24) for label in labels)
     assert Counter(data.counts["train"]) + Counter(data.counts["validation"]) == every
     assert result.metrics["train_epoch_seconds_estimate"] > 0
+    assert "\nafter training: fits a decision threshold per class\n" in result.plan.summary()

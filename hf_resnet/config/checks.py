@@ -56,8 +56,8 @@ def validate(
     answers in well under a second; with --push_to_hub it also asks the Hub once whose the token is.
     """
     _check_example_flags(model_args, training_args)
-    _check_declared(model_args, data_args, training_args)
-    _check_combinations(model_args, data_args, training_args, dataset, config)
+    frozen = _check_declared(model_args, data_args, training_args)
+    _check_combinations(model_args, data_args, training_args, dataset, config, frozen)
     family = _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
     _check_devices(training_args)
     _check_loggers(training_args)
@@ -69,7 +69,7 @@ def validate(
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config, family)
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args)
-    return _plan(model_args, data_args, training_args, dataset, family, resume, values)
+    return _plan(model_args, data_args, training_args, dataset, family, frozen, resume, values)
 
 
 def _layout_family(model_args, config) -> Family:
@@ -79,7 +79,7 @@ def _layout_family(model_args, config) -> Family:
     return family_of(config if config is not None else resnet_config(model_args.arch, model_args.variant))
 
 
-def _plan(model_args, data_args, args, dataset, family: Family, resume, values) -> Plan:
+def _plan(model_args, data_args, args, dataset, family: Family, frozen: list[str], resume, values) -> Plan:
     """What the flags and the machine decide, resolved once; the run adds what the data says (`Plan.with_data`)."""
     from ..runtime.launcher import cpu_threads
 
@@ -88,7 +88,7 @@ def _plan(model_args, data_args, args, dataset, family: Family, resume, values) 
         source=model_args.model_name_or_path or f"{model_args.arch or 'custom layout'} (from scratch)",
         family=family,
         pretrained=pretrained,
-        frozen=tuple(model_args.frozen_parts()),
+        frozen=tuple(frozen),
         rates=Rates.of(args, pretrained),
         per_device_batch=args.per_device_train_batch_size,
         accumulation=args.gradient_accumulation_steps,
@@ -139,20 +139,21 @@ def _check_example_flags(model_args, args) -> None:
         )
 
 
-def _check_declared(model_args, data_args, args) -> None:
-    """Every range and choice declared in the argument dataclasses' fields (hf_resnet/flags.py)."""
+def _check_declared(model_args, data_args, args) -> list[str]:
+    """Every range and choice declared in the argument dataclasses' fields (hf_resnet/flags.py); the frozen parts."""
     for arguments in (model_args, data_args, args):
         for name, value, allowed in problems(arguments):
             raise ArgumentError(name, value, allowed)
     if args.max_steps <= 0 and args.num_train_epochs not in Bounds.parse("(0, inf)"):
         raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:
-        model_args.frozen_parts()
+        frozen = model_args.frozen_parts()
     except ValueError:
         raise ArgumentError(
             "freeze", model_args.freeze, f"a comma list of {', '.join(BACKBONE_PARTS)}, or none"
         ) from None
     _check_metrics(args)
+    return frozen
 
 
 def _check_metrics(args) -> None:
@@ -174,7 +175,7 @@ def _check_metrics(args) -> None:
 # ----------------------------------------------------------------------------- combinations
 
 
-def _check_combinations(model_args, data_args, args, dataset, config) -> None:
+def _check_combinations(model_args, data_args, args, dataset, config, frozen: list[str]) -> None:
     if model_args.model_name_or_path and model_args.arch:
         raise ArgumentError(
             "arch",
@@ -204,7 +205,6 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         raise ArgumentError(
             "streaming", True, "reads a Hub dataset: pass --dataset_name (local folders are indexed instead)"
         )
-    frozen = model_args.frozen_parts()
     if args.cache_frozen_features:
         if streaming:
             raise ArgumentError("cache_frozen_features", True, "needs a dataset of known length, not a stream")

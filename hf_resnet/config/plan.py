@@ -219,6 +219,8 @@ class Plan:
         if self.cadence:
             best = f"; best kept by {self.cadence.best_metric}" if self.cadence.best_metric else ""
             lines.append(f"evaluate {self.cadence.evaluate}, save {self.cadence.save}, log {self.cadence.log}{best}")
+        if self.data:
+            lines.append(f"after training: fits {self.data.task.fitted}")
         lines.append(f"output: {self.output_dir} ({self.output_state})")
         if self.push_to:
             lines.append(f"push to: {self.push_to}")

@@ -47,6 +47,8 @@ class Task:
     agrees_with: str
     #: What the framing and augmentation flags left unset (None) mean for this task (data/arguments.py says why).
     data_defaults: dict[str, Any]
+    #: What `fit` fits after training, as the run's plan names it.
+    fitted: str
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -110,6 +110,7 @@ class MultiLabel(Task):
     #: The whole image, uncropped and unmirrored: labels may be about objects anywhere, even at the edges, and
     #: a crop or a flip that loses or changes one leaves a target that is no longer true (docs/benchmarks.md).
     data_defaults = {"resize": "squash", "crop_scale_min": 1.0, "hflip": 0.0}
+    fitted = "a decision threshold per class"
 
     def configure(self, config) -> None:
         """Saved in config.json: the transformers pipeline then applies a sigmoid, and loaders pick this task."""

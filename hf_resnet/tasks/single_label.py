@@ -29,6 +29,7 @@ class SingleLabel(Task):
     agreement_kind = "top-1"
     agrees_with = "agrees with"
     data_defaults = SINGLE_LABEL_DEFAULTS
+    fitted = "a calibration temperature"
 
     def loss_function(self):
         from .loss import soft_cross_entropy
