@@ -278,7 +278,12 @@ def find_rates(
     dataset=None,
     config=None,
 ) -> LrFindResult:
-    """Run the range tests and return the suggested rates (as the flags take them), writing the plot on rank 0."""
+    """Run the range tests and return the suggested rates (as the flags take them), writing the plot on rank 0.
+
+    A dry run sweeps nothing: `plan_sweep` plans and times the first sweep's run instead.
+    """
+    if training_args.dry_run:
+        raise ValueError("--dry_run sweeps nothing: plan_sweep() returns the first sweep's plan and timed steps")
     rule = rule_for(training_args.lr_scheduler_type)
     first = RangeTest(start_lr, end_lr, num_steps, rule=rule)
     head_test = _sweep(model_args, data_args, training_args, first, dataset, config)
