@@ -28,11 +28,15 @@ quality: $(STAMP)
 	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
 	$(BIN)/ruff check hf_resnet recipes tests benchmarks
 
-# `hf-resnet train --help` prints a copy rendered here (so it need not import torch); a test keeps it current.
+# `hf-resnet train --help` and `--help-all` print copies rendered here (so they need not import torch); a test keeps
+# them current.
 help-text: $(STAMP)
 	$(BIN)/python -c "from hf_resnet.config.parsing import render_help; print(render_help(), end='')" \
 		> hf_resnet/config/train_help.txt.new
+	$(BIN)/python -c "from hf_resnet.config.parsing import render_help_all; print(render_help_all(), end='')" \
+		> hf_resnet/config/train_help_all.txt.new
 	mv hf_resnet/config/train_help.txt.new hf_resnet/config/train_help.txt
+	mv hf_resnet/config/train_help_all.txt.new hf_resnet/config/train_help_all.txt
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
