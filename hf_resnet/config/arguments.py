@@ -414,6 +414,14 @@ class ResNetTrainingArguments(TrainingArguments):
         section="output",
     )
 
+    verbose: bool = flag(
+        False,
+        "Show the libraries' own logs on the terminal too: HTTP requests, transformers' loading reports, every "
+        "logged dict and the full metric blocks. Without it the terminal shows the plan, the progress bar, one line "
+        "per evaluation and the result; the files written are the same either way.",
+        section="output",
+    )
+
     #: What hf_resnet knows about the `TrainingArguments` fields it does not redefine (see hf_resnet/flags.py).
     inherited_flags: ClassVar[dict[str, Flag]] = {
         "max_steps": Flag(
