@@ -23,6 +23,8 @@ MAX_ENTRY_LINES = 3
 TRAINER_SECTION = "Trainer flags (transformers' TrainingArguments; their documentation tells more)"
 #: A sentence ends at a full stop and a space, except in "e.g. ", "i.e. " and "et al. ".
 _SENTENCE_END = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<! al\.)(?<=[.!?])\s+")
+#: An aside in a sentence, which `--help` leaves to `--help-all` where dropping it saves a line.
+_ASIDE = re.compile(r"\s*\([^()]*\)")
 _TYPES = (("bool", ""), ("float", "FLOAT"), ("int", "INT"), ("dict", "JSON"), ("list", "VALUE ..."))
 
 
@@ -73,13 +75,14 @@ def entries(classes: tuple[type, ...]) -> Iterator[Entry]:
 
 
 def brief(entry: Entry) -> str:
-    """The entry of `--help`: its first sentence, and its default where that takes no extra line."""
+    """The entry of `--help`: its first sentence (its asides in parentheses dropped where that saves a line), and
+    its default where that takes no extra line."""
     first = _SENTENCE_END.split(" ".join(entry.help.split()))[0]
     options = entry.options(with_aliases=False)
-    short = _wrap(options, first)
+    short = min((_wrap(options, text) for text in (first, _ASIDE.sub("", first))), key=lambda text: text.count("\n"))
     if "default" in entry.help.lower() or not (default := entry.default_text()):
         return short
-    with_default = _wrap(options, f"{first} {default}")
+    with_default = _wrap(options, f"{short.split('  ', 2)[-1]} {default}")
     return with_default if with_default.count("\n") == short.count("\n") else short
 
 
