@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Iterator
 
-from ..flags import FLAG_KEY, HELP_ALL_ONLY, SECTIONS, section_of
+from ..flags import FLAG_KEY, HELP_ALL_ONLY, SECTIONS, Bounds, declarations, section_of
 
 #: Columns of the rendered texts, so the shipped copies read the same on every terminal.
 WIDTH = 100
@@ -118,3 +118,31 @@ def render(classes: tuple[type, ...], usage: str, description: str, everything: 
         rest = [write(item) for item in items if item.section is None]
         lines += ["", f"{TRAINER_SECTION}:", *rest]
     return "\n".join(lines) + "\n"
+
+
+def reference_markdown(classes: tuple[type, ...]) -> str:
+    """The docs' flag reference: every flag by section, as Markdown tables (the docs build renders it, never typed).
+
+    hf_resnet's sections first, then the Trainer's own flags; each row is the flag (aliases too), its
+    default, and its whole help with its allowed values as the checks refuse them.
+    """
+    items = list(entries(classes))
+    declared = {name: spec for cls in classes for name, spec in declarations(cls).items()}
+    lines = []
+    for key, title in [*SECTIONS.items(), (None, TRAINER_SECTION)]:
+        chosen = [item for item in items if item.section == key]
+        if not chosen:
+            continue
+        lines += [f"## {title}", "", "| flag | default | what it does |", "| --- | --- | --- |"]
+        for item in chosen:
+            names = ", ".join(f"`{option.split(' ')[0]}`" for option in item.options(True).split(", "))
+            value = getattr(item.default, "value", item.default)
+            default = "" if value is None else f"`{value}`"
+            spec = declared.get(item.name)
+            allowed = ""
+            if spec is not None and spec.bounds is not None and spec.choices is None:
+                allowed = f" Allowed: {spec.allowed or Bounds.parse(spec.bounds).describe()}."
+            text = " ".join(item.help.split()).replace("|", "\\|") + allowed
+            lines.append(f"| {names} | {default} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
