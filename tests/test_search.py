@@ -64,7 +64,7 @@ def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_me
     assert len(study.trials[0].intermediate_values) == 2 and len(study.trials[1].intermediate_values) == 1
     # One line per trial on the console: the trials' own plans and evaluation lines stay quiet.
     said = [record.getMessage() for record in caplog.records if record.name.startswith("hf_resnet")]
-    assert [line.split(":")[0] for line in said] == ["Trial 1 of 2", "Trial 2 of 2"], said
+    assert [line.split(":")[0] for line in said] == ["Trial 0 (1 of 2)", "Trial 1 (2 of 2)"], said
     assert "learning_rate=0.002" in said[0] and "pruned at step" in said[1]
     rows = trials_table(folder)
     assert [row["state"] for row in rows] == ["complete", "pruned"]

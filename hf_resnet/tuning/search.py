@@ -296,7 +296,8 @@ def trial_line(metric: str, n_trials: int):
         finished = [t for t in study.trials if t.state.name == "COMPLETE"]
         best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})" if finished else ""
         flags = ", ".join(f"{k}={_shown(v)}" for k, v in trial.user_attrs.get("flags", trial.params).items())
-        logger.info("Trial %d of %d: %s%s; %s", trial.number + 1, n_trials, outcome, best, flags or "as given")
+        number = f"Trial {trial.number} ({trial.number + 1} of {n_trials})"  # numbered as trials.csv numbers them
+        logger.info("%s: %s%s; %s", number, outcome, best, flags or "as given")
 
     return say
 
