@@ -1,40 +1,22 @@
-"""What a run writes to the terminal: the plan, the progress bar, one line per evaluation and the result."""
+"""What a run writes to the terminal: the plan, the progress bar, one line per evaluation and the result.
+
+A local checkpoint's run is counted in tests/test_recipe.py (the recipe's own launch); a Hub
+checkpoint's here, against the local Hub.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
+from conftest import TEST_PYTHONPATH, assert_quiet, console_lines, make_image_folder, save_tiny_checkpoint
 from test_hub import TOKEN, hub, subprocess_env  # noqa: F401
 
 from hf_resnet.runtime.console import quiet_libraries
-
-#: What the libraries said before the console was quieted, and the false warning on a new folder.
-CHATTER = (
-    "HTTP Request",
-    "LOAD REPORT",
-    "incompatible to the `id2label` map",
-    "backend is not available",
-    "save_pretrained` method is disabled",
-    "removed the previous run",
-    "eval_recall/",
-    "***** train metrics *****",
-    "{'loss'",
-)
-#: A progress bar's redraw (tqdm: `NN%|`, a rate) or the cursor moves between bars.
-PROGRESS = re.compile(r"\d+%\||(it|s|B)/s\]|s/it\]|^(\x1b\[A)+$")
-
-
-def console_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """The lines a person reads on the terminal (stdout and stderr), progress bars and blank lines left out."""
-    text = (result.stdout + "\n" + result.stderr).replace("\r", "\n")
-    return [line for line in text.splitlines() if line.strip() and not PROGRESS.search(line.strip())]
 
 
 def train(flags: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,25 +25,6 @@ def train(flags: list[str], cwd: Path, env: dict | None = None) -> subprocess.Co
     env = {**os.environ, **(env or {}), "PYTHONPATH": TEST_PYTHONPATH}
     command = [sys.executable, "-m", "hf_resnet", "train", *run_flags, *flags]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def assert_quiet(result: subprocess.CompletedProcess, output: str) -> None:
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = console_lines(result)
-    assert len(lines) <= 15, "\n".join(lines)
-    assert [line for line in lines if any(noise in line for noise in CHATTER)] == []
-    evaluations = [line for line in lines if line.startswith("Evaluation at epoch")]
-    assert len(evaluations) == 2 and all("accuracy" in line for line in evaluations)
-    assert lines[-2].startswith("Held-out accuracy") and lines[-2].endswith(f"results in {output}/")
-    assert any("hf_resnet run: model:" in line for line in lines)
-
-
-def test_a_one_epoch_fine_tune_with_two_evaluations_writes_at_most_15_lines_besides_progress_bars(tmp_path):
-    save_tiny_checkpoint(tmp_path / "ckpt")
-    make_image_folder(tmp_path / "photos", per_class=8)
-    result = train(["--model_name_or_path", "ckpt", "--output_dir", "out"], tmp_path, {"HF_HUB_OFFLINE": "1"})
-    assert_quiet(result, "out")
-    assert "eval_recall/circle" in (tmp_path / "out" / "trainer_state.json").read_text()  # the files keep them
 
 
 def test_a_hub_checkpoint_fine_tune_is_as_quiet_and_says_nothing_false_about_a_new_folder(hub, tmp_path):  # noqa: F811

@@ -51,7 +51,7 @@ def hf_resnet_command(words: list[str]) -> list[str] | None:
 def check(command: list[str], scratch: Path) -> None:
     """Parse `hf-resnet COMMAND flags` with the command's own parser; an unknown flag or bad value raises.
 
-    A config file the docs' reader writes first (`my-run.yaml`, a search's `best.yaml`) stands in empty.
+    A config file the docs' reader writes first (`my-run.yaml`, a search's `best.yaml`) stands in as one flag.
     """
     from hf_resnet.cli import build_parser as command_parser
     from hf_resnet.config.parsing import shipped_configs
@@ -60,7 +60,7 @@ def check(command: list[str], scratch: Path) -> None:
     name, argv = command[0], command[1:]
     for index, word in enumerate(argv):
         if word.endswith((".yaml", ".json")) and word not in shipped_configs() and not (ROOT / word).exists():
-            (scratch / Path(word).name).write_text("{}\n")
+            (scratch / Path(word).name).write_text("train_dir: photos/train\n")
             argv[index] = str(scratch / Path(word).name)
     if {"-h", "--help", "--help-all"} & set(argv) or "--recipe" in argv:  # help; a recipe is read from the Hub
         return
