@@ -42,11 +42,13 @@ def test_a_hub_checkpoint_fine_tune_is_as_quiet_and_says_nothing_false_about_a_n
     )
 
 
-def test_verbose_lets_the_libraries_chatter_through_and_quiet_keeps_their_warnings():
+def test_verbose_lets_the_libraries_chatter_through_and_quiet_keeps_their_warnings(tmp_path):
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
+    log_file = logging.FileHandler(tmp_path / "run.log")  # a file keeps everything
     transformers_logger = logging.getLogger("transformers")
     transformers_logger.addHandler(handler)
+    transformers_logger.addHandler(log_file)
     try:
         for verbose in (False, True):
             quiet_libraries(verbose=verbose)
@@ -55,6 +57,10 @@ def test_verbose_lets_the_libraries_chatter_through_and_quiet_keeps_their_warnin
         quiet, verbose = stream.getvalue().splitlines()[:1], stream.getvalue().splitlines()[1:]
         assert quiet == ["Something hf_resnet does not say"]
         assert verbose == ["ResNetForImageClassification LOAD REPORT", "Something hf_resnet does not say"]
+        log_file.flush()
+        assert (tmp_path / "run.log").read_text().count("LOAD REPORT") == 2
     finally:
         quiet_libraries(verbose=False)
         transformers_logger.removeHandler(handler)
+        transformers_logger.removeHandler(log_file)
+        log_file.close()

@@ -47,8 +47,16 @@ _CHATTER = LibraryChatter()
 
 
 def console_handlers() -> list[logging.Handler]:
-    """The handlers that write the run's log to the terminal: the root logger's and transformers' own."""
-    return [*logging.getLogger().handlers, *logging.getLogger("transformers").handlers]
+    """The handlers that write the run's log to a stream (the terminal): the root logger's and transformers' own.
+
+    A log file someone set up (a `FileHandler`) keeps everything.
+    """
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("transformers").handlers]
+    return [
+        handler
+        for handler in handlers
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
 
 
 def quiet_libraries(verbose: bool = False) -> None:
