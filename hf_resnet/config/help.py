@@ -58,8 +58,8 @@ def _metavar(item: dataclasses.Field) -> str:
     if spec is not None and spec.choices is not None:
         listed = "{" + ",".join(map(str, spec.choices)) + "}"
         return listed if len(listed) <= 30 else "NAME"
-    kind = str(item.type).lower()
-    return next((metavar for word, metavar in _TYPES if word in kind), "VALUE")
+    kind = str(item.type)  # `int | None`, `typing.Optional[int]`, `<class 'int'>`; not IntervalStrategy's "Int"
+    return next((metavar for word, metavar in _TYPES if re.search(rf"\b{word}\b", kind)), "VALUE")
 
 
 def entries(classes: tuple[type, ...]) -> Iterator[Entry]:
