@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export,demo]"
 	touch $(STAMP)
 
+# The launcher's "values were not passed" notice is left out: hf_resnet decides the precision and threads the
+# launcher was not told, and its start-up summary says which and why.
 demo: $(STAMP)  ## Fine-tune on the embedded default (offline digits, resnet-18 layout)
-	$(BIN)/accelerate launch -q --num_processes 1 --num_machines 1 --dynamo_backend no \
+	ACCELERATE_LOG_LEVEL=error $(BIN)/accelerate launch -q --num_processes 1 --num_machines 1 --dynamo_backend no \
 		recipes/finetune.py --overwrite_output_dir  # a rerun replaces the previous demo run
 
 # Passive OpenMP waits: spinning threads of one test process would starve the others' on 2 shared cores.
@@ -28,11 +30,15 @@ quality: $(STAMP)
 	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
 	$(BIN)/ruff check hf_resnet recipes tests benchmarks
 
-# `hf-resnet train --help` prints a copy rendered here (so it need not import torch); a test keeps it current.
+# `hf-resnet train --help` and `--help-all` print copies rendered here (so they need not import torch); a test keeps
+# them current.
 help-text: $(STAMP)
 	$(BIN)/python -c "from hf_resnet.config.parsing import render_help; print(render_help(), end='')" \
 		> hf_resnet/config/train_help.txt.new
+	$(BIN)/python -c "from hf_resnet.config.parsing import render_help_all; print(render_help_all(), end='')" \
+		> hf_resnet/config/train_help_all.txt.new
 	mv hf_resnet/config/train_help.txt.new hf_resnet/config/train_help.txt
+	mv hf_resnet/config/train_help_all.txt.new hf_resnet/config/train_help_all.txt
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

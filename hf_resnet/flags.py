@@ -8,6 +8,9 @@ adding a flag is one field (plus the code that uses it and its test); no list of
 
 Inherited `TrainingArguments` fields are declared in the subclass's `inherited_flags` mapping,
 which says the same things about fields whose definition belongs to transformers.
+
+Every flag hf_resnet defines names its `section`, the heading it is listed under in `--help` and in the
+docs' flag reference; the inherited flags without one are listed by `--help-all` only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from typing import Any
 
 #: The metadata key a `Flag` is stored under; `HfArgumentParser` passes metadata to argparse, which must not see it.
 FLAG_KEY = "hf_resnet"
+
+#: The sections of `--help`, in order: a flag's `section` is one of these keys; the value is its heading.
+SECTIONS = {
+    "model": "Model: what to start from",
+    "data": "Data: where the images come from",
+    "recipe": "Recipe: rates, schedule, freezing, balance",
+    "augmentation": "Augmentation",
+    "evaluation": "Evaluation and calibration",
+    "output": "Output and Hub",
+    "speed": "Speed",
+    "example": "Accepted from the transformers example (nothing to set here)",
+}
+#: Sections `--help` leaves to `--help-all`: flags kept so that other tools' command lines run unchanged.
+HELP_ALL_ONLY = ("example",)
 
 _BOUNDS = re.compile(r"^\s*([\[(])\s*(-?[\d.e+-]+|-inf)\s*,\s*(-?[\d.e+-]+|inf)\s*([\])])\s*$")
 
@@ -86,6 +103,12 @@ class Flag:
     allowed: str | None = None
     #: The model card's recipe section lists it under this heading (e.g. "augmentation").
     card: str | None = None
+    #: The `--help` section it is listed under (a key of SECTIONS); None: `--help-all` only.
+    section: str | None = None
+
+    def __post_init__(self):
+        if self.section is not None and self.section not in SECTIONS:
+            raise ValueError(f"section {self.section!r}: choose one of {', '.join(SECTIONS)}")
 
     def problem(self, value: Any) -> str | None:
         """Why `value` is not allowed (the `allowed` part of the one-line error), or None."""
@@ -111,6 +134,12 @@ def flag(default: Any = dataclasses.MISSING, help: str = "", **declaration: Any)
     if "aliases" in declaration:
         metadata["aliases"] = declaration["aliases"]
     return field(default=default, metadata=metadata)
+
+
+def section_of(item: dataclasses.Field, cls: type) -> str | None:
+    """The `--help` section of a field of `cls`: its own declaration's, or the class's `inherited_flags`' one."""
+    spec = item.metadata.get(FLAG_KEY) or getattr(cls, "inherited_flags", {}).get(item.name)
+    return spec.section if spec is not None else None
 
 
 def declarations(cls: type) -> dict[str, Flag]:

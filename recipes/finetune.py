@@ -6,7 +6,8 @@
         --dataset_name beans --output_dir outputs/beans
     accelerate launch recipes/finetune.py --config beans        # a shipped config, by name
 
-Every `transformers.TrainingArguments` flag works, plus hf_resnet's own (`--help` lists them).
+Every `transformers.TrainingArguments` flag works, plus hf_resnet's own (`--help` lists those by subject,
+`--help-all` every flag).
 """
 
 import sys

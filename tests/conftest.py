@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -223,3 +224,45 @@ def make_multi_label_folder(root: Path, count: int = 24, seed: int = 0, sets: li
         rows.append(json.dumps({"file_name": f"scene_{i:03d}.png", "labels": labels}))
     (root / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     return root
+
+
+#: What the libraries said before the console was quieted, and the false warning on a new folder.
+CHATTER = (
+    "HTTP Request",
+    "LOAD REPORT",
+    "incompatible to the `id2label` map",
+    "backend is not available",
+    "save_pretrained` method is disabled",
+    "removed the previous run",
+    "eval_recall/",
+    "***** train metrics *****",
+    "{'loss'",
+)
+#: A progress bar's redraw (tqdm: `NN%|`, a rate) or the cursor moves between bars.
+PROGRESS = re.compile(r"\d+%\||(it|s|B)/s\]|s/it\]|^(\x1b\[A)+$")
+
+
+def console_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The lines a person reads on the terminal (stdout and stderr), progress bars and blank lines left out."""
+    text = (result.stdout + "\n" + result.stderr).replace("\r", "\n")
+    return [line for line in text.splitlines() if line.strip() and not PROGRESS.search(line.strip())]
+
+
+def train(flags: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    run_flags = ["--train_dir", "photos", "--num_train_epochs", "1", "--eval_steps", "0.5"]
+    run_flags += ["--per_device_train_batch_size", "4", "--image_cache", "off"]
+    env = {**os.environ, **(env or {}), "PYTHONPATH": TEST_PYTHONPATH}
+    command = [sys.executable, "-m", "hf_resnet", "train", *run_flags, *flags]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_quiet(result: subprocess.CompletedProcess, output: str) -> None:
+    """A run with two evaluations said at most 15 lines besides progress bars, and none of the libraries' chatter."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = console_lines(result)
+    assert len(lines) <= 15, "\n".join(lines)
+    assert [line for line in lines if any(noise in line for noise in CHATTER)] == []
+    evaluations = [line for line in lines if line.startswith("Evaluation at epoch")]
+    assert len(evaluations) == 2 and all("accuracy" in line for line in evaluations)
+    assert lines[-2].startswith("Held-out accuracy") and lines[-2].endswith(f"results in {output}/")
+    assert any("hf_resnet run: model:" in line for line in lines)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import OUTPUT_FILES, ROOT, TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
-from hf_resnet.config.parsing import CONFIG_DIR, parse_args, render_help
+from hf_resnet.config.parsing import (
+    ARGUMENT_CLASSES,
+    CONFIG_DIR,
+    build_parser,
+    parse_args,
+    render_help,
+    render_help_all,
+)
 from hf_resnet.training.cli import help_text
 
 #: What `classify` must never pay for: the training stack. (transformers' own `from_pretrained` imports
@@ -43,6 +52,7 @@ def test_help_and_import_load_no_torch():
         "import hf_resnet",
         "from hf_resnet.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
         "from hf_resnet.cli import main\nmain(['train', '--help'])",
+        "from hf_resnet.cli import main\nmain(['train', '--help-all'])",
     ):
         modules = imported_after(statement)
         assert "torch" not in modules and "transformers" not in modules, statement
@@ -57,15 +67,46 @@ def test_classify_does_not_load_the_training_stack(tmp_path):
 
 
 def test_train_help_is_the_live_parsers_help():
-    """The shipped copy (printed without importing torch) must say what the parser accepts; `make help-text`."""
+    """The shipped copies (printed without importing torch) must say what the parser accepts; `make help-text`."""
     assert help_text() == render_help()
+    assert help_text(everything=True) == render_help_all()
     for flag in ("--train_dir", "--freeze", "--backbone_learning_rate", "--per_device_train_batch_size"):
         assert flag in help_text()
+
+
+def test_train_help_lists_hf_resnets_flags_by_section_in_150_lines_and_help_all_every_flag():
+    from transformers import TrainingArguments
+
+    from hf_resnet.flags import HELP_ALL_ONLY, SECTIONS, section_of
+
+    text = help_text()
+    assert len(text.splitlines()) <= 150
+    entries = text.split("\n  --")[1:]
+    assert all(len(entry.rstrip("\n").split("\n\n")[0].splitlines()) <= 3 for entry in entries)
+    shown_sections = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert shown_sections == [title for key, title in SECTIONS.items() if key not in HELP_ALL_ONLY]
+    inherited = {item.name for item in dataclasses.fields(TrainingArguments)}
+    for cls in ARGUMENT_CLASSES:  # every flag hf_resnet adds is in a section, listed under it
+        for item in dataclasses.fields(cls):
+            if item.init and item.name not in inherited:
+                section = section_of(item, cls)
+                assert section is not None, item.name
+                assert (f"  --{item.name} " in text or f"  --{item.name}," in text) == (section not in HELP_ALL_ONLY)
+    assert "--learning_rate FLOAT  Learning rate of the classifier head." in text
+    assert "--adam_beta1" not in text and "--ddp_timeout" not in text  # the Trainer's own: --help-all
+    everything = help_text(everything=True)
+    listed = set(re.findall(r"--[\w-]+", everything))
+    accepted = [option for action in build_parser()._actions for option in action.option_strings]
+    spelled = {"--" + option[2:].replace("-", "_") for option in accepted if option.startswith("--")}
+    assert sorted(spelled - listed) == ["--help"]  # --train-dir is --train_dir, as the help says
+    assert "0.5% more accurate" in everything and "%%" not in everything
 
 
 def test_python_dash_m_and_the_console_script_print_the_same_train_help():
     by_module = python(["-m", "hf_resnet", "train", "--help"], cwd=ROOT.parent)
     assert by_module.returncode == 0 and by_module.stdout == help_text()
+    every_flag = python(["-m", "hf_resnet", "train", "--help-all"], cwd=ROOT.parent)
+    assert every_flag.returncode == 0 and every_flag.stdout == help_text(everything=True)
     listing = python(["-m", "hf_resnet", "--help"])
     for command in ("train", "classify", "explain", "export", "push", "demo"):
         assert command in listing.stdout

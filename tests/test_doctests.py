@@ -1,7 +1,7 @@
 """The examples in hf_resnet's docstrings run as written and print what they show.
 
 An example that is never run rots silently; here every one runs, in a scratch folder, and none may be
-skipped (an example that needs a trained model, the Hub or a GPU belongs in the README, not behind `>>>`).
+skipped (an example that needs a trained model, the Hub or a GPU belongs in the docs, not behind `>>>`).
 """
 
 from __future__ import annotations

@@ -378,7 +378,7 @@ def test_the_readme_evaluator_recipe_gives_the_same_figures_as_hf_resnet_evaluat
     out, val = finished_run
     ours = hf_resnet.evaluate(out, test_dir=val, output_dir=tmp_path / "ours").metrics
 
-    # The recipe in README.md, "Evaluate", verbatim but for the paths.
+    # The recipe in docs/how-to/evaluate.md, "Metrics", verbatim but for the paths.
     from hf_resnet.scoring.metrics import module_path
 
     config = AutoConfig.from_pretrained(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -32,11 +33,18 @@ def test_valley_is_inside_the_longest_descent_and_the_peak_of_a_schedule_where_t
     assert suggest(rates, losses, rule_for("cosine")) == rates[5]
 
 
-def test_lr_find_plots_suggests_rates_inside_the_sweep_and_leaves_the_output_dir_alone(tmp_path, capsys):
+def test_lr_find_plots_suggests_rates_inside_the_sweep_and_leaves_the_output_dir_alone(tmp_path, capsys, caplog):
     flags = run_flags(tmp_path) + ["--freeze", "embedder", "--output_dir", str(tmp_path / "real_run")]
     sweep = ["--num_steps", "12", "--start_lr", "1e-5", "--end_lr", "1", "--plot", str(tmp_path / "lr.png")]
+    caplog.set_level(logging.INFO)
     assert cli(["lr-find", *sweep, *flags]) == 0
     printed = capsys.readouterr().out
+    said = [record.getMessage() for record in caplog.records if record.name.startswith("hf_resnet")]
+    assert [line.split(":")[0] for line in said] == [
+        "Sweep of the head (every part in the run's ratio)",
+        "Sweep of the backbone (head held)",
+    ], said  # one line per sweep: the sweeps' own plans stay quiet
+    assert "Evaluation at" not in printed and "{'loss'" not in printed
     head, backbone = (float(x) for x in SUGGESTION.search(printed).groups())
     assert 1e-5 <= head <= 1 and 1e-5 <= backbone <= 1
     command = printed.split("Train with them:\n")[1].strip()

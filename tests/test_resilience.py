@@ -207,9 +207,9 @@ def test_a_signalled_or_killed_launcher_leaves_no_training_behind_and_a_checkpoi
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REAPER "))[7:])
 
     assert report.get("left") == [], output[-4000:]
-    # The launcher's own exit code is accelerate's, as README states: from accelerate 1.16 on it stops its
-    # processes and exits 128 + the signal's number (130, 143), as a shell reports a signal; SIGKILL cannot be
-    # caught and ends it by the signal itself.
+    # The launcher's own exit code is accelerate's, as docs/tutorials/many-gpus.md states: from accelerate 1.16 on
+    # it stops its processes and exits 128 + the signal's number (130, 143), as a shell reports a signal; SIGKILL
+    # cannot be caught and ends it by the signal itself.
     code = -signal.SIGKILL if signal_name == "SIGKILL" else 128 + getattr(signal, signal_name)
     assert report["launcher"] == code, output[-4000:]
     # Training processes orphaned by the launcher's death stopped through the graceful path: exit code 130.

@@ -114,3 +114,17 @@ def test_a_run_holds_its_folder_until_it_ends_and_a_resume_clears_a_killed_save(
 
     assert not (out / STAGING_DIR).exists()
     assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+
+
+def test_overwrite_says_it_removed_a_previous_run_only_where_there_was_one(tmp_path, caplog):
+    from hf_resnet.config import run_folder
+
+    caplog.set_level("WARNING", logger="hf_resnet")
+    run_folder.start(tmp_path / "new", {"seed": 1}, replace=True)  # a folder that never held a run
+    assert "removed the previous run" not in caplog.text
+    previous = tmp_path / "previous"
+    (previous / "checkpoint-5").mkdir(parents=True)
+    (previous / "all_results.json").write_text("{}")
+    run_folder.start(previous, {"seed": 1}, replace=True)
+    assert "--overwrite_output_dir: removed the previous run's checkpoints and results in" in caplog.text
+    assert not (previous / "checkpoint-5").exists() and not (previous / "all_results.json").exists()

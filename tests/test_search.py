@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 
 import optuna
@@ -35,8 +36,9 @@ def trials_table(folder) -> list[dict]:
     return list(csv.DictReader((folder / "trials.csv").open()))
 
 
-def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_metric(tmp_path):
+def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_metric(tmp_path, caplog):
     folder = tmp_path / "search"
+    caplog.set_level(logging.INFO)
     result = hf_resnet.search(
         n_trials=2,
         pruner=PruneTrial(1),
@@ -60,6 +62,10 @@ def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_me
         "label_smoothing_factor": 0.0,
     }
     assert len(study.trials[0].intermediate_values) == 2 and len(study.trials[1].intermediate_values) == 1
+    # One line per trial on the console: the trials' own plans and evaluation lines stay quiet.
+    said = [record.getMessage() for record in caplog.records if record.name.startswith("hf_resnet")]
+    assert [line.split(":")[0] for line in said] == ["Trial 0 (1 of 2)", "Trial 1 (2 of 2)"], said
+    assert "learning_rate=0.002" in said[0] and "pruned at step" in said[1]
     rows = trials_table(folder)
     assert [row["state"] for row in rows] == ["complete", "pruned"]
     assert float(rows[0]["eval_accuracy"]) == pytest.approx(result.best_value, rel=1e-5)

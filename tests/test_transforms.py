@@ -123,7 +123,7 @@ def test_vflip_declared_once_reaches_the_fingerprint_the_card_the_help_and_the_c
 
     data, training = DataArguments(vflip=0.25), ResNetTrainingArguments(output_dir=str(tmp_path / "out"))
     assert run_folder.fingerprint(ModelArguments(arch="resnet-18"), data, training)["vflip"] == 0.25
-    assert "vflip" in named(DataArguments, card="augmentation") and "--vflip VFLIP" in render_help()
+    assert "vflip" in named(DataArguments, card="augmentation") and "--vflip FLOAT" in render_help()
     with pytest.raises(ArgumentError, match=r"^--vflip 2\.0: must be in \[0, 1\]$"):
         validate(ModelArguments(arch="resnet-18"), DataArguments(vflip=2.0, train_dir=str(tmp_path)), training)
 

@@ -10,7 +10,6 @@ import dataclasses
 import difflib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -30,8 +29,6 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, ResNetTrainingArguments)
 #: The worked configs shipped inside the package, run by name: `hf-resnet train --config beans`.
 CONFIG_DIR = Path(__file__).with_name("configs")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-#: `--help` is rendered at a fixed width so the shipped copy (config/train_help.txt) is the same on every terminal.
-HELP_COLUMNS = 100
 
 
 def uses_embedded(given: set[str]) -> bool:
@@ -171,45 +168,49 @@ def _raise(message: str):
     raise ValueError(message)
 
 
+#: What `hf-resnet train` takes, the first line of its help.
+USAGE = "hf-resnet train [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]"
+
+
+def description() -> str:
+    return (
+        "Fine-tune a ResNet image classifier. CONFIG (a YAML/JSON file of `flag: value` lines, or a shipped one: "
+        f"{', '.join(shipped_configs())}) gives flags the command line overrides; --recipe reruns a published "
+        "recipe.json, run folder or Hub model. No model or data flag: the embedded default (offline digits)."
+    )
+
+
 class FlagParser(HfArgumentParser):
     """`HfArgumentParser` over fields that may carry a `Flag` declaration (hf_resnet/flags.py).
 
     HfArgumentParser hands a field's metadata to argparse as keyword arguments; the declaration
-    is hf_resnet's own, so it is taken out on the way (argparse's public `add_argument`).
+    is hf_resnet's own, so it is taken out on the way (argparse's public `add_argument`). Its help
+    is the sectioned one of config/help.py.
     """
 
     def add_argument(self, *args, **kwargs):
         kwargs.pop(FLAG_KEY, None)
         return super().add_argument(*args, **kwargs)
 
+    def format_help(self) -> str:
+        return render_help()
+
 
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
-    parser = FlagParser(
-        ARGUMENT_CLASSES,
-        prog=prog,
-        usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",
-        description="Fine-tune a ResNet image classifier. A config (a YAML/JSON file of `flag: value` lines, or "
-        f"the name of a shipped one: {', '.join(shipped_configs())}) gives flags that the command line can "
-        "override. --recipe (a recipe.json, a run folder or the Hub id of a model trained with hf_resnet) reruns "
-        "a published recipe: add --data_root YOUR_DATA, whose folders replace the recipe's relative ones. With "
-        "no model or data flag, the embedded default runs (offline digits). Many processes: "
-        "accelerate launch -m hf_resnet train ... (or accelerate launch recipes/finetune.py ...).",
-    )
+    parser = FlagParser(ARGUMENT_CLASSES, prog=prog, usage=USAGE, description=description())
     parser.error = _raise  # a bad value is reported once, by main, as one line (argparse prints usage and exits)
     return parser
 
 
-def render_help() -> str:
-    """The help text at a fixed width: what `hf-resnet train --help` prints from its shipped copy."""
-    previous = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = str(HELP_COLUMNS)
-    try:
-        return build_parser().format_help()
-    finally:
-        if previous is None:
-            del os.environ["COLUMNS"]
-        else:
-            os.environ["COLUMNS"] = previous
+def render_help(everything: bool = False) -> str:
+    """`hf-resnet train --help` (`everything`: `--help-all`), as printed from its shipped copy."""
+    from .help import render
+
+    return render(ARGUMENT_CLASSES, USAGE, description(), everything)
+
+
+def render_help_all() -> str:
+    return render_help(everything=True)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
@@ -220,7 +221,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
     >>> model_args, data_args, training_args = parse_args(["--train_dir", "photos", "--arch", "resnet-18"])
     """
-    argv = expand_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help-all" in argv:
+        sys.stdout.write(render_help_all())
+        raise SystemExit(0)
+    argv = expand_config(argv)
     given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
     if uses_embedded(given) and not {"-h", "--help"} & set(argv):
         announce_embedded()

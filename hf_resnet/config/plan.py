@@ -191,8 +191,12 @@ class Plan:
     def image_size(self) -> str:
         return f"{self.geometry.height}x{self.geometry.width} ({self.geometry.fit})" if self.geometry else "unknown"
 
-    def summary(self) -> str:
-        """The plan for people: the start-up summary of a run, and all that `--dry_run` prints."""
+    def summary(self, brief: bool = False) -> str:
+        """The plan for people: all that `--dry_run` prints; `brief`, the start-up summary of a run.
+
+        The brief form leaves out what the run's own lines say later (the cadence, as it evaluates; the output
+        folder, in its last line) and the per-class counts, so a run's terminal stays short.
+        """
         total, trainable = self.parameters or (0, 0)
         rates = self.rates.by_part()
         lines = [f"model: {self.source} ({self.family.name}), {total:,} parameters, {trainable:,} trainable"]
@@ -201,8 +205,9 @@ class Plan:
                 f"data: {self.data.description}: {_count(self.data.total('train'))} train / "
                 f"{_count(self.data.total('validation'))} validation images, {len(self.data.labels)} classes "
                 f"({self.data.task.name})",
-                *(f"  {split}: {_per_class(counts)}" for split, counts in self.data.counts.items()),
             ]
+            if not brief:
+                lines += [f"  {split}: {_per_class(counts)}" for split, counts in self.data.counts.items()]
         lines += [
             f"frozen: {', '.join(self.frozen) or 'nothing'}; learning rates: "
             + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in self.frozen),
@@ -216,6 +221,8 @@ class Plan:
         if self.threads:
             lines.append(f"threads: {self.threads_text()}")
         lines += [f"{name.replace('_', ' ')}: {c['mode']} ({c['why']})" for name, c in self.data_path().items()]
+        if brief:
+            return "\n".join(lines)
         if self.cadence:
             best = f"; best kept by {self.cadence.best_metric}" if self.cadence.best_metric else ""
             lines.append(f"evaluate {self.cadence.evaluate}, save {self.cadence.save}, log {self.cadence.log}{best}")

@@ -338,13 +338,17 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
     if (output_dir / STAGING_DIR).is_dir():
         shutil.rmtree(output_dir / STAGING_DIR)
     removed = _remove_derived(output_dir)
+    replaced = []  # said only when there was a previous run: a new or empty folder held nothing to remove
     if replace:
         for path in checkpoints(output_dir):
             if path.is_dir():
                 shutil.rmtree(path)
+                replaced.append(path.name)
         for name in (*RUN_FILES, RUN_ARGS_FILE):
             if (output_dir / name).is_file():
                 os.remove(output_dir / name)
+                replaced.append(name)
+    if replaced:
         logger.warning("--overwrite_output_dir: removed the previous run's checkpoints and results in %s", output_dir)
     elif removed:
         logger.warning("The weights in %s change: removed what was made from them: %s", output_dir, ", ".join(removed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..flags import flag
 
@@ -27,6 +27,7 @@ class DataArguments:
         None,
         "Hub dataset id, e.g. beans or food101.",
         result=True,
+        section="data",
     )
     # Aliases: the transformers image-classification example's names for the same flags.
     dataset_config: str | None = flag(
@@ -34,36 +35,40 @@ class DataArguments:
         "Configuration name of the Hub dataset.",
         result=True,
         aliases=["--dataset_config_name"],
+        section="data",
     )
     image_column: str | None = flag(
         None,
         "Image column (default: image or img).",
         result=True,
         aliases=["--image_column_name"],
+        section="data",
     )
     label_column: str | None = flag(
         None,
         "Label column (default: label or labels).",
         result=True,
         aliases=["--label_column_name"],
+        section="data",
     )
     train_dir: str | None = flag(
         None,
         "Folder with one sub-folder of images per class.",
         result=True,
+        section="data",
     )
     validation_dir: str | None = flag(
         None,
         "Held-out folder laid out like train_dir.",
         result=True,
+        section="data",
     )
-    data_root: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder that relative --train_dir/--validation_dir (and a local --dataset_name) are under. A "
-            "recipe.json records local data paths relative to such a root, so `hf-resnet train --recipe R "
-            "--data_root MY_DATA` reruns it on your own data."
-        },
+    data_root: str | None = flag(
+        None,
+        "Folder that relative --train_dir/--validation_dir (and a local --dataset_name) are under. A "
+        "recipe.json records local data paths relative to such a root, so `hf-resnet train --recipe R "
+        "--data_root MY_DATA` reruns it on your own data.",
+        section="data",
     )
     problem_type: str | None = flag(
         None,
@@ -72,6 +77,7 @@ class DataArguments:
         "metadata.csv in --train_dir or a dataset whose label column is a list.",
         result=True,
         choices=PROBLEM_TYPES,
+        section="data",
     )
     validation_split: float = flag(
         0.15,
@@ -79,35 +85,38 @@ class DataArguments:
         result=True,
         bounds="(0, 1)",
         aliases=["--train_val_split"],
+        section="data",
     )
     streaming: bool = flag(
         False,
         "Read the Hub dataset as a stream (nothing downloaded up front; needs --max_steps and a "
         "validation split). Local folders never need it: they are indexed without decoding.",
         result=True,
+        section="data",
     )
     max_train_samples: int | None = flag(
         None,
         "Truncate train (quick experiments).",
         result=True,
         bounds="[1, inf)",
+        section="data",
     )
     max_eval_samples: int | None = flag(
         None,
         "Truncate validation (quick experiments).",
         bounds="[1, inf)",
+        section="data",
     )
-    verify_images: bool = field(
-        default=True,
-        metadata={
-            "help": "Decode every image once before training, so a bad file fails in seconds instead of mid-epoch. "
-            "Turn off for datasets too large to scan."
-        },
+    verify_images: bool = flag(
+        True,
+        "Decode every image once before training, so a bad file fails in seconds instead of mid-epoch. "
+        "Turn off for datasets too large to scan.",
+        section="data",
     )
     image_cache: str | None = flag(
         None,
-        "Decode each training image once, shrunk to a little above the model's size, so each step only crops, "
-        "flips and normalises (the same random crops and flips): disk (a memory-mapped file under "
+        "Decode each training image once, shrunk a little above the model's size: disk, memory or off. Each step "
+        "then only crops, flips and normalises (the same random crops and flips): disk (a memory-mapped file under "
         "~/.cache/hf_resnet/images, or $HF_RESNET_CACHE/images, reused by later runs on the same images and "
         "size), memory (rebuilt each run), or off (decode every sample). Default: disk where the decoded copy "
         "takes at most a quarter of the memory available and of the disk free there, memory where it fits the "
@@ -116,23 +125,25 @@ class DataArguments:
         resumable=True,
         machine=True,
         choices=IMAGE_CACHE_MODES,
+        section="speed",
     )
     skip_bad_images: bool = flag(
         False,
         "Leave out undecodable/non-image files with a warning listing them, instead of failing.",
         result=True,
+        section="data",
     )
-    keep_examples: bool = field(
-        default=True,
-        metadata={
-            "help": "Save one small validation image per class in OUTPUT_DIR/examples/, for `hf-resnet demo` and "
-            "the Hub widget (they are your own images: turn off if they must not be shared)."
-        },
+    keep_examples: bool = flag(
+        True,
+        "Save one small validation image per class in OUTPUT_DIR/examples/, for `hf-resnet demo` and "
+        "the Hub widget. They are your own images: turn off if they must not be shared.",
+        section="output",
     )
     resize: str | None = flag(
         None,
-        "How an image is framed at the model's size, saved in preprocessor_config.json so the transformers "
-        "pipeline, classify, evaluate, the demo and the ONNX export frame it the same way: crop (shortest edge, "
+        "How an image is framed at the model's size: crop, squash or pad. It is saved in preprocessor_config.json "
+        "so the transformers pipeline, classify, evaluate, the demo and the ONNX export frame it the same way: crop "
+        "(shortest edge, "
         "then centre crop: the sides of a wide image are never seen), squash (the whole image, stretched) or pad "
         "(the whole image, aspect kept, letterboxed with the mean colour at the top left, as transformers' "
         "do_pad does). Default: the checkpoint's own (crop for microsoft/resnet-* and from scratch) for "
@@ -140,6 +151,7 @@ class DataArguments:
         result=True,
         choices=RESIZE_POLICIES,
         card="augmentation",
+        section="augmentation",
     )
     # Augmentation. Single-label defaults are the torchvision/timm ImageNet fine-tuning recipe; multi-label
     # defaults keep what the labels are about in the crop (tasks/: each task's `data_defaults`).
@@ -151,6 +163,7 @@ class DataArguments:
         result=True,
         bounds="(0, 1]",
         card="augmentation",
+        section="augmentation",
     )
     hflip: float | None = flag(
         None,
@@ -159,6 +172,7 @@ class DataArguments:
         result=True,
         bounds="[0, 1]",
         card="augmentation",
+        section="augmentation",
     )
     vflip: float = flag(
         0.0,
@@ -166,6 +180,7 @@ class DataArguments:
         result=True,
         bounds="[0, 1]",
         card="augmentation",
+        section="augmentation",
     )
     auto_augment: str = flag(
         "none",
@@ -173,6 +188,7 @@ class DataArguments:
         result=True,
         choices=AUTO_AUGMENTS,
         card="augmentation",
+        section="augmentation",
     )
     random_erasing: float = flag(
         0.0,
@@ -180,6 +196,7 @@ class DataArguments:
         result=True,
         bounds="[0, 1]",
         card="augmentation",
+        section="augmentation",
     )
     mixup_alpha: float = flag(
         0.0,
@@ -188,6 +205,7 @@ class DataArguments:
         bounds="[0, inf)",
         hint="(0 turns it off)",
         card="augmentation",
+        section="augmentation",
     )
     cutmix_alpha: float = flag(
         0.0,
@@ -196,6 +214,7 @@ class DataArguments:
         bounds="[0, inf)",
         hint="(0 turns it off)",
         card="augmentation",
+        section="augmentation",
     )
 
     def __post_init__(self):

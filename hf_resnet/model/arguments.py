@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..families.resnet import ARCHITECTURES, VARIANTS
 from ..flags import flag
@@ -22,25 +22,29 @@ class ModelArguments:
         None,
         "Hub id (e.g. microsoft/resnet-50) or local checkpoint directory to fine-tune.",
         result=True,
+        section="model",
     )
     arch: str | None = flag(
         None,
         f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}.",
         result=True,
         choices=tuple(ARCHITECTURES),
+        section="model",
     )
     variant: str = flag(
         "v1.5",
-        "With --arch: v1 (stride in the bottleneck's first 1x1 conv, as in the 2015 paper) or v1.5 "
-        "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate).",
+        "With --arch: the ResNet variant, v1.5 or v1. v1.5 strides in the bottleneck's 3x3 (as torchvision and "
+        "microsoft/resnet-*: slightly slower, about 0.5%% more accurate), v1 in its first 1x1 (the 2015 paper).",
         result=True,
         choices=VARIANTS,
+        section="model",
     )
     freeze: str | None = flag(
         None,
         "Comma list of embedder,stage1..stage4 to freeze (weights and BatchNorm statistics), or 'none'. "
         f"Default: '{DEFAULT_FREEZE_PRETRAINED}' for a loaded checkpoint, 'none' from scratch.",
         result=True,
+        section="model",
     )
     image_size: int | None = flag(
         None,
@@ -48,46 +52,49 @@ class ModelArguments:
         result=True,
         bounds="(0, inf)",
         allowed="must be a positive number of pixels (e.g. 224)",
+        section="model",
     )
     revision: str = flag(
         "main",
         "Hub revision (branch, tag or commit) of the model.",
         result=True,
         aliases=["--model_revision"],
+        section="model",
     )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    cache_dir: str | None = flag(
+        None,
+        "Where Hub downloads are cached.",
+        section="model",
+    )
     image_processor_name: str | None = flag(
         None,
         "Hub id or folder of the image processor (preprocessor_config.json), if not the model's.",
         result=True,
+        section="model",
     )
     # The transformers image-classification example's model flags, so its command lines run unchanged; which change
     # nothing here, and which cannot apply, is in config/example_flags.py.
-    model_type: str | None = field(
-        default=None,
-        metadata={
-            "help": "As in the transformers example: resnet is accepted (and changes nothing); any other type is "
-            "refused. From scratch, name the layout with --arch.",
-        },
+    model_type: str | None = flag(
+        None,
+        "As in the transformers example: resnet is accepted (and changes nothing); any other type is "
+        "refused. From scratch, name the layout with --arch.",
+        section="example",
     )
-    config_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "As in the transformers example; refused: the layout is --model_name_or_path's own config.json "
-            "(or --arch from scratch).",
-        },
+    config_name: str | None = flag(
+        None,
+        "As in the transformers example; refused: the layout is --model_name_or_path's own config.json "
+        "(or --arch from scratch).",
+        section="example",
     )
-    ignore_mismatched_sizes: bool = field(
-        default=False,
-        metadata={
-            "help": "As in the transformers example; always so here: the head is sized for the data's classes.",
-        },
+    ignore_mismatched_sizes: bool = flag(
+        False,
+        "As in the transformers example; always so here: the head is sized for the data's classes.",
+        section="example",
     )
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={
-            "help": "As in the transformers example; no Hub code is ever needed: ResNets are built into transformers.",
-        },
+    trust_remote_code: bool = flag(
+        False,
+        "As in the transformers example; no Hub code is ever needed: ResNets are built into transformers.",
+        section="example",
     )
 
     def frozen_parts(self) -> list[str]:

@@ -41,7 +41,7 @@ def channels_last_is_safe(model: nn.Module, device: torch.device) -> bool:
 def use_channels_last(model: nn.Module, device: torch.device) -> bool:
     """Convert `model` to channels-last if that is safe on `device`; return whether it was converted."""
     if not channels_last_is_safe(model, device):
-        logger.info("Keeping NCHW: a 1x1 stride-2 convolution with < %d channels", MIN_SAFE_SHORTCUT_CHANNELS)
+        logger.debug("Keeping NCHW: a 1x1 stride-2 convolution with < %d channels", MIN_SAFE_SHORTCUT_CHANNELS)
         return False
     model.to(memory_format=torch.channels_last)
     return True

@@ -1,4 +1,5 @@
-"""Trainer callbacks of a fine-tuning run: gradual unfreezing, epochs for the data, step times for the results."""
+"""Trainer callbacks of a fine-tuning run: gradual unfreezing, epochs for the data, step times for the results,
+and the console's one line per evaluation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import statistics
 import time
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..families import Family
 from ..model.freezing import freeze, unfreeze
@@ -114,3 +116,65 @@ class StepTimes(TrainerCallback):
         if len(between) >= 2:
             figures["train_steady_samples_per_second"] = round(self.samples_per_step / statistics.median(between), 3)
         return figures
+
+
+#: Per-evaluation figures that say how fast, not how good: in trainer_state.json, not on the console.
+TIMINGS = ("_runtime", "_samples_per_second", "_steps_per_second")
+
+
+def evaluation_line(logs: dict, step: int) -> str | None:
+    """An evaluation's headline metrics in one line, or None for a log that is no evaluation.
+
+    Per-class figures (`eval_recall/<label>`, one per class) and timings stay in the files.
+
+    >>> evaluation_line({"eval_loss": 0.51234, "eval_accuracy": 0.875, "eval_recall/cat": 1.0, "epoch": 2.0}, 40)
+    'Evaluation at epoch 2 (step 40): loss 0.5123, accuracy 0.875'
+    """
+    shown = {
+        key.removeprefix("eval_"): value
+        for key, value in logs.items()
+        if key.startswith("eval_") and "/" not in key and not key.endswith(TIMINGS)
+    }
+    if not shown:
+        return None
+    figures = ", ".join(
+        f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}" for name, value in shown.items()
+    )
+    epoch = f"epoch {logs['epoch']:.3g} " if "epoch" in logs else ""
+    return f"Evaluation at {epoch}(step {step}): {figures}"
+
+
+class EvaluationBar(ProgressCallback):
+    """The Trainer's progress bars, writing one line per evaluation (or, without `lines`, none) for every log."""
+
+    def __init__(self, lines: bool = True):
+        super().__init__()
+        self.lines = lines
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        line = evaluation_line(logs or {}, state.global_step)
+        if self.lines and line and state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.write(line)
+
+
+class EvaluationPrinter(PrinterCallback):
+    """`PrinterCallback` (the Trainer's console without progress bars), printing one line per evaluation."""
+
+    def __init__(self, lines: bool = True):
+        super().__init__()
+        self.lines = lines
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        line = evaluation_line(logs or {}, state.global_step)
+        if self.lines and line and state.is_world_process_zero:
+            print(line)
+
+
+def one_line_per_evaluation(trainer, lines: bool = True) -> None:
+    """Swap the Trainer's console callbacks, which print every logged dict, for the ones above.
+
+    Without `lines` the evaluations print nothing (a throw-away run whose caller reports it); the bar stays.
+    """
+    for printer, quiet in ((ProgressCallback, EvaluationBar), (PrinterCallback, EvaluationPrinter)):
+        if trainer.pop_callback(printer) is not None:
+            trainer.add_callback(quiet(lines))

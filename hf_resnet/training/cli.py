@@ -1,8 +1,8 @@
 """`hf-resnet train`: the recipe as a sub-command, the same entry point as `recipes/finetune.py`.
 
 Its flags are `HfArgumentParser`'s over the run's dataclasses, which import torch and
-transformers. So that `hf-resnet train --help` answers at once, the help is printed from a copy
-rendered at release time (`make help-text`); a test keeps the copy equal to the live parser's.
+transformers. So that `hf-resnet train --help` and `--help-all` answer at once, they are printed
+from copies rendered at release time (`make help-text`); a test keeps the copies equal to the live ones.
 """
 
 from __future__ import annotations
@@ -11,16 +11,21 @@ import argparse
 import sys
 from importlib import resources
 
-#: The rendered `hf-resnet train --help`, shipped in hf_resnet/config beside the parser it comes from.
+#: The rendered `hf-resnet train --help` and `--help-all`, shipped in hf_resnet/config beside the parser.
 HELP_FILE = "train_help.txt"
+HELP_ALL_FILE = "train_help_all.txt"
 
 
-def help_text() -> str:
-    return resources.files("hf_resnet.config").joinpath(HELP_FILE).read_text(encoding="utf-8")
+def help_text(everything: bool = False) -> str:
+    name = HELP_ALL_FILE if everything else HELP_FILE
+    return resources.files("hf_resnet.config").joinpath(name).read_text(encoding="utf-8")
 
 
 def run_train(argv: list[str]) -> int:
     """`hf-resnet train [CONFIG] [--recipe RECIPE] [--flags]`: print the help, or run the recipe."""
+    if "--help-all" in argv:
+        sys.stdout.write(help_text(everything=True))
+        return 0
     if any(arg in ("-h", "--help") for arg in argv):
         sys.stdout.write(help_text())
         return 0
@@ -38,5 +43,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         add_help=False,
         help="fine-tune a ResNet: hf-resnet train [CONFIG | --config NAME] [--recipe RECIPE] [--flags]; train --help "
-        "lists the flags",
+        "lists the flags by subject, --help-all every one",
     )

@@ -24,6 +24,7 @@ from ..data import embedded
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
+from ..runtime.console import quiet_libraries
 from ..runtime.signals import end_process, survive_closed_output
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         model_args, data_args, training_args = parse_args(argv)
     except (ValueError, yaml.YAMLError, OSError) as error:
         return usage_error(error)
+    quiet_libraries(verbose=training_args.verbose)  # before the checks, which may ask the Hub
     try:
         # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
         plan = validate(model_args, data_args, training_args)
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         chosen = ["accuracy", *training_args.metrics.split(","), "loss"]
         shown = next(name for name in chosen if f"eval_{name}" in result.metrics)
         print(
-            f"\nHeld-out {shown}: {result.metrics[f'eval_{shown}']:.4f} on {int(result.metrics['eval_samples'])} "
-            f"validation images ({', '.join(result.labels[:10])}{', ...' if len(result.labels) > 10 else ''}).\n"
-            f"Model, processor, card and results: {result.output_dir}/\n"
+            f"Held-out {shown}: {result.metrics[f'eval_{shown}']:.4f} on {int(result.metrics['eval_samples'])} "
+            f"validation images ({', '.join(result.labels[:10])}{', ...' if len(result.labels) > 10 else ''}); "
+            f"model, processor, card and results in {result.output_dir}/\n"
             f"Try it: hf-resnet classify IMAGE.png --model {result.output_dir}"
         )
     return 0

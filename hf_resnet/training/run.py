@@ -38,11 +38,12 @@ from ..hub import card
 from ..model.arguments import ModelArguments
 from ..model.build import build_model
 from ..model.freezing import freeze
+from ..runtime.console import quiet_libraries
 from ..runtime.host_memory import reused_host_memory
 from ..runtime.launcher import local_processes
 from ..runtime.signals import GracefulStop, stop_with_launcher
 from ..tasks import task_for
-from .callbacks import EpochSetter, GradualUnfreezing, StepTimes
+from .callbacks import EpochSetter, GradualUnfreezing, StepTimes, one_line_per_evaluation
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
 from .trainer import ResNetTrainer
@@ -68,7 +69,18 @@ def _setup_logging(training_args: ResNetTrainingArguments) -> None:
     level = training_args.get_process_log_level()
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
-    logging.getLogger("hf_resnet").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    logging.getLogger("hf_resnet").setLevel(own_log_level(training_args))
+    quiet_libraries(verbose=training_args.verbose)
+
+
+def own_log_level(training_args: ResNetTrainingArguments) -> int:
+    """hf_resnet's level: DEBUG with --verbose; WARNING off the main process, or told so by --log_level
+    (lr-find's sweeps and search's trials, whose caller says their result in one line); else INFO."""
+    if not training_args.should_log:
+        return logging.WARNING
+    if training_args.verbose:
+        return logging.DEBUG
+    return logging.WARNING if training_args.log_level in ("warning", "error", "critical") else logging.INFO
 
 
 def _held_out(held_out: dict, data_args: DataArguments) -> dict:
@@ -328,7 +340,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         described, geometry, Cadence.of(trainer_args), _parameters(model), _license(model_args, training_args)
     )
     if not training_args.dry_run:
-        logger.info("hf_resnet run\n%s", plan.summary())
+        logger.info("hf_resnet run: %s", plan.summary(brief=True))
 
     train_transform = build_train_transform(processor, data_args)
     if streaming:
@@ -406,6 +418,8 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         stopped = stop.stopped_at if stop.requested else None
         output_dir = Path(training_args.output_dir)
         return FinetuneResult(output_dir, estimate, data.labels, model.eval(), interrupted_at=stopped, plan=plan)
+    if not training_args.verbose:
+        one_line_per_evaluation(trainer, lines=own_log_level(training_args) <= logging.INFO)
 
     on_cpu = training_args.reuse_host_memory and training_args.device.type == "cpu"
     with reused_host_memory(enabled=on_cpu):
@@ -420,7 +434,8 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         **step_times.figures(),
         "train_samples": train_samples if streaming else len(data.train),
     }
-    trainer.log_metrics("train", train_metrics)
+    if training_args.verbose:  # else the evaluations' lines and the result say it (all in train_results.json)
+        trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     # The run folder's state names its best checkpoint relative to the folder (checkpoints keep theirs: resumes
     # read them), so a moved or pushed folder holds no local path.
@@ -460,7 +475,8 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     measured = task.measure(logits, labels, computed, report, model.config)
     eval_metrics = {**prediction.metrics, **fitted, **{f"eval_{key}": value for key, value in measured.items()}}
     eval_metrics |= compared
-    trainer.log_metrics("eval", eval_metrics)
+    if training_args.verbose:
+        trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
 
     if trainer.is_world_process_zero():

@@ -46,6 +46,7 @@ from ..config.plan import scaled_learning_rates
 from ..data.arguments import DataArguments
 from ..families import HEAD
 from ..model.arguments import ModelArguments
+from ..runtime.console import one_line_run
 
 logger = logging.getLogger(__name__)
 
@@ -242,9 +243,11 @@ def plan_sweep(model_args, data_args, training_args, num_steps: int, dataset=Non
 def _sweep_run(model_args, data_args, training_args, num_steps: int, callbacks, dataset=None, config=None):
     from ..training.run import run
 
-    with tempfile.TemporaryDirectory(prefix="hf_resnet_lr_find_") as folder:
+    verbose = training_args.verbose
+    with tempfile.TemporaryDirectory(prefix="hf_resnet_lr_find_") as folder, one_line_run(verbose) as log_level:
         args = dataclasses.replace(
             training_args,
+            log_level=log_level,
             output_dir=folder,
             overwrite_output_dir=False,
             resume_from_checkpoint=None,
@@ -265,6 +268,10 @@ def _sweep_run(model_args, data_args, training_args, num_steps: int, callbacks, 
         # The run's closing evaluation is of the restored weights; one batch is all it needs.
         data = dataclasses.replace(data_args, keep_examples=False, max_eval_samples=args.per_device_eval_batch_size)
         return run(model_args, data, args, dataset=dataset, config=config, callbacks=callbacks)
+
+
+def _sweep_line(name: str, sweep: Sweep) -> str:
+    return f"Sweep of the {name}: {len(sweep.rates)} steps, {sweep.rule} at {sweep.suggestion:.2g}"
 
 
 def find_rates(
@@ -288,12 +295,14 @@ def find_rates(
     first = RangeTest(start_lr, end_lr, num_steps, rule=rule)
     head_test = _sweep(model_args, data_args, training_args, first, dataset, config)
     head = head_test.sweep()
+    logger.info(_sweep_line("head (every part in the run's ratio)", head))
     backbone = None
     # From scratch the backbone is as untrained as the head, and trains at its rate unless told otherwise.
     own_backbone_rate = bool(model_args.model_name_or_path) or training_args.backbone_learning_rate is not None
     if head_test.backbone_trains and own_backbone_rate:
         test = RangeTest(start_lr, end_lr, num_steps, head_rate=head.suggestion, rule=rule)
         backbone = _sweep(model_args, data_args, training_args, test, dataset, config).sweep()
+        logger.info(_sweep_line("backbone (head held)", backbone))
     # The run multiplies the flags' rates by --lr_scaling's factor; the sweeps set them after it.
     factor = scaled_learning_rates(1.0, 1.0, training_args)[0]
     result = LrFindResult(

@@ -44,6 +44,7 @@ from transformers import TrainerCallback
 
 from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..families import BACKBONE_PARTS
+from ..runtime.console import one_line_run
 
 logger = logging.getLogger(__name__)
 
@@ -232,13 +233,17 @@ def run_search(
     if training_args.dry_run:
         return _plan_first_trial(given, dataset)
     folder.mkdir(parents=True, exist_ok=True)
+    verbose = training_args.verbose
+    if not verbose:  # one line per trial, ours (`trial_line`), instead of Optuna's own
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def objective(trial) -> float:
         sampled = default_space(trial, pretrained)
         if trial.user_attrs.get(STARTING_RECIPE):
             sampled = {key: value for key, value in given.items() if key in SEARCHED}
-        with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
-            args = parse_args(mapping_flags(base | sampled | {"output_dir": trial_dir}, f"trial {trial.number}"))
+        with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir, one_line_run(verbose) as log_level:
+            quiet = {"output_dir": trial_dir, "log_level": log_level}  # the trial's line is the study's (below)
+            args = parse_args(mapping_flags(base | sampled | quiet, f"trial {trial.number}"))
             reporter = ReportToTrial(trial, metric)
             result = run(*args, dataset=dataset, callbacks=[reporter])
         trial.set_user_attr("flags", sampled)
@@ -263,7 +268,7 @@ def run_search(
     done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     remaining = n_trials - sum(trial.state in done for trial in study.trials)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout)
+        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[trial_line(metric, n_trials)])
     else:
         logger.info("%s already holds %d finished trials: nothing left to run", folder / STUDY_FILE, n_trials)
     if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
@@ -292,6 +297,26 @@ def _plan_first_trial(given: dict, dataset=None):
     with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
         args = parse_args(mapping_flags(given | {"output_dir": trial_dir}, "trial 0"))
         return run(*args, dataset=dataset)
+
+
+def trial_line(metric: str, n_trials: int):
+    """An Optuna callback logging one line per finished trial: its value or pruning, the best so far, its flags."""
+
+    def say(study, trial) -> None:
+        if trial.state.name == "PRUNED":
+            steps = max(trial.intermediate_values, default=0)
+            outcome = f"pruned at step {steps}"
+        elif trial.value is not None:
+            outcome = f"{metric} {trial.value:.4g}"
+        else:
+            outcome = trial.state.name.lower()
+        finished = [t for t in study.trials if t.state.name == "COMPLETE"]
+        best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})" if finished else ""
+        flags = ", ".join(f"{k}={_shown(v)}" for k, v in trial.user_attrs.get("flags", trial.params).items())
+        number = f"Trial {trial.number} ({trial.number + 1} of {n_trials})"  # numbered as trials.csv numbers them
+        logger.info("%s: %s%s; %s", number, outcome, best, flags or "as given")
+
+    return say
 
 
 def _shown(value) -> str:
