@@ -1,9 +1,10 @@
-"""Stopping cleanly: Ctrl-C or SIGTERM saves a checkpoint, training never outlives its launcher, and an output
-pipe whose reader died never ends a run."""
+"""Stopping cleanly: Ctrl-C or SIGTERM stops a run at any moment in one line, saving a checkpoint once training
+runs; training never outlives its launcher, and an output pipe whose reader died never ends a run."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import errno
 import logging
@@ -61,6 +62,47 @@ def stop_with_launcher() -> bool:
     if os.getppid() != parent:  # the launcher died before the request was in place
         os.kill(os.getpid(), signal.SIGTERM)
     return True
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM where there is nothing to save yet (data checks, the image cache's build, a search's trial).
+
+    Raised in the main thread at once, so every `finally` and `except BaseException` on the way out runs: the
+    image cache removes its partial folder, the output folder's lock is released. A KeyboardInterrupt, so a
+    Python caller sees Ctrl-C as ever; the command line prints one line for it (`stop_line`) and exits 130.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
+def _stop_at_once(signum, frame):
+    raise StopRequested(signum)
+
+
+def install_stop_at_once() -> dict:
+    """SIGINT and SIGTERM raise `StopRequested` from now on (main thread only); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _stop_at_once) for signum in GracefulStop.SIGNALS}
+
+
+@contextlib.contextmanager
+def stop_at_once():
+    """From a run's first moment until training starts (`GracefulStop` takes over then, and hands back after):
+    SIGINT and SIGTERM stop it at once with `StopRequested`; the handlers before are restored on the way out."""
+    previous = install_stop_at_once()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_line(stop: StopRequested, prog: str, what: str = "before training started") -> str:
+    """The one line a stop before training prints on the command line."""
+    return f"{prog}: stopped by {stop.signal_name} {what}; nothing was saved"
 
 
 class GracefulStop(TrainerCallback):

@@ -21,10 +21,11 @@ from ..config.checks import ArgumentError, validate
 from ..config.example_flags import announce
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
+from ..data.cache_store import CacheError
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
-from ..runtime.signals import end_process, survive_closed_output
+from ..runtime.signals import StopRequested, end_process, stop_line, survive_closed_output
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -63,6 +64,11 @@ def usage_error(error: BaseException, prog: str = "hf-resnet train") -> int:
     return USAGE_ERROR
 
 
+def _disk_error(error: BaseException) -> int:
+    print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+    return 1
+
+
 def setup_logging() -> None:
     """The command line's log format, as the transformers examples': time, level, logger, message on stdout."""
     logging.basicConfig(
@@ -92,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
+    except StopRequested as stop:
+        print(stop_line(stop, "hf-resnet train"), file=sys.stderr, flush=True)
+        return 130  # as a stop during training: the shell's code for Ctrl-C
+    except CacheError as error:  # --image_cache disk that cannot be written: the setting (2) or the disk (1)
+        return usage_error(error) if error.usage else _disk_error(error)
     except Exception as error:
         from ..hub.push import PushError
         from .checkpoints import disk_full_message, is_disk_full

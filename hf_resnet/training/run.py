@@ -36,7 +36,7 @@ from ..model.build import build_model
 from ..model.freezing import freeze
 from ..runtime.host_memory import reused_host_memory
 from ..runtime.launcher import local_processes, use_cpu_threads
-from ..runtime.signals import GracefulStop, stop_with_launcher
+from ..runtime.signals import GracefulStop, stop_at_once, stop_with_launcher
 from ..tasks import task_for
 from .callbacks import EpochSetter, GradualUnfreezing, StepTimes
 from .ema import AverageChoice, WeightAverage, choose
@@ -228,6 +228,7 @@ def run(
     Raises `hub.push.PushError` when `--push_to_hub`'s push fails after training; the folder is complete then.
     """
     with contextlib.ExitStack() as folder:  # the output folder's lock, released however the run ends
+        folder.enter_context(stop_at_once())  # Ctrl-C/SIGTERM before training: one line, nothing left behind
         return _run(model_args, data_args, training_args, dataset, config, callbacks, validated, folder)
 
 
@@ -280,7 +281,10 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
         data_path["image_cache"] = _image_cache_choice(data_args, training_args, data.train, geometry)
         mode = data_path["image_cache"]["mode"]
         with training_args.main_process_first(local=True, desc="image cache") if mode == "disk" else nullcontext():
-            cache = image_cache.build(data.train, geometry, mode)  # on disk: decoded by one process, read by all
+            # On disk: decoded by one process, read by all. A disk cache that cannot be written falls back to none.
+            cache, data_path["image_cache"] = image_cache.prepare(
+                data.train, geometry, data_path["image_cache"], asked=data_args.image_cache == "disk"
+            )
         train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage, cache=cache)
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))
