@@ -80,8 +80,9 @@ def search_parser() -> argparse.ArgumentParser:
         "random erasing, and TrivialAugment from 0.75) and label smoothing (0..0.2); from scratch, the head rate, "
         "augmentation and smoothing only. Each trial is a whole run scored on --metric_for_best_model; the first is "
         "the run as given (these flags and the defaults); poor trials are pruned at an evaluation (median rule). "
-        "--output_dir holds study.db (SQLite: the same command resumes a stopped search), trials.csv, trials.png "
-        "and best.yaml, which hf-resnet train --config reruns.",
+        "--output_dir (required) holds study.db (SQLite: the same command resumes a stopped search), trials.csv, "
+        "trials.png and best.yaml, which hf-resnet train --config reruns, and the running trial's folder, "
+        "trials/trial-N, removed when it ends. Ctrl-C marks the running trial failed and stops the search.",
     )
     parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, those already run included")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
@@ -89,7 +90,11 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def _search_problem(own: argparse.Namespace) -> str | None:
-    return f"--n_trials {own.n_trials}: must be >= 1" if own.n_trials < 1 else None
+    if own.n_trials < 1:
+        return f"--n_trials {own.n_trials}: must be >= 1"
+    if own.timeout is not None and not own.timeout > 0:
+        return f"--timeout {own.timeout:g}: must be a number of seconds > 0"
+    return None
 
 
 #: Commands whose flags go to their own parser untouched (see hf_resnet/cli.py).
