@@ -26,7 +26,7 @@ from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
 from .arguments import ResNetTrainingArguments
-from .example_flags import REFUSED
+from .example_flags import REFUSED, flag_aliases
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,11 @@ def _check_example_flags(model_args, args) -> None:
 def _check_declared(model_args, data_args, args) -> None:
     """Every range and choice declared in the argument dataclasses' fields (hf_resnet/flags.py)."""
     for arguments in (model_args, data_args, args):
+        aliases = flag_aliases([type(arguments)])
         for name, value, allowed in problems(arguments):
-            raise ArgumentError(name, value, allowed)
+            # Named with its aliases: a user of the transformers example's `--train_val_split` recognises it.
+            also = [f"--{alias}" for alias, field in aliases.items() if field == name]
+            raise ArgumentError(f"{name} ({', '.join(also)})" if also else name, value, allowed)
     if args.max_steps <= 0 and args.num_train_epochs not in Bounds.parse("(0, inf)"):
         raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:

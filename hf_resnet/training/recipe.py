@@ -158,5 +158,5 @@ def arguments_from(kwargs: dict, dataset=None, config=None) -> tuple:
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
-    announce(set(kwargs), training_args.hub_token)
+    announce(set(kwargs), training_args.hub_token, model_args.model_type)
     return model_args, data_args, training_args

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 LR_FIND_HELP = "learning-rate range test: suggests --learning_rate and --backbone_learning_rate for a run"
 RUN_FLAGS = "Every other flag is the run's, as for hf-resnet train (hf-resnet train --help lists them)."
@@ -47,6 +48,8 @@ def _lr_find_problem(own: argparse.Namespace) -> str | None:
         return f"--num_steps {own.num_steps}: must be >= 2"
     if not 0 < own.start_lr < own.end_lr:
         return f"--start_lr {own.start_lr:g} --end_lr {own.end_lr:g}: need 0 < start < end"
+    if Path(own.plot).is_dir():
+        return f"--plot {own.plot}: is a folder; pass the plot's file name, e.g. {Path(own.plot) / 'lr_find.png'}"
     return None
 
 
