@@ -65,20 +65,26 @@ def stop_with_launcher() -> bool:
 
 
 class StopRequested(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM where there is nothing to save yet (data checks, the image cache's build, a search's trial).
+    """Ctrl-C or SIGTERM where there is no checkpoint to save: before training (data checks, the image cache's
+    build), after it (the final evaluation and writing), or in a search's trial, which is failed, not resumed.
 
     Raised in the main thread at once, so every `finally` and `except BaseException` on the way out runs: the
     image cache removes its partial folder, the output folder's lock is released. A KeyboardInterrupt, so a
     Python caller sees Ctrl-C as ever; the command line prints one line for it (`stop_line`) and exits 130.
     """
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, after_training: bool = False):
         super().__init__(signal.Signals(signum).name)
         self.signal_name = signal.Signals(signum).name
+        self.after_training = after_training
+
+
+#: Whether the run inside `stop_at_once` has begun training (set by `GracefulStop`): a stop says when it came.
+_phase = {"training_began": False}
 
 
 def _stop_at_once(signum, frame):
-    raise StopRequested(signum)
+    raise StopRequested(signum, after_training=_phase["training_began"])
 
 
 def install_stop_at_once() -> dict:
@@ -90,19 +96,26 @@ def install_stop_at_once() -> dict:
 
 @contextlib.contextmanager
 def stop_at_once():
-    """From a run's first moment until training starts (`GracefulStop` takes over then, and hands back after):
-    SIGINT and SIGTERM stop it at once with `StopRequested`; the handlers before are restored on the way out."""
-    previous = install_stop_at_once()
+    """From a run's first moment: SIGINT and SIGTERM stop it at once with `StopRequested`, except while it trains
+    (`GracefulStop` takes over then, and hands back after); the handlers before are restored on the way out."""
+    previous, began = install_stop_at_once(), _phase["training_began"]
+    _phase["training_began"] = False
     try:
         yield
     finally:
+        _phase["training_began"] = began
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def stop_line(stop: StopRequested, prog: str, what: str = "before training started") -> str:
-    """The one line a stop before training prints on the command line."""
-    return f"{prog}: stopped by {stop.signal_name} {what}; nothing was saved"
+def stop_line(stop: StopRequested, prog: str) -> str:
+    """The one line a stop outside training prints on the command line."""
+    if stop.after_training:
+        return (
+            f"{prog}: stopped by {stop.signal_name} after training, before all its results were written "
+            "(the folder has no recipe.json: it counts as unfinished)"
+        )
+    return f"{prog}: stopped by {stop.signal_name} before training started"
 
 
 class GracefulStop(TrainerCallback):
@@ -165,6 +178,7 @@ class GracefulStop(TrainerCallback):
         self._previous = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
+        _phase["training_began"] = True
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
 

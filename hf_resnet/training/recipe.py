@@ -25,7 +25,7 @@ from ..data.cache_store import CacheError
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
-from ..runtime.signals import StopRequested, end_process, stop_line, survive_closed_output
+from ..runtime.signals import StopRequested, end_process, stop_at_once, stop_line, survive_closed_output
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -91,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, yaml.YAMLError, OSError) as error:
         return usage_error(error)
     try:
-        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
-        validated = validate(model_args, data_args, training_args)
-        from .run import run
+        with stop_at_once():  # Ctrl-C/SIGTERM from here to training: one line, nothing left behind
+            # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
+            validated = validate(model_args, data_args, training_args)
+            from .run import run
 
-        result = run(model_args, data_args, training_args, validated=validated)
+            result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
         return usage_error(error)
     except StopRequested as stop:
