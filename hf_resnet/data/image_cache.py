@@ -110,9 +110,10 @@ def decide_mode(requested: str | None, dataset: Dataset, geometry: Geometry, pro
         logger.warning("Image cache: not on disk: %s", unusable)
     if size <= BUDGET_SHARE * memory and size <= BUDGET_SHARE * disk:
         return "disk", f"{facts}, {disk / 2**30:,.1f} GB free in {cache_store.shown_root()}"
-    where = "the cache folder cannot be written" if unusable else f"too little disk free ({disk / 2**30:,.1f} GB)"
+    shown = cache_store.shown_root()
+    where = f"{shown} cannot be written" if unusable else f"too little disk free in {shown} ({disk / 2**30:,.1f} GB)"
     if size * processes <= BUDGET_SHARE * memory:
-        return "memory", f"{facts}; {where} in {cache_store.shown_root()}"
+        return "memory", f"{facts}; {where}"
     return "off", f"{facts}: over a quarter of it"
 
 
@@ -250,35 +251,45 @@ def _reused(folder: Path, index: np.ndarray) -> ImageCache | None:
     return None
 
 
+def _remove_staging(staging: Path, created_root: bool) -> None:
+    """Remove a partial folder, and the cache folder too when this build made it and it holds nothing else."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if created_root:
+        try:
+            staging.parent.rmdir()
+        except OSError:  # another run's cache or partial folder is there now, or it was never made
+            pass
+
+
 def _build_on_disk(folder: Path, pool, index: np.ndarray, sizes: np.ndarray, sources: list) -> ImageCache:
     """Write the cache into a partial folder, publish it by one rename; on any failure nothing is left behind."""
-    needed = int(sizes.sum())
+    needed, created = int(sizes.sum()), not folder.parent.exists()
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
         cache_store.remove_abandoned()
         free = cache_store.free_bytes()
     except OSError as error:
         raise CacheUnwritable(f"the cache folder cannot be written ({error.strerror or error})", usage=True) from None
     if needed + cache_store.SPARE_BYTES > free:
         raise CacheUnwritable(
-            f"too little disk free in {cache_store.shown_root()}: the cache needs {needed / 2**20:,.0f} MB "
-            f"and {cache_store.SPARE_BYTES / 2**20:,.0f} MB to spare, {free / 2**20:,.0f} MB are free"
+            f"too little disk free in {cache_store.shown_root()}: the cache needs {needed / 2**20:,.1f} MB "
+            f"and {cache_store.SPARE_BYTES / 2**20:,.0f} MB to spare, {free / 2**20:,.1f} MB are free"
         )
     staging = folder.with_name(cache_store.staging_name(folder.name))
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         logger.info("Image cache: decoding %d images once (disk, %.0f MB)", len(sources), needed / 2**20)
         pixel_digest = _write(staging, pool, index, sizes, sources)
         cache_store.write_manifest(staging, len(sources), _index_digest(index), pixel_digest)
     except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging, created)
         if cache_store.is_disk_full(error):
             raise CacheUnwritable(
                 f"the disk of {cache_store.shown_root()} filled up while the cache was written"
             ) from None
         raise CacheUnwritable(f"the cache could not be written ({error.strerror or error})") from None
     except BaseException:  # Ctrl-C, SIGTERM, an unreadable image: no partial folder stays
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging, created)
         raise
     try:
         staging.rename(folder)  # whole or absent
