@@ -120,9 +120,12 @@ def test_the_default_cache_is_the_one_the_decoded_copy_fits(photos, cache_folder
         monkeypatch.setattr(image_cache, "_free_disk", lambda: disk)
         return image_cache.decide_mode(None, photos, geometry)[0]
 
+    monkeypatch.setattr(image_cache.cache_store, "SPARE_BYTES", 4 * size)
     assert machine(memory=8 * size, disk=8 * size) == "disk"
     assert machine(memory=8 * size, disk=2 * size) == "memory"  # too little disk: one copy in memory
     assert machine(memory=2 * size, disk=8 * size) == "off"  # pages read at random must stay in memory
+    monkeypatch.setattr(image_cache.cache_store, "SPARE_BYTES", 8 * size)
+    assert machine(memory=8 * size, disk=8 * size) == "memory"  # the disk's spare room comes first, as in the build
     assert image_cache.decide_mode("off", photos, geometry) == ("off", "--image_cache off")
 
 

@@ -20,6 +20,8 @@ def _cache(args: argparse.Namespace) -> int:
             print(f"{entry.path.name}  {_megabytes(entry.bytes)}{images}  {entry.state}")
         total = sum(entry.bytes for entry in found)
         print(f"{len(found)} image cache(s) in {root}, {_megabytes(total)}; hf-resnet cache clear removes them")
+        if problem := cache_store.root_problem():
+            print(f"No cache can be written there: {problem}")
         return 0
     removed, kept = cache_store.clear()
     for entry in kept:

@@ -108,7 +108,8 @@ def decide_mode(requested: str | None, dataset: Dataset, geometry: Geometry, pro
     facts = f"decoded copy about {size / 2**20:,.0f} MB; {memory / 2**30:,.1f} GB of memory available"
     if unusable:
         logger.warning("Image cache: not on disk: %s", unusable)
-    if size <= BUDGET_SHARE * memory and size <= BUDGET_SHARE * disk:
+    fits_disk = size <= BUDGET_SHARE * disk and size + cache_store.SPARE_BYTES <= disk  # as the build checks
+    if size <= BUDGET_SHARE * memory and fits_disk:
         return "disk", f"{facts}, {disk / 2**30:,.1f} GB free in {cache_store.shown_root()}"
     shown = cache_store.shown_root()
     where = f"{shown} cannot be written" if unusable else f"too little disk free in {shown} ({disk / 2**30:,.1f} GB)"
