@@ -411,3 +411,33 @@ def test_train_with_a_disk_cache_in_a_file_is_one_line_and_exit_2(tiny_checkpoin
         f"hf-resnet train: error: --image_cache disk: HF_RESNET_CACHE {not_a_folder} is a file, not a folder; "
         "set HF_RESNET_CACHE to a writable folder"
     )
+
+
+def test_ctrl_c_while_the_images_are_checked_stops_at_once_not_after_the_whole_scan(image_folders, monkeypatch):
+    from hf_resnet.data import sources
+    from hf_resnet.runtime.signals import StopRequested, stop_at_once
+
+    train, val = image_folders
+    opened_images, real_open = [], sources.open_image
+
+    def slow_open(*args, **kwargs):
+        opened_images.append(args)
+        time.sleep(0.2)  # 72 images on 4 threads: 3.6 s for the whole scan
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(sources, "open_image", slow_open)
+    sent = {}
+
+    def interrupt():
+        while not opened_images:
+            time.sleep(0.01)
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    with pytest.raises(StopRequested, match="SIGINT"), stop_at_once():
+        sources.load_image_data(DataArguments(train_dir=str(train), validation_dir=str(val)))
+    stopped_after = time.monotonic() - sent["at"]
+    sender.join()
+    assert stopped_after < 1.5 and len(opened_images) < 40, (stopped_after, len(opened_images))
