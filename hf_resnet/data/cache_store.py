@@ -91,10 +91,13 @@ def free_bytes() -> int:
     return shutil.disk_usage(folder).free
 
 
+def _host() -> str:
+    return re.sub(r"[^\w-]", "-", socket.gethostname()) or "host"
+
+
 def staging_name(key: str) -> str:
     """The partial folder of this process: the pid and host let a later build tell whether its writer is gone."""
-    host = re.sub(r"[^\w-]", "-", socket.gethostname()) or "host"
-    return f"{key}.{os.getpid()}.{host}.partial"
+    return f"{key}.{os.getpid()}.{_host()}.partial"
 
 
 def _alive(pid: int) -> bool:
@@ -110,7 +113,7 @@ def _alive(pid: int) -> bool:
 def abandoned(name: str) -> bool:
     """Whether `name` is a partial folder left by a process of this machine that no longer runs."""
     match = _PARTIAL.match(name)
-    if match is None or match["host"] != staging_name("0" * 32).split(".")[2]:
+    if match is None or match["host"] != _host():  # another machine's process, on a shared disk: not ours to judge
         return False
     return int(match["pid"]) != os.getpid() and not _alive(int(match["pid"]))
 
