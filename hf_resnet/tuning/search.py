@@ -35,6 +35,7 @@ start marks it failed and removes its folder, once the process that ran it (reco
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -51,7 +52,7 @@ from transformers import TrainerCallback
 
 from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..families import BACKBONE_PARTS
-from ..runtime.signals import install_stop_at_once
+from ..runtime.signals import StopRequested, install_stop_at_once, stop_at_once
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +237,6 @@ def run_search(
     """
     optuna = require_optuna()
     from ..config.parsing import mapping_flags, parse_args
-    from ..runtime.signals import stop_at_once
 
     if not flags.get("output_dir"):
         raise ValueError("--output_dir is required: the folder that holds the search's study, trials and results")
@@ -267,7 +267,7 @@ def run_search(
         return value
 
     folder.mkdir(parents=True, exist_ok=True)
-    with stop_at_once():  # Ctrl-C between trials, or while the study opens, stops the search in one line too
+    with stop_at_once(), _study_errors(folder / STUDY_FILE):  # Ctrl-C between trials stops in one line too
         study = open_study(folder, greater, pruner)
         if not any(trial.user_attrs.get(STARTING_RECIPE) for trial in _live_trials(study)):
             study.enqueue_trial(starting_point(model_args, data_args, training_args), {STARTING_RECIPE: True})
@@ -291,6 +291,24 @@ def run_search(
 
 class StudyError(ValueError):
     """study.db cannot be read: the one line names the file and what to do."""
+
+
+@contextlib.contextmanager
+def _study_errors(path: Path):
+    """The storage's errors as one line naming study.db: unreadable when opened, or failing later (deleted, a
+    full disk), a stop that met one while telling its trial failed included: the study is what needs seeing to."""
+    optuna = require_optuna()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        cause = error.__cause__ or error
+        reason = " ".join(str(getattr(cause, "orig", None) or cause).split())[:200]
+        raise StudyError(
+            f"{path}: the study could not be read or written ({reason}); move it away to start the search over, "
+            "or give another --output_dir"
+        ) from None
 
 
 def open_study(folder: Path, greater: bool, pruner=None):
@@ -406,8 +424,8 @@ def run_trial(study, objective, folder: Path) -> None:
         study.tell(trial, state=TrialState.PRUNED)
         logger.info("Trial %d pruned", trial.number)
     except BaseException as error:  # a failed run, or Ctrl-C/SIGTERM: the trial is over either way
-        study.tell(trial, state=TrialState.FAIL)
         error.add_note(f"trial {trial.number}")
+        study.tell(trial, state=TrialState.FAIL)
         raise
     else:
         study.tell(trial, value)
@@ -477,7 +495,6 @@ def print_table(path: Path) -> str:
 def main(argv: list[str], own) -> int:
     """`hf-resnet search`: `own` holds its flags (tuning/cli.py), `argv` the run's."""
     from ..config.parsing import expand_config
-    from ..runtime.signals import StopRequested
     from ..training.recipe import USER_ERRORS, setup_logging, usage_error
 
     setup_logging()
