@@ -178,6 +178,10 @@ def test_examples_are_the_first_of_each_class_shrunk_and_replace_earlier_ones(tm
     with Image.open(written[1]) as kept:
         assert kept.size == (4, 4) and "comment" not in kept.info
     assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == ["000_a.jpg", "001_b_c.jpg", "my_cat.jpg"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "examples").write_text("my notes")  # a file where the folder would go: kept too
+    assert keep_examples(split, ["a", "b/c"], tmp_path / "other") == []
+    assert (tmp_path / "other" / "examples").read_text() == "my notes"
     with Image.open(written[0]) as first:  # the red picture, the first of class 0, shrunk
         assert first.size == (EXAMPLE_MAX_SIDE, round(EXAMPLE_MAX_SIDE * 2 / 3))
         assert first.getpixel((10, 10))[0] > 200

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,6 +266,8 @@ def test_a_full_disk_under_the_cache_ends_in_one_line_or_falls_back_and_leaves_n
 def test_an_unusable_cache_folder_is_one_line_when_asked_for_and_a_warning_otherwise(
     photos, tmp_path, monkeypatch, caplog
 ):
+    monkeypatch.setenv("HF_RESNET_CACHE", "")  # empty is unset, not the working folder
+    assert image_cache.cache_root() == Path.home() / ".cache" / "hf_resnet" / "images"
     geometry = processor_geometry(tiny_processor(SIZE))
     not_a_folder = tmp_path / "a_file"
     not_a_folder.write_text("")

@@ -58,13 +58,16 @@ class CacheUnwritable(OSError):
 
 
 def cache_root() -> Path:
-    """Where `disk` caches live: `$HF_RESNET_CACHE/images`, by default `~/.cache/hf_resnet/images`."""
-    return Path(os.environ.get("HF_RESNET_CACHE", Path.home() / ".cache" / "hf_resnet")) / "images"
+    """Where `disk` caches live: `$HF_RESNET_CACHE/images`, by default `~/.cache/hf_resnet/images`.
+
+    An empty HF_RESNET_CACHE counts as unset: as a path it would be the working folder.
+    """
+    return Path(os.environ.get("HF_RESNET_CACHE") or Path.home() / ".cache" / "hf_resnet") / "images"
 
 
 def shown_root() -> str:
     """The cache folder as the user set it, without this machine's home folder: for records that travel."""
-    return "$HF_RESNET_CACHE/images" if "HF_RESNET_CACHE" in os.environ else "~/.cache/hf_resnet/images"
+    return "$HF_RESNET_CACHE/images" if os.environ.get("HF_RESNET_CACHE") else "~/.cache/hf_resnet/images"
 
 
 def root_problem() -> str | None:
@@ -75,7 +78,7 @@ def root_problem() -> str | None:
     folder = cache_root()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    setting = "HF_RESNET_CACHE" if "HF_RESNET_CACHE" in os.environ else "the default cache folder"
+    setting = "HF_RESNET_CACHE" if os.environ.get("HF_RESNET_CACHE") else "the default cache folder"
     if not folder.is_dir():
         inside = "" if folder == cache_root().parent else f" ({folder} is a file)"
         return f"{setting} {cache_root().parent} is a file, not a folder{inside}"

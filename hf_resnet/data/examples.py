@@ -53,6 +53,9 @@ def keep_examples(split, labels: list[str], output_dir: str | Path, max_examples
         # A multi-label image is the example of each class it shows.
         for index in [i for i, value in enumerate(label) if value > 0.5] if isinstance(label, list) else [label]:
             first.setdefault(int(index), row)
+    if folder.exists() and not folder.is_dir():
+        logger.warning("Kept %s, a file this package did not write: no examples saved", folder)
+        return []
     for old in written_examples(output_dir):
         old.unlink()
     folder.mkdir(parents=True, exist_ok=True)
