@@ -225,7 +225,7 @@ CLI_CASES = [
     (["broken.yaml"], "while parsing"),
     (["twice.yaml"], "twice.yaml line 3: the key 'learning_rate' is given twice; keep one"),
     (["twice.json"], "twice.json: the key 'arch' is given twice; keep one (JSON would keep the last silently)"),
-    (["--train_val_split", "2"], "--validation_split (--train_val_split) 2.0: must be in (0, 1)"),
+    (["--train_val_split", "2"], "--train_val_split 2.0: must be in (0, 1)"),  # named as given, not as the field
     (["--model_type", "vit"], "--model_type vit: hf_resnet fine-tunes ResNets only"),
     (["--recipe", "images"], "--recipe images: the folder has no recipe.json (a finished or stopped hf_resnet run"),
     (["--backbone_learning_rate", "-1e-5"], "--backbone_learning_rate -1e-05: must be > 0"),

@@ -43,6 +43,18 @@ class ArgumentError(ValueError):
         super().__init__(f"--{flag} {shown}: {allowed}")
 
 
+def named_as_given(error: BaseException, argv: list[str], classes) -> BaseException:
+    """`error` naming its flag as the command line gave it: a refusal of `--validation_split` reads
+    `--train_val_split` to someone who typed the transformers example's alias (the fields know only one name)."""
+    if not isinstance(error, ArgumentError):
+        return error
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    for alias, field in flag_aliases(classes).items():
+        if field == error.flag and alias in given and field not in given:
+            return ArgumentError(alias, error.value, error.allowed)
+    return error
+
+
 @dataclass(frozen=True)
 class Validated:
     """What validation learnt that the run needs: the checkpoint to resume from and the run's fingerprint."""
@@ -102,11 +114,8 @@ def _check_example_flags(model_args, args) -> None:
 def _check_declared(model_args, data_args, args) -> None:
     """Every range and choice declared in the argument dataclasses' fields (hf_resnet/flags.py)."""
     for arguments in (model_args, data_args, args):
-        aliases = flag_aliases([type(arguments)])
         for name, value, allowed in problems(arguments):
-            # Named with its aliases: a user of the transformers example's `--train_val_split` recognises it.
-            also = [f"--{alias}" for alias, field in aliases.items() if field == name]
-            raise ArgumentError(f"{name} ({', '.join(also)})" if also else name, value, allowed)
+            raise ArgumentError(name, value, allowed)
     if args.max_steps <= 0 and args.num_train_epochs not in Bounds.parse("(0, inf)"):
         raise ArgumentError("num_train_epochs", args.num_train_epochs, "must be > 0 (or give --max_steps > 0)")
     try:

@@ -17,7 +17,7 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from ..config.checks import ArgumentError, validate
+from ..config.checks import ArgumentError, named_as_given, validate
 from ..config.example_flags import announce
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result = run(model_args, data_args, training_args, validated=validated)
     except USER_ERRORS as error:
-        return usage_error(error)
+        return usage_error(named_as_given(error, sys.argv[1:] if argv is None else argv, ARGUMENT_CLASSES))
     except StopRequested as stop:
         print(stop_line(stop, "hf-resnet train"), file=sys.stderr, flush=True)
         return 130  # as a stop during training: the shell's code for Ctrl-C
