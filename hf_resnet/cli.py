@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "hf_resnet.evaluation.cli",
     "hf_resnet.inference.cli",
     "hf_resnet.hub.cli",
+    "hf_resnet.data.cli",
 )
 
 

@@ -225,6 +225,10 @@ CLI_CASES = [
     (["broken.yaml"], "while parsing"),
     (["twice.yaml"], "twice.yaml line 3: the key 'learning_rate' is given twice; keep one"),
     (["twice.json"], "twice.json: the key 'arch' is given twice; keep one (JSON would keep the last silently)"),
+    (["--train_val_split", "2"], "--train_val_split 2.0: must be in (0, 1)"),  # named as given, not as the field
+    (["--model_type", "vit"], "--model_type vit: hf_resnet fine-tunes ResNets only"),
+    (["--recipe", "images"], "--recipe images: the folder has no recipe.json (a finished or stopped hf_resnet run"),
+    (["--backbone_learning_rate", "-1e-5"], "--backbone_learning_rate -1e-05: must be > 0"),
 ]
 
 
@@ -259,7 +263,7 @@ def test_the_train_command_prints_one_error_line_and_exits_2(tmp_path, args, mes
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("hf-resnet train: error: ") and message in lines[0]
-    assert "Traceback" not in stdout + stderr
+    assert "Traceback" not in stdout + stderr and "Accepted with no effect" not in stdout  # refused, not accepted
     assert _files(tmp_path) == before
 
 

@@ -53,6 +53,8 @@ def test_help_and_import_load_no_torch():
         "from hf_resnet.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass",
         "from hf_resnet.cli import main\nmain(['train', '--help'])",
         "from hf_resnet.cli import main\nmain(['train', '--help-all'])",
+        "from hf_resnet.cli import main\ntry: main(['cache', '--help'])\nexcept SystemExit: pass",
+        "from hf_resnet.cli import main\nmain(['cache', 'list'])",
     ):
         modules = imported_after(statement)
         assert "torch" not in modules and "transformers" not in modules, statement

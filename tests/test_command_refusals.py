@@ -35,6 +35,10 @@ BAD_INPUT = [
         ["evaluate", "--model", "{model}", "--test_dir", "{train}", "--max_samples", "0"],
         "hf-resnet evaluate: --max_samples 0: must be at least 1 (leave it out to score every image)",
     ),
+    (
+        ["lr-find", "--plot", "{folder}", "--model_name_or_path", "{model}", "--train_dir", "{train}"],
+        "hf-resnet lr-find: error: --plot {folder}: is a folder; pass the plot's file name, e.g. {folder}/lr_find.png",
+    ),
 ]
 
 
@@ -147,3 +151,15 @@ def test_explain_on_a_network_of_no_supported_family_is_one_line(tmp_path, paths
         "(README: Supported model families)"
     )
     assert not (tmp_path / "cam.png").exists()
+
+
+def test_evaluate_update_card_with_a_readme_that_cannot_be_written_is_one_line_before_any_work(paths, capfd):
+    card = Path(paths["model"]) / "README.md"
+    card.mkdir()  # a README.md that is not a file (file permissions do not stop root, which the tests may run as)
+    before = sorted(Path(paths["model"]).rglob("*"))
+    argv = ["evaluate", "--model", paths["model"], "--test_dir", paths["train"], "--update_card"]
+    assert _refused(argv, capfd) == (
+        f"hf-resnet evaluate: --update_card: {card} cannot be written (a folder); make it a writable file, "
+        "or leave out --update_card"
+    )
+    assert sorted(Path(paths["model"]).rglob("*")) == before  # no test_results.json written before the refusal

@@ -29,7 +29,7 @@ from test_card import make_run_folder, read_card
 from test_hub import TOKEN, hub, run_command, subprocess_env  # noqa: F401 - `hub` is a fixture
 
 import hf_resnet
-from hf_resnet.data.examples import EXAMPLE_MAX_SIDE, keep_examples
+from hf_resnet.data.examples import EXAMPLE_MARKER, EXAMPLE_MAX_SIDE, keep_examples
 from hf_resnet.hub.push import PushError, push
 from hf_resnet.inference.classifier import load_classifier
 from hf_resnet.inference.demo import ModelFacts, predict, read_facts
@@ -165,12 +165,23 @@ def test_examples_are_the_first_of_each_class_shrunk_and_replace_earlier_ones(tm
     features = Features({"image": ImageFeature(), "label": ClassLabel(names=["a", "b/c"])})
     split = Dataset.from_dict({"image": pictures, "label": [0, 1, 0]}, features=features)
     (tmp_path / "examples").mkdir()
-    Image.new("RGB", (4, 4)).save(tmp_path / "examples" / "000_old.jpg")
+    Image.new("RGB", (4, 4)).save(tmp_path / "examples" / "000_old.jpg", comment=EXAMPLE_MARKER)  # an earlier run's
+    Image.new("RGB", (4, 4)).save(tmp_path / "examples" / "my_cat.jpg")  # the user's own, in the same folder
 
     written = keep_examples(split, ["a", "b/c"], tmp_path)
 
     assert [p.name for p in written] == ["000_a.jpg", "001_b_c.jpg"]
-    assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == ["000_a.jpg", "001_b_c.jpg"]
+    assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == ["000_a.jpg", "001_b_c.jpg", "my_cat.jpg"]
+    # Run again over a user's picture that has an example's name: it is kept, and that class gets none.
+    Image.new("RGB", (4, 4), "green").save(written[1])
+    assert [p.name for p in keep_examples(split, ["a", "b/c"], tmp_path)] == ["000_a.jpg"]
+    with Image.open(written[1]) as kept:
+        assert kept.size == (4, 4) and "comment" not in kept.info
+    assert sorted(p.name for p in (tmp_path / "examples").iterdir()) == ["000_a.jpg", "001_b_c.jpg", "my_cat.jpg"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "examples").write_text("my notes")  # a file where the folder would go: kept too
+    assert keep_examples(split, ["a", "b/c"], tmp_path / "other") == []
+    assert (tmp_path / "other" / "examples").read_text() == "my notes"
     with Image.open(written[0]) as first:  # the red picture, the first of class 0, shrunk
         assert first.size == (EXAMPLE_MAX_SIDE, round(EXAMPLE_MAX_SIDE * 2 / 3))
         assert first.getpixel((10, 10))[0] > 200

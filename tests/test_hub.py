@@ -16,6 +16,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import types
 from pathlib import Path
@@ -430,9 +431,14 @@ def test_pushed_files_name_no_local_folder_and_the_published_recipe_reruns_on_ot
     )
     pushed = hub.files("user/portable")
     assert {"recipe.json", "README.md", "trainer_state.json", "last-checkpoint/trainer_state.json"} <= set(pushed)
-    folders = {str(tmp_path).encode(), str(tmp_path.resolve()).encode(), b"alice"}
+    # No folder of the machine in any uploaded byte: the run's, the home folder, the temporary folder (where the
+    # tests keep HF_RESNET_CACHE, whose free space recipe.json reports).
+    machine = (tmp_path, tmp_path.resolve(), Path.home(), Path(tempfile.gettempdir()).resolve())
+    folders = {f"{folder}{os.sep}".encode() for folder in machine} | {b"alice"}
     assert [name for name, content in pushed.items() if any(folder in content for folder in folders)] == []
     recipe = json.loads(pushed["recipe.json"])
+    cache = recipe["recipe"]["data_path"]["image_cache"]
+    assert cache["mode"] == "disk" and "free in $HF_RESNET_CACHE/images" in cache["why"]
     assert recipe["data"]["train_dir"] == "train" and recipe["data"]["validation_dir"] == "val"
     assert recipe["dataset"] == "photos/train"  # named under the data root's name: "train" alone says nothing
     assert recipe["paths"] == {"relative_to": "data_root", "not_recorded": ["model_name_or_path"]}

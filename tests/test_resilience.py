@@ -282,3 +282,25 @@ def test_writes_to_a_pipe_whose_reader_is_gone_are_dropped_not_raised(monkeypatc
     finally:
         logger.removeHandler(handler)
         stream.close()
+
+
+def test_a_signal_after_training_ends_the_run_at_once_saying_when_and_the_handlers_are_restored(
+    tiny_checkpoint, image_folders, tmp_path
+):
+    from transformers import TrainerCallback
+
+    from hf_resnet.runtime.signals import StopRequested, stop_line
+
+    class SignalAtTrainEnd(TrainerCallback):  # after GracefulStop's own on_train_end has handed the signals back
+        def on_train_end(self, args, state, control, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    train, val = image_folders
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(StopRequested) as stopped:
+        hf_resnet.finetune(
+            callbacks=[SignalAtTrainEnd()], **_args(tiny_checkpoint, train, val, tmp_path / "out", max_steps=1)
+        )
+    assert stopped.value.after_training and signal.getsignal(signal.SIGTERM) is before
+    assert stop_line(stopped.value, "hf-resnet train").startswith("hf-resnet train: stopped by SIGTERM after training")
+    assert not (tmp_path / "out" / "recipe.json").exists()  # the folder says it is unfinished

@@ -5,11 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import shlex
+import signal
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import optuna
 import pytest
-from conftest import make_image_folder, save_tiny_checkpoint
+from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
 from hf_resnet.cli import main as cli
@@ -93,3 +100,85 @@ def test_search_without_optuna_says_how_to_install_it_in_one_line(tmp_path, monk
     assert code == 2 and error == [
         'hf-resnet search: error: hyperparameter search needs Optuna: pip install "hf_resnet[search]"'
     ]
+
+
+def _wait_for(path, process=None, seconds: float = 240) -> bool:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if process is not None:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_killed_search_is_cleaned_up_by_the_next_start_and_ctrl_c_fails_the_running_trial(tmp_path, capsys, caplog):
+    folder = tmp_path / "search"
+    flags = run_flags(tmp_path) | dict(max_steps=100000, save_strategy="steps", save_steps=2, eval_strategy="no")
+    flags["disable_tqdm"] = True
+    command = [
+        *("search", "--n_trials", "3", "--output_dir", str(folder)),
+        *(part for key, value in flags.items() for part in (f"--{key}", str(value))),
+    ]
+    env = {**os.environ, "PYTHONPATH": TEST_PYTHONPATH}
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "hf_resnet", *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    # Killed while training, with a checkpoint in the trial's folder to leave behind.
+    assert _wait_for(folder / "trials" / "trial-0" / "checkpoint-2", killed)
+    killed.kill()
+    killed.communicate(timeout=60)
+
+    # Started again (in this process), then Ctrl-C while its first trial trains.
+    seen = {}
+
+    def interrupt():
+        seen["training"] = _wait_for(folder / "trials" / "trial-1" / "checkpoint-2")
+        seen["killed trial's folder"] = (folder / "trials" / "trial-0").exists()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    code = cli(command)
+    sender.join()
+    out, err = capsys.readouterr()
+    assert seen == {"training": True, "killed trial's folder": False}
+    assert code == 130 and "Traceback" not in out + err
+    assert "Trial 0 was left running by a search that was killed: marked failed, its folder removed" in caplog.messages
+    assert err.strip().splitlines()[-1] == (
+        "hf-resnet search: stopped by SIGINT; trial 1 marked failed; resume the search with the same command: "
+        f"{shlex.join(['hf-resnet', *command])}"
+    )
+    study = optuna.load_study(study_name="hf_resnet", storage=f"sqlite:///{folder / 'study.db'}")
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "FAIL"]
+    assert all(trial.user_attrs["starting_recipe"] for trial in study.trials)  # the run as given, tried again
+    assert sorted(path.name for path in folder.iterdir()) == ["study.db"]  # no trial folder left
+
+
+def test_a_damaged_study_is_one_line_naming_the_file(tmp_path, capsys):
+    flags = ["--train_dir", str(tmp_path), "--model_name_or_path", str(tmp_path)]
+    garbage, truncated = tmp_path / "garbage", tmp_path / "truncated"
+    garbage.mkdir()
+    (garbage / "study.db").write_text("not a database\n" * 200)
+    truncated.mkdir()
+    optuna.create_study(study_name="hf_resnet", storage=f"sqlite:///{truncated / 'study.db'}")
+    study_file = truncated / "study.db"
+    study_file.write_bytes(study_file.read_bytes()[: study_file.stat().st_size // 3])
+    for folder in (garbage, truncated):
+        code = cli(["search", "--n_trials", "1", "--output_dir", str(folder), *flags])
+        error = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(error) == 1, error
+        assert error[0].startswith(f"hf-resnet search: error: {folder / 'study.db'}: not a readable Optuna study (")
+        assert error[0].endswith("move it away to start the search over, or give another --output_dir")
+
+
+def test_search_refuses_a_negative_timeout_and_a_missing_output_dir_in_one_line(tmp_path, capsys):
+    assert cli(["search", "--timeout", "-1", "--output_dir", str(tmp_path / "s"), "--train_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "hf-resnet search: error: --timeout -1: must be a number of seconds > 0"
+    assert cli(["search", "--n_trials", "1", "--train_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hf-resnet search: error: --output_dir is required: the folder that holds the search's study, trials and "
+        "results"
+    ]
+    assert not (tmp_path / "s").exists() and not Path("search").exists()

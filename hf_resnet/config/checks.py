@@ -25,7 +25,7 @@ from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
 from .arguments import ResNetTrainingArguments
-from .example_flags import REFUSED
+from .example_flags import REFUSED, flag_aliases
 from .plan import Plan, Rates
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,18 @@ class ArgumentError(ValueError):
         self.flag, self.value, self.allowed = flag, value, allowed
         shown = "not given" if value is None else value if isinstance(value, str) else repr(value)
         super().__init__(f"--{flag} {shown}: {allowed}")
+
+
+def named_as_given(error: BaseException, argv: list[str], classes) -> BaseException:
+    """`error` naming its flag as the command line gave it: a refusal of `--validation_split` reads
+    `--train_val_split` to someone who typed the transformers example's alias (the fields know only one name)."""
+    if not isinstance(error, ArgumentError):
+        return error
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    for alias, field in flag_aliases(classes).items():
+        if field == error.flag and alias in given and field not in given:
+            return ArgumentError(alias, error.value, error.allowed)
+    return error
 
 
 def validate(

@@ -60,12 +60,15 @@ def recorded(name: str) -> bool:
     return name not in NO_EFFECT and name not in REFUSED
 
 
-def announce(given: set[str], hub_token: str | None = None) -> None:
+def announce(given: set[str], hub_token: str | None = None, model_type: str | None = None) -> None:
     """Say in one line which given flags have no effect, and let the example's `--token` read from the Hub too.
 
     `given` holds field names (see `canonical_names`). The example passes its `--token` to every download;
     here it is `--hub_token`, which pushes, so it is also put where `huggingface_hub` reads a token from.
+    A `--model_type` other than resnet is not announced: the argument checks refuse it.
     """
+    if model_type not in (None, "resnet"):
+        given = given - {"model_type"}
     ignored = [f"--{name} ({why})" for name, why in NO_EFFECT.items() if name in given]
     if ignored:
         logger.warning("Accepted with no effect here (transformers example flags): %s", "; ".join(ignored))

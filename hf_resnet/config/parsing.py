@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -213,6 +214,29 @@ def render_help_all() -> str:
     return render_help(everything=True)
 
 
+#: A negative number as a flag's value: argparse takes `-1e-5` (unlike `-0.5`) for an option of its own.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+
+
+def _negative_values_joined(argv: list[str]) -> list[str]:
+    """`--flag -1e-5` as `--flag=-1e-5`, which argparse reads as the flag's value.
+
+    >>> _negative_values_joined(["--backbone_learning_rate", "-1e-5", "--seed", "3"])
+    ['--backbone_learning_rate=-1e-5', '--seed', '3']
+    """
+    joined, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if arg.startswith("--") and "=" not in arg and _NEGATIVE_NUMBER.match(following):
+            joined.append(f"{arg}={following}")
+            index += 2
+        else:
+            joined.append(arg)
+            index += 1
+    return joined
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
     """Parse command-line flags, with an optional config file, into the three dataclasses.
 
@@ -225,7 +249,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     if "--help-all" in argv:
         sys.stdout.write(render_help_all())
         raise SystemExit(0)
-    argv = expand_config(argv)
+    argv = _negative_values_joined(expand_config(argv))
     given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
     if uses_embedded(given) and not {"-h", "--help"} & set(argv):
         announce_embedded()
@@ -237,5 +261,5 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
         guess = difflib.get_close_matches(flag.lstrip("-").split("=")[0], _field_names(), n=1)
         hint = f"; did you mean --{guess[0]}?" if guess else "; `hf-resnet train --help` lists the flags"
         raise ValueError(f"unrecognized argument(s) {' '.join(unknown)}{hint}")
-    announce(canonical_names(given, ARGUMENT_CLASSES), parsed[2].hub_token)
+    announce(canonical_names(given, ARGUMENT_CLASSES), parsed[2].hub_token, parsed[0].model_type)
     return tuple(parsed)

@@ -179,6 +179,10 @@ class Plan:
             self, data=data, geometry=geometry, cadence=cadence, parameters=tuple(parameters), license=tuple(license)
         )
 
+    def with_image_cache(self, choice: Mapping[str, str]) -> Plan:
+        """This plan with the image cache the run ended up with (a disk cache that could not be written: none)."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, image_cache=dict(choice)))
+
     def data_path(self) -> dict:
         """What the machine chose for the data path, and why, as recipe.json records it."""
         cache = self.data.image_cache if self.data else {"mode": "off", "why": ""}

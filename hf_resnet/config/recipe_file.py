@@ -101,6 +101,11 @@ def load_recipe(name_or_path: str) -> dict:
     """A recipe.json: a file, a run folder holding one, or a Hub model repo that published one."""
     path = Path(name_or_path)
     if path.is_dir():
+        if not (path / RECIPE_FILE).is_file():
+            raise ValueError(
+                f"--recipe {name_or_path}: the folder has no {RECIPE_FILE} (a finished or stopped hf_resnet run "
+                f"writes one); pass a run folder that has it, or the file itself"
+            )
         path = path / RECIPE_FILE
     if not path.is_file():
         from huggingface_hub import hf_hub_download

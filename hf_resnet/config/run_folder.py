@@ -27,7 +27,7 @@ try:
 except ImportError:  # Windows: no advisory locks here, so folders are not locked there
     fcntl = None
 
-from ..data.examples import EXAMPLES_DIR, find_examples
+from ..data.examples import EXAMPLES_DIR, written_examples
 from ..families import config_labels, family_of
 from ..families.loading import safetensors_problem
 from ..flags import fingerprint_names
@@ -313,7 +313,7 @@ def _remove_derived(output_dir: Path) -> list[str]:
     removed = [name for name in DERIVED_FILES if (output_dir / name).is_file()]
     for name in removed:
         os.remove(output_dir / name)
-    examples = find_examples(output_dir)  # the images keep_examples would replace, and only those
+    examples = written_examples(output_dir)  # the images keep_examples wrote and would replace, and only those
     for path in examples:
         path.unlink()
     removed += [f"{EXAMPLES_DIR}/"] if examples else []

@@ -116,11 +116,11 @@ class DataArguments:
     image_cache: str | None = flag(
         None,
         "Decode each training image once, shrunk a little above the model's size: disk, memory or off. Each step "
-        "then only crops, flips and normalises (the same random crops and flips): disk (a memory-mapped file under "
-        "~/.cache/hf_resnet/images, or $HF_RESNET_CACHE/images, reused by later runs on the same images and "
-        "size), memory (rebuilt each run), or off (decode every sample). Default: disk where the decoded copy "
-        "takes at most a quarter of the memory available and of the disk free there, memory where it fits the "
-        "memory only, else off.",
+        "then only crops, flips and normalises (the same random crops and flips): disk (a file under "
+        "~/.cache/hf_resnet/images, or $HF_RESNET_CACHE/images, checked and reused by later runs on the same images "
+        "and size; hf-resnet cache list|clear), memory (rebuilt each run), or off (decode every sample). Default: "
+        "disk where the decoded copy takes at most a quarter of the memory available and of the disk free there, "
+        "memory where it fits the memory only, else off.",
         result=True,
         resumable=True,
         machine=True,

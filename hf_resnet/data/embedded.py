@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 #: Where the generated digit folders live; override with HF_RESNET_CACHE.
-CACHE = Path(os.environ.get("HF_RESNET_CACHE", Path.home() / ".cache" / "hf_resnet"))
+CACHE = Path(os.environ.get("HF_RESNET_CACHE") or Path.home() / ".cache" / "hf_resnet")  # empty: unset
 #: Pixels per side: the 8x8 scans upscaled 4x, the smallest size at which resnet-18's stride-32 stack works.
 DIGIT_SIZE = 32
 #: Held-out share, fixed so every run of the default is scored on the same 360 images.

@@ -58,13 +58,21 @@ class EvaluationResult:
     files: list[Path] = field(default_factory=list)
 
 
-def _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples) -> Path:
+def _check_arguments(
+    model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples, update_card=False
+) -> Path:
     """Every argument checked before anything is loaded or written; returns the output folder."""
     folder = _output_folder(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples)
     if problem := folder_write_problem(folder):
         if output_dir:
             raise EvaluationError(f"--output_dir {folder}: {problem}")
         raise EvaluationError(f"--model {folder}: {problem} as --output_dir (without it, results go beside the model)")
+    card = folder / "README.md"
+    if update_card and (card.is_dir() or (card.exists() and not os.access(card, os.W_OK))):
+        raise EvaluationError(
+            f"--update_card: {card} cannot be written ({'a folder' if card.is_dir() else 'read-only'}); "
+            "make it a writable file, or leave out --update_card"
+        )
     return folder
 
 
@@ -169,7 +177,9 @@ def evaluate(
     A multi-label model is scored on label sets (a metadata folder, a list label column; class
     sub-folders as one-label sets) at the thresholds in its config: mAP, micro/macro F1, exact match.
     """
-    output_dir = _check_arguments(model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples)
+    output_dir = _check_arguments(
+        model, test_dir, dataset_name, dataset, output_dir, batch_size, max_samples, update_card
+    )
     config, labels = _load_labels(model)
     tta = resolve_mode(tta, getattr(config, "tta", None))
     task = checked_task(config, model)
@@ -205,7 +215,13 @@ def evaluate(
             dataset_type = dataset_name if dataset_name else "imagefolder"
             shown = description if dataset_name else "local image folder " + "/".join(Path(description).parts[-2:])
             scores = {key: value for key, value in measured.items() if key not in ("runtime", "samples_per_second")}
-            files.append(add_eval_results(output_dir, scores, dataset_type, shown, dataset_config, split))
+            try:
+                files.append(add_eval_results(output_dir, scores, dataset_type, shown, dataset_config, split))
+            except OSError as error:  # taken away since the check: the results are written, the card is not
+                raise EvaluationError(
+                    f"--update_card: {output_dir / 'README.md'} could not be written ({error.strerror or error}); "
+                    f"the results are in {output_dir}"
+                ) from None
         logger.info("%s: %s", description, ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     accelerator.wait_for_everyone()
     return EvaluationResult(output_dir, results, report, files)

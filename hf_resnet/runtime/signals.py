@@ -1,9 +1,10 @@
-"""Stopping cleanly: Ctrl-C or SIGTERM saves a checkpoint, training never outlives its launcher, and an output
-pipe whose reader died never ends a run."""
+"""Stopping cleanly: Ctrl-C or SIGTERM stops a run at any moment in one line, saving a checkpoint once training
+runs; training never outlives its launcher, and an output pipe whose reader died never ends a run."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import errno
 import logging
@@ -61,6 +62,60 @@ def stop_with_launcher() -> bool:
     if os.getppid() != parent:  # the launcher died before the request was in place
         os.kill(os.getpid(), signal.SIGTERM)
     return True
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM where there is no checkpoint to save: before training (data checks, the image cache's
+    build), after it (the final evaluation and writing), or in a search's trial, which is failed, not resumed.
+
+    Raised in the main thread at once, so every `finally` and `except BaseException` on the way out runs: the
+    image cache removes its partial folder, the output folder's lock is released. A KeyboardInterrupt, so a
+    Python caller sees Ctrl-C as ever; the command line prints one line for it (`stop_line`) and exits 130.
+    """
+
+    def __init__(self, signum: int, after_training: bool = False):
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+        self.after_training = after_training
+
+
+#: Whether the run inside `stop_at_once` has begun training (set by `GracefulStop`): a stop says when it came.
+_phase = {"training_began": False}
+
+
+def _stop_at_once(signum, frame):
+    raise StopRequested(signum, after_training=_phase["training_began"])
+
+
+def install_stop_at_once() -> dict:
+    """SIGINT and SIGTERM raise `StopRequested` from now on (main thread only); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _stop_at_once) for signum in GracefulStop.SIGNALS}
+
+
+@contextlib.contextmanager
+def stop_at_once():
+    """From a run's first moment: SIGINT and SIGTERM stop it at once with `StopRequested`, except while it trains
+    (`GracefulStop` takes over then, and hands back after); the handlers before are restored on the way out."""
+    previous, began = install_stop_at_once(), _phase["training_began"]
+    _phase["training_began"] = False
+    try:
+        yield
+    finally:
+        _phase["training_began"] = began
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_line(stop: StopRequested, prog: str) -> str:
+    """The one line a stop outside training prints on the command line."""
+    if stop.after_training:
+        return (
+            f"{prog}: stopped by {stop.signal_name} after training, before all its results were written "
+            "(the folder has no recipe.json: it counts as unfinished)"
+        )
+    return f"{prog}: stopped by {stop.signal_name} before training started"
 
 
 class GracefulStop(TrainerCallback):
@@ -123,6 +178,7 @@ class GracefulStop(TrainerCallback):
         self._previous = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
+        _phase["training_began"] = True
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
 

@@ -17,15 +17,16 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from ..config.checks import ArgumentError, validate
+from ..config.checks import ArgumentError, named_as_given, validate
 from ..config.example_flags import announce
 from ..config.parsing import ARGUMENT_CLASSES, announce_embedded, parse_args, uses_embedded
 from ..data import embedded
+from ..data.cache_store import CacheError
 from ..data.images import ImageError
 from ..data.sources import DataError
 from ..families.loading import ModelLoadError
 from ..runtime.console import quiet_libraries
-from ..runtime.signals import end_process, survive_closed_output
+from ..runtime.signals import StopRequested, end_process, stop_at_once, stop_line, survive_closed_output
 
 if TYPE_CHECKING:
     from .run import FinetuneResult
@@ -64,6 +65,11 @@ def usage_error(error: BaseException, prog: str = "hf-resnet train") -> int:
     return USAGE_ERROR
 
 
+def _disk_error(error: BaseException) -> int:
+    print(f"hf-resnet train: error: {_one_line(error)}", file=sys.stderr, flush=True)
+    return 1
+
+
 def setup_logging() -> None:
     """The command line's log format, as the transformers examples': time, level, logger, message on stdout."""
     logging.basicConfig(
@@ -87,13 +93,19 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(error)
     quiet_libraries(verbose=training_args.verbose)  # before the checks, which may ask the Hub
     try:
-        # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
-        plan = validate(model_args, data_args, training_args)
-        from .run import dry_run_report, run
+        with stop_at_once():  # Ctrl-C/SIGTERM from here to training: one line, nothing left behind
+            # Checked before the training stack is imported, so a bad flag is answered in the time torch takes to load.
+            plan = validate(model_args, data_args, training_args)
+            from .run import dry_run_report, run
 
-        result = run(model_args, data_args, training_args, plan=plan)
+            result = run(model_args, data_args, training_args, plan=plan)
     except USER_ERRORS as error:
-        return usage_error(error)
+        return usage_error(named_as_given(error, sys.argv[1:] if argv is None else argv, ARGUMENT_CLASSES))
+    except StopRequested as stop:
+        print(stop_line(stop, "hf-resnet train"), file=sys.stderr, flush=True)
+        return 130  # as a stop during training: the shell's code for Ctrl-C
+    except CacheError as error:  # --image_cache disk that cannot be written: the setting (2) or the disk (1)
+        return usage_error(error) if error.usage else _disk_error(error)
     except Exception as error:
         from ..hub.push import PushError
         from .checkpoints import disk_full_message, is_disk_full
@@ -153,5 +165,5 @@ def arguments_from(kwargs: dict, dataset=None, config=None) -> tuple:
     model_args, data_args, training_args = (
         cls(**{key: value for key, value in kwargs.items() if key in fields[cls]}) for cls in ARGUMENT_CLASSES
     )
-    announce(set(kwargs), training_args.hub_token)
+    announce(set(kwargs), training_args.hub_token, model_args.model_type)
     return model_args, data_args, training_args

@@ -41,7 +41,7 @@ from ..model.freezing import freeze
 from ..runtime.console import quiet_libraries
 from ..runtime.host_memory import reused_host_memory
 from ..runtime.launcher import local_processes
-from ..runtime.signals import GracefulStop, stop_with_launcher
+from ..runtime.signals import GracefulStop, stop_at_once, stop_with_launcher
 from ..tasks import task_for
 from .callbacks import EpochSetter, GradualUnfreezing, StepTimes, one_line_per_evaluation
 from .ema import AverageChoice, WeightAverage, choose
@@ -269,6 +269,7 @@ def run(
     Raises `hub.push.PushError` when `--push_to_hub`'s push fails after training; the folder is complete then.
     """
     with contextlib.ExitStack() as folder:  # the output folder's lock, released however the run ends
+        folder.enter_context(stop_at_once())  # Ctrl-C/SIGTERM before training: one line, nothing left behind
         return _run(model_args, data_args, training_args, dataset, config, callbacks, plan, folder)
 
 
@@ -351,9 +352,15 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         training_args.accelerator_config.dispatch_batches = False
     else:
         stage = train_stage(training_args.augment_on, training_args.gpu_decode, training_args.device)
-        mode = "off" if training_args.dry_run else image_cache_choice["mode"]  # a dry run writes and keeps nothing
-        with training_args.main_process_first(local=True, desc="image cache") if mode == "disk" else nullcontext():
-            cache = image_cache.build(data.train, geometry, mode)  # on disk: decoded by one process, read by all
+        cache, mode = None, image_cache_choice["mode"]
+        if not training_args.dry_run:  # a dry run writes and keeps nothing
+            with training_args.main_process_first(local=True, desc="image cache") if mode == "disk" else nullcontext():
+                # On disk: decoded by one process, read by all. A disk cache that cannot be written falls back to none.
+                cache, used = image_cache.prepare(
+                    data.train, geometry, image_cache_choice, asked=data_args.image_cache == "disk"
+                )
+            if used != image_cache_choice:
+                plan = plan.with_image_cache(used)
         train_images = TrainImages(data.train, train_transform, seed=training_args.seed, stage=stage, cache=cache)
         epoch_setter = EpochSetter(train_images)
     eval_images = EvalImages(data.validation, build_eval_transform(processor))

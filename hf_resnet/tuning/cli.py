@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 LR_FIND_HELP = "learning-rate range test: suggests --learning_rate and --backbone_learning_rate for a run"
 RUN_FLAGS = "Every other flag is the run's, as for hf-resnet train (hf-resnet train --help lists them)."
@@ -47,6 +48,8 @@ def _lr_find_problem(own: argparse.Namespace) -> str | None:
         return f"--num_steps {own.num_steps}: must be >= 2"
     if not 0 < own.start_lr < own.end_lr:
         return f"--start_lr {own.start_lr:g} --end_lr {own.end_lr:g}: need 0 < start < end"
+    if Path(own.plot).is_dir():
+        return f"--plot {own.plot}: is a folder; pass the plot's file name, e.g. {Path(own.plot) / 'lr_find.png'}"
     return None
 
 
@@ -80,8 +83,9 @@ def search_parser() -> argparse.ArgumentParser:
         "random erasing, and TrivialAugment from 0.75) and label smoothing (0..0.2); from scratch, the head rate, "
         "augmentation and smoothing only. Each trial is a whole run scored on --metric_for_best_model; the first is "
         "the run as given (these flags and the defaults); poor trials are pruned at an evaluation (median rule). "
-        "--output_dir holds study.db (SQLite: the same command resumes a stopped search), trials.csv, trials.png "
-        "and best.yaml, which hf-resnet train --config reruns.",
+        "--output_dir (required) holds study.db (SQLite: the same command resumes a stopped search), trials.csv, "
+        "trials.png and best.yaml, which hf-resnet train --config reruns, and the running trial's folder, "
+        "trials/trial-N, removed when it ends. Ctrl-C marks the running trial failed and stops the search.",
     )
     parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, those already run included")
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
@@ -89,7 +93,11 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def _search_problem(own: argparse.Namespace) -> str | None:
-    return f"--n_trials {own.n_trials}: must be >= 1" if own.n_trials < 1 else None
+    if own.n_trials < 1:
+        return f"--n_trials {own.n_trials}: must be >= 1"
+    if own.timeout is not None and not own.timeout > 0:
+        return f"--timeout {own.timeout:g}: must be a number of seconds > 0"
+    return None
 
 
 #: Commands whose flags go to their own parser untouched (see hf_resnet/cli.py).

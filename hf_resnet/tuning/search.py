@@ -27,15 +27,23 @@ The first trial is the run as given (its flags and defaults, searched ones inclu
 with `study.enqueue_trial` at its place in the space: the best trial is then never worse on the
 objective than the recipe the search started from, and the sampler learns from it like any trial.
 The study lives in `OUTPUT_DIR/study.db` (SQLite), so a search that was stopped resumes where it
-was by running the same command again.
+was by running the same command again. Each trial trains in `OUTPUT_DIR/trials/trial-N`, removed when
+the trial ends. Ctrl-C or SIGTERM stops the search at once: the running trial is marked failed and its
+folder removed. A search killed outright (SIGKILL, a power cut) leaves its trial `running`; the next
+start marks it failed and removes its folder, once the process that ran it (recorded in the trial) is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
-import tempfile
+import os
+import shlex
+import shutil
+import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +53,7 @@ from transformers import TrainerCallback
 from ..data.arguments import SINGLE_LABEL_DEFAULTS
 from ..families import BACKBONE_PARTS
 from ..runtime.console import one_line_run
+from ..runtime.signals import StopRequested, install_stop_at_once, stop_at_once
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,12 @@ UNFREEZE_EPOCHS = (1, 2)
 LABEL_SMOOTHING = (0.0, 0.2)
 #: The user attribute that marks the trial of the run as given.
 STARTING_RECIPE = "starting_recipe"
+#: Where the trials train, inside the search folder; each trial's folder is recorded in its `FOLDER` attribute.
+TRIALS_DIR = "trials"
+FOLDER = "folder"
+#: The user attribute naming the process running a trial (host, pid, start time): a later start tells a trial
+#: whose process was killed from one another process is running.
+RUNNER = "runner"
 #: Flags the search sets itself; a value given for one of them is the starting recipe, not a fixed setting.
 SEARCHED = (
     "learning_rate",
@@ -163,6 +178,10 @@ class ReportToTrial(TrainerCallback):
     def __init__(self, trial, metric: str):
         self.trial, self.key, self.pruned = trial, f"eval_{metric}", False
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # After the run's GracefulStop: a stopped trial is failed, not resumed, so there is no checkpoint to save.
+        install_stop_at_once()
+
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self.key not in (metrics or {}):
             return
@@ -213,16 +232,18 @@ def run_search(
 ) -> SearchResult:
     """Search the default space around a run given as `{flag: value}` (its `output_dir` is the search's folder).
 
-    Each trial trains in a temporary folder that is removed afterwards; the study, the table, the
-    plot and the best recipe's config stay in the search folder. With `--dry_run` nothing is searched and
-    the search folder is not created: the first trial (the run as given) is planned and timed, and its
-    `FinetuneResult` is returned instead.
+    Each trial trains in `OUTPUT_DIR/trials/trial-N`, removed when it ends; the study, the table, the
+    plot and the best recipe's config stay in the search folder. Ctrl-C or SIGTERM raises
+    `runtime.signals.StopRequested` once the running trial is marked failed. With `--dry_run` nothing is
+    searched and the search folder is not created: the first trial (the run as given) is planned and timed,
+    and its `FinetuneResult` is returned instead.
     """
     optuna = require_optuna()
     from ..config.parsing import mapping_flags, parse_args
-    from ..training.run import run
 
-    folder = Path(flags.get("output_dir") or "search")
+    if not flags.get("output_dir"):
+        raise ValueError("--output_dir is required: the folder that holds the search's study, trials and results")
+    folder = Path(flags["output_dir"])
     given = {key: value for key, value in flags.items() if key != "output_dir"}
     base = {key: value for key, value in given.items() if key not in SEARCHED}
     model_args, data_args, training_args = parse_args(mapping_flags(given | {"output_dir": str(folder)}, "search"))
@@ -231,18 +252,20 @@ def run_search(
     greater = not metric.endswith("loss") if greater is None else greater
     pretrained = bool(model_args.model_name_or_path)
     if training_args.dry_run:
-        return _plan_first_trial(given, dataset)
+        return _plan_first_trial(given, folder, dataset)
     folder.mkdir(parents=True, exist_ok=True)
     verbose = training_args.verbose
     if not verbose:  # one line per trial, ours (`trial_line`), instead of Optuna's own
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    def objective(trial) -> float:
+    def objective(trial, trial_dir: Path) -> float:
+        from ..training.run import run
+
         sampled = default_space(trial, pretrained)
         if trial.user_attrs.get(STARTING_RECIPE):
             sampled = {key: value for key, value in given.items() if key in SEARCHED}
-        with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir, one_line_run(verbose) as log_level:
-            quiet = {"output_dir": trial_dir, "log_level": log_level}  # the trial's line is the study's (below)
+        with one_line_run(verbose) as log_level:  # the trial's line is the study's (`trial_line`)
+            quiet = {"output_dir": str(trial_dir), "log_level": log_level}
             args = parse_args(mapping_flags(base | sampled | quiet, f"trial {trial.number}"))
             reporter = ReportToTrial(trial, metric)
             result = run(*args, dataset=dataset, callbacks=[reporter])
@@ -254,23 +277,13 @@ def run_search(
             raise optuna.TrialPruned()  # a diverged run is a bad trial, not a failed search
         return value
 
-    study = optuna.create_study(
-        study_name="hf_resnet",
-        storage=f"sqlite:///{(folder / STUDY_FILE).resolve()}",
-        load_if_exists=True,
-        direction="maximize" if greater else "minimize",
-        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3),
-    )
-    if not study.trials:
-        study.enqueue_trial(starting_point(model_args, data_args, training_args), {STARTING_RECIPE: True})
-    # A resumed study draws on from where it was: with the first seed again it would repeat the first trials.
-    study.sampler = optuna.samplers.TPESampler(seed=training_args.seed + len(study.trials))
-    done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
-    remaining = n_trials - sum(trial.state in done for trial in study.trials)
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[trial_line(metric, n_trials)])
-    else:
-        logger.info("%s already holds %d finished trials: nothing left to run", folder / STUDY_FILE, n_trials)
+    with stop_at_once(), _study_errors(folder / STUDY_FILE):  # Ctrl-C between trials stops in one line too
+        study = open_study(folder, greater, pruner)
+        if not any(trial.user_attrs.get(STARTING_RECIPE) for trial in _live_trials(study)):
+            study.enqueue_trial(starting_point(model_args, data_args, training_args), {STARTING_RECIPE: True})
+        # A resumed study draws on from where it was: with the first seed again it would repeat the first trials.
+        study.sampler = optuna.samplers.TPESampler(seed=training_args.seed + len(study.trials))
+        run_trials(study, objective, folder, n_trials, timeout, trial_line(metric, n_trials))
     if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
         raise ValueError(f"--n_trials {n_trials}: no trial finished (all pruned or failed); run more trials")
     best = study.best_trial
@@ -286,17 +299,17 @@ def run_search(
     return SearchResult(best.value, best_flags, config, table, plot, len(study.trials))
 
 
-def _plan_first_trial(given: dict, dataset=None):
+def _plan_first_trial(given: dict, folder: Path, dataset=None):
     """`--dry_run`: the first trial (the run as given) planned, checked and timed; no study, no search folder.
 
-    Returns the trial's `FinetuneResult`, whose plan names the trial's temporary folder.
+    Returns the trial's `FinetuneResult`, whose plan names the trial's folder.
     """
     from ..config.parsing import mapping_flags, parse_args
     from ..training.run import run
 
-    with tempfile.TemporaryDirectory(prefix="hf_resnet_trial_") as trial_dir:
-        args = parse_args(mapping_flags(given | {"output_dir": trial_dir}, "trial 0"))
-        return run(*args, dataset=dataset)
+    trial_dir = Path(folder) / TRIALS_DIR / "trial-0"  # named, not created: a dry run writes nothing
+    args = parse_args(mapping_flags(given | {"output_dir": str(trial_dir)}, "trial 0"))
+    return run(*args, dataset=dataset)
 
 
 def trial_line(metric: str, n_trials: int):
@@ -317,6 +330,152 @@ def trial_line(metric: str, n_trials: int):
         logger.info("%s: %s%s; %s", number, outcome, best, flags or "as given")
 
     return say
+
+
+class StudyError(ValueError):
+    """study.db cannot be read: the one line names the file and what to do."""
+
+
+@contextlib.contextmanager
+def _study_errors(path: Path):
+    """The storage's errors as one line naming study.db: unreadable when opened, or failing later (deleted, a
+    full disk), a stop that met one while telling its trial failed included: the study is what needs seeing to."""
+    optuna = require_optuna()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        cause = error.__cause__ or error
+        reason = " ".join(str(getattr(cause, "orig", None) or cause).split())[:200]
+        raise StudyError(
+            f"{path}: the study could not be read or written ({reason}); move it away to start the search over, "
+            "or give another --output_dir"
+        ) from None
+
+
+def open_study(folder: Path, greater: bool, pruner=None):
+    """The search's study in `folder`'s study.db, created or resumed; its trials left running by a killed
+    search are marked failed (`fail_abandoned`). A damaged or foreign study.db raises `StudyError`."""
+    optuna = require_optuna()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    path = folder / STUDY_FILE
+    try:
+        study = optuna.create_study(
+            study_name="hf_resnet",
+            storage=f"sqlite:///{path.resolve()}",
+            load_if_exists=True,
+            direction="maximize" if greater else "minimize",
+            pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=3),
+        )
+        fail_abandoned(study, folder)
+    except (SQLAlchemyError, ValueError) as error:
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+        raise StudyError(
+            f"{path}: not a readable Optuna study ({reason}); move it away to start the search over, "
+            "or give another --output_dir"
+        ) from None
+    return study
+
+
+def _runner() -> str:
+    import psutil
+
+    return f"{socket.gethostname()} {os.getpid()} {psutil.Process().create_time():.2f}"
+
+
+def _runner_gone(runner: str) -> bool:
+    """Whether the process recorded as `runner` has ended (a process of another machine is never taken for gone)."""
+    import psutil
+
+    host, pid, started = runner.rsplit(" ", 2)
+    if host != socket.gethostname():
+        return False
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.2f}" != started  # the pid now names another process
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _live_trials(study) -> list:
+    """The trials that ran, run or will run: a failed trial does not count (its recipe is tried again)."""
+    from optuna.trial import TrialState
+
+    return [trial for trial in study.trials if trial.state != TrialState.FAIL]
+
+
+def _remove_trial_folder(folder: Path, trial) -> None:
+    """Remove the folder a trial recorded as its own, and only one inside the search's trials folder."""
+    recorded = trial.user_attrs.get(FOLDER)
+    if recorded and Path(recorded).parent == Path(TRIALS_DIR):
+        shutil.rmtree(folder / recorded, ignore_errors=True)
+
+
+def fail_abandoned(study, folder: Path) -> list[int]:
+    """Mark failed the trials left `running` by a search process that is gone, and remove their folders."""
+    from optuna.trial import TrialState
+
+    abandoned = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trial.user_attrs.get(RUNNER) and _runner_gone(trial.user_attrs[RUNNER])
+    ]
+    for trial in abandoned:
+        study.tell(trial.number, state=TrialState.FAIL)
+        _remove_trial_folder(folder, trial)
+        logger.warning(
+            "Trial %d was left running by a search that was killed: marked failed, its folder removed", trial.number
+        )
+    return [trial.number for trial in abandoned]
+
+
+def run_trials(study, objective, folder: Path, n_trials: int, timeout: float | None, report=None) -> None:
+    """Ask, run and tell trials until the study holds `n_trials` finished ones or `timeout` seconds have passed.
+
+    `report(study, trial)` is called for each trial that ends complete or pruned. Ask-and-tell rather than
+    `study.optimize`, so an interrupted trial is told failed and its folder removed
+    before the stop goes on, and no trial outlives this call in the `running` state but a killed one.
+    """
+    import time
+
+    from optuna.trial import TrialState
+
+    started, done = time.monotonic(), {TrialState.COMPLETE, TrialState.PRUNED}
+    if sum(trial.state in done for trial in study.trials) >= n_trials:
+        logger.info("%s already holds %d finished trials: nothing left to run", folder / STUDY_FILE, n_trials)
+    try:
+        while sum(trial.state in done for trial in study.trials) < n_trials:
+            if timeout is not None and time.monotonic() - started >= timeout:
+                break
+            run_trial(study, objective, folder, report)
+    finally:
+        if (folder / TRIALS_DIR).is_dir() and not any((folder / TRIALS_DIR).iterdir()):
+            (folder / TRIALS_DIR).rmdir()
+
+
+def run_trial(study, objective, folder: Path, report=None) -> None:
+    """One trial in its own folder, told complete, pruned or failed, and its folder removed however it ends."""
+    optuna = require_optuna()
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    trial.set_user_attr(RUNNER, _runner())
+    trial.set_user_attr(FOLDER, f"{TRIALS_DIR}/trial-{trial.number}")
+    try:
+        value = objective(trial, folder / TRIALS_DIR / f"trial-{trial.number}")
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    except BaseException as error:  # a failed run, or Ctrl-C/SIGTERM: the trial is over either way
+        error.add_note(f"trial {trial.number}")
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        study.tell(trial, value)
+    finally:
+        _remove_trial_folder(folder, trial)
+    if report is not None:
+        report(study, study.trials[trial.number])
 
 
 def _shown(value) -> str:
@@ -386,6 +545,18 @@ def main(argv: list[str], own) -> int:
     try:
         require_optuna()
         result = run_search(_flags_of(expand_config(argv)), n_trials=own.n_trials, timeout=own.timeout)
+    except StopRequested as stop:
+        timeout = [] if own.timeout is None else ["--timeout", f"{own.timeout:g}"]
+        command = shlex.join(["hf-resnet", "search", "--n_trials", str(own.n_trials), *timeout, *argv])
+        during = next((note for note in getattr(stop, "__notes__", ()) if note.startswith("trial ")), None)
+        what = f"{during} marked failed" if during else "no trial was running"
+        print(
+            f"hf-resnet search: stopped by {stop.signal_name}; {what}; resume the search with the same command: "
+            f"{command}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     except (ImportError, ValueError, OSError, *USER_ERRORS) as error:
         return usage_error(error, "hf-resnet search")
     if not isinstance(result, SearchResult):  # --dry_run: the first trial's plan
