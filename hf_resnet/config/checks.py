@@ -77,7 +77,8 @@ def validate(
     _check_not_locked(training_args)
     _check_hub(training_args)
     resume = resume_checkpoint(training_args)
-    family = family or _layout_family(model_args, config)
+    if family is None:  # from scratch: no checkpoint's config.json was read
+        family = _layout_family(model_args, config)
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config, family)
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args)

@@ -111,7 +111,9 @@ def fingerprint(model_args, data_args, training_args, dataset=None, config=None,
     if dataset is not None:
         values["dataset"] = f"a {type(dataset).__name__} passed to finetune()"
     if config is not None:  # a layout passed to `finetune(config=...)`: its family names the fields that shape it
-        keys = (family or family_of(config)).layout_keys
+        if family is None:
+            family = family_of(config)
+        keys = family.layout_keys
         values["layout"] = {key: _plain(getattr(config, key, None)) for key in keys}
     return values
 

@@ -48,7 +48,8 @@ def build_model(
         )
     else:
         config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
-        family = family or family_of(config)
+        if family is None:
+            family = family_of(config)
         model = family.build(config, labels)
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
     processor = family.reframe(model, processor, resize)

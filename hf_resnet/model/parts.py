@@ -33,7 +33,9 @@ def named_parameters_by_part(
     model: nn.Module, family: Family | None = None
 ) -> dict[str, list[tuple[str, nn.Parameter]]]:
     """Each part's named parameters; `family`: the model's, as the run's plan holds it (else found from the model)."""
-    part_of = (family or family_of(model)).part_of
+    if family is None:  # a direct caller's model; a run passes its plan's family
+        family = family_of(model)
+    part_of = family.part_of
     groups: dict[str, list[tuple[str, nn.Parameter]]] = {part: [] for part in PARTS}
     for name, parameter in model.named_parameters():
         groups[part_of(name)].append((name, parameter))
@@ -43,7 +45,9 @@ def named_parameters_by_part(
 def batchnorms_in(
     model: nn.Module, parts: list[str], family: Family | None = None
 ) -> Iterator[nn.modules.batchnorm._BatchNorm]:
-    part_of, wanted = (family or family_of(model)).part_of, set(parts)
+    if family is None:
+        family = family_of(model)
+    part_of, wanted = family.part_of, set(parts)
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and part_of(name + ".") in wanted:
             yield module

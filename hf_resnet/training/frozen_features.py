@@ -37,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 def _front(model: nn.Module, parts: int, family: Family | None = None) -> list[nn.Module]:
     """The modules of the first `parts` backbone parts, in the order the model's forward runs them."""
-    return [module for part in (family or family_of(model)).feature_front(model)[:parts] for module in part]
+    if family is None:  # a direct caller's model; a run passes its plan's family
+        family = family_of(model)
+    return [module for part in family.feature_front(model)[:parts] for module in part]
 
 
 @torch.no_grad()
@@ -56,7 +58,8 @@ def compute_features(
     the next thing the network does and it makes the cache a few kilobytes per image.
     """
     device = next(model.parameters()).device
-    family = family or family_of(model)
+    if family is None:
+        family = family_of(model)
     front, pool = _front(model, parts, family), family.feature_pool(model)
     was_training = model.training
     model.eval()

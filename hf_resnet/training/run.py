@@ -282,6 +282,14 @@ def _class_counts(split, labels: list[str]) -> dict[str, int] | None:
     return {label: int(count) for label, count in zip(labels, counts)}
 
 
+def _data_plan(data, task, image_cache_choice: dict) -> DataPlan:
+    """What the listed data is, for the plan: its task, classes, and images per split and per class."""
+    splits = {"train": data.train, "validation": data.validation}
+    sizes = {split: len(images) if hasattr(images, "__len__") else None for split, images in splits.items()}
+    counts = {split: _class_counts(images, data.labels) for split, images in splits.items()}
+    return DataPlan(data.description, task, tuple(data.labels), sizes, counts, data.held_out, image_cache_choice)
+
+
 def _parameters(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -323,9 +331,8 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         model.config.tta = training_args.tta
     if training_args.sync_bn and training_args.world_size > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        freeze(
-            model, list(plan.frozen), plan.family
-        )  # the converted BatchNorm layers need the frozen-statistics hooks again
+        # The converted BatchNorm layers need the frozen-statistics hooks again.
+        freeze(model, list(plan.frozen), plan.family)
     if streaming:
         image_cache_choice = {"mode": "off", "why": "streamed data is read once per epoch"}
     else:
@@ -333,10 +340,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     # hub.py does all pushing (with a model card and retry advice), so the Trainer's own push must not run,
     # and the token stays out of the Trainer's copy: training_args.bin in checkpoints never holds it.
     trainer_args = task.best_model_args(dataclasses.replace(training_args, push_to_hub=False, hub_token=None))
-    splits = {"train": data.train, "validation": data.validation}
-    sizes = {split: len(images) if hasattr(images, "__len__") else None for split, images in splits.items()}
-    counts = {split: _class_counts(images, data.labels) for split, images in splits.items()}
-    described = DataPlan(data.description, task, tuple(data.labels), sizes, counts, data.held_out, image_cache_choice)
+    described = _data_plan(data, task, image_cache_choice)
     plan = plan.with_data(
         described, geometry, Cadence.of(trainer_args), _parameters(model), _license(model_args, training_args)
     )
