@@ -24,17 +24,26 @@ def _parser(command: str, usage: str, description: str) -> argparse.ArgumentPars
 def lr_find_parser() -> argparse.ArgumentParser:
     parser = _parser(
         "lr-find",
-        "[--num_steps N] [--start_lr LR] [--end_lr LR] [--plot PNG]",
+        "[--num_steps N] [--start_lr LR] [--end_lr LR] [--suggest RULE] [--plot PNG]",
         "Run the learning-rate range test on a run's own data, transforms, freezing and per-part "
         "learning-rate groups, from a copy of its weights: the rates grow exponentially each step and the loss is "
         "recorded until it diverges. A first sweep moves every part together (the head's rate) and a second the "
         "backbone's with the head held (from a checkpoint). Nothing trained is kept; --output_dir is not written. "
-        "Prints the suggested rates (where the smoothed loss stops falling, the peak of the default cosine schedule; "
-        "fastai's valley for a constant schedule) and the hf-resnet train command that uses them.",
+        "The loss is smoothed as fastai does (forward moving average, beta 0.98) and cut where it diverges; "
+        "--suggest reads the curve with one of fastai's rules. A curve whose drop does not clear the noise of its "
+        "flat start has no clear valley: the run's rates are kept and printed. Prints the rates, the rule and the "
+        "hf-resnet train command that uses them.",
     )
     parser.add_argument("--num_steps", type=int, default=100, help="optimizer steps per sweep (default 100)")
     parser.add_argument("--start_lr", type=float, default=1e-7, help="rate of the first step (default 1e-7)")
     parser.add_argument("--end_lr", type=float, default=10.0, help="rate of the last step (default 10)")
+    parser.add_argument(
+        "--suggest",
+        default="valley",
+        choices=("valley", "minimum", "steep"),
+        help="valley (default): halfway along the longest descent; minimum: a tenth of the lowest point's rate; "
+        "steep: where the loss falls fastest",
+    )
     parser.add_argument(
         "--plot", default="lr_find.png", help="loss-versus-rate plot; the curves go beside it as .json"
     )
