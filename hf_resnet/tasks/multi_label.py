@@ -131,11 +131,11 @@ class MultiLabel(Task):
         return build_multi_hot_mix(data_args)
 
     def compute_metrics(self, names, labels: list[str]):
-        """All multi-label metrics at thresholds refitted at each evaluation, as the final one fits and saves them."""
+        """All multi-label metrics at thresholds chosen at each evaluation, as the final one chooses and saves them."""
         from ..scoring.metrics import compute_multi_label_metrics_for
-        from ..tasks.calibration import fit_thresholds
+        from ..tasks.calibration import chosen_thresholds
 
-        return compute_multi_label_metrics_for(fit_thresholds)
+        return compute_multi_label_metrics_for(chosen_thresholds)
 
     def fit(self, model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         from ..tasks.calibration import tune_thresholds

@@ -115,6 +115,8 @@ class Records:
     license: tuple[str, str]
     #: What the machine chose for the data path (image cache, overlap), and why.
     data_path: dict
+    #: The calibration kept at the end (temperature or thresholds) and why (tasks/calibration.py).
+    calibration: dict | None = None
 
 
 def _held_out(data, data_args: DataArguments) -> dict:
@@ -161,6 +163,7 @@ def _recipe(model_args, data_args, args, data, records: Records, status: str, av
             "data_path": records.data_path,
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
+            "calibration": records.calibration,
         },
     }
 
@@ -398,11 +401,13 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     fitted = task.fit(model, logits, labels)  # the temperature or thresholds, now in model.config
+    records.calibration = fitted.pop("calibration", None)
     report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
     # As `hf-resnet evaluate` measures the saved model (its loss is the plain one, without training's smoothing).
     computed = [name for name in task.metrics if f"eval_{name}" in prediction.metrics]
     measured = task.measure(logits, labels, computed, report, model.config)
-    eval_metrics = {**prediction.metrics, **fitted, **{f"eval_{key}": value for key, value in measured.items()}}
+    # The fit's own figures last: its calibrated ECE is the held-out one, measure's is on the images it was fitted on.
+    eval_metrics = {**prediction.metrics, **{f"eval_{key}": value for key, value in measured.items()}, **fitted}
     eval_metrics |= compared
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
