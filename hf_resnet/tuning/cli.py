@@ -84,8 +84,9 @@ def search_parser() -> argparse.ArgumentParser:
         "search",
         "[--n_trials N] [--timeout S] --output_dir SEARCH_DIR",
         'Search the recipe\'s hyperparameters with Optuna (pip install "hf_resnet[search]"): the head '
-        "rate (log 1e-4..1e-2), the backbone rate (log 1e-6..1e-3), the freeze depth (0-4 parts), the unfreeze epoch "
-        "(off, 1, 2), the augmentation strength (0..1: smaller crops up to 0.5, the single-label default; then "
+        "rate (log, a decade either side of the run's), the backbone rate (a share of the head's, at most 1), the "
+        "freeze depth (0-4 parts), the unfreeze epoch (off, 1, 2: only before the last epoch and with something "
+        "frozen), the augmentation strength (0..1: smaller crops up to 0.5, the single-label default; then "
         "random erasing, and TrivialAugment from 0.75) and label smoothing (0..0.2); from scratch, the head rate, "
         "augmentation and smoothing only. Each trial is a whole run scored on --metric_for_best_model; the first is "
         "the run as given (these flags and the defaults); poor trials are pruned at an evaluation (median rule). "
