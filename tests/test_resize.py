@@ -160,8 +160,19 @@ def test_a_crop_frame_on_wide_images_warns_with_the_share_evaluation_never_sees(
     wide = _single_label(9, 0)
     with caplog.at_level(logging.WARNING, logger="hf_resnet"):
         share = warn_if_cropped(wide, processor_geometry(tiny_processor(SIZE)))
-    assert share == pytest.approx(2 / 3)
-    assert "never see 67% of the median image" in caplog.text and "--resize squash" in caplog.text
+    # Measured: the processor's output of an image whose pixels say where they come from.
+    height, width = 120, 360
+    rows, columns = np.mgrid[0:height, 0:width]
+    coded = np.stack([columns * 255 // (width - 1), rows * 255 // (height - 1), rows * 0], axis=-1).astype(np.uint8)
+    processor = tiny_processor(SIZE)
+    processor.do_rescale = processor.do_normalize = False
+    seen = processor(Image.fromarray(coded), return_tensors="np")["pixel_values"][0]
+    seen_width = (seen[0].max() - seen[0].min()) / 255 * (width - 1) + 1
+    seen_height = (seen[1].max() - seen[1].min()) / 255 * (height - 1) + 1
+    assert share == pytest.approx(1 - seen_width * seen_height / (width * height), abs=0.02)
+    assert share == pytest.approx(1 - 0.875**2 / 3)  # the sides, 2/3, and the 12.5% crop_pct border
+    assert f"never see {100 * share:.0f}% of the median image (96x32" in caplog.text
+    assert "--resize squash" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_resnet"):
         assert warn_if_cropped(wide, processor_geometry(reframe(tiny_processor(SIZE), "squash"))) == 0.0

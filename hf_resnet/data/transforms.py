@@ -74,6 +74,9 @@ class Geometry:
     fit: str = "crop"
     #: With `pad`: the image sits in the middle (timm) rather than at the top left (transformers' `do_pad`).
     centred: bool = False
+    #: With `crop`: the share of the resized image's shorter side the centred box keeps (ConvNext's and timm's
+    #: `crop_pct`): the border beyond it is never seen either.
+    crop_pct: float = 1.0
 
 
 def _size_value(size, key_options):
@@ -114,6 +117,7 @@ def processor_geometry(processor) -> Geometry:
             interpolation=InterpolationMode(interpolation if interpolation != "random" else "bicubic"),
             fit=_TIMM_FIT.get(timm.get("crop_mode"), "crop"),
             centred=True,
+            crop_pct=float(timm.get("crop_pct") or 1.0) if timm.get("crop_mode", "center") == "center" else 1.0,
         )
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     pad = getattr(processor, "pad_size", None) if getattr(processor, "do_pad", False) else None
@@ -130,7 +134,18 @@ def processor_geometry(processor) -> Geometry:
         std=tuple(processor.image_std),
         interpolation=interpolation,
         fit=_fit(processor, crop, pad),
+        crop_pct=_crop_pct(processor, crop, pad),
     )
+
+
+def _crop_pct(processor, crop, pad) -> float:
+    """The share of the resized shorter side a centre crop keeps: ConvNext's crop_pct, or crop over shortest edge."""
+    if _fit(processor, crop, pad) != "crop":
+        return 1.0
+    shortest = _size_value(processor.size, ("shortest_edge",))
+    if crop and shortest:
+        return min(1.0, _size_value(crop, ("height",)) / shortest)
+    return float(getattr(processor, "crop_pct", None) or 1.0) if not crop else 1.0
 
 
 #: timm's eval `crop_mode` for each policy (timm/data/transforms_factory.py), and back.
@@ -194,18 +209,24 @@ def reframe(processor, policy: str | None):
 def unseen_share(height: int, width: int, geometry: Geometry) -> float:
     """The share of an image's area that evaluation's frame leaves out (0 unless the policy crops).
 
-    A `crop` processor resizes the shortest edge and keeps a centred box of the output's aspect
-    (less its crop_pct border, which the model is trained to ignore).
+    A `crop` processor resizes the image so that its `crop_pct` share covers the output, and keeps
+    a centred box of the output's aspect: what is left out is the sides of an image of another
+    aspect and the crop_pct border all round.
 
     >>> geometry = Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR)
-    >>> unseen_share(100, 200, geometry)
-    0.5
+    >>> bordered = Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR, crop_pct=0.875)
+    >>> unseen_share(100, 200, geometry), round(unseen_share(100, 400, bordered), 3)
+    (0.5, 0.809)
     """
     if geometry.fit != "crop":
         return 0.0
+    return 1.0 - geometry.crop_pct**2 * aspect_kept(height, width, geometry)
+
+
+def aspect_kept(height: int, width: int, geometry: Geometry) -> float:
+    """The share of an image a box of the output's aspect keeps, border aside: 1 for the same aspect."""
     aspect, image_aspect = geometry.width / geometry.height, width / height
-    kept = min(aspect, image_aspect) / max(aspect, image_aspect)
-    return 1.0 - kept
+    return min(aspect, image_aspect) / max(aspect, image_aspect)
 
 
 def set_processor_size(processor, size: int) -> None:
