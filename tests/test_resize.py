@@ -181,3 +181,43 @@ def test_a_crop_frame_on_wide_images_warns_with_the_share_evaluation_never_sees(
         )
         assert warn_if_cropped(square, processor_geometry(tiny_processor(SIZE))) < 0.34
     assert caplog.text == ""
+
+
+def test_from_scratch_the_input_size_follows_the_data_and_the_summary_says_why(tmp_path, caplog):
+    # 64 wide x 32 high scans: --resize squash fits the whole image, so its longer side (64) sets the size.
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "scans" / label).mkdir(parents=True)
+        for i in range(6):
+            array = rng.integers(0, 255, size=(32, 64, 3), dtype=np.uint8)
+            Image.fromarray(array).save(tmp_path / "scans" / label / f"{i}.png")
+    with caplog.at_level(logging.INFO, logger="hf_resnet"):
+        result = hf_resnet.finetune(
+            arch="resnet-18",
+            train_dir=str(tmp_path / "scans"),
+            resize="squash",
+            output_dir=str(tmp_path / "model"),
+            max_steps=1,
+            per_device_train_batch_size=4,
+            report_to="none",
+            disable_tqdm=True,
+        )
+    geometry = processor_geometry(AutoImageProcessor.from_pretrained(result.output_dir))
+    assert (geometry.height, geometry.width, geometry.fit) == (64, 64, "squash")
+    assert "image size: 64 px (the median training image is 32x64 (height x width) and --resize squash" in caplog.text
+    assert json.loads((result.output_dir / "recipe.json").read_text())["model"]["image_size"] == 64
+
+
+def test_a_fine_tune_keeps_the_checkpoints_preprocessing_and_a_crop_frames_the_shorter_side():
+    from hf_resnet.data.transforms import size_from_data
+    from hf_resnet.model.arguments import ModelArguments
+    from hf_resnet.training.run import _image_size
+
+    checkpoint = ModelArguments(model_name_or_path="some/checkpoint")
+    assert _image_size(checkpoint, DataArguments(), None, streaming=False) == (checkpoint, "")
+    given = ModelArguments(arch="resnet-18", image_size=96)
+    assert _image_size(given, DataArguments(), None, streaming=False) == (given, "")
+    assert size_from_data([(32, 64)] * 5, "crop")[0] == 32  # a centre crop sees a square of the shorter side
+    assert size_from_data([(300, 200), (20, 20), (1000, 900)], "pad")[0] == 224  # held at the ImageNet size
+    assert size_from_data([(10, 12)], "squash")[0] == 32  # and at least 32
+    assert size_from_data([(80, 80)], "crop")[0] == 96  # 80 rounds to the nearer multiple of 32, 96

@@ -229,6 +229,39 @@ def aspect_kept(height: int, width: int, geometry: Geometry) -> float:
     return min(aspect, image_aspect) / max(aspect, image_aspect)
 
 
+#: An input size chosen from the data is a multiple of this (a ResNet halves its input five times) within these bounds:
+#: below 32 the last stage has nothing left to see; above 224, the ImageNet size, compute grows for detail few
+#: from-scratch runs on CPU-sized data can use.
+SIZE_STEP, SIZE_RANGE = 32, (32, 224)
+
+
+def size_from_data(sizes: list[tuple[int, int]], fit: str) -> tuple[int, str]:
+    """The square input size for a model trained from scratch on images of `sizes` (height, width), and why.
+
+    The median image's side, rounded to a multiple of 32 within 32..224: with `crop` its shorter side
+    (the frame is a square of the shorter side: more pixels would only upsample it); with `squash` or
+    `pad` its longer side (the whole image is fitted in: fewer pixels would shrink its long side).
+
+    >>> size_from_data([(32, 64)] * 3, "crop")[0], size_from_data([(32, 64)] * 3, "squash")[0]
+    (32, 64)
+    >>> print(size_from_data([(480, 640), (500, 375), (90, 100)], "crop")[1])
+    the median training image is 500x375 (height x width) and --resize crop frames its shorter side, 375 px:
+    384 as a multiple of 32, held within 32..224
+    """
+    if not sizes:
+        return SIZE_RANGE[1], "no training image sizes to read: the ImageNet size"
+    side = min if fit == "crop" else max
+    height, width = sorted(sizes, key=lambda size: side(size))[len(sizes) // 2]
+    rounded = SIZE_STEP * math.floor(side(height, width) / SIZE_STEP + 0.5)
+    size = min(max(rounded, SIZE_RANGE[0]), SIZE_RANGE[1])
+    which = "shorter" if fit == "crop" else "longer"
+    held = f", held within {SIZE_RANGE[0]}..{SIZE_RANGE[1]}" if size != rounded else ""
+    return size, (
+        f"the median training image is {height}x{width} (height x width) and --resize {fit} frames its {which} "
+        f"side, {side(height, width)} px: {rounded} as a multiple of {SIZE_STEP}{held}"
+    )
+
+
 def set_processor_size(processor, size: int) -> None:
     """Make `processor` produce `size` x `size` crops, keeping its resize-to-crop ratio."""
     if isinstance(processor.size, dict) and "shortest_edge" in processor.size or hasattr(processor, "crop_pct"):

@@ -26,9 +26,9 @@ from ..data import image_cache
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
-from ..data.sources import load_image_data, warn_if_cropped
+from ..data.sources import image_sizes, load_image_data, warn_if_cropped
 from ..data.streaming import StreamTransform, load_stream
-from ..data.transforms import build_eval_transform, build_train_transform, processor_geometry
+from ..data.transforms import build_eval_transform, build_train_transform, processor_geometry, size_from_data
 from ..flags import named
 from ..hub import card
 from ..model.arguments import ModelArguments
@@ -79,7 +79,7 @@ def _precision(args: ResNetTrainingArguments) -> str:
     return f"{name} ({getattr(args, 'precision_reason', 'as given')})"
 
 
-def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, data_path) -> str:
+def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, data_path, size_note="") -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -88,7 +88,8 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, dat
         f"model: {source}, {total:,} parameters, {trainable:,} trainable\n"
         f"data: {data.description}: {_count(data.train)} train / {_count(data.validation)} validation images, "
         f"{len(data.labels)} classes\n"
-        f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
+        + (f"{size_note}\n" if size_note else "")
+        + f"frozen: {', '.join(frozen) or 'nothing'}; learning rates: "
         + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in frozen)
         + f"\nbatch: {args.per_device_train_batch_size} per device x {args.gradient_accumulation_steps} accumulation "
         f"x {args.world_size} processes = {effective} per optimizer step\n{lr_rule}\n"
@@ -96,6 +97,20 @@ def _summary(model, data, model_args, args, frozen, rates, lr_rule, threads, dat
         + (f"\nthreads: {threads}" if threads else "")
         + f"\n{_data_path_lines(data_path)}"
     )
+
+
+def _image_size(model_args: ModelArguments, data_args: DataArguments, data, streaming: bool):
+    """From scratch, the input size follows the data unless given (data/transforms.py `size_from_data`).
+
+    A checkpoint keeps its own preprocessing, as does a processor or size the user named; a stream is not
+    scanned. Returns the model arguments with the size set (recipe.json then reruns at it) and the summary line.
+    """
+    if model_args.model_name_or_path or model_args.image_size or model_args.image_processor_name:
+        return model_args, ""
+    if streaming:
+        return model_args, "image size: the default processor's (a stream is not scanned; --image_size sets it)"
+    size, why = size_from_data(image_sizes(data.train), data_args.resize or "crop")
+    return dataclasses.replace(model_args, image_size=size), f"image size: {size} px ({why}; --image_size sets it)"
 
 
 def _data_path_lines(data_path: dict) -> str:
@@ -252,6 +267,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     check_labels(resume_from, data.labels)
     task = task_for(data.problem_type)
     data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
+    model_args, size_note = _image_size(model_args, data_args, data, streaming)
     model, processor, frozen = build_model(model_args, data.labels, config=config, resize=data_args.resize)
     # Read now, while the base model's repo is known to answer: a stopped run's records need it as well.
     model_license = (training_args.license, "--license") if training_args.license else None
@@ -302,7 +318,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, valid
     records = Records(frozen, head_lr, backbone_lr, threads, model_license, data_path)
     logger.info(
         "hf_resnet run\n%s",
-        _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads, data_path),
+        _summary(model, data, model_args, training_args, frozen, rates, lr_rule, threads, data_path, size_note),
     )
 
     stop = GracefulStop()
