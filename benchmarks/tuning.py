@@ -128,9 +128,21 @@ def benchmark(name: str, scratch: Path, args) -> dict:
     suggested = {"learning_rate": found.head_learning_rate}
     if found.backbone is not None:
         suggested["backbone_learning_rate"] = found.backbone_learning_rate
-    report["lr_find"] = {"suggested": suggested, "seconds": round(time.perf_counter() - started)}
+    report["lr_find"] = {
+        "suggested": suggested,
+        "sources": found.sources,  # suggested, kept (no clear valley: the run's own rate) or capped
+        "notes": found.notes,
+        "readings": {
+            part: sweep.suggestions
+            for part, sweep in (("head", found.head), ("backbone", found.backbone))
+            if sweep is not None
+        },
+        "seconds": round(time.perf_counter() - started),
+    }
     print(f"[{name}] range test: {report['lr_find']}", flush=True)
-    arms = {"defaults": {}, "lr-find": suggested}
+    arms = {"defaults": {}}
+    if any(source != "kept" for source in found.sources.values()):
+        arms["lr-find"] = suggested  # with every rate kept, the lr-find arm would be the defaults again
 
     if args.search_trials:
         started = time.perf_counter()

@@ -403,7 +403,7 @@ def draw(result: LrFindResult, path: Path) -> Path:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sweeps = [("head (all parts in the run's ratio)", result.head), ("backbone (head held)", result.backbone)]
-    for (name, sweep), colour in zip(sweeps, ("tab:blue", "tab:orange")):
+    for (name, sweep), part, colour in zip(sweeps, ("head", "backbone"), ("tab:blue", "tab:orange")):
         if sweep is None:
             continue
         axes.plot(sweep.rates, sweep.raw, color=colour, alpha=0.25, linewidth=1)
@@ -411,6 +411,8 @@ def draw(result: LrFindResult, path: Path) -> Path:
         if sweep.clear:
             at = min(range(sweep.cut), key=lambda i: abs(math.log(sweep.rates[i] / sweep.suggestion)))
             label = f"{name}: {sweep.rule} {sweep.suggestion:.2g}"
+            if result.sources.get(part) == "capped":
+                label += f", capped at the head's {result.head_learning_rate:.2g}"
             axes.axvline(sweep.suggestion, color=colour, linestyle="--", linewidth=1)
             axes.plot([sweep.suggestion], [sweep.losses[at]], "o", color=colour, label=label)
         else:
