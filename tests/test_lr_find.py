@@ -86,6 +86,7 @@ def test_lr_find_on_a_tiny_random_resnet_suggests_near_the_defaults_or_keeps_the
     assert backbone <= head
     if backbone_source == "kept":
         assert f"backbone: {NO_VALLEY} (--backbone_learning_rate 1e-05)" in printed
+    assert "Rule: minimum, fastai's minimum" in printed  # auto: the default cosine schedule anneals from the rate
     command = printed.split("Train with them:\n")[1].strip()
     assert command.startswith("hf-resnet train --train_dir") and f"--learning_rate {head:.2g}" in command
     assert f"--backbone_learning_rate {backbone:.2g}" in command

@@ -39,10 +39,11 @@ def lr_find_parser() -> argparse.ArgumentParser:
     parser.add_argument("--end_lr", type=float, default=10.0, help="rate of the last step (default 10)")
     parser.add_argument(
         "--suggest",
-        default="valley",
-        choices=("valley", "minimum", "steep"),
-        help="valley (default): halfway along the longest descent; minimum: a tenth of the lowest point's rate; "
-        "steep: where the loss falls fastest",
+        default="auto",
+        choices=("auto", "valley", "minimum", "steep"),
+        help="fastai's rules: valley, halfway along the longest descent; minimum, a tenth of the lowest point's "
+        "rate; steep, where the loss falls fastest. auto (default): valley for a constant schedule, minimum for "
+        "an annealing one (the rate is its peak)",
     )
     parser.add_argument(
         "--plot", default="lr_find.png", help="loss-versus-rate plot; the curves go beside it as .json"
