@@ -29,7 +29,7 @@ first tenth is left out (the loss has not moved yet), and a rule reads what is l
 (`constant`, `constant_with_warmup`) runs every step at it: `valley`. An annealing one (the default
 cosine, linear, ...) reaches it once, as its peak: `minimum`. The forward average lags, so on a
 long gentle drift the longest descent starts near the sweep's start and the valley lands far below
-a good peak (on the embedded digits, 30 times below the hand-picked rate, and it trained worse).
+a good peak (docs/benchmarks.md measures both).
 
 A suggestion needs a descent to read. The noise of the loss is measured on the flat start (the
 first tenth of the steps, at least 5: the spread of successive logged losses, so a trend there does
