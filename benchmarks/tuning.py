@@ -1,7 +1,8 @@
 """Do `hf-resnet lr-find`'s rates and `hf-resnet search`'s best recipe train at least as well as the defaults?
 
     python benchmarks/tuning.py [--data digits photos] [--epochs N] [--seeds 0 1 2] [--num_steps 100]
-                                [--search_trials 4] [--plots DIR] [--json tuning.json]
+                                [--suggest auto] [--search_trials 4] [--arms defaults lr-find search]
+                                [--plots DIR] [--json tuning.json]
 
 For each data set, three splits: train, validation (what the range test's run, the search and
 every run evaluate on, as a user's would) and test, which nothing sees until the end. One range
@@ -123,14 +124,27 @@ def benchmark(name: str, scratch: Path, args) -> dict:
     found = hf_resnet.lr_find(
         **flags | QUIET | {"seed": args.seeds[0], "output_dir": str(scratch / "unused")},
         num_steps=args.num_steps,
+        suggest=args.suggest,
         plot=str(Path(args.plots) / f"lr_find_{name}.png") if args.plots else None,
     )
     suggested = {"learning_rate": found.head_learning_rate}
     if found.backbone is not None:
         suggested["backbone_learning_rate"] = found.backbone_learning_rate
-    report["lr_find"] = {"suggested": suggested, "seconds": round(time.perf_counter() - started)}
+    report["lr_find"] = {
+        "suggested": suggested,
+        "sources": found.sources,  # suggested, kept (no clear valley: the run's own rate) or capped
+        "notes": found.notes,
+        "readings": {
+            part: sweep.suggestions
+            for part, sweep in (("head", found.head), ("backbone", found.backbone))
+            if sweep is not None
+        },
+        "seconds": round(time.perf_counter() - started),
+    }
     print(f"[{name}] range test: {report['lr_find']}", flush=True)
-    arms = {"defaults": {}, "lr-find": suggested}
+    arms = {"defaults": {}}
+    if any(source != "kept" for source in found.sources.values()):
+        arms["lr-find"] = suggested  # with every rate kept, the lr-find arm would be the defaults again
 
     if args.search_trials:
         started = time.perf_counter()
@@ -149,7 +163,7 @@ def benchmark(name: str, scratch: Path, args) -> dict:
         arms["search"] = searched.best_flags
 
     report["arms"] = defaultdict(dict)
-    for arm, changes in arms.items():
+    for arm, changes in ((arm, changes) for arm, changes in arms.items() if arm in args.arms):
         for seed in args.seeds:
             started = time.perf_counter()
             validation, tested = test_accuracy(flags | changes, seed, scratch / f"{name}-{arm}-{seed}", test)
@@ -182,6 +196,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="epochs of every run (default: per data set)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num_steps", type=int, default=100, help="range test steps per sweep")
+    parser.add_argument("--suggest", default="auto", help="lr-find's rule: auto, valley, minimum or steep")
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["defaults", "lr-find", "search"],
+        help="arms to train (the defaults are "
+        "deterministic per seed: a rerun that changes only the rule can leave them out)",
+    )
     parser.add_argument("--search_trials", type=int, default=4, help="trials, the first being the defaults")
     parser.add_argument("--pretrain_epochs", type=float, default=2, help="digits epochs of the photos' checkpoint")
     parser.add_argument("--plots", default=None, help="folder for the range tests' plots and curves")

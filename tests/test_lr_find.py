@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 import re
 import subprocess
 import sys
@@ -14,9 +16,24 @@ from conftest import ROOT, TEST_PYTHONPATH, launch_command, make_image_folder, s
 
 import hf_resnet
 from hf_resnet.cli import main as cli
-from hf_resnet.tuning.lr_find import rule_for, suggest, valley
+from hf_resnet.tuning.lr_find import NO_VALLEY, chosen_rate, read_curve, smoothed
 
-SUGGESTION = re.compile(r"Suggested rates: head (\S+), backbone (\S+)")
+RATES = re.compile(r"Rates: head (\S+) \((\w+)\), backbone (\S+) \((\w+)\)")
+#: 100 steps from fastai's 1e-7 to 10, as the default sweep.
+SWEEP = [1e-7 * 1e8 ** (i / 99) for i in range(100)]
+
+
+def noisy(curve, spread=0.05, seed=0):
+    rng = random.Random(seed)
+    return [value + rng.gauss(0, spread) for value in curve]
+
+
+def clean_valley(rate: float) -> float:
+    """Flat to 1e-4, falling to a third by 1e-2, exploding after."""
+    decade = math.log10(rate)
+    if decade < -4:
+        return 1.0
+    return 1.0 - 0.35 * (decade + 4) if decade < -2 else 0.3 * 10 ** (1.2 * (decade + 2))
 
 
 def run_flags(tmp_path: Path) -> list[str]:
@@ -25,19 +42,42 @@ def run_flags(tmp_path: Path) -> list[str]:
     return ["--train_dir", str(train), "--model_name_or_path", str(checkpoint), "--per_device_train_batch_size", "8"]
 
 
-def test_valley_is_inside_the_longest_descent_and_the_peak_of_a_schedule_where_the_loss_stops_falling():
-    rates = [10.0**e for e in range(-6, 2)]
-    losses = [2.0, 1.9, 1.5, 1.0, 0.6, 0.5, 3.0, 9.0]
-    assert rates[1] <= valley(rates, losses) < rates[5]  # inside the descent, below the minimum's rate
-    assert suggest(rates, losses, rule_for("constant")) == valley(rates, losses)
-    assert suggest(rates, losses, rule_for("cosine")) == rates[5]
+def test_a_clean_valley_is_read_by_fastais_three_rules_inside_the_descent_before_the_divergence():
+    sweep = read_curve(SWEEP, noisy([clean_valley(rate) for rate in SWEEP]), "valley")
+    assert sweep.clear and sweep.drop > 2 * sweep.noise
+    assert SWEEP[sweep.cut] > 1e-2 and sweep.cut < len(SWEEP)  # cut where the smoothed loss passed 4x its lowest
+    assert 1e-4 < sweep.suggestion < 1e-2 and sweep.suggestion == sweep.suggestions["valley"]
+    lowest = SWEEP[min(range(sweep.cut), key=sweep.losses.__getitem__)]
+    assert sweep.suggestions["minimum"] == pytest.approx(lowest / 10)
+    assert 1e-4 < sweep.suggestions["steep"] < 1e-1
+    assert read_curve(SWEEP, sweep.raw, "steep").suggestion == sweep.suggestions["steep"]
 
 
-def test_lr_find_plots_suggests_rates_inside_the_sweep_and_leaves_the_output_dir_alone(tmp_path, capsys, caplog):
+def test_a_flat_start_then_an_explosion_has_no_clear_valley_and_the_explosion_does_not_leak_back():
+    raw = noisy([0.7 if rate < 0.1 else 0.7 * (rate / 0.1) ** 2 for rate in SWEEP])
+    sweep = read_curve(SWEEP, raw, "valley")
+    assert sweep.suggestion is None and sweep.drop <= 2 * sweep.noise
+    flat = [i for i, rate in enumerate(SWEEP) if rate < 0.1]
+    assert sweep.losses[: len(flat)] == smoothed(raw[: len(flat)])  # forward only: the future changes nothing
+    assert max(sweep.losses[: len(flat)]) < 0.8
+    rate, source, notes = chosen_rate(sweep, 1e-3, 1.0, "head", "--learning_rate")
+    assert (rate, source) == (1e-3, "kept") and notes[0].startswith(f"head: {NO_VALLEY} (--learning_rate 0.001)")
+
+
+def test_a_backbone_rate_above_the_heads_is_capped_at_the_heads_and_said():
+    sweep = read_curve(SWEEP, noisy([clean_valley(rate) for rate in SWEEP]), "valley")
+    rate, source, notes = chosen_rate(sweep, 1e-5, 1.0, "backbone", "--backbone_learning_rate", sweep.suggestion / 2)
+    assert (rate, source) == (sweep.suggestion / 2, "capped") and "capped at the head's rate" in notes[0]
+    unscaled = chosen_rate(sweep, 1e-5, 2.0, "backbone", "--backbone_learning_rate", 1.0)
+    assert unscaled == (sweep.suggestion / 2, "suggested", [])  # the flag's rate, before --lr_scaling's x2
+
+
+def test_lr_find_on_a_tiny_random_resnet_suggests_near_the_defaults_or_keeps_them_and_leaves_the_output_dir_alone(
+    tmp_path, capsys, caplog
+):
     flags = run_flags(tmp_path) + ["--freeze", "embedder", "--output_dir", str(tmp_path / "real_run")]
-    sweep = ["--num_steps", "12", "--start_lr", "1e-5", "--end_lr", "1", "--plot", str(tmp_path / "lr.png")]
     caplog.set_level(logging.INFO)
-    assert cli(["lr-find", *sweep, *flags]) == 0
+    assert cli(["lr-find", "--num_steps", "40", "--plot", str(tmp_path / "lr.png"), *flags]) == 0
     printed = capsys.readouterr().out
     said = [record.getMessage() for record in caplog.records if record.name.startswith("hf_resnet")]
     assert [line.split(":")[0] for line in said] == [
@@ -45,15 +85,25 @@ def test_lr_find_plots_suggests_rates_inside_the_sweep_and_leaves_the_output_dir
         "Sweep of the backbone (head held)",
     ], said  # one line per sweep: the sweeps' own plans stay quiet
     assert "Evaluation at" not in printed and "{'loss'" not in printed
-    head, backbone = (float(x) for x in SUGGESTION.search(printed).groups())
-    assert 1e-5 <= head <= 1 and 1e-5 <= backbone <= 1
+    head, head_source, backbone, backbone_source = RATES.search(printed).groups()
+    head, backbone = float(head), float(backbone)
+    if head_source == "kept":
+        assert head == 1e-3 and f"head: {NO_VALLEY} (--learning_rate 0.001)" in printed
+    else:
+        assert head_source == "suggested" and 1e-4 <= head <= 1e-2  # within 10x of the default 1e-3
+    assert backbone <= head
+    if backbone_source == "kept":
+        assert f"backbone: {NO_VALLEY} (--backbone_learning_rate 1e-05)" in printed
+    assert "Rule: minimum, fastai's minimum" in printed  # auto: the default cosine schedule anneals from the rate
     command = printed.split("Train with them:\n")[1].strip()
     assert command.startswith("hf-resnet train --train_dir") and f"--learning_rate {head:.2g}" in command
     assert f"--backbone_learning_rate {backbone:.2g}" in command
     assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curves = json.loads((tmp_path / "lr.json").read_text())
     assert len(curves["head"]["rates"]) == len(curves["head"]["losses"]) > 2
-    assert curves["backbone"]["rates"][0] == 1e-5
+    assert set(curves["head"]["suggestions"]) == {"valley", "minimum", "steep"}
+    assert curves["sources"] == {"head": head_source, "backbone": backbone_source}
+    assert curves["backbone"]["rates"][0] == 1e-7
     assert not (tmp_path / "real_run").exists()
 
 
@@ -92,6 +142,6 @@ def test_two_processes_agree_on_one_suggestion_from_the_averaged_loss(tmp_path):
     command, env = launch_command(script, [*sweep, *run_flags(tmp_path)], processes=2)
     done = subprocess.run(command, env=env | {"PYTHONPATH": TEST_PYTHONPATH}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(SUGGESTION.findall(done.stdout)) == 1  # printed by rank 0 only
+    assert len(RATES.findall(done.stdout)) == 1  # printed by rank 0 only
     curves = json.loads((tmp_path / "lr.json").read_text())
     assert 1e-4 <= curves["head_learning_rate"] <= 1

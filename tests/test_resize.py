@@ -160,8 +160,19 @@ def test_a_crop_frame_on_wide_images_warns_with_the_share_evaluation_never_sees(
     wide = _single_label(9, 0)
     with caplog.at_level(logging.WARNING, logger="hf_resnet"):
         share = warn_if_cropped(wide, processor_geometry(tiny_processor(SIZE)))
-    assert share == pytest.approx(2 / 3)
-    assert "never see 67% of the median image" in caplog.text and "--resize squash" in caplog.text
+    # Measured: the processor's output of an image whose pixels say where they come from.
+    height, width = 120, 360
+    rows, columns = np.mgrid[0:height, 0:width]
+    coded = np.stack([columns * 255 // (width - 1), rows * 255 // (height - 1), rows * 0], axis=-1).astype(np.uint8)
+    processor = tiny_processor(SIZE)
+    processor.do_rescale = processor.do_normalize = False
+    seen = processor(Image.fromarray(coded), return_tensors="np")["pixel_values"][0]
+    seen_width = (seen[0].max() - seen[0].min()) / 255 * (width - 1) + 1
+    seen_height = (seen[1].max() - seen[1].min()) / 255 * (height - 1) + 1
+    assert share == pytest.approx(1 - seen_width * seen_height / (width * height), abs=0.02)
+    assert share == pytest.approx(1 - 0.875**2 / 3)  # the sides, 2/3, and the 12.5% crop_pct border
+    assert f"never see {100 * share:.0f}% of the median image (96x32" in caplog.text
+    assert "--resize squash" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_resnet"):
         assert warn_if_cropped(wide, processor_geometry(reframe(tiny_processor(SIZE), "squash"))) == 0.0
@@ -170,3 +181,43 @@ def test_a_crop_frame_on_wide_images_warns_with_the_share_evaluation_never_sees(
         )
         assert warn_if_cropped(square, processor_geometry(tiny_processor(SIZE))) < 0.34
     assert caplog.text == ""
+
+
+def test_from_scratch_the_input_size_follows_the_data_and_the_summary_says_why(tmp_path, caplog):
+    # 64 wide x 32 high scans: --resize squash fits the whole image, so its longer side (64) sets the size.
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "scans" / label).mkdir(parents=True)
+        for i in range(6):
+            array = rng.integers(0, 255, size=(32, 64, 3), dtype=np.uint8)
+            Image.fromarray(array).save(tmp_path / "scans" / label / f"{i}.png")
+    with caplog.at_level(logging.INFO, logger="hf_resnet"):
+        result = hf_resnet.finetune(
+            arch="resnet-18",
+            train_dir=str(tmp_path / "scans"),
+            resize="squash",
+            output_dir=str(tmp_path / "model"),
+            max_steps=1,
+            per_device_train_batch_size=4,
+            report_to="none",
+            disable_tqdm=True,
+        )
+    geometry = processor_geometry(AutoImageProcessor.from_pretrained(result.output_dir))
+    assert (geometry.height, geometry.width, geometry.fit) == (64, 64, "squash")
+    assert "images: 64x64 (squash), from the data: the median training image is 32x64 (height x width)" in caplog.text
+    assert json.loads((result.output_dir / "recipe.json").read_text())["model"]["image_size"] == 64
+
+
+def test_a_fine_tune_keeps_the_checkpoints_preprocessing_and_a_crop_frames_the_shorter_side():
+    from hf_resnet.data.transforms import size_from_data
+    from hf_resnet.model.arguments import ModelArguments
+    from hf_resnet.training.run import _image_size
+
+    checkpoint = ModelArguments(model_name_or_path="some/checkpoint")
+    assert _image_size(checkpoint, DataArguments(), None, streaming=False) == (checkpoint, "")
+    given = ModelArguments(arch="resnet-18", image_size=96)
+    assert _image_size(given, DataArguments(), None, streaming=False) == (given, "")
+    assert size_from_data([(32, 64)] * 5, "crop")[0] == 32  # a centre crop sees a square of the shorter side
+    assert size_from_data([(300, 200), (20, 20), (1000, 900)], "pad")[0] == 224  # held at the ImageNet size
+    assert size_from_data([(10, 12)], "squash")[0] == 32  # and at least 32
+    assert size_from_data([(80, 80)], "crop")[0] == 96  # 80 rounds to the nearer multiple of 32, 96

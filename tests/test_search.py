@@ -20,7 +20,9 @@ from conftest import TEST_PYTHONPATH, make_image_folder, save_tiny_checkpoint
 
 import hf_resnet
 from hf_resnet.cli import main as cli
+from hf_resnet.config.parsing import parse_args
 from hf_resnet.training.recipe import main as train
+from hf_resnet.tuning.search import _flags_of, default_space, space_for, typed
 
 
 class PruneTrial(optuna.pruners.BasePruner):
@@ -62,7 +64,7 @@ def test_search_prunes_tabulates_plots_and_its_best_config_reruns_to_the_same_me
     assert start.user_attrs["starting_recipe"] and start.user_attrs["flags"] == {"learning_rate": 2e-3}
     assert start.params == {
         "learning_rate": 2e-3,
-        "backbone_learning_rate": 1e-5,
+        "backbone_ratio": pytest.approx(1e-5 / 2e-3),
         "freeze_depth": 2,
         "unfreeze_at_epoch": None,
         "augmentation": 0.5,
@@ -182,3 +184,42 @@ def test_search_refuses_a_negative_timeout_and_a_missing_output_dir_in_one_line(
         "results"
     ]
     assert not (tmp_path / "s").exists() and not Path("search").exists()
+
+
+def sampled_recipes(argv: list[str], trials: int = 120) -> list[dict]:
+    """The recipes the default space gives for a run (random sampling, no training)."""
+    model_args, _, training_args = parse_args(argv)
+    space = space_for(model_args, training_args)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    recipes = []
+    study.optimize(lambda trial: recipes.append(default_space(trial, space)) or 0.0, n_trials=trials)
+    return recipes
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 10])
+@pytest.mark.parametrize("freeze", [None, "none"], ids=["frozen-by-default", "nothing-frozen"])
+def test_the_space_never_samples_a_setting_the_run_cannot_apply(tmp_path, epochs, freeze):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny-resnet")
+    argv = ["--train_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), "--num_train_epochs", str(epochs)]
+    given = ["--freeze", freeze] if freeze else []
+    recipes = sampled_recipes([*argv, *given, "--model_name_or_path", str(checkpoint)])
+    for recipe in recipes:
+        assert 1e-4 <= recipe["learning_rate"] <= 1e-2  # a decade either side of the run's 1e-3
+        assert recipe["backbone_learning_rate"] <= recipe["learning_rate"] * (1 + 1e-9)
+        if "unfreeze_at_epoch" in recipe:
+            assert recipe["freeze"] != "none"  # something to thaw
+            assert recipe["unfreeze_at_epoch"] is None or recipe["unfreeze_at_epoch"] < epochs  # before the last epoch
+        else:
+            assert recipe["freeze"] == "none" or epochs == 1
+    unfreezing = {recipe["unfreeze_at_epoch"] for recipe in recipes if "unfreeze_at_epoch" in recipe}
+    assert unfreezing == {1: set(), 2: {None, 1}, 10: {None, 1, 2}}[epochs]
+    assert {recipe["freeze"] for recipe in recipes} >= {"none", "embedder,stage1,stage2"}
+    scratch = sampled_recipes([*argv, "--arch", "resnet-18"], trials=5)
+    assert all(set(recipe) == set(scratch[0]) and "freeze" not in recipe for recipe in scratch)
+
+
+def test_best_yaml_numbers_from_the_command_line_are_numbers(tmp_path):
+    argv = ["--train_dir", str(tmp_path), "--num_train_epochs", "1", "--learning_rate", "2e-3", "--freeze", "none"]
+    flags = typed(_flags_of(argv), *parse_args([*argv, "--output_dir", str(tmp_path / "out")]))
+    assert flags == {"train_dir": str(tmp_path), "num_train_epochs": 1.0, "learning_rate": 2e-3, "freeze": "none"}

@@ -74,8 +74,14 @@ def test_fitting_stores_a_temperature_or_one_threshold_per_class_in_the_config()
     single = _Model(_config())
     logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [4.0, 0.0, 0.0], [0.0, 0.0, 4.0]])
     figures = SingleLabel().fit(single, logits, torch.tensor([0, 1, 1, 2]))  # one confident mistake in four
-    assert single.config.calibration_temperature == figures["eval_temperature"] > 1.0
-    assert figures["eval_ece_calibrated"] < figures["eval_ece"]
+    assert single.config.calibration_temperature == figures["eval_temperature"] == 1.0  # four images: too few
+    assert (
+        figures["eval_ece_calibrated"] == figures["eval_ece"]
+        and "4 validation images" in figures["calibration"]["reason"]
+    )
+    many = SingleLabel().fit(single, logits.repeat(25, 1), torch.tensor([0, 1, 1, 2]).repeat(25))
+    assert single.config.calibration_temperature == many["eval_temperature"] > 1.0
+    assert many["eval_ece_calibrated"] < many["eval_ece"]
 
     multi = _Model(_config(problem_type=MULTI_LABEL))
     rows = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])

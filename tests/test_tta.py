@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 import hf_resnet
 from hf_resnet.cli import main as cli
 from hf_resnet.inference.classifier import load_classifier
-from hf_resnet.tasks.calibration import fit_temperature
+from hf_resnet.tasks.calibration import checked_temperature, expected_calibration_error
 
 
 @pytest.fixture
@@ -115,7 +115,9 @@ def test_a_model_trained_with_tta_is_calibrated_on_and_scored_with_the_averaged_
     pixels = classifier.preprocess([Image.open(path).convert("RGB") for path in images])
     labels = torch.tensor([classifier.config.label2id[path.parent.name] for path in images])
     averaged = (classifier.forward(pixels) + classifier.forward(pixels.flip(-1))) / 2
-    assert config["calibration_temperature"] == pytest.approx(fit_temperature(averaged, labels), rel=1e-4)
+    assert config["calibration_temperature"] == checked_temperature(averaged, labels)["temperature"]
+    results = json.loads((run / "eval_results.json").read_text())
+    assert results["eval_ece"] == pytest.approx(expected_calibration_error(averaged, labels), abs=1e-4)
     # ... and evaluate scores that way by default, reproducing the run's own validation figures.
     results = json.loads((run / "eval_results.json").read_text())
     again = hf_resnet.evaluate(str(run), test_dir=str(val), output_dir=str(tmp_path / "default"))

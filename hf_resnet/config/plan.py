@@ -168,15 +168,25 @@ class Plan:
     parameters: tuple[int, int] | None = None
     #: (license, where it came from).
     license: tuple[str, str] | None = None
+    #: Why the image size is what it is, where the run chose it (from scratch: from the data); "" otherwise.
+    size_why: str = ""
 
     @property
     def effective_batch(self) -> int:
         return self.per_device_batch * self.accumulation * self.processes
 
-    def with_data(self, data: DataPlan, geometry: Geometry, cadence: Cadence, parameters, license) -> Plan:
+    def with_data(
+        self, data: DataPlan, geometry: Geometry, cadence: Cadence, parameters, license, size_why: str = ""
+    ) -> Plan:
         """This plan completed by what the data and the model said; a new plan, this one is unchanged."""
         return dataclasses.replace(
-            self, data=data, geometry=geometry, cadence=cadence, parameters=tuple(parameters), license=tuple(license)
+            self,
+            data=data,
+            geometry=geometry,
+            cadence=cadence,
+            parameters=tuple(parameters),
+            license=tuple(license),
+            size_why=size_why,
         )
 
     def with_image_cache(self, choice: Mapping[str, str]) -> Plan:
@@ -221,7 +231,7 @@ class Plan:
             f"precision: {self.precision}",
         ]
         if self.geometry:
-            lines.append(f"images: {self.image_size()}")
+            lines.append(f"images: {self.image_size()}" + (f", {self.size_why}" if self.size_why else ""))
         if self.threads:
             lines.append(f"threads: {self.threads_text()}")
         lines += [f"{name.replace('_', ' ')}: {c['mode']} ({c['why']})" for name, c in self.data_path().items()]

@@ -536,24 +536,31 @@ def image_sizes(split: Dataset, count: int = SIZE_SAMPLE) -> list[tuple[int, int
 
 
 def warn_if_cropped(split: Dataset, geometry) -> float:
-    """Warn when the frame crops away a large share of the typical training image; returns that share.
+    """Warn when the frame crops away the sides of the typical training image; returns the share it never sees.
 
     Evaluation, classify and the pipeline see only the frame, so a label about something at the sides
-    of a wide image cannot be learnt to be seen there.
+    of a wide image cannot be learnt to be seen there. The warning is for the sides (a frame of another
+    shape than the images); the share it prints and returns is all that is never seen of the median
+    image: its sides and the crop_pct border all round, as the processor computes them.
     """
-    from ..data.transforms import unseen_share
+    from ..data.transforms import aspect_kept, unseen_share
 
     if geometry.fit != "crop" or not len(split):
         return 0.0
-    shares = sorted(unseen_share(height, width, geometry) for height, width in image_sizes(split))
-    median = shares[len(shares) // 2]
-    if median >= UNSEEN_WARNING:
+    sizes = sorted(image_sizes(split), key=lambda size: aspect_kept(*size, geometry))
+    median = sizes[len(sizes) // 2]
+    unseen = unseen_share(*median, geometry)
+    if 1 - aspect_kept(*median, geometry) >= UNSEEN_WARNING:
         logger.warning(
             "The training images are far from square and --resize crop keeps a centred box of the model's "
-            "%dx%d shape: evaluation, classify and the pipeline never see %.0f%% of the median image (its sides). "
-            "If labels can be about what is there, use --resize squash or --resize pad.",
+            "%dx%d shape: evaluation, classify and the pipeline never see %.0f%% of the median image (%dx%d: its "
+            "sides, and a border of %.0f%% all round). If labels can be about what is there, use --resize squash "
+            "or --resize pad.",
             geometry.width,
             geometry.height,
-            100 * median,
+            100 * unseen,
+            median[1],
+            median[0],
+            50 * (1 - geometry.crop_pct),
         )
-    return median
+    return unseen

@@ -74,6 +74,9 @@ class Geometry:
     fit: str = "crop"
     #: With `pad`: the image sits in the middle (timm) rather than at the top left (transformers' `do_pad`).
     centred: bool = False
+    #: With `crop`: the share of the resized image's shorter side the centred box keeps (ConvNext's and timm's
+    #: `crop_pct`): the border beyond it is never seen either.
+    crop_pct: float = 1.0
 
 
 def _size_value(size, key_options):
@@ -114,6 +117,7 @@ def processor_geometry(processor) -> Geometry:
             interpolation=InterpolationMode(interpolation if interpolation != "random" else "bicubic"),
             fit=_TIMM_FIT.get(timm.get("crop_mode"), "crop"),
             centred=True,
+            crop_pct=float(timm.get("crop_pct") or 1.0) if timm.get("crop_mode", "center") == "center" else 1.0,
         )
     crop = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     pad = getattr(processor, "pad_size", None) if getattr(processor, "do_pad", False) else None
@@ -130,7 +134,18 @@ def processor_geometry(processor) -> Geometry:
         std=tuple(processor.image_std),
         interpolation=interpolation,
         fit=_fit(processor, crop, pad),
+        crop_pct=_crop_pct(processor, crop, pad),
     )
+
+
+def _crop_pct(processor, crop, pad) -> float:
+    """The share of the resized shorter side a centre crop keeps: ConvNext's crop_pct, or crop over shortest edge."""
+    if _fit(processor, crop, pad) != "crop":
+        return 1.0
+    shortest = _size_value(processor.size, ("shortest_edge",))
+    if crop and shortest:
+        return min(1.0, _size_value(crop, ("height",)) / shortest)
+    return float(getattr(processor, "crop_pct", None) or 1.0) if not crop else 1.0
 
 
 #: timm's eval `crop_mode` for each policy (timm/data/transforms_factory.py), and back.
@@ -194,18 +209,57 @@ def reframe(processor, policy: str | None):
 def unseen_share(height: int, width: int, geometry: Geometry) -> float:
     """The share of an image's area that evaluation's frame leaves out (0 unless the policy crops).
 
-    A `crop` processor resizes the shortest edge and keeps a centred box of the output's aspect
-    (less its crop_pct border, which the model is trained to ignore).
+    A `crop` processor resizes the image so that its `crop_pct` share covers the output, and keeps
+    a centred box of the output's aspect: what is left out is the sides of an image of another
+    aspect and the crop_pct border all round.
 
     >>> geometry = Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR)
-    >>> unseen_share(100, 200, geometry)
-    0.5
+    >>> bordered = Geometry(32, 32, (0.5,) * 3, (0.5,) * 3, InterpolationMode.BILINEAR, crop_pct=0.875)
+    >>> unseen_share(100, 200, geometry), round(unseen_share(100, 400, bordered), 3)
+    (0.5, 0.809)
     """
     if geometry.fit != "crop":
         return 0.0
+    return 1.0 - geometry.crop_pct**2 * aspect_kept(height, width, geometry)
+
+
+def aspect_kept(height: int, width: int, geometry: Geometry) -> float:
+    """The share of an image a box of the output's aspect keeps, border aside: 1 for the same aspect."""
     aspect, image_aspect = geometry.width / geometry.height, width / height
-    kept = min(aspect, image_aspect) / max(aspect, image_aspect)
-    return 1.0 - kept
+    return min(aspect, image_aspect) / max(aspect, image_aspect)
+
+
+#: An input size chosen from the data is a multiple of this (a ResNet halves its input five times) within these bounds:
+#: below 32 the last stage has nothing left to see; above 224, the ImageNet size, compute grows for detail few
+#: from-scratch runs on CPU-sized data can use.
+SIZE_STEP, SIZE_RANGE = 32, (32, 224)
+
+
+def size_from_data(sizes: list[tuple[int, int]], fit: str) -> tuple[int, str]:
+    """The square input size for a model trained from scratch on images of `sizes` (height, width), and why.
+
+    The median image's side, rounded to a multiple of 32 within 32..224: with `crop` its shorter side
+    (the frame is a square of the shorter side: more pixels would only upsample it); with `squash` or
+    `pad` its longer side (the whole image is fitted in: fewer pixels would shrink its long side).
+
+    >>> size_from_data([(32, 64)] * 3, "crop")[0], size_from_data([(32, 64)] * 3, "squash")[0]
+    (32, 64)
+    >>> print(size_from_data([(480, 640), (500, 375), (90, 100)], "crop")[1])
+    the median training image is 500x375 (height x width) and --resize crop frames its shorter side, 375 px:
+    384 as a multiple of 32, held within 32..224
+    """
+    if not sizes:
+        return SIZE_RANGE[1], "no training image sizes to read: the ImageNet size"
+    side = min if fit == "crop" else max
+    height, width = sorted(sizes, key=lambda size: side(size))[len(sizes) // 2]
+    rounded = SIZE_STEP * math.floor(side(height, width) / SIZE_STEP + 0.5)
+    size = min(max(rounded, SIZE_RANGE[0]), SIZE_RANGE[1])
+    which = "shorter" if fit == "crop" else "longer"
+    held = f", held within {SIZE_RANGE[0]}..{SIZE_RANGE[1]}" if size != rounded else ""
+    return size, (
+        f"the median training image is {height}x{width} (height x width) and --resize {fit} frames its {which} "
+        f"side, {side(height, width)} px: {rounded} as a multiple of {SIZE_STEP}{held}"
+    )
 
 
 def set_processor_size(processor, size: int) -> None:

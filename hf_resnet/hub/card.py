@@ -376,8 +376,20 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
             f"- Test-time augmentation: {steps['tta']} (validation figures and calibration use it; "
             "`hf_resnet.classify` applies it, the plain transformers pipeline does not)"
         )
+    if steps.get("calibration"):
+        lines.append(f"- Calibration: {_cell(steps['calibration']['reason'])}")
     # The data path (image cache, overlap) is the training machine's choice, not part of what the model learnt.
-    shown = {"frozen", "learning_rates", "augmentation", "ema", "tta", "data_path", "image_size", *RECIPE_NAMES}
+    shown = {
+        "frozen",
+        "learning_rates",
+        "augmentation",
+        "ema",
+        "tta",
+        "data_path",
+        "image_size",
+        "calibration",
+        *RECIPE_NAMES,
+    }
     lines += [
         f"- {_cell(key)}: {_number(value)}" for key, value in steps.items() if key not in shown and value is not None
     ]

@@ -48,7 +48,9 @@ class ModelArguments:
     )
     image_size: int | None = flag(
         None,
-        "Override the processor's crop size (e.g. 224); the resize keeps its ratio.",
+        "Override the processor's crop size (e.g. 224); the resize keeps its ratio. Default: the checkpoint's; "
+        "from scratch, the median training image's side (the shorter for --resize crop, else the longer) as a "
+        "multiple of 32 within 32..224.",
         result=True,
         bounds="(0, inf)",
         allowed="must be a positive number of pixels (e.g. 224)",

@@ -55,7 +55,7 @@ MULTI_LABEL_METRICS = {
 #: Names of results that no metric module computes: the loss and what calibration fits.
 RESULT_TITLES = {
     "loss": "Loss",
-    "ece_calibrated": "ECE after temperature scaling (fitted on this split)",
+    "ece_calibrated": "ECE after temperature scaling (after training: on held-out folds of validation)",
     "temperature": "Calibration temperature (applied by hf_resnet.classify)",
 }
 #: What a multi-label run keeps its best model by when the one asked for is a single-label metric (the default).

@@ -70,12 +70,12 @@ def label_set_agreement(reference: torch.Tensor, candidate: torch.Tensor, limits
 
     >>> label_set_agreement(torch.tensor([[3.0, -3.0], [0.1, 0.0]]), torch.tensor([[3.0, -3.0], [-0.1, 0.0]]),
     ...                     torch.tensor([0.5, 0.5]))
-    (0.049958, 0.5)
+    (0.04995..., 0.5)
     """
     reference, candidate = torch.sigmoid(reference.float()), torch.sigmoid(candidate.float())
     difference = float((reference - candidate).abs().max())
     agreement = float(((reference >= limits) == (candidate >= limits)).all(dim=-1).float().mean())
-    return round(difference, 6), agreement
+    return difference, agreement
 
 
 def _limits(config) -> torch.Tensor:
@@ -132,11 +132,11 @@ class MultiLabel(Task):
         return build_multi_hot_mix(data_args)
 
     def compute_metrics(self, names, labels: list[str]):
-        """All multi-label metrics at thresholds refitted at each evaluation, as the final one fits and saves them."""
+        """All multi-label metrics at thresholds chosen at each evaluation, as the final one chooses and saves them."""
         from ..scoring.metrics import compute_multi_label_metrics_for
-        from ..tasks.calibration import fit_thresholds
+        from ..tasks.calibration import chosen_thresholds
 
-        return compute_multi_label_metrics_for(fit_thresholds)
+        return compute_multi_label_metrics_for(chosen_thresholds)
 
     def fit(self, model, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         from ..tasks.calibration import tune_thresholds

@@ -30,9 +30,9 @@ from ..data import image_cache
 from ..data.arguments import DataArguments
 from ..data.examples import keep_examples
 from ..data.image_datasets import EvalImages, TrainImages, collate, train_stage
-from ..data.sources import load_image_data, warn_if_cropped
+from ..data.sources import image_sizes, load_image_data, warn_if_cropped
 from ..data.streaming import StreamTransform, load_stream
-from ..data.transforms import build_eval_transform, build_train_transform, processor_geometry
+from ..data.transforms import build_eval_transform, build_train_transform, processor_geometry, size_from_data
 from ..flags import named
 from ..hub import card
 from ..model.arguments import ModelArguments
@@ -83,6 +83,20 @@ def own_log_level(training_args: ResNetTrainingArguments) -> int:
     return logging.WARNING if training_args.log_level in ("warning", "error", "critical") else logging.INFO
 
 
+def _image_size(model_args: ModelArguments, data_args: DataArguments, data, streaming: bool):
+    """From scratch, the input size follows the data unless given (data/transforms.py `size_from_data`).
+
+    A checkpoint keeps its own preprocessing, as does a processor or size the user named; a stream is not
+    scanned. Returns the model arguments with the size set (recipe.json then reruns at it) and why, for the plan.
+    """
+    if model_args.model_name_or_path or model_args.image_size or model_args.image_processor_name:
+        return model_args, ""
+    if streaming:
+        return model_args, "the default processor's: a stream is not scanned (--image_size sets it)"
+    size, why = size_from_data(image_sizes(data.train), data_args.resize or "crop")
+    return dataclasses.replace(model_args, image_size=size), f"from the data: {why} (--image_size sets it)"
+
+
 def _held_out(held_out: dict, data_args: DataArguments) -> dict:
     """Where validation came from, with a folder named as recipe.json names data (relative, under the root's name)."""
     if "folder" in held_out:
@@ -90,7 +104,9 @@ def _held_out(held_out: dict, data_args: DataArguments) -> dict:
     return dict(held_out)
 
 
-def _recipe(plan: Plan, model_args, data_args, args, status: str, average=None, evaluated=None) -> dict:
+def _recipe(
+    plan: Plan, model_args, data_args, args, status: str, average=None, evaluated=None, calibration=None
+) -> dict:
     """What `recipe.json` records: the flags that rerun it anywhere (recipe_file.py), and the plan for the card.
 
     `status` is "finished" only for a run that trained to its end and evaluated; `evaluated` is the precision of
@@ -134,6 +150,7 @@ def _recipe(plan: Plan, model_args, data_args, args, status: str, average=None, 
             "data_path": plan.data_path(),
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
+            "calibration": calibration,
         },
     }
 
@@ -319,6 +336,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     check_labels(plan.resume_from, data.labels)
     task = task_for(data.problem_type)
     data_args = task.with_data_defaults(data_args)  # framing and augmentation defaults differ by task
+    model_args, size_why = _image_size(model_args, data_args, data, streaming)
     model, processor, _ = build_model(
         model_args, data.labels, config=config, resize=data_args.resize, family=plan.family, frozen=plan.frozen
     )
@@ -342,7 +360,12 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     trainer_args = task.best_model_args(dataclasses.replace(training_args, push_to_hub=False, hub_token=None))
     described = _data_plan(data, task, image_cache_choice)
     plan = plan.with_data(
-        described, geometry, Cadence.of(trainer_args), _parameters(model), _license(model_args, training_args)
+        described,
+        geometry,
+        Cadence.of(trainer_args),
+        _parameters(model),
+        _license(model_args, training_args),
+        size_why=size_why,
     )
     if not training_args.dry_run:
         logger.info("hf_resnet run: %s", plan.summary(brief=True))
@@ -480,11 +503,13 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits, labels = torch.as_tensor(logits), torch.as_tensor(prediction.label_ids)
     fitted = task.fit(model, logits, labels)  # the temperature or thresholds, now in model.config
+    calibration = fitted.pop("calibration", None)  # the fit kept or refused, and why: recipe.json and the card
     report = task.per_class_report(logits.numpy(), labels.numpy(), data.labels)
     # As `hf-resnet evaluate` measures the saved model (its loss is the plain one, without training's smoothing).
     computed = [name for name in task.metrics if f"eval_{name}" in prediction.metrics]
     measured = task.measure(logits, labels, computed, report, model.config)
-    eval_metrics = {**prediction.metrics, **fitted, **{f"eval_{key}": value for key, value in measured.items()}}
+    # The fit's own figures last: its calibrated ECE is the held-out one, measure's is on the images it was fitted on.
+    eval_metrics = {**prediction.metrics, **{f"eval_{key}": value for key, value in measured.items()}, **fitted}
     eval_metrics |= compared
     if training_args.verbose:
         trainer.log_metrics("eval", eval_metrics)
@@ -493,7 +518,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
     if trainer.is_world_process_zero():
         model.config.save_pretrained(output_dir)  # now holding calibration_temperature or thresholds
         (output_dir / "eval_per_class.json").write_text(json.dumps(report, indent=2))
-        recipe = _recipe(plan, model_args, data_args, training_args, "finished", choice, evaluated)
+        recipe = _recipe(plan, model_args, data_args, training_args, "finished", choice, evaluated, calibration)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, default=str))
         if data_args.keep_examples:
             keep_examples(data.validation, data.labels, output_dir)

@@ -25,17 +25,27 @@ def _parser(command: str, usage: str, description: str) -> argparse.ArgumentPars
 def lr_find_parser() -> argparse.ArgumentParser:
     parser = _parser(
         "lr-find",
-        "[--num_steps N] [--start_lr LR] [--end_lr LR] [--plot PNG]",
+        "[--num_steps N] [--start_lr LR] [--end_lr LR] [--suggest RULE] [--plot PNG]",
         "Run the learning-rate range test on a run's own data, transforms, freezing and per-part "
         "learning-rate groups, from a copy of its weights: the rates grow exponentially each step and the loss is "
         "recorded until it diverges. A first sweep moves every part together (the head's rate) and a second the "
         "backbone's with the head held (from a checkpoint). Nothing trained is kept; --output_dir is not written. "
-        "Prints the suggested rates (where the smoothed loss stops falling, the peak of the default cosine schedule; "
-        "fastai's valley for a constant schedule) and the hf-resnet train command that uses them.",
+        "The loss is smoothed as fastai does (forward moving average, beta 0.98) and cut where it diverges; "
+        "--suggest reads the curve with one of fastai's rules. A curve whose drop does not clear the noise of its "
+        "flat start has no clear valley: the run's rates are kept and printed. Prints the rates, the rule and the "
+        "hf-resnet train command that uses them.",
     )
     parser.add_argument("--num_steps", type=int, default=100, help="optimizer steps per sweep (default 100)")
     parser.add_argument("--start_lr", type=float, default=1e-7, help="rate of the first step (default 1e-7)")
     parser.add_argument("--end_lr", type=float, default=10.0, help="rate of the last step (default 10)")
+    parser.add_argument(
+        "--suggest",
+        default="auto",
+        choices=("auto", "valley", "minimum", "steep"),
+        help="fastai's rules: valley, halfway along the longest descent; minimum, a tenth of the lowest point's "
+        "rate; steep, where the loss falls fastest. auto (default): valley for a constant schedule, minimum for "
+        "an annealing one (the rate is its peak)",
+    )
     parser.add_argument(
         "--plot", default="lr_find.png", help="loss-versus-rate plot; the curves go beside it as .json"
     )
@@ -78,8 +88,9 @@ def search_parser() -> argparse.ArgumentParser:
         "search",
         "[--n_trials N] [--timeout S] --output_dir SEARCH_DIR",
         'Search the recipe\'s hyperparameters with Optuna (pip install "hf_resnet[search]"): the head '
-        "rate (log 1e-4..1e-2), the backbone rate (log 1e-6..1e-3), the freeze depth (0-4 parts), the unfreeze epoch "
-        "(off, 1, 2), the augmentation strength (0..1: smaller crops up to 0.5, the single-label default; then "
+        "rate (log, a decade either side of the run's), the backbone rate (a share of the head's, at most 1), the "
+        "freeze depth (0-4 parts), the unfreeze epoch (off, 1, 2: only before the last epoch and with something "
+        "frozen), the augmentation strength (0..1: smaller crops up to 0.5, the single-label default; then "
         "random erasing, and TrivialAugment from 0.75) and label smoothing (0..0.2); from scratch, the head rate, "
         "augmentation and smoothing only. Each trial is a whole run scored on --metric_for_best_model; the first is "
         "the run as given (these flags and the defaults); poor trials are pruned at an evaluation (median rule). "

@@ -14,17 +14,29 @@ the head's rate. From a checkpoint a second holds the head at that rate and move
 second sweep when the backbone is entirely frozen, nor from scratch unless `--backbone_learning_rate`
 is given: every part is then as untrained as the head and the run trains them all at the head's rate.
 
-Reading a curve. The loss is smoothed as fastai does (a debiased exponential moving average) for
-the divergence stop, which must be causal; the suggestion and the plot use the same average run
-forwards and then backwards, which has no lag. fastai's beta of 0.98 remembers about 50 steps, half
-of a 100-step sweep and four decades of rate: its curve bottoms out well after the loss did, and
-the sweep runs on long after it diverged. The rule depends on the schedule the rate is for:
+Reading a curve, as fastai does. The loss is smoothed by a debiased exponential moving average
+(beta 0.98), forward only: each point depends on the steps before it, never after, so the
+explosion at the end cannot leak back into the flat start. The curve is cut at the divergence
+point (the first step whose smoothed loss exceeds 4 times its lowest so far, or is not finite), its
+first tenth is left out (the loss has not moved yet), and a rule reads what is left:
 
-- an annealing schedule (the default cosine, linear, ...): the flag sets the peak, reached once and
-  left at once, so the suggestion is the rate where the loss stops falling (the minimum of the
-  curve: Smith's upper bound for cyclical and one-cycle schedules);
-- a constant one (`constant`, `constant_with_warmup`): every step runs at the flag's rate, so the
-  suggestion is fastai's "valley", about halfway along the longest descent, safely below the minimum.
+- `valley` (fastai's default): about halfway along the longest descent of the curve;
+- `minimum`: a tenth of the rate at the curve's lowest point (the lowest point is already near
+  divergence; a tenth of it is fastai's advice for one-cycle);
+- `steep`: the rate where the curve falls fastest against the log of the rate.
+
+`--suggest auto` (the default) picks by what the rate is for. A schedule that holds the rate
+(`constant`, `constant_with_warmup`) runs every step at it: `valley`. An annealing one (the default
+cosine, linear, ...) reaches it once, as its peak: `minimum`. The forward average lags, so on a
+long gentle drift the longest descent starts near the sweep's start and the valley lands far below
+a good peak (docs/benchmarks.md measures both).
+
+A suggestion needs a descent to read. The noise of the loss is measured on the flat start (the
+first tenth of the steps, at least 5: the spread of successive logged losses, so a trend there does
+not count as noise); unless the curve's lowest point sits more than `NOISE_MULTIPLE` times that
+noise below the flat start's mean, there is no clear valley and the sweep suggests nothing: the
+run's own rate is kept and printed as such. The head's rate is never suggested below the backbone's:
+a backbone sweep that finds a higher rate than the head's is capped at the head's and says so.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import json
 import logging
 import math
 import shlex
+import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +55,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..config.arguments import ResNetTrainingArguments
-from ..config.plan import scaled_learning_rates
+from ..config.plan import PRETRAINED_BACKBONE_LR, scaled_learning_rates
 from ..data.arguments import DataArguments
 from ..families import HEAD
 from ..model.arguments import ModelArguments
@@ -50,36 +63,54 @@ from ..runtime.console import one_line_run
 
 logger = logging.getLogger(__name__)
 
-#: Smoothing of the recorded loss (a debiased exponential moving average): a memory of about 10 steps,
-#: under a decade of rate at the default 100 steps over 1e-7..10.
-SMOOTHING = 0.9
-#: The sweep stops once the smoothed loss exceeds this many times its minimum (fastai's threshold).
+#: fastai's smoothing of the recorded loss (a debiased exponential moving average): a memory of about 50 steps.
+SMOOTHING = 0.98
+#: The curve is cut, and the sweep stops, once the smoothed loss exceeds this many times its minimum (fastai's).
 DIVERGENCE = 4.0
-#: Schedules that hold the rate: their suggestion is the valley; every other schedule anneals from the rate given.
+#: A valley is clear when the curve's lowest point is this many noise deviations below the flat start: a
+#: batch's loss lands that far below its mean by chance about once in forty steps.
+NOISE_MULTIPLE = 2.0
+#: The flat start, where the noise is measured: the first tenth of the steps (fastai skips it), at least this many.
+FLAT_START = 5
+#: Schedules that hold the rate: `--suggest auto` reads them with `valley`; every other anneals from its rate.
 CONSTANT_SCHEDULES = ("constant", "constant_with_warmup", "reduce_lr_on_plateau")
 #: The top backbone stage: the decay of `--backbone_lr_decay` is counted down from it.
 TOP_STAGE = "stage4"
 #: Flags that set the rates the test suggests; the printed command replaces them.
 RATE_FLAGS = ("learning_rate", "head_learning_rate", "backbone_learning_rate")
+NO_VALLEY = "no clear valley: keep the defaults"
 
 
 @dataclass
 class Sweep:
-    """One range test: the rate of the swept part at each step, the loss (smoothed, and as logged), the suggestion."""
+    """One range test: the rates, the loss (smoothed, and as logged), where it diverged, and what it suggests.
+
+    `suggestion` is None when the curve has no clear valley (`drop` is not above `NOISE_MULTIPLE`
+    times `noise`); `suggestions` holds every rule's reading all the same, for the plot and the record.
+    """
 
     rates: list[float]
     losses: list[float]
-    suggestion: float
+    suggestion: float | None
     rule: str
     raw: list[float]
+    cut: int = 0
+    noise: float = 0.0
+    drop: float = 0.0
+    suggestions: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def clear(self) -> bool:
+        return self.suggestion is not None
 
 
 @dataclass
 class LrFindResult:
-    """The suggested head and backbone rates, the sweeps, and where the plot is.
+    """The head and backbone rates to train with (suggested, or the run's own where a sweep had no clear valley).
 
     `backbone_learning_rate` is None when the backbone is frozen, or from scratch, where it trains
-    at the head's rate (`backbone` is then None too: it was not swept).
+    at the head's rate (`backbone` is then None too: it was not swept). `notes` says, in words, where
+    a rate is not a suggestion (no clear valley, capped at the head's).
     """
 
     head_learning_rate: float
@@ -88,13 +119,18 @@ class LrFindResult:
     backbone: Sweep | None
     plot: Path | None
     backbone_frozen: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
+    #: For each swept part: "suggested", "kept" (no clear valley: the run's rate) or "capped" (at the head's).
+    sources: dict = dataclasses.field(default_factory=dict)
 
 
 def smoothed(losses: list[float], beta: float = SMOOTHING) -> list[float]:
-    """The debiased exponential moving average fastai smooths with: causal, so it lags the loss.
+    """fastai's debiased exponential moving average, forward only: a point never sees the steps after it.
 
     >>> [round(x, 3) for x in smoothed([1.0, 1.0, 1.0])]
     [1.0, 1.0, 1.0]
+    >>> [round(x, 2) for x in smoothed([1.0, 1.0, 1.0, 9.0], beta=0.5)]
+    [1.0, 1.0, 1.0, 5.27]
     """
     average, out = 0.0, []
     for step, loss in enumerate(losses, start=1):
@@ -103,25 +139,28 @@ def smoothed(losses: list[float], beta: float = SMOOTHING) -> list[float]:
     return out
 
 
-def without_lag(losses: list[float], beta: float = SMOOTHING) -> list[float]:
-    """`smoothed` forwards, then backwards over the result: as smooth, with the minimum where the loss's is.
+def divergence_point(curve: list[float]) -> int:
+    """The index of the first point above `DIVERGENCE` times the lowest before it (or not finite); else the length.
 
-    >>> curve = without_lag([3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5)
-    >>> curve.index(min(curve)), smoothed([3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5).index(min(smoothed(
-    ...     [3, 3, 3, 2, 1, 0.5, 1, 2, 3, 3], beta=0.5)))
-    (5, 6)
+    >>> divergence_point([2.0, 1.0, 1.5, 3.9, 4.1, 9.0])
+    4
     """
-    return smoothed(smoothed(losses, beta)[::-1], beta)[::-1]
+    lowest = math.inf
+    for index, value in enumerate(curve):
+        if not math.isfinite(value) or value > DIVERGENCE * lowest:
+            return index
+        lowest = min(lowest, value)
+    return len(curve)
 
 
 def valley(rates: list[float], losses: list[float]) -> float:
-    """fastai's valley: the rate about halfway along the longest stretch of decreasing loss.
+    """fastai's `valley`: the rate about halfway along the longest descent (longest decreasing run of points).
 
-    Steeper than the minimum (which is already near divergence) and steadier than the steepest
-    point alone, which a single noisy step can move.
+    Lower than the minimum, which is already near divergence, and steadier than the steepest
+    point, which one noisy step can move.
 
     >>> valley([1, 2, 3, 4, 5, 6, 7, 8], [5, 4.5, 4, 3, 2, 1, 3, 9])
-    2
+    3
     """
     lengths = [1] * len(losses)
     start, end = 0, 0
@@ -129,40 +168,78 @@ def valley(rates: list[float], losses: list[float]) -> float:
         for j in range(i):
             if losses[i] < losses[j] and lengths[i] < lengths[j] + 1:
                 lengths[i] = lengths[j] + 1
-        if lengths[end] < lengths[i]:
-            end, start = i, i - lengths[i] + 1
+            if lengths[end] < lengths[i]:
+                end, start = i, i - lengths[i]
     third = (end - start) / 3
     return rates[min(len(rates) - 1, start + int(third) + int(third / 2))]
 
 
 def minimum(rates: list[float], losses: list[float]) -> float:
-    """The rate where the loss stops falling: its lowest point.
+    """fastai's `minimum`: a tenth of the rate at the lowest point.
 
     >>> minimum([1, 2, 3, 4], [3.0, 1.0, 0.5, 2.0])
-    3
+    0.3
     """
-    return rates[min(range(len(losses)), key=losses.__getitem__)]
+    return rates[min(range(len(losses)), key=losses.__getitem__)] / 10
 
 
-RULES = {"valley": valley, "minimum": minimum}
+def steep(rates: list[float], losses: list[float]) -> float:
+    """fastai's `steep`: the rate where the loss falls fastest against the log of the rate.
+
+    >>> steep([1, 10, 100, 1000], [3.0, 2.9, 1.0, 0.9])
+    10
+    """
+    slopes = [
+        (losses[i + 1] - losses[i]) / (math.log(rates[i + 1]) - math.log(rates[i])) for i in range(len(rates) - 1)
+    ]
+    return rates[min(range(len(slopes)), key=slopes.__getitem__)]
+
+
+RULES = {"valley": valley, "minimum": minimum, "steep": steep}
 RULE_TEXT = {
-    "minimum": "where the smoothed loss stops falling (the rate is the peak of an annealing schedule)",
-    "valley": "fastai's valley, halfway along the longest descent (the schedule holds the rate)",
+    "valley": "fastai's valley, halfway along the longest descent of the smoothed loss",
+    "minimum": "fastai's minimum, a tenth of the rate where the smoothed loss is lowest",
+    "steep": "fastai's steep, where the smoothed loss falls fastest",
 }
 
 
 def rule_for(lr_scheduler_type) -> str:
-    """`minimum` for a rate that is the peak of an annealing schedule, `valley` for one that is held."""
+    """`--suggest auto`'s rule: `valley` for a rate the schedule holds, `minimum` for a peak it anneals from.
+
+    >>> rule_for("cosine"), rule_for("constant")
+    ('minimum', 'valley')
+    """
     name = getattr(lr_scheduler_type, "value", lr_scheduler_type)
     return "valley" if name in CONSTANT_SCHEDULES else "minimum"
 
 
-def suggest(rates: list[float], losses: list[float], rule: str) -> float:
-    """The `rule` of a sweep, leaving out its first tenth and last few steps as fastai does."""
-    low, high = len(rates) // 10, len(rates) - min(5, len(rates) // 10)
-    if high - low < 3:
-        low, high = 0, len(rates)
-    return RULES[rule](rates[low:high], losses[low:high])
+def flat_start(count: int) -> int:
+    """Steps of the flat start: the first tenth, at least `FLAT_START` (never more than half the sweep)."""
+    return max(1, min(count // 2, max(FLAT_START, count // 10)))
+
+
+def read_curve(rates: list[float], raw: list[float], rule: str) -> Sweep:
+    """Smooth the logged losses, cut them at divergence, measure the noise on the flat start, apply `rule`.
+
+    >>> rates = [10 ** (e / 4) for e in range(-28, 4)]
+    >>> flat_then_explode = [0.7 + 0.05 * (-1) ** i for i in range(26)] + [1, 2, 4, 8, 16, 32]
+    >>> read_curve(rates, flat_then_explode, "valley").suggestion is None
+    True
+    """
+    curve = smoothed(raw)
+    cut = divergence_point(curve)
+    start = flat_start(cut)
+    steps = [raw[i + 1] - raw[i] for i in range(start - 1)]
+    # Successive differences: a slope in the flat start does not count as noise; /sqrt(2) for one loss's spread.
+    noise = statistics.pstdev(steps) / math.sqrt(2) if len(steps) > 1 else math.inf
+    level = statistics.fmean(raw[:start])
+    low = max(start, cut // 10)
+    readable = cut - low >= 3
+    drop = level - min(curve[low:cut]) if readable else 0.0
+    suggestions = {name: RULES[name](rates[low:cut], curve[low:cut]) for name in RULES} if readable else {}
+    # A noiseless curve still needs a drop worth the name: a thousandth of the loss.
+    clear = readable and drop > max(NOISE_MULTIPLE * noise, 1e-3 * abs(level))
+    return Sweep(rates, curve, suggestions[rule] if clear else None, rule, raw, cut, noise, drop, suggestions)
 
 
 class RangeTest(TrainerCallback):
@@ -175,7 +252,7 @@ class RangeTest(TrainerCallback):
     """
 
     def __init__(
-        self, start_lr: float, end_lr: float, num_steps: int, head_rate: float | None = None, rule: str = "minimum"
+        self, start_lr: float, end_lr: float, num_steps: int, head_rate: float | None = None, rule: str = "valley"
     ):
         self.start_lr, self.end_lr, self.num_steps, self.head_rate = start_lr, end_lr, num_steps, head_rate
         self.rule = rule
@@ -210,8 +287,7 @@ class RangeTest(TrainerCallback):
             return
         self.rates.append(self.rate(state.global_step - 1))
         self.raw.append(logs["loss"])
-        curve = smoothed(self.raw)
-        if not math.isfinite(curve[-1]) or curve[-1] > DIVERGENCE * min(curve) or len(curve) >= self.num_steps:
+        if divergence_point(smoothed(self.raw)) < len(self.raw) or len(self.raw) >= self.num_steps:
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
@@ -221,11 +297,7 @@ class RangeTest(TrainerCallback):
     def sweep(self) -> Sweep:
         if len(self.rates) < 2:
             raise ValueError("--num_steps: the range test needs at least 2 steps")
-        # A step that overflowed has no place on the curve; the sweep stopped right after it.
-        count = next((i for i, loss in enumerate(self.raw) if not math.isfinite(loss)), len(self.raw))
-        rates, raw = self.rates[: max(count, 2)], self.raw[: max(count, 2)]
-        losses = without_lag(raw)
-        return Sweep(rates, losses, suggest(rates, losses, self.rule), self.rule, raw)
+        return read_curve(self.rates, self.raw, self.rule)
 
 
 def _sweep(model_args, data_args, training_args, test: RangeTest, dataset=None, config=None) -> RangeTest:
@@ -271,7 +343,17 @@ def _sweep_run(model_args, data_args, training_args, num_steps: int, callbacks, 
 
 
 def _sweep_line(name: str, sweep: Sweep) -> str:
-    return f"Sweep of the {name}: {len(sweep.rates)} steps, {sweep.rule} at {sweep.suggestion:.2g}"
+    found = f"{sweep.rule} at {sweep.suggestion:.2g}" if sweep.clear else "no clear valley"
+    return f"Sweep of the {name}: {len(sweep.rates)} steps, {found}"
+
+
+def run_rates(model_args: ModelArguments, training_args: ResNetTrainingArguments) -> tuple[float, float | None]:
+    """The run's head and backbone rates as flags (given or default): what a sweep without a valley keeps."""
+    head = training_args.head_learning_rate or training_args.learning_rate
+    backbone = training_args.backbone_learning_rate
+    if backbone is None and model_args.model_name_or_path:
+        backbone = PRETRAINED_BACKBONE_LR
+    return head, backbone
 
 
 def find_rates(
@@ -284,34 +366,39 @@ def find_rates(
     plot: str | Path | None = "lr_find.png",
     dataset=None,
     config=None,
+    suggest: str = "auto",
 ) -> LrFindResult:
-    """Run the range tests and return the suggested rates (as the flags take them), writing the plot on rank 0.
+    """Run the range tests and return the rates to train with (as the flags take them), writing the plot on rank 0.
 
     A dry run sweeps nothing: `plan_sweep` plans and times the first sweep's run instead.
     """
     if training_args.dry_run:
         raise ValueError("--dry_run sweeps nothing: plan_sweep() returns the first sweep's plan and timed steps")
-    rule = rule_for(training_args.lr_scheduler_type)
-    first = RangeTest(start_lr, end_lr, num_steps, rule=rule)
+    suggest = rule_for(training_args.lr_scheduler_type) if suggest == "auto" else suggest
+    if suggest not in RULES:
+        raise ValueError(f"--suggest {suggest}: choose auto or one of {', '.join(RULES)}")
+    # The run multiplies the flags' rates by --lr_scaling's factor; the sweeps set them after it.
+    factor = scaled_learning_rates(1.0, 1.0, training_args)[0]
+    run_head, run_backbone = run_rates(model_args, training_args)
+    first = RangeTest(start_lr, end_lr, num_steps, rule=suggest)
     head_test = _sweep(model_args, data_args, training_args, first, dataset, config)
     head = head_test.sweep()
     logger.info(_sweep_line("head (every part in the run's ratio)", head))
-    backbone = None
+    head_rate, head_source, notes = chosen_rate(head, run_head, factor, "head", "--learning_rate")
+    sources = {"head": head_source}
+    backbone, backbone_rate = None, None
     # From scratch the backbone is as untrained as the head, and trains at its rate unless told otherwise.
     own_backbone_rate = bool(model_args.model_name_or_path) or training_args.backbone_learning_rate is not None
     if head_test.backbone_trains and own_backbone_rate:
-        test = RangeTest(start_lr, end_lr, num_steps, head_rate=head.suggestion, rule=rule)
+        test = RangeTest(start_lr, end_lr, num_steps, head_rate=head_rate * factor, rule=suggest)
         backbone = _sweep(model_args, data_args, training_args, test, dataset, config).sweep()
         logger.info(_sweep_line("backbone (head held)", backbone))
-    # The run multiplies the flags' rates by --lr_scaling's factor; the sweeps set them after it.
-    factor = scaled_learning_rates(1.0, 1.0, training_args)[0]
+        backbone_rate, sources["backbone"], said = chosen_rate(
+            backbone, run_backbone, factor, "backbone", "--backbone_learning_rate", head_rate
+        )
+        notes += said
     result = LrFindResult(
-        head.suggestion / factor,
-        backbone.suggestion / factor if backbone else None,
-        head,
-        backbone,
-        None,
-        backbone_frozen=not head_test.backbone_trains,
+        head_rate, backbone_rate, head, backbone, None, not head_test.backbone_trains, notes, sources
     )
     if training_args.should_save and plot is not None:
         result.plot = draw(result, Path(plot))
@@ -319,8 +406,38 @@ def find_rates(
     return result
 
 
+def chosen_rate(
+    sweep: Sweep, kept: float, factor: float, part: str, flag: str, ceiling: float = math.inf
+) -> tuple[float, str, list[str]]:
+    """The rate to train `part` at, as its flag takes it, where it comes from, and what to say if not suggested.
+
+    The sweep's suggestion (divided by --lr_scaling's `factor`, which the sweep ran under), or the
+    run's own `kept` rate when the curve has no clear valley; never above `ceiling` (the head's rate,
+    for the backbone: a backbone trained faster than the head it feeds is never what a sweep means).
+
+    >>> flat = read_curve([10.0**e for e in range(-7, 3)], [1.0] * 10, "valley")
+    >>> chosen_rate(flat, 1e-5, 1.0, "backbone", "--backbone_learning_rate", 1e-3)[2][0][:48]
+    'backbone: no clear valley: keep the defaults (--'
+    """
+    notes, source = [], "suggested" if sweep.clear else "kept"
+    rate = sweep.suggestion / factor if sweep.clear else kept
+    if not sweep.clear:
+        notes.append(f"{part}: {NO_VALLEY} ({flag} {kept:g}){_why(sweep)}")
+    if rate > ceiling:
+        notes.append(f"{part}: {rate:.2g} capped at the head's rate ({ceiling:.2g}): the head never trains slower")
+        rate, source = ceiling, "capped"
+    return rate, source, notes
+
+
+def _why(sweep: Sweep) -> str:
+    """Why a sweep has no valley, in numbers: the drop it found against the noise of the flat start."""
+    if not sweep.suggestions:
+        return f"; only {sweep.cut} steps before the loss diverged"
+    return f"; the loss fell {sweep.drop:.3g} below the flat start, noise {sweep.noise:.3g}"
+
+
 def draw(result: LrFindResult, path: Path) -> Path:
-    """Loss against rate (log scale) for each sweep, with the suggested rate marked."""
+    """Loss against rate (log scale) for each sweep, up to where it diverged, with the suggestion marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,15 +445,24 @@ def draw(result: LrFindResult, path: Path) -> Path:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sweeps = [("head (all parts in the run's ratio)", result.head), ("backbone (head held)", result.backbone)]
-    for (name, sweep), colour in zip(sweeps, ("tab:blue", "tab:orange")):
+    for (name, sweep), part, colour in zip(sweeps, ("head", "backbone"), ("tab:blue", "tab:orange")):
         if sweep is None:
             continue
         axes.plot(sweep.rates, sweep.raw, color=colour, alpha=0.25, linewidth=1)
-        label = f"{name}: {sweep.rule} {sweep.suggestion:.2g}"
-        axes.plot(sweep.rates, sweep.losses, color=colour, label=label)
-        axes.axvline(sweep.suggestion, color=colour, linestyle="--", linewidth=1)
+        axes.plot(sweep.rates[: sweep.cut], sweep.losses[: sweep.cut], color=colour)
+        if sweep.clear:
+            at = min(range(sweep.cut), key=lambda i: abs(math.log(sweep.rates[i] / sweep.suggestion)))
+            label = f"{name}: {sweep.rule} {sweep.suggestion:.2g}"
+            if result.sources.get(part) == "capped":
+                label += f", capped at the head's {result.head_learning_rate:.2g}"
+            axes.axvline(sweep.suggestion, color=colour, linestyle="--", linewidth=1)
+            axes.plot([sweep.suggestion], [sweep.losses[at]], "o", color=colour, label=label)
+        else:
+            axes.plot([], [], color=colour, label=f"{name}: {NO_VALLEY}")
+        if sweep.cut < len(sweep.rates):
+            axes.axvline(sweep.rates[sweep.cut], color=colour, linestyle=":", linewidth=1)
     axes.set_xscale("log")
-    axes.set_xlabel("learning rate")
+    axes.set_xlabel("learning rate (dotted: where the loss diverged)")
     axes.set_ylabel("training loss (faint: as logged)")
     # Up to twice the starting loss: the diverged tail would otherwise flatten the part that matters.
     start = max(sweep.losses[0] for sweep in (result.head, result.backbone) if sweep is not None)
@@ -368,6 +494,22 @@ def train_command(argv: list[str], result: LrFindResult) -> str:
     return shlex.join(["hf-resnet", "train", *kept, *rates])
 
 
+def report(result: LrFindResult, argv: list[str]) -> str:
+    """What the user reads: each rate and whether it was suggested or kept, the rule, the plot, the command."""
+    backbone = result.backbone_learning_rate
+    if backbone is not None:
+        backbone_text = f"backbone {backbone:.2g} ({result.sources['backbone']})"
+    elif result.backbone_frozen:
+        backbone_text = "backbone frozen (not swept)"
+    else:
+        backbone_text = "backbone at the head's rate (from scratch)"
+    head_text = f"head {result.head_learning_rate:.2g} ({result.sources['head']})"
+    lines = [f"Rates: {head_text}, {backbone_text}", *(f"  {note}" for note in result.notes)]
+    lines += [f"Rule: {result.head.rule}, {RULE_TEXT[result.head.rule]}", f"Plot: {result.plot}"]
+    lines.append(f"Train with them:\n  {train_command(argv, result)}")
+    return "\n".join(lines)
+
+
 def lr_find(
     dataset=None,
     config=None,
@@ -375,17 +517,21 @@ def lr_find(
     end_lr: float = 10.0,
     num_steps: int = 100,
     plot: str | Path | None = "lr_find.png",
+    suggest: str = "auto",
     **kwargs,
 ) -> LrFindResult:
     """The range test for a run given as `finetune`'s keyword arguments; nothing trained is kept.
 
     `hf_resnet.lr_find(model_name_or_path="microsoft/resnet-50", train_dir="photos")` returns the head and
-    backbone rates (`head_learning_rate`, `backbone_learning_rate`) and both sweeps.
+    backbone rates (`head_learning_rate`, `backbone_learning_rate`) and both sweeps; `suggest` names the
+    rule (`auto`, `valley`, `minimum` or `steep`, see the module docstring).
     """
     from ..training.recipe import arguments_from
 
     model_args, data_args, training_args = arguments_from(kwargs, dataset, config)
-    return find_rates(model_args, data_args, training_args, start_lr, end_lr, num_steps, plot, dataset, config)
+    return find_rates(
+        model_args, data_args, training_args, start_lr, end_lr, num_steps, plot, dataset, config, suggest
+    )
 
 
 def main(argv: list[str], own) -> int:
@@ -400,7 +546,14 @@ def main(argv: list[str], own) -> int:
             planned = plan_sweep(model_args, data_args, training_args, own.num_steps)
         else:
             result = find_rates(
-                model_args, data_args, training_args, own.start_lr, own.end_lr, own.num_steps, own.plot
+                model_args,
+                data_args,
+                training_args,
+                own.start_lr,
+                own.end_lr,
+                own.num_steps,
+                own.plot,
+                suggest=own.suggest,
             )
     except (ValueError, OSError, *USER_ERRORS) as error:
         return usage_error(error, "hf-resnet lr-find")
@@ -414,19 +567,7 @@ def main(argv: list[str], own) -> int:
             )
         return _leave()
     if training_args.should_save:
-        backbone = result.backbone_learning_rate
-        if backbone is not None:
-            backbone_text = f"backbone {backbone:.2g}"
-        elif result.backbone_frozen:
-            backbone_text = "backbone frozen (not swept)"
-        else:
-            backbone_text = "backbone at the head's rate (from scratch)"
-        print(
-            f"\nSuggested rates: head {result.head_learning_rate:.2g}, "
-            + backbone_text
-            + f"\nRule: {RULE_TEXT[result.head.rule]}"
-            + f"\nPlot: {result.plot}\nTrain with them:\n  {train_command(argv, result)}"
-        )
+        print("\n" + report(result, argv))
     return _leave()
 
 

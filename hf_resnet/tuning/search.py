@@ -8,12 +8,18 @@ Trainer exists. So each trial is a whole run (`run()`, the body of `hf-resnet tr
 trial's flags, and the Trainer-side part of the search is a callback that reports each evaluation
 to the trial and stops the run when Optuna prunes it.
 
-The default space (`default_space`), for a run from a checkpoint:
+The default space (`default_space`) is conditioned on the run (`space_for`), so that no trial is spent
+on a setting the run cannot apply. For a run from a checkpoint:
 
-- `learning_rate` (the head's): log-uniform in [1e-4, 1e-2]
-- `backbone_learning_rate`: log-uniform in [1e-6, 1e-3]
+- `learning_rate` (the head's): log-uniform within a decade either side of the run's own (1e-4..1e-2
+  around the default 1e-3): the range lr-find's suggestions are checked against
+- `backbone_ratio`: the backbone's rate as a share of the head's, log-uniform from a tenth of the
+  run's share to ten times it, never above 1 (the head never trains slower than the backbone, as
+  lr-find suggests); best.yaml holds the `backbone_learning_rate` it gives
 - `freeze_depth`: 0-4 parts frozen from the input (`none`, `embedder`, ... `embedder,stage1,stage2,stage3`)
-- `unfreeze_at_epoch`: off, 1 or 2
+- `unfreeze_at_epoch`: off, 1 or 2, only those before the last epoch (epochs count from 0, so a
+  2-epoch run can unfreeze at 1 only and a 1-epoch run not at all), and only when something is frozen;
+  not searched when the run's length is set in steps (`--max_steps`)
 - `augmentation`: strength s in [0, 1]: up to 0.5 crops get smaller (`--crop_scale_min` 1 - 1.84 s,
   so s = 0.5 is the single-label default, torchvision's 0.08), beyond it `--random_erasing` grows to
   0.25 and `--auto_augment trivial` joins from s = 0.75
@@ -62,9 +68,8 @@ STUDY_FILE = "study.db"
 BEST_CONFIG = "best.yaml"
 TRIALS_TABLE = "trials.csv"
 TRIALS_PLOT = "trials.png"
-#: Ranges of the default space (see the module docstring).
-HEAD_RATES = (1e-4, 1e-2)
-BACKBONE_RATES = (1e-6, 1e-3)
+#: Ranges of the default space (see the module docstring): rates a decade either side of the run's.
+RATE_SPAN = 10.0
 UNFREEZE_EPOCHS = (1, 2)
 LABEL_SMOOTHING = (0.0, 0.2)
 #: The user attribute that marks the trial of the run as given.
@@ -130,12 +135,46 @@ def augmentation_strength(crop_scale_min: float, random_erasing: float) -> float
     return min(1.0, 0.5 + 2 * random_erasing)
 
 
-def starting_point(model_args, data_args, training_args) -> dict:
-    """The run as given, as a point of the default space (the parameters `default_space` samples).
+@dataclass(frozen=True)
+class Space:
+    """What the search may vary for this run (see the module docstring): every value in it can take effect."""
 
-    Where the run lies off the space (a rate outside its range, a freeze that is not a prefix of
-    the parts, auto-augment without erasing), this is the nearest point; the trial itself runs
-    the given recipe unchanged, so only the sampler's picture of it is approximate.
+    pretrained: bool
+    head_rates: tuple[float, float]
+    backbone_ratios: tuple[float, float] | None = None
+    #: Epochs (from 0) at which gradual unfreezing may start: before the last one; empty when none can.
+    unfreeze_epochs: tuple[int, ...] = ()
+
+
+def space_for(model_args, training_args) -> Space:
+    """The default space conditioned on the run: its rates, its number of epochs, from a checkpoint or not.
+
+    >>> from types import SimpleNamespace as Args
+    >>> run = Args(head_learning_rate=None, learning_rate=1e-3, backbone_learning_rate=None, max_steps=-1)
+    >>> space_for(Args(model_name_or_path="ckpt"), Args(**vars(run), num_train_epochs=2))
+    Space(pretrained=True, head_rates=(0.0001, 0.01), backbone_ratios=(0.001, 0.1), unfreeze_epochs=(1,))
+    >>> space_for(Args(model_name_or_path=None), Args(**vars(run), num_train_epochs=10)).unfreeze_epochs
+    ()
+    """
+    from ..config.plan import PRETRAINED_BACKBONE_LR
+
+    head = training_args.head_learning_rate or training_args.learning_rate
+    head_rates = (head / RATE_SPAN, head * RATE_SPAN)
+    if not model_args.model_name_or_path:
+        return Space(False, head_rates)
+    ratio = min(1.0, (training_args.backbone_learning_rate or PRETRAINED_BACKBONE_LR) / head)
+    ratios = (ratio / RATE_SPAN, min(1.0, ratio * RATE_SPAN))
+    # Epochs run from 0 to ceil(epochs) - 1; unfreezing at the last or later would thaw nothing that trains.
+    epochs = math.ceil(training_args.num_train_epochs) if training_args.max_steps <= 0 else 0
+    return Space(True, head_rates, ratios, tuple(epoch for epoch in UNFREEZE_EPOCHS if epoch < epochs))
+
+
+def starting_point(model_args, data_args, training_args, space: Space) -> dict:
+    """The run as given, as a point of `space` (the parameters `default_space` samples).
+
+    Where the run lies off the space (a freeze that is not a prefix of the parts, an unfreeze epoch
+    the space leaves out, auto-augment without erasing), this is the nearest point; the trial itself
+    runs the given recipe unchanged, so only the sampler's picture of it is approximate.
     """
     from ..config.plan import PRETRAINED_BACKBONE_LR
 
@@ -143,30 +182,34 @@ def starting_point(model_args, data_args, training_args) -> dict:
     crop = data_args.crop_scale_min
     crop = SINGLE_LABEL_DEFAULTS["crop_scale_min"] if crop is None else crop
     point = {
-        "learning_rate": min(max(head, HEAD_RATES[0]), HEAD_RATES[1]),
+        "learning_rate": head,
         "augmentation": augmentation_strength(crop, data_args.random_erasing),
         "label_smoothing_factor": min(training_args.label_smoothing_factor, LABEL_SMOOTHING[1]),
     }
-    if model_args.model_name_or_path:
-        backbone = training_args.backbone_learning_rate or PRETRAINED_BACKBONE_LR
+    if space.pretrained:
+        ratio = (training_args.backbone_learning_rate or PRETRAINED_BACKBONE_LR) / head
         frozen = model_args.frozen_parts()
-        unfreeze = training_args.unfreeze_at_epoch
-        point |= {
-            "backbone_learning_rate": min(max(backbone, BACKBONE_RATES[0]), BACKBONE_RATES[1]),
-            "freeze_depth": min(sum(part in frozen for part in BACKBONE_PARTS), len(BACKBONE_PARTS) - 1),
-            "unfreeze_at_epoch": None if unfreeze is None else min(max(unfreeze, 1), UNFREEZE_EPOCHS[-1]),
-        }
+        depth = min(sum(part in frozen for part in BACKBONE_PARTS), len(BACKBONE_PARTS) - 1)
+        point |= {"backbone_ratio": min(max(ratio, space.backbone_ratios[0]), 1.0), "freeze_depth": depth}
+        if depth and space.unfreeze_epochs:
+            unfreeze = training_args.unfreeze_at_epoch
+            point["unfreeze_at_epoch"] = unfreeze if unfreeze in space.unfreeze_epochs else None
     return point
 
 
-def default_space(trial, pretrained: bool) -> dict:
-    """Sample one recipe from the default space (see the module docstring) as `{flag: value}`."""
-    flags = {"learning_rate": trial.suggest_float("learning_rate", *HEAD_RATES, log=True)}
-    if pretrained:
-        flags["backbone_learning_rate"] = trial.suggest_float("backbone_learning_rate", *BACKBONE_RATES, log=True)
+def default_space(trial, space: Space) -> dict:
+    """Sample one recipe from `space` (see the module docstring) as `{flag: value}`, each value one that applies."""
+    head = trial.suggest_float("learning_rate", *space.head_rates, log=True)
+    flags = {"learning_rate": head}
+    if space.pretrained:
+        flags["backbone_learning_rate"] = head * trial.suggest_float(
+            "backbone_ratio", *space.backbone_ratios, log=True
+        )
         depth = trial.suggest_int("freeze_depth", 0, len(BACKBONE_PARTS) - 1)
         flags["freeze"] = ",".join(BACKBONE_PARTS[:depth]) or "none"
-        flags["unfreeze_at_epoch"] = trial.suggest_categorical("unfreeze_at_epoch", [None, *UNFREEZE_EPOCHS])
+        # Nothing frozen, or no epoch left to thaw in: unfreezing could not take effect, so it is not sampled.
+        if depth and space.unfreeze_epochs:
+            flags["unfreeze_at_epoch"] = trial.suggest_categorical("unfreeze_at_epoch", [None, *space.unfreeze_epochs])
     flags |= augmentation_flags(trial.suggest_float("augmentation", 0.0, 1.0))
     flags["label_smoothing_factor"] = trial.suggest_float("label_smoothing_factor", *LABEL_SMOOTHING)
     return flags
@@ -201,6 +244,20 @@ class SearchResult:
     table: Path
     plot: Path
     trials: int
+
+
+def typed(flags: dict, *parsed) -> dict:
+    """`flags` with each value as the run parsed it where that is a number or a boolean (the command line gives text).
+
+    >>> from types import SimpleNamespace as Args
+    >>> typed({"num_train_epochs": "1", "freeze": "none"}, Args(num_train_epochs=1.0, freeze="none"))
+    {'num_train_epochs': 1.0, 'freeze': 'none'}
+    """
+    out = {}
+    for key, value in flags.items():
+        read = next((getattr(args, key) for args in parsed if hasattr(args, key)), value)
+        out[key] = read if type(read) in (bool, int, float) else value
+    return out
 
 
 def _flags_of(argv: list[str]) -> dict:
@@ -250,7 +307,7 @@ def run_search(
     metric = (training_args.metric_for_best_model or "loss").removeprefix("eval_")
     greater = training_args.greater_is_better
     greater = not metric.endswith("loss") if greater is None else greater
-    pretrained = bool(model_args.model_name_or_path)
+    space = space_for(model_args, training_args)
     if training_args.dry_run:
         return _plan_first_trial(given, folder, dataset)
     folder.mkdir(parents=True, exist_ok=True)
@@ -261,7 +318,7 @@ def run_search(
     def objective(trial, trial_dir: Path) -> float:
         from ..training.run import run
 
-        sampled = default_space(trial, pretrained)
+        sampled = default_space(trial, space)
         if trial.user_attrs.get(STARTING_RECIPE):
             sampled = {key: value for key, value in given.items() if key in SEARCHED}
         with one_line_run(verbose) as log_level:  # the trial's line is the study's (`trial_line`)
@@ -280,7 +337,7 @@ def run_search(
     with stop_at_once(), _study_errors(folder / STUDY_FILE):  # Ctrl-C between trials stops in one line too
         study = open_study(folder, greater, pruner)
         if not any(trial.user_attrs.get(STARTING_RECIPE) for trial in _live_trials(study)):
-            study.enqueue_trial(starting_point(model_args, data_args, training_args), {STARTING_RECIPE: True})
+            study.enqueue_trial(starting_point(model_args, data_args, training_args, space), {STARTING_RECIPE: True})
         # A resumed study draws on from where it was: with the first seed again it would repeat the first trials.
         study.sampler = optuna.samplers.TPESampler(seed=training_args.seed + len(study.trials))
         run_trials(study, objective, folder, n_trials, timeout, trial_line(metric, n_trials))
@@ -289,7 +346,7 @@ def run_search(
     best = study.best_trial
     best_flags = best.user_attrs["flags"]
     config = folder / BEST_CONFIG
-    rerun = base | best_flags | {"output_dir": str(folder / "best")}
+    rerun = typed(base, model_args, data_args, training_args) | best_flags | {"output_dir": str(folder / "best")}
     header = (
         f"# Best of {len(study.trials)} trials: eval_{metric} {best.value:.6g}. "
         f"Rerun: hf-resnet train --config {config}\n"
