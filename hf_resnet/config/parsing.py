@@ -207,6 +207,9 @@ def render_help(everything: bool = False) -> str:
     """`hf-resnet train --help` (`everything`: `--help-all`), as printed from its shipped copy."""
     from .help import render
 
+    # HfArgumentParser narrows the fields' types as it builds (`Union[None, str, list[str]]` becomes `str`, one
+    # value): built first, the help names what the parser takes, whatever ran before in the process.
+    build_parser()
     return render(ARGUMENT_CLASSES, USAGE, description(), everything)
 
 

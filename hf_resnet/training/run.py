@@ -211,7 +211,7 @@ def _time_steps(trainer: ResNetTrainer, plan: Plan, times: StepTimes) -> dict[st
     figures["train_step_seconds"] = round(plan.effective_batch / rate, 4)
     images = plan.data.total("train")
     if images is not None:
-        figures["train_epoch_seconds_estimate"] = round(images / rate, 1)
+        figures["train_epoch_seconds_estimate"] = float(f"{images / rate:.3g}")  # 3 figures: small epochs too
     return figures
 
 
