@@ -230,8 +230,10 @@ class Plan:
             self.rates.rule,
             f"precision: {self.precision}",
         ]
-        if self.geometry:
+        if self.geometry and (self.size_why or not brief or not self.data):
             lines.append(f"images: {self.image_size()}" + (f", {self.size_why}" if self.size_why else ""))
+        elif self.geometry:  # a size the run did not choose: said on the data's line, to keep a run's start short
+            lines[1] += f", seen at {self.image_size()}"
         if self.threads:
             lines.append(f"threads: {self.threads_text()}")
         lines += [f"{name.replace('_', ' ')}: {c['mode']} ({c['why']})" for name, c in self.data_path().items()]
