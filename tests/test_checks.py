@@ -74,7 +74,10 @@ BAD_VALUES = [
     (dict(max_train_samples=0), r"--max_train_samples 0: must be >= 1"),
     (dict(unfreeze_every=0), r"--unfreeze_every 0: must be >= 1"),
     (dict(weight_decay=-1e-4), r"--weight_decay -0\.0001: must be >= 0"),
-    (dict(model_name_or_path=None, arch="resnet-7"), r"--arch resnet-7: choose one of resnet-18, .*resnet-152"),
+    (
+        dict(model_name_or_path=None, arch="resnet-7"),
+        r"--arch resnet-7: choose a transformers layout \(resnet-18, .*resnet-152\) or an architecture of timm.s",
+    ),
     (dict(variant="v2"), r"--variant v2: choose one of v1, v1\.5"),
     (dict(auto_augment="autoaug"), r"--auto_augment autoaug: choose one of none, trivial, rand"),
     (dict(lr_scaling="cubic"), r"--lr_scaling cubic: choose one of none, linear, sqrt"),

@@ -22,6 +22,7 @@ from ..families import BACKBONE_PARTS, checkpoint_family
 from ..families.loading import source_problem
 from ..flags import Bounds, problems
 from ..model.arguments import ModelArguments
+from ..model.build import arch_problem
 from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
@@ -146,6 +147,8 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         raise ArgumentError(
             "model_name_or_path", None, "no model: pass --model_name_or_path (e.g. microsoft/resnet-50) or --arch"
         )
+    if model_args.arch and (allowed := arch_problem(model_args.arch)):
+        raise ArgumentError("arch", model_args.arch, allowed)
     if dataset is None:
         if data_args.dataset_name and data_args.train_dir:
             raise ArgumentError(

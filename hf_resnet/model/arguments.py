@@ -25,9 +25,10 @@ class ModelArguments:
     )
     arch: str | None = flag(
         None,
-        f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}.",
+        f"Build a randomly initialised model instead: a transformers layout ({', '.join(ARCHITECTURES)}) or an "
+        "architecture of timm's resnet module (resnet50, resnet50d, seresnext26d_32x4d, ...), built through "
+        "transformers' TimmWrapper so the output loads in both.",
         result=True,
-        choices=tuple(ARCHITECTURES),
     )
     variant: str = flag(
         "v1.5",
@@ -35,6 +36,24 @@ class ModelArguments:
         "(stride in the 3x3, as torchvision and microsoft/resnet-*: slightly slower, about 0.5%% more accurate).",
         result=True,
         choices=VARIANTS,
+    )
+    # timm's ResNet recipes regularise inside the network (`timm.create_model(drop_path_rate=..., drop_rate=...)`).
+    drop_path_rate: float = flag(
+        0.0,
+        "Stochastic depth: the last residual block's branch is skipped with this probability in training, "
+        "earlier ones linearly less (timm's rule; 0.05 to 0.1 in timm's ResNet recipes). Both families.",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--drop-path"],
+    )
+    drop_rate: float = flag(
+        0.0,
+        "Dropout on the pooled features before the classifier, in training (timm's drop_rate). Both families.",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--drop"],
     )
     freeze: str | None = flag(
         None,
@@ -89,6 +108,12 @@ class ModelArguments:
             "help": "As in the transformers example; no Hub code is ever needed: ResNets are built into transformers.",
         },
     )
+
+    def drop_rates(self):
+        """The network's own regularisation, as the families take it."""
+        from ..families import DropRates
+
+        return DropRates(self.drop_path_rate, self.drop_rate)
 
     def frozen_parts(self) -> list[str]:
         """The parts a run freezes: `--freeze`, else the default for a loaded checkpoint, none from scratch.

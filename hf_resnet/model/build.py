@@ -6,9 +6,12 @@ of the family (`hf_resnet.families`); freezing is `model/freezing.py`.
 
 from __future__ import annotations
 
+import difflib
+
 from ..families import checkpoint_family, family_of
 from ..families.loading import check_model_source
-from ..families.resnet import resnet_config
+from ..families.resnet import ARCHITECTURES, resnet_config
+from ..families.timm_resnet import scratch_config, timm_architectures
 from ..model.arguments import ModelArguments
 from .freezing import freeze
 
@@ -30,16 +33,39 @@ def build_model(model_args: ModelArguments, labels: list[str], config=None, resi
         hub = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
         check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may have a default
         family = checkpoint_family(path, **hub)
-        model = family.load(path, labels, **hub)
+        model = family.load(path, labels, model_args.drop_rates(), **hub)
         processor = family.image_processor(
             model_args.image_processor_name or path, model, model_args.image_size, **hub
         )
     else:
-        config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
+        config = config if config is not None else arch_config(model_args.arch, model_args.variant)
         family = family_of(config)
-        model = family.build(config, labels)
+        model = family.build(config, labels, model_args.drop_rates())
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
     processor = family.reframe(model, processor, resize)
     frozen = model_args.frozen_parts()
     freeze(model, frozen)
     return model, processor, frozen
+
+
+def arch_config(arch: str, variant: str = "v1.5"):
+    """The config of `--arch`: a transformers layout (`resnet-50`, with its `--variant`) or a timm architecture."""
+    if problem := arch_problem(arch):
+        raise ValueError(f"--arch {arch!r}: {problem}")
+    return resnet_config(arch, variant) if arch in ARCHITECTURES else scratch_config(arch)
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why `--arch` cannot be built (the end of its one-line refusal), or None; needs no torch.
+
+    >>> arch_problem("resnet-50") is None, arch_problem("resnet50d") is None
+    (True, True)
+    """
+    if arch in ARCHITECTURES or arch in timm_architectures():
+        return None
+    close = difflib.get_close_matches(arch, [*ARCHITECTURES, *timm_architectures()], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return (
+        f"choose a transformers layout ({', '.join(ARCHITECTURES)}) or an architecture of timm's resnet module "
+        f"(resnet50, resnet50d, seresnext26d_32x4d, ...){hint}"
+    )

@@ -146,7 +146,7 @@ def _recipe(model_args, data_args, args, data, records: Records, status: str, av
             # The flags declared for the card's augmentation table (hf_resnet/flags.py), from every dataclass.
             "augmentation": {
                 key: getattr(arguments, key)
-                for arguments in (data_args, args)
+                for arguments in (model_args, data_args, args)
                 for key in named(type(arguments), card="augmentation")
             },
             "epochs": args.num_train_epochs,
