@@ -40,6 +40,7 @@ class ResNetTrainingArguments(TrainingArguments):
         "Learning rate of the classifier head.",
         result=True,
         bounds="(0, inf)",
+        aliases=["--lr"],
     )
     head_learning_rate: float | None = flag(
         None,
@@ -236,6 +237,7 @@ class ResNetTrainingArguments(TrainingArguments):
         "Batch size per device for training.",
         result=True,
         bounds="[1, inf)",
+        aliases=["--batch-size", "-b"],
     )
     per_device_eval_batch_size: int = flag(
         64,
@@ -247,12 +249,14 @@ class ResNetTrainingArguments(TrainingArguments):
         "Epochs over the training split.",
         result=True,
         resumable=True,
+        aliases=["--epochs"],
     )
     weight_decay: float = flag(
         1e-4,
         "AdamW weight decay (not on BatchNorm or biases).",
         result=True,
         bounds="[0, inf)",
+        aliases=["--wd"],
     )
     # A short warm-up keeps the random head's first large gradients from wrecking pretrained features.
     warmup_steps: float = flag(
@@ -267,7 +271,9 @@ class ResNetTrainingArguments(TrainingArguments):
         "Schedule shared by all parameter groups.",
         result=True,
     )
-    output_dir: str | None = field(default=None, metadata={"help": "Where the model and results are written."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the model and results are written.", "aliases": ["--output"]}
+    )
     # A ResNet uses every trained parameter in every step (frozen ones are not trained), so DDP need not search
     # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step. Gradual
     # unfreezing turns it on (training/callbacks.py): DDP then also holds the parts that are still frozen.
@@ -307,6 +313,7 @@ class ResNetTrainingArguments(TrainingArguments):
         None,
         "DataLoader worker processes; None: as --data_overlap decides (the cores less one with workers).",
         bounds="[0, inf)",
+        aliases=["--workers", "-j"],
     )
     data_overlap: str = flag(
         "auto",
@@ -333,6 +340,14 @@ class ResNetTrainingArguments(TrainingArguments):
         "adamw_torch_fused",
         "Optimizer (Trainer names).",
         result=True,
+    )
+    label_smoothing_factor: float = flag(
+        0.0,
+        "Label smoothing: the target puts this much probability evenly over all classes (0.1 in timm's recipes).",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--smoothing", "--label-smoothing"],
     )
     # The Trainer's NaN filter reads the loss back every step, a host-GPU sync that stalls the input pipeline.
     logging_nan_inf_filter: bool = field(
@@ -374,7 +389,7 @@ class ResNetTrainingArguments(TrainingArguments):
         "max_steps": Flag(result=True, resumable=True, bounds="[-1, inf)", hint="(-1: train --num_train_epochs)"),
         "gradient_accumulation_steps": Flag(result=True, bounds="[1, inf)"),
         "max_grad_norm": Flag(result=True),
-        "label_smoothing_factor": Flag(result=True, bounds="[0, 1)", card="augmentation"),
+        "optim_args": Flag(result=True),
         "seed": Flag(result=True),
     }
 

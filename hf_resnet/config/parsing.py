@@ -23,6 +23,7 @@ from ..flags import FLAG_KEY
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
 from .example_flags import announce, canonical_names, flag_aliases
+from .foreign_flags import Context, option_strings_text, translate
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +181,14 @@ class FlagParser(HfArgumentParser):
 
     def add_argument(self, *args, **kwargs):
         kwargs.pop(FLAG_KEY, None)
+        self.option_names = [*getattr(self, "option_names", []), *args]
         return super().add_argument(*args, **kwargs)
 
 
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
     parser = FlagParser(
         ARGUMENT_CLASSES,
+        allow_abbrev=False,  # `--lr` must not silently become `--lr_scheduler_type`: a flag is given in full
         prog=prog,
         usage=f"{prog} [CONFIG.yaml | --config NAME] [--recipe RECIPE] [--flag value ...]",
         description="Fine-tune a ResNet image classifier. A config (a YAML/JSON file of `flag: value` lines, or "
@@ -212,6 +215,34 @@ def render_help() -> str:
             os.environ["COLUMNS"] = previous
 
 
+def render_flags() -> str:
+    """Every option string of the parser, one a line: the shipped copy the command line is checked against early."""
+    return option_strings_text(build_parser().option_names)
+
+
+def _amp_flags() -> list[str]:
+    """`--amp` (timm, torchvision): autocast in bf16, or fp16 on a GPU without bf16."""
+    import torch
+
+    fp16 = torch.cuda.is_available() and not torch.cuda.is_bf16_supported()
+    return ["--fp16", "True"] if fp16 else ["--bf16", "True"]
+
+
+def _translate_foreign(argv: list[str]) -> list[str]:
+    """timm's and torchvision's flags as ours (config/foreign_flags.py), said in one line."""
+    epochs = ResNetTrainingArguments.__dataclass_fields__["num_train_epochs"].default
+    argv, mapped = translate(argv, Context(list(argv), default_epochs=epochs, amp=_amp_flags))
+    aliases = flag_aliases(ARGUMENT_CLASSES)
+    renamed = [f"{name} -> --{aliases[name.lstrip('-')]}" for name in dict.fromkeys(argv) if _is_alias(name, aliases)]
+    if mapped or renamed:
+        logger.warning("Flags of other scripts, as hf_resnet's: %s", "; ".join(mapped + renamed))
+    return argv
+
+
+def _is_alias(arg: str, aliases: dict[str, str]) -> bool:
+    return arg.startswith("-") and arg.partition("=")[0].lstrip("-") in aliases
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
     """Parse command-line flags, with an optional config file, into the three dataclasses.
 
@@ -220,8 +251,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
     >>> model_args, data_args, training_args = parse_args(["--train_dir", "photos", "--arch", "resnet-18"])
     """
-    argv = expand_config(sys.argv[1:] if argv is None else argv)
-    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    argv = _translate_foreign(expand_config(sys.argv[1:] if argv is None else argv))
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("-")}
     if uses_embedded(given) and not {"-h", "--help"} & set(argv):
         announce_embedded()
         defaults = [item for key, value in embedded.embedded_defaults().items() for item in (f"--{key}", str(value))]

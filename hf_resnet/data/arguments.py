@@ -180,6 +180,7 @@ class DataArguments:
         result=True,
         bounds="[0, 1]",
         card="augmentation",
+        aliases=["--reprob"],
     )
     mixup_alpha: float = flag(
         0.0,
@@ -188,6 +189,7 @@ class DataArguments:
         bounds="[0, inf)",
         hint="(0 turns it off)",
         card="augmentation",
+        aliases=["--mixup"],
     )
     cutmix_alpha: float = flag(
         0.0,
@@ -196,6 +198,7 @@ class DataArguments:
         bounds="[0, inf)",
         hint="(0 turns it off)",
         card="augmentation",
+        aliases=["--cutmix"],
     )
 
     def __post_init__(self):

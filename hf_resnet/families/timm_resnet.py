@@ -157,11 +157,27 @@ def timm_architectures() -> tuple[str, ...]:
     The argument checks run before torch is imported, so that a refusal is immediate; timm's registry
     lives in the imported module, its `@register_model` functions in this file.
     """
+    return tuple(_REGISTERED.findall(_module_source()))
+
+
+@functools.cache
+def _module_source() -> str:
+    """The source of timm's `resnet` module ("" without timm)."""
     spec = importlib.util.find_spec("timm")
     if spec is None or not spec.submodule_search_locations:
-        return ()
+        return ""
     source = Path(next(iter(spec.submodule_search_locations))) / "models" / f"{TIMM_MODULE}.py"
-    return tuple(_REGISTERED.findall(source.read_text(encoding="utf-8"))) if source.is_file() else ()
+    return source.read_text(encoding="utf-8") if source.is_file() else ""
+
+
+def timm_default_tag(architecture: str) -> str | None:
+    """The tag of timm's default weights for an architecture (`a1_in1k` for resnet50), read as `timm_architectures`.
+
+    timm's default is the first tag its `default_cfgs` lists for the architecture.
+    """
+    source = _module_source()
+    match = re.search(rf"['\"]{re.escape(architecture)}\.([\w.]+)['\"]\s*:", source) if source else None
+    return match.group(1) if match else None
 
 
 def scratch_config(architecture: str):

@@ -67,6 +67,7 @@ class ModelArguments:
         result=True,
         bounds="(0, inf)",
         allowed="must be a positive number of pixels (e.g. 224)",
+        aliases=["--img-size"],
     )
     revision: str = flag(
         "main",

@@ -3,11 +3,14 @@
 Its flags are `HfArgumentParser`'s over the run's dataclasses, which import torch and
 transformers. So that `hf-resnet train --help` answers at once, the help is printed from a copy
 rendered at release time (`make help-text`); a test keeps the copy equal to the live parser's.
+Likewise a flag that is not one of ours (a typo, an abbreviation, a timm or torchvision flag with no
+equivalent) is refused from the shipped list of option strings before torch is imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 
@@ -24,6 +27,14 @@ def run_train(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         sys.stdout.write(help_text())
         return 0
+    from ..config.foreign_flags import check_command_line
+
+    try:
+        check_command_line(argv)
+    except ValueError as error:  # every rank of a launch has the same command line: the first one says it
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hf-resnet train: error: {error}", file=sys.stderr, flush=True)
+        return 2
     from .recipe import main
 
     return main(argv)
