@@ -79,6 +79,10 @@ BAD_VALUES = [
         r"--arch resnet-7: choose a transformers layout \(resnet-18, .*resnet-152\) or an architecture of timm.s",
     ),
     (dict(variant="v2"), r"--variant v2: choose one of v1, v1\.5"),
+    (
+        dict(model_name_or_path=None, arch="resnet50d", variant="v1"),
+        r"--variant v1: applies to the transformers layouts",
+    ),
     (dict(auto_augment="autoaug"), r"--auto_augment autoaug: choose one of none, trivial, rand"),
     (dict(lr_scaling="cubic"), r"--lr_scaling cubic: choose one of none, linear, sqrt"),
     (dict(augment_on="tpu"), r"--augment_on tpu: choose one of auto, workers, device"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..data.arguments import DataArguments
 from ..families import BACKBONE_PARTS, checkpoint_family
 from ..families.loading import source_problem
+from ..families.resnet import ARCHITECTURES
 from ..flags import Bounds, problems
 from ..model.arguments import ModelArguments
 from ..model.build import arch_problem
@@ -149,6 +150,14 @@ def _check_combinations(model_args, data_args, args, dataset, config) -> None:
         )
     if model_args.arch and (allowed := arch_problem(model_args.arch)):
         raise ArgumentError("arch", model_args.arch, allowed)
+    # v1.5, the default, is how timm's ResNets stride already; v1 asks what a timm name does not say.
+    if model_args.arch and model_args.arch not in ARCHITECTURES and model_args.variant == "v1":
+        raise ArgumentError(
+            "variant",
+            model_args.variant,
+            f"applies to the transformers layouts; timm names its variants ({model_args.arch} is one as it is: "
+            "resnet50 strides in the 3x3, resnet50d adds an average-pool shortcut)",
+        )
     if dataset is None:
         if data_args.dataset_name and data_args.train_dir:
             raise ArgumentError(
