@@ -115,6 +115,7 @@ def test_a_torchvision_references_line_runs_through_accelerate_launch_with_its_v
         (["--sched", "step"], "--sched step: no equivalent here; choose one of cosine, cosineannealinglr"),
         (["--aa", "augmix-m5"], "--aa augmix-m5: no equivalent here (AutoAugment's fixed policies and AugMix"),
         (["--model", "resnet5O"], "--model resnet5O: not a checkpoint folder, Hub id, transformers layout"),
+        (["--arch", "resnet5Od"], "--arch resnet5Od: choose a transformers layout (resnet-18, resnet-34, resnet-50,"),
     ],
 )
 def test_a_flag_that_is_not_ours_is_refused_in_one_line_before_torch_is_imported(tmp_path, flags, line):

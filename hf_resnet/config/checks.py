@@ -22,8 +22,7 @@ from ..families import BACKBONE_PARTS, checkpoint_family
 from ..families.loading import source_problem
 from ..families.resnet import ARCHITECTURES
 from ..flags import Bounds, problems
-from ..model.arguments import ModelArguments
-from ..model.build import arch_problem
+from ..model.arguments import ModelArguments, arch_problem
 from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..families.resnet import ARCHITECTURES
 from ..families.timm_resnet import timm_architectures, timm_default_tag
+from ..model.arguments import arch_problem
 
 #: The option strings of `hf-resnet train`, shipped beside train_help.txt; a test keeps it equal to the parser.
 FLAGS_FILE = "train_flags.txt"
@@ -300,6 +301,9 @@ def check_command_line(argv: list[str]) -> None:
     problem = unknown_flags_problem(translated, known_flags())
     if problem:
         raise ForeignFlagError(problem)
+    arch = Context(translated).last("--arch")
+    if arch and (allowed := arch_problem(arch)):
+        raise ForeignFlagError(f"--arch {arch}: {allowed}")
 
 
 def option_strings_text(option_strings) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 from ..families.resnet import ARCHITECTURES, VARIANTS
+from ..families.timm_resnet import timm_architectures
 from ..flags import flag
 
 #: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
@@ -126,3 +128,19 @@ class ModelArguments:
 
         default = DEFAULT_FREEZE_PRETRAINED if self.model_name_or_path else "none"
         return parse_parts(self.freeze if self.freeze is not None else default)
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why `--arch` cannot be built (the end of its one-line refusal), or None; needs no torch.
+
+    >>> arch_problem("resnet-50") is None, arch_problem("resnet50d") is None
+    (True, True)
+    """
+    if arch in ARCHITECTURES or arch in timm_architectures():
+        return None
+    close = difflib.get_close_matches(arch, [*ARCHITECTURES, *timm_architectures()], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return (
+        f"choose a transformers layout ({', '.join(ARCHITECTURES)}) or an architecture of timm's resnet module "
+        f"(resnet50, resnet50d, seresnext26d_32x4d, ...){hint}"
+    )

@@ -6,13 +6,11 @@ of the family (`hf_resnet.families`); freezing is `model/freezing.py`.
 
 from __future__ import annotations
 
-import difflib
-
 from ..families import checkpoint_family, family_of
 from ..families.loading import check_model_source
 from ..families.resnet import ARCHITECTURES, resnet_config
-from ..families.timm_resnet import scratch_config, timm_architectures
-from ..model.arguments import ModelArguments
+from ..families.timm_resnet import scratch_config
+from ..model.arguments import ModelArguments, arch_problem
 from .freezing import freeze
 
 
@@ -53,19 +51,3 @@ def arch_config(arch: str, variant: str = "v1.5"):
     if problem := arch_problem(arch):
         raise ValueError(f"--arch {arch!r}: {problem}")
     return resnet_config(arch, variant) if arch in ARCHITECTURES else scratch_config(arch)
-
-
-def arch_problem(arch: str) -> str | None:
-    """Why `--arch` cannot be built (the end of its one-line refusal), or None; needs no torch.
-
-    >>> arch_problem("resnet-50") is None, arch_problem("resnet50d") is None
-    (True, True)
-    """
-    if arch in ARCHITECTURES or arch in timm_architectures():
-        return None
-    close = difflib.get_close_matches(arch, [*ARCHITECTURES, *timm_architectures()], n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (
-        f"choose a transformers layout ({', '.join(ARCHITECTURES)}) or an architecture of timm's resnet module "
-        f"(resnet50, resnet50d, seresnext26d_32x4d, ...){hint}"
-    )
