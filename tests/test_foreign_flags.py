@@ -115,6 +115,9 @@ def test_a_torchvision_references_line_runs_through_accelerate_launch_with_its_v
         (["--sched", "step"], "--sched step: no equivalent here; choose one of cosine, cosineannealinglr"),
         (["--aa", "augmix-m5"], "--aa augmix-m5: no equivalent here (AutoAugment's fixed policies and AugMix"),
         (["--model", "resnet5O"], "--model resnet5O: not a checkpoint folder, Hub id, transformers layout"),
+        (["--lr", "-1"], "--learning_rate -1.0: must be > 0"),
+        (["--epochs", "two"], "--num_train_epochs two: expected a number"),
+        (["--auto_augment", "augmix"], "--auto_augment augmix: choose one of none, trivial, rand"),
         (["--arch", "resnet5Od"], "--arch resnet5Od: choose a transformers layout (resnet-18, resnet-34, resnet-50,"),
     ],
 )
@@ -176,7 +179,7 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
             translate(refused)
 
 
-def test_the_shipped_option_strings_are_the_parsers():
+def test_the_shipped_flag_table_is_the_parsers():
     shipped = (ROOT / "hf_resnet" / "config" / FLAGS_FILE).read_text()
     assert shipped == render_flags(), (
         "regenerate: python -c \"from hf_resnet.config.parsing import render_flags; print(render_flags(), end='')\" "

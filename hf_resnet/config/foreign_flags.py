@@ -14,19 +14,21 @@ command line is checked (and refused) before the training stack loads.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 from ..families.resnet import ARCHITECTURES
 from ..families.timm_resnet import timm_architectures, timm_default_tag
+from ..flags import Flag
 from ..model.arguments import arch_problem
 
-#: The option strings of `hf-resnet train`, shipped beside train_help.txt; a test keeps it equal to the parser.
-FLAGS_FILE = "train_flags.txt"
+#: The option strings of `hf-resnet train` and their values' types, ranges and choices, shipped beside
+#: train_help.txt; a test keeps it equal to the parser.
+FLAGS_FILE = "train_flags.json"
 #: Arguments the command line takes before the parser sees it (config/parsing.py `expand_config`).
 FRONT_FLAGS = ("--config", "--recipe", "-h", "--help")
 _NUMBER = re.compile(r"^-\d|^-\.\d|^-inf$")
@@ -258,10 +260,35 @@ def translate(argv: list[str], context: Context | None = None) -> tuple[list[str
     return out, mapped
 
 
-def known_flags() -> set[str]:
-    """Every option string `hf-resnet train` accepts, from the shipped copy (no torch import)."""
+def flag_table() -> dict[str, dict]:
+    """`{option string: {"field", "type", and its Flag declaration}}` from the shipped copy (no torch import)."""
     text = resources.files("hf_resnet.config").joinpath(FLAGS_FILE).read_text(encoding="utf-8")
-    return {line.strip() for line in text.splitlines() if line.strip()} | set(FRONT_FLAGS)
+    return json.loads(text)
+
+
+def known_flags(table: dict[str, dict] | None = None) -> set[str]:
+    """Every option string `hf-resnet train` accepts."""
+    return set(flag_table() if table is None else table) | set(FRONT_FLAGS)
+
+
+def value_problem(argv: list[str], table: dict[str, dict]) -> str | None:
+    """The one line refusing a flag's value by its type and declared range or choices (as validate() words it)."""
+    context = Context(argv)
+    for name in dict.fromkeys(_flag_names(argv)):
+        spec = table.get(name)
+        text = context.last(name) if spec else None
+        if text is None or text.startswith("--"):
+            continue
+        kind = {"int": int, "float": float}.get(spec.get("type"))
+        try:
+            value = kind(text) if kind else text
+        except ValueError:
+            return f"--{spec['field']} {text}: expected {'an integer' if kind is int else 'a number'}"
+        declared = {key: spec[key] for key in spec if key in Flag.__dataclass_fields__}
+        if declared and (allowed := Flag(**declared).problem(value)) is not None:
+            shown = value if isinstance(value, str) else repr(value)
+            return f"--{spec['field']} {shown}: {allowed}"
+    return None
 
 
 def _flag_names(argv: list[str]) -> list[str]:
@@ -298,7 +325,8 @@ def check_command_line(argv: list[str]) -> None:
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml", ".json")):
         argv = argv[1:]
     translated, _ = translate(list(argv))
-    problem = unknown_flags_problem(translated, known_flags())
+    table = flag_table()
+    problem = unknown_flags_problem(translated, known_flags(table)) or value_problem(translated, table)
     if problem:
         raise ForeignFlagError(problem)
     arch = Context(translated).last("--arch")
@@ -306,10 +334,6 @@ def check_command_line(argv: list[str]) -> None:
         raise ForeignFlagError(f"--arch {arch}: {allowed}")
 
 
-def option_strings_text(option_strings) -> str:
-    """The shipped copy's text: one option string a line, sorted."""
-    return "".join(f"{name}\n" for name in sorted(set(option_strings)))
-
-
-def flags_file() -> Path:
-    return Path(__file__).with_name(FLAGS_FILE)
+def flag_table_text(table: dict[str, dict]) -> str:
+    """The shipped copy's text: the table as sorted JSON, lists for tuples, so it reads back as it was written."""
+    return json.dumps(table, indent=1, sort_keys=True) + "\n"

@@ -23,7 +23,7 @@ from ..flags import FLAG_KEY
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
 from .example_flags import announce, canonical_names, flag_aliases
-from .foreign_flags import Context, option_strings_text, translate
+from .foreign_flags import Context, flag_table_text, translate
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +180,13 @@ class FlagParser(HfArgumentParser):
     """
 
     def add_argument(self, *args, **kwargs):
-        kwargs.pop(FLAG_KEY, None)
-        self.option_names = [*getattr(self, "option_names", []), *args]
+        declared = kwargs.pop(FLAG_KEY, None)
+        # What the command line is checked against before torch loads (config/foreign_flags.py): names, number
+        # types and declared ranges and choices.
+        spec = {"field": args[0].lstrip("-"), "type": getattr(kwargs.get("type"), "__name__", None)}
+        checked = dataclasses.asdict(declared) if declared is not None else {}
+        spec |= {key: checked[key] for key in ("choices", "bounds", "hint", "allowed") if checked.get(key)}
+        self.flag_table = {**getattr(self, "flag_table", {}), **dict.fromkeys(args, spec)}
         return super().add_argument(*args, **kwargs)
 
 
@@ -216,8 +221,8 @@ def render_help() -> str:
 
 
 def render_flags() -> str:
-    """Every option string of the parser, one a line: the shipped copy the command line is checked against early."""
-    return option_strings_text(build_parser().option_names)
+    """Every option string of the parser and what its value may be: the shipped copy checked before torch loads."""
+    return flag_table_text(build_parser().flag_table)
 
 
 def _amp_flags() -> list[str]:
