@@ -496,3 +496,14 @@ def test_an_invalid_repo_id_is_refused_with_a_hint_before_any_request(hub, tmp_p
     capsys.readouterr()
     assert cli(["push", str(run), "--repo", "bad id!!"]) == 2
     assert capsys.readouterr().err.strip() == f"hf-resnet push: {message}"
+
+
+def test_a_timm_config_with_null_model_args_is_uploaded_without_them_so_timm_can_read_it(tmp_path):
+    """Folders saved before hf_resnet recorded model_args hold `"model_args": null`, which timm cannot parse."""
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet10t", "model_args": None}))
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    uploaded = portable_files(files_to_push(tmp_path), tmp_path)
+    assert json.loads(uploaded["config.json"]) == {"architecture": "resnet10t"}
+    assert json.loads((tmp_path / "config.json").read_text())["model_args"] is None  # the local file is unchanged
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet10t", "model_args": {"drop_rate": 0.1}}))
+    assert portable_files(files_to_push(tmp_path), tmp_path)["config.json"] == tmp_path / "config.json"

@@ -4,7 +4,8 @@ Its flags are `HfArgumentParser`'s over the run's dataclasses, which import torc
 transformers. So that `hf-resnet train --help` answers at once, the help is printed from a copy
 rendered at release time (`make help-text`); a test keeps the copy equal to the live parser's.
 Likewise a flag that is not one of ours (a typo, an abbreviation, a timm or torchvision flag with no
-equivalent) is refused from the shipped list of option strings before torch is imported.
+equivalent) or a value out of its declared range is refused before torch is imported, from the shipped
+flag table (config/train_flags.json, also rendered from the parser and kept equal to it by a test).
 """
 
 from __future__ import annotations
