@@ -28,11 +28,15 @@ quality: $(STAMP)
 	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
 	$(BIN)/ruff check hf_resnet recipes tests benchmarks
 
-# `hf-resnet train --help` prints a copy rendered here (so it need not import torch); a test keeps it current.
+# `hf-resnet train --help` prints a copy rendered here (so it need not import torch), and the command line is checked
+# against the flag table rendered beside it; tests keep both current.
 help-text: $(STAMP)
 	$(BIN)/python -c "from hf_resnet.config.parsing import render_help; print(render_help(), end='')" \
 		> hf_resnet/config/train_help.txt.new
 	mv hf_resnet/config/train_help.txt.new hf_resnet/config/train_help.txt
+	$(BIN)/python -c "from hf_resnet.config.parsing import render_flags; print(render_flags(), end='')" \
+		> hf_resnet/config/train_flags.json.new
+	mv hf_resnet/config/train_flags.json.new hf_resnet/config/train_flags.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
