@@ -144,9 +144,14 @@ def timm_model_args(saved: dict | None, drop_rates: DropRates | None) -> dict:
 
     transformers writes `"model_args": null` when there are none, and `timm.create_model("hf-hub:...")`
     then fails reading it; an empty mapping loads in both. `num_classes` is the head's, which the
-    wrapper passes itself; the drop rates are recorded as timm records them, so timm rebuilds the same network.
+    wrapper passes itself. The drop rates are this run's flags, not the checkpoint's (a rate it trained
+    with is not kept unasked), recorded as timm records them, so timm rebuilds the same network.
+
+    >>> timm_model_args(None, None), timm_model_args({"num_classes": 5, "drop_path_rate": 0.1, "in_chans": 3}, None)
+    ({}, {'in_chans': 3})
     """
-    kept = {key: value for key, value in (saved or {}).items() if key != "num_classes"}
+    run_flags = ("num_classes", *vars(DropRates()))
+    kept = {key: value for key, value in (saved or {}).items() if key not in run_flags}
     return {**kept, **(drop_rates.as_timm_args() if drop_rates else {})}
 
 
