@@ -156,6 +156,8 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
     assert translate(["--model", "resnet50"])[0] == ["--arch", "resnet50"]  # from scratch, as timm without weights
     assert translate(["--model", "resnet50", "--pretrained"])[0] == ["--model_name_or_path", "timm/resnet50.a1_in1k"]
     assert translate(["--model", "resnet-50", "--pretrained"])[0] == ["--model_name_or_path", "microsoft/resnet-50"]
+    torchvision_weights = ["--model", "resnet50", "--weights", "ResNet50_Weights.IMAGENET1K_V2"]
+    assert translate(torchvision_weights)[0] == ["--model_name_or_path", "timm/resnet50.tv2_in1k"]  # timm's copy
     assert translate(["--model", "hf-hub:timm/resnet18.a1_in1k"])[0] == [
         "--model_name_or_path",
         "timm/resnet18.a1_in1k",
@@ -174,7 +176,12 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
         "--ema_decay",
         "0.99",
     ]
-    for refused in (["--input-size", "1", "32", "32"], ["--pretrained"], ["--warmup-epochs", "3", "--epochs", "2"]):
+    for refused in (
+        ["--input-size", "1", "32", "32"],
+        ["--pretrained"],
+        ["--warmup-epochs", "3", "--epochs", "2"],
+        ["--model", "resnet18", "--weights", "ResNet50_Weights.IMAGENET1K_V1"],
+    ):
         with pytest.raises(ForeignFlagError):
             translate(refused)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ..families.resnet import ARCHITECTURES
-from ..families.timm_resnet import timm_architectures, timm_default_tag
+from ..families.timm_resnet import timm_architectures, timm_default_tag, timm_publishes
 from ..flags import Flag
 from ..model.arguments import arch_problem
 
@@ -93,6 +93,9 @@ def _number(flag: str, value: str) -> float:
 def _model(flag: str, values: list[str], context: Context) -> tuple[list[str], str]:
     (name,) = values
     name = name.removeprefix("hf-hub:")  # timm's spelling of a Hub checkpoint
+    weights = context.last("--weights")
+    if weights and weights != "None":
+        return [], "read with --weights"
     pretrained = context.given("--pretrained")
     if name in ARCHITECTURES:
         if pretrained:
@@ -117,6 +120,36 @@ def _model(flag: str, values: list[str], context: Context) -> tuple[list[str], s
         f"{flag} {name}: not a checkpoint folder, Hub id, transformers layout ({', '.join(ARCHITECTURES)}) or "
         f"architecture of timm's resnet module{hint}"
     )
+
+
+#: torchvision's weight enums (`ResNet50_Weights.IMAGENET1K_V2`) as the tags timm publishes the same weights under.
+TORCHVISION_WEIGHTS = {
+    "IMAGENET1K_V1": ("tv_in1k",),
+    "IMAGENET1K_V2": ("tv2_in1k",),
+    "DEFAULT": ("tv2_in1k", "tv_in1k"),
+}
+
+
+def _weights(flag: str, values: list[str], context: Context) -> tuple[list[str], str]:
+    """torchvision's `--weights`: timm's copy of those weights on the Hub (`timm/resnet50.tv2_in1k`)."""
+    (name,) = values
+    if name == "None":
+        return [], "none (from scratch)"
+    match = re.fullmatch(r"(\w+?)_Weights\.(\w+)", name)
+    architecture = match.group(1).lower() if match else None
+    model = context.last("--model")
+    if match is None or match.group(2) not in TORCHVISION_WEIGHTS or (model and model != architecture):
+        raise ForeignFlagError(
+            f"{flag} {name}: expected torchvision's weights of --model, such as ResNet50_Weights.IMAGENET1K_V2"
+        )
+    tag = next((tag for tag in TORCHVISION_WEIGHTS[match.group(2)] if timm_publishes(architecture, tag)), None)
+    if tag is None:
+        raise ForeignFlagError(f"{flag} {name}: timm publishes no copy of these weights; name a checkpoint instead")
+    hub_id = f"timm/{architecture}.{tag}"
+    return [
+        "--model_name_or_path",
+        hub_id,
+    ], f"--model_name_or_path {hub_id} (these weights as timm publishes them, Hub)"
 
 
 def _pretrained(flag: str, values: list[str], context: Context) -> tuple[list[str], str]:
@@ -217,6 +250,7 @@ def _data_dir(flag: str, values: list[str], context: Context) -> tuple[list[str]
 TRANSLATED: dict[str, tuple[int, Callable]] = {
     "--model": (1, _model),
     "--pretrained": (0, _pretrained),
+    "--weights": (1, _weights),
     "--num-classes": (1, _num_classes),
     "--opt": (1, _optimizer),
     "--sched": (1, _schedule),

@@ -185,6 +185,11 @@ def timm_default_tag(architecture: str) -> str | None:
     return match.group(1) if match else None
 
 
+def timm_publishes(architecture: str, tag: str) -> bool:
+    """Whether timm's `resnet` module lists weights `architecture.tag` (read as `timm_architectures`)."""
+    return re.search(rf"['\"]{re.escape(architecture)}\.{re.escape(tag)}['\"]\s*:", _module_source()) is not None
+
+
 def scratch_config(architecture: str):
     """A `TimmWrapperConfig` for a timm architecture built from scratch, with timm's data config for it.
 
