@@ -89,7 +89,7 @@ def test_a_torchvision_references_line_runs_through_accelerate_launch_with_its_v
     assert "--lr-scheduler cosineannealinglr -> --lr_scheduler_type cosine" in launched.stdout + launched.stderr
     training = json.loads((out / "recipe.json").read_text())["training"]
     augmentation = json.loads((out / "recipe.json").read_text())["recipe"]["augmentation"]
-    assert (training["optim"], training["optim_args"]) == ("sgd", "momentum=0.9,nesterov=True")
+    assert (training["optim"], training["optim_args"]) == ("sgd", "momentum=0.9")  # torchvision's: no Nesterov
     assert (training["learning_rate"], training["weight_decay"], training["lr_scheduler_type"]) == (
         0.1,
         1e-4,
@@ -167,6 +167,12 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
         "160",
         "--img-size",
         "160",
+    ]
+    assert translate(["--opt", "sgd", "--sched", "cosine"])[0][:4] == [
+        "--optim",
+        "sgd",
+        "--optim_args",
+        "momentum=0.9,nesterov=True",
     ]
     assert translate(["--opt", "momentum", "--model-ema", "--model-ema-decay", "0.99"])[0] == [
         "--optim",

@@ -35,12 +35,16 @@ _NUMBER = re.compile(r"^-\d|^-\.\d|^-inf$")
 
 #: timm's `--opt` / torchvision's `--opt` names, as the Trainer's `--optim` (and its `--optim_args`).
 OPTIMIZERS = {
-    "sgd": ("sgd", "momentum=0.9,nesterov=True", "SGD, momentum 0.9, Nesterov (timm's sgd)"),
+    "sgd": ("sgd", "momentum=0.9,nesterov=True", "SGD, momentum 0.9, Nesterov: timm's sgd"),
     "nesterov": ("sgd", "momentum=0.9,nesterov=True", "SGD, momentum 0.9, Nesterov"),
     "momentum": ("sgd", "momentum=0.9", "SGD, momentum 0.9"),
     "adamw": ("adamw_torch_fused", None, "torch's AdamW"),
     "rmsprop": ("rmsprop", None, "torch's RMSprop"),
 }
+#: torchvision's `--opt sgd` has no Nesterov term (timm's has); a line in torchvision's spellings means that one.
+TORCHVISION_SGD = ("sgd", "momentum=0.9", "SGD, momentum 0.9: torchvision's sgd")
+#: Spellings only torchvision's references use: a command line with one of them is a torchvision line.
+TORCHVISION_ONLY = ("--lr-scheduler", "--data-path", "--label-smoothing", "--wd", "--lr-warmup-epochs", "--weights")
 #: `--sched` (timm) and `--lr-scheduler` (torchvision) names, as `--lr_scheduler_type`.
 SCHEDULES = {
     "cosine": "cosine",
@@ -167,7 +171,8 @@ def _optimizer(flag: str, values: list[str], context: Context) -> tuple[list[str
     (name,) = values
     if name.lower() not in OPTIMIZERS:
         raise ForeignFlagError(f"{flag} {name}: no equivalent here; choose one of {', '.join(OPTIMIZERS)}")
-    optim, optim_args, what = OPTIMIZERS[name.lower()]
+    torchvision = any(context.given(spelling) for spelling in TORCHVISION_ONLY)
+    optim, optim_args, what = TORCHVISION_SGD if torchvision and name.lower() == "sgd" else OPTIMIZERS[name.lower()]
     flags = ["--optim", optim] + (["--optim_args", optim_args] if optim_args else [])
     return flags, " ".join(flags) + f" ({what})"
 
