@@ -225,8 +225,8 @@ CLI_CASES = [
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
     (["--num_train_epochs", "0"], "--num_train_epochs 0.0: must be > 0 (or give --max_steps > 0)"),
     (["--resume_from_checkpoint", "gone/checkpoint-9"], "--resume_from_checkpoint gone/checkpoint-9: no such folder"),
-    (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
-    (["--lerning_rate", "0.1"], "unrecognized argument(s) --lerning_rate 0.1; did you mean --learning_rate?"),
+    (["--learning_rate", "fast"], "--learning_rate fast: expected a number"),  # before torch loads
+    (["--lerning_rate", "0.1"], "no such flag here: --lerning_rate (did you mean --learning_rate?)"),
     (["--train_dir", "images"], "--train_dir images: no class sub-folders (2 images lie directly in it)."),
     (["typo.yaml"], "typo.yaml: unknown key 'num_train_epoch'; did you mean 'num_train_epochs'?"),
     (["broken.yaml"], "while parsing"),
