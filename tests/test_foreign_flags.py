@@ -198,3 +198,11 @@ def test_the_shipped_flag_table_is_the_parsers():
         "regenerate: python -c \"from hf_resnet.config.parsing import render_flags; print(render_flags(), end='')\" "
         f"> hf_resnet/config/{FLAGS_FILE}"
     )
+
+
+def test_the_other_commands_take_flags_only_in_full_too(capsys):
+    from hf_resnet.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_code:
+        build_parser().parse_args(["classify", "cat.png", "--model", "m", "--top", "3"])  # --top-k in full
+    assert exit_code.value.code == 2 and "unrecognized arguments: --top 3" in capsys.readouterr().err
