@@ -145,6 +145,8 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
     (tmp_path / "timm" / "train").mkdir(parents=True)
     (tmp_path / "timm" / "validation").mkdir()
     (tmp_path / "bare" / "train").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (tmp_path / "both" / "train" / name).mkdir(parents=True)
     assert translate(["--data-dir", str(tmp_path / "timm")])[0] == [
         "--train_dir",
         str(tmp_path / "timm" / "train"),
@@ -182,7 +184,9 @@ def test_values_are_translated_as_each_project_means_them(tmp_path):
         "--ema_decay",
         "0.99",
     ]
+    assert "the summary names" in translate(["--num-classes", "7", "--data-dir", str(tmp_path / "bare")])[1][0]
     for refused in (
+        ["--num-classes", "10", "--data-dir", str(tmp_path / "both")],  # three class folders in its train
         ["--input-size", "1", "32", "32"],
         ["--pretrained"],
         ["--warmup-epochs", "3", "--epochs", "2"],

@@ -163,8 +163,20 @@ def _pretrained(flag: str, values: list[str], context: Context) -> tuple[list[st
 
 
 def _num_classes(flag: str, values: list[str], context: Context) -> tuple[list[str], str]:
+    """The head is always sized for the data; a count that a class-folder tree contradicts is a mistake to name."""
     (count,) = values
-    return [], f"nothing: the head is sized for the data's classes (the summary names them; {count} given)"
+    root = context.last("--data-dir", "--data-path")
+    train = os.path.join(root, "train") if root else context.last("--train_dir", "--train-dir")
+    folders = (
+        sorted(entry.name for entry in os.scandir(train) if entry.is_dir()) if train and os.path.isdir(train) else []
+    )
+    if folders and str(len(folders)) != count:
+        raise ForeignFlagError(
+            f"{flag} {count}: {train} holds {len(folders)} classes ({', '.join(folders[:5])}"
+            f"{', ...' if len(folders) > 5 else ''}); the head is sized for the data, so leave --num-classes out"
+        )
+    checked = f"{train} holds {count} classes" if folders else "the summary names the data's classes"
+    return [], f"nothing: the head is sized for the data ({checked})"
 
 
 def _optimizer(flag: str, values: list[str], context: Context) -> tuple[list[str], str]:
