@@ -30,8 +30,8 @@ quality: $(STAMP)
 	$(BIN)/ruff format --check hf_resnet recipes tests benchmarks
 	$(BIN)/ruff check hf_resnet recipes tests benchmarks
 
-# `hf-resnet train --help` and `--help-all` print copies rendered here (so they need not import torch); a test keeps
-# them current.
+# `hf-resnet train --help` and `--help-all` print copies rendered here (so they need not import torch), and the
+# command line is checked against the flag table rendered beside them; tests keep all three current.
 help-text: $(STAMP)
 	$(BIN)/python -c "from hf_resnet.config.parsing import render_help; print(render_help(), end='')" \
 		> hf_resnet/config/train_help.txt.new
@@ -39,6 +39,9 @@ help-text: $(STAMP)
 		> hf_resnet/config/train_help_all.txt.new
 	mv hf_resnet/config/train_help.txt.new hf_resnet/config/train_help.txt
 	mv hf_resnet/config/train_help_all.txt.new hf_resnet/config/train_help_all.txt
+	$(BIN)/python -c "from hf_resnet.config.parsing import render_flags; print(render_flags(), end='')" \
+		> hf_resnet/config/train_flags.json.new
+	mv hf_resnet/config/train_flags.json.new hf_resnet/config/train_flags.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

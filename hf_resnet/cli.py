@@ -28,8 +28,18 @@ def _modules() -> list:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+class FullFlagsParser(argparse.ArgumentParser):
+    """argparse taking flags only in full, as `hf-resnet train` does: `--mod` must not quietly mean `--model`.
+
+    The sub-commands' parsers are made of the same class (argparse's `add_subparsers` default).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = FullFlagsParser(
         prog="hf-resnet",
         description="Fine-tune, evaluate, classify, explain, export and share ResNet image classifiers. "
         "`hf-resnet COMMAND --help` describes each command.",

@@ -74,8 +74,15 @@ BAD_VALUES = [
     (dict(max_train_samples=0), r"--max_train_samples 0: must be >= 1"),
     (dict(unfreeze_every=0), r"--unfreeze_every 0: must be >= 1"),
     (dict(weight_decay=-1e-4), r"--weight_decay -0\.0001: must be >= 0"),
-    (dict(model_name_or_path=None, arch="resnet-7"), r"--arch resnet-7: choose one of resnet-18, .*resnet-152"),
+    (
+        dict(model_name_or_path=None, arch="resnet-7"),
+        r"--arch resnet-7: choose a transformers layout \(resnet-18, .*resnet-152\) or an architecture of timm.s",
+    ),
     (dict(variant="v2"), r"--variant v2: choose one of v1, v1\.5"),
+    (
+        dict(model_name_or_path=None, arch="resnet50d", variant="v1"),
+        r"--variant v1: applies to the transformers layouts",
+    ),
     (dict(auto_augment="autoaug"), r"--auto_augment autoaug: choose one of none, trivial, rand"),
     (dict(lr_scaling="cubic"), r"--lr_scaling cubic: choose one of none, linear, sqrt"),
     (dict(augment_on="tpu"), r"--augment_on tpu: choose one of auto, workers, device"),
@@ -218,8 +225,8 @@ CLI_CASES = [
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be >= 1"),
     (["--num_train_epochs", "0"], "--num_train_epochs 0.0: must be > 0 (or give --max_steps > 0)"),
     (["--resume_from_checkpoint", "gone/checkpoint-9"], "--resume_from_checkpoint gone/checkpoint-9: no such folder"),
-    (["--learning_rate", "fast"], "argument --learning_rate/--learning-rate: invalid float value: 'fast'"),
-    (["--lerning_rate", "0.1"], "unrecognized argument(s) --lerning_rate 0.1; did you mean --learning_rate?"),
+    (["--learning_rate", "fast"], "--learning_rate fast: expected a number"),  # before torch loads
+    (["--lerning_rate", "0.1"], "no such flag here: --lerning_rate (did you mean --learning_rate?)"),
     (["--train_dir", "images"], "--train_dir images: no class sub-folders (2 images lie directly in it)."),
     (["typo.yaml"], "typo.yaml: unknown key 'num_train_epoch'; did you mean 'num_train_epochs'?"),
     (["broken.yaml"], "while parsing"),

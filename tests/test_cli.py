@@ -142,6 +142,9 @@ def test_an_installed_wheel_trains_from_outside_the_repo(installed_wheel, tmp_pa
     where = python(["-c", "import hf_resnet; print(hf_resnet.__file__)"], cwd=work, env=env)
     assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
     assert python(["-m", "hf_resnet", "train", "--help"], cwd=work, env=env).stdout == help_text()
+    shipped = site / "hf_resnet" / "config" / "accelerate"  # the accelerate configs the README names
+    assert (shipped / "multi-gpu.yaml").read_text() == (ROOT / "recipes" / "accelerate" / "multi-gpu.yaml").read_text()
+    assert (shipped / "multi-node.yaml").is_file()
     assert (
         "beans"
         in python(

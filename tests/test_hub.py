@@ -176,8 +176,8 @@ def test_push_that_fails_mid_upload_is_completed_by_hf_resnet_push(hub, tmp_path
     assert failure.value.retry_command == f"hf-resnet push {run} --repo user/shapes"
     assert message.endswith(failure.value.retry_command)
     assert hub.commit_messages("user/shapes") == ["initial commit"]  # nothing half-committed
-    # The other LFS files (training_args.bin and the two plots) reached the Hub's storage.
-    assert len(hub.lfs_uploads) == 3 and weights not in hub.lfs_uploads
+    # The other LFS files (the two plots) reached the Hub's storage.
+    assert len(hub.lfs_uploads) == 2 and weights not in hub.lfs_uploads
     assert all(path.read_bytes() == content for path, content in before.items())  # nothing lost locally
 
     retried = run_command(failure.value.retry_command, subprocess_env(hub, tmp_path, TOKEN), tmp_path)
@@ -185,7 +185,7 @@ def test_push_that_fails_mid_upload_is_completed_by_hf_resnet_push(hub, tmp_path
     assert retried.returncode == 0, retried.stderr[-3000:]
     assert TOKEN not in retried.stdout + retried.stderr
     assert retried.stdout.strip().startswith(f"{hub.url}/user/shapes/commit/")
-    assert hub.lfs_uploads[3:] == [weights]  # only what was missing went up again
+    assert hub.lfs_uploads[2:] == [weights]  # only what was missing went up again
     assert_hub_matches_local(hub, "user/shapes", run)
     assert "checkpoint-8/optimizer.pt" not in hub.files("user/shapes")
 
@@ -198,7 +198,7 @@ def test_server_error_at_commit_then_retry_uploads_nothing_again(hub, tmp_path):
         push(run, "user/shapes")
     assert "the retry sends only the rest" in str(failure.value)
     uploaded = list(hub.lfs_uploads)
-    assert len(uploaded) == 4  # weights, training_args.bin, two plots
+    assert len(uploaded) == 3  # weights, two plots (no pickle: training_args.bin stays local)
 
     url = push(run, "user/shapes")
 
@@ -373,8 +373,9 @@ def test_checkpoint_pushes_follow_hub_strategy(hub, tmp_path, strategy, folder):
     callback.on_train_end(args, state, None)
 
     files = hub.files("user/ckpt")
-    model_files = {"config.json", "model.safetensors", "preprocessor_config.json", "training_args.bin"}
+    model_files = {"config.json", "model.safetensors", "preprocessor_config.json"}
     assert model_files <= set(files)
+    assert not [name for name in files if name.endswith("training_args.bin")]  # a pickle nothing reads back
     assert files["model.safetensors"] == (run / "checkpoint-8" / "model.safetensors").read_bytes()
     in_folder = {name.split("/", 1)[1] for name in files if folder and name.startswith(f"{folder}/")}
     assert in_folder == (model_files | {"optimizer.pt"} if folder else set())
@@ -501,3 +502,14 @@ def test_an_invalid_repo_id_is_refused_with_a_hint_before_any_request(hub, tmp_p
     capsys.readouterr()
     assert cli(["push", str(run), "--repo", "bad id!!"]) == 2
     assert capsys.readouterr().err.strip() == f"hf-resnet push: {message}"
+
+
+def test_a_timm_config_with_null_model_args_is_uploaded_without_them_so_timm_can_read_it(tmp_path):
+    """Folders saved before hf_resnet recorded model_args hold `"model_args": null`, which timm cannot parse."""
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet10t", "model_args": None}))
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    uploaded = portable_files(files_to_push(tmp_path), tmp_path)
+    assert json.loads(uploaded["config.json"]) == {"architecture": "resnet10t"}
+    assert json.loads((tmp_path / "config.json").read_text())["model_args"] is None  # the local file is unchanged
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet10t", "model_args": {"drop_rate": 0.1}}))
+    assert portable_files(files_to_push(tmp_path), tmp_path)["config.json"] == tmp_path / "config.json"

@@ -136,3 +136,24 @@ def test_sync_batchnorm_conversion_keeps_frozen_statistics_and_runs_alone_on_cpu
     torch.testing.assert_close(
         stage4.running_mean, plain.resnet.encoder.stages[3].layers[0].layer[0].normalization.running_mean
     )
+
+
+def test_drop_path_and_dropout_are_added_to_a_transformers_resnet_and_leave_its_weights_and_names_alone(tmp_path):
+    from timm.layers import DropPath
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "ckpt")
+    plain, _, _ = build_model(ModelArguments(model_name_or_path=str(checkpoint)), ["a", "b"])
+    args = ModelArguments(model_name_or_path=str(checkpoint), drop_path_rate=0.2, drop_rate=0.3)
+    model, _, _ = build_model(args, ["a", "b"])
+    layers = [layer for stage in model.resnet.encoder.stages for layer in stage.layers]
+    rates = [next((m.drop_prob for m in layer.layer if isinstance(m, DropPath)), 0.0) for layer in layers]
+    assert rates == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])  # timm's linear rule over the 4 blocks
+    assert [m.p for m in model.classifier.modules() if isinstance(m, torch.nn.Dropout)] == [0.3]
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    pixels = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(pixels).logits, model(pixels).logits)  # identities in evaluation
+        model.train()
+        torch.manual_seed(0)
+        assert not torch.equal(model(pixels).logits, model(pixels).logits)  # stochastic in training

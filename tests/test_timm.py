@@ -170,6 +170,80 @@ def test_the_output_pushes_with_a_card_naming_the_base_model_and_loads_back_from
     assert from_hub == pipeline("image-classification", model=str(result.output_dir), device="cpu")(image, top_k=1)
 
 
+def test_a_pushed_timm_fine_tune_loads_in_timm_with_the_transformers_logits_and_preprocessing(finetuned, hub):
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    result, _, _, val = finetuned
+    saved = json.loads((result.output_dir / "config.json").read_text())
+    assert isinstance(saved["model_args"], dict)  # transformers would write null, which timm cannot read
+    card = (result.output_dir / "README.md").read_text()
+    # The base's card names no license; its config.json's pretrained_cfg (timm's) does.
+    assert "license: apache-2.0" in card and "inherited from the pretrained_cfg in config.json of" in card
+    hf_resnet.push(result.output_dir, "user/timm-round-trip")
+    pushed = hub.files("user/timm-round-trip")
+    assert "license: apache-2.0" in pushed["README.md"].decode()
+    assert not [name for name in pushed if name.endswith((".bin", ".pt", ".pth", ".pkl"))]  # no pickles
+
+    from_timm = timm.create_model("hf-hub:user/timm-round-trip", pretrained=True).eval()
+    from_file = timm.create_model(
+        saved["architecture"],
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(result.output_dir / "model.safetensors"), num_classes=3),
+    ).eval()
+    from_transformers = AutoModelForImageClassification.from_pretrained("user/timm-round-trip").eval()
+    processor = AutoImageProcessor.from_pretrained("user/timm-round-trip")
+    images = [Image.open(path).convert("RGB") for path in sorted(val.rglob("*.png"))[::6]]
+    pixels = processor(images, return_tensors="pt").pixel_values
+    transform = create_transform(**resolve_data_config({}, model=from_timm))
+    assert torch.allclose(torch.stack([transform(image) for image in images]), pixels, atol=1e-6)
+    with torch.no_grad():
+        expected = from_transformers(pixel_values=pixels).logits
+        assert (from_timm(pixels) - expected).abs().max() < 1e-5
+        assert (from_file(pixels) - expected).abs().max() < 1e-5
+    assert from_timm.pretrained_cfg["label_names"] == ["circle", "hbar", "vbar"]
+
+
+def test_a_timm_architecture_trains_from_scratch_with_drop_path_and_loads_in_the_pipeline_and_in_timm(tmp_path):
+    import timm
+
+    train = make_image_folder(tmp_path / "train", per_class=8, seed=1)
+    val = make_image_folder(tmp_path / "val", per_class=3, seed=2)
+    result = hf_resnet.finetune(
+        arch="resnet10t",
+        image_size=SIZE,
+        drop_path_rate=0.1,
+        drop_rate=0.25,
+        train_dir=str(train),
+        validation_dir=str(val),
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=1,
+        **FAST,
+    )
+    network = result.model.timm_model
+    assert network.layer4[-1].drop_path.drop_prob == pytest.approx(0.1) and network.drop_rate == 0.25
+    recipe = json.loads((result.output_dir / "recipe.json").read_text())
+    assert recipe["model"]["arch"] == "resnet10t" and recipe["model"]["drop_path_rate"] == 0.1
+    assert recipe["recipe"]["augmentation"]["drop_rate"] == 0.25
+    assert "| drop_path_rate | 0.1 |" in (result.output_dir / "README.md").read_text()
+    config = json.loads((result.output_dir / "config.json").read_text())
+    assert config["model_args"] == {"drop_path_rate": 0.1, "drop_rate": 0.25}  # timm rebuilds the same network
+
+    image = str(next(val.rglob("*.png")))
+    answer = pipeline("image-classification", model=str(result.output_dir), device="cpu")(image, top_k=3)
+    assert {entry["label"] for entry in answer} == {"circle", "hbar", "vbar"}
+    from_timm = timm.create_model(
+        "resnet10t",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(result.output_dir / "model.safetensors"), num_classes=3),
+    ).eval()
+    pixels = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert (from_timm(pixels) - result.model.eval()(pixel_values=pixels).logits).abs().max() < 1e-5
+
+
 def test_multi_label_with_ema_tta_and_gradual_unfreezing_on_a_timm_checkpoint(hub, tmp_path):
     rng = np.random.default_rng(3)
     for split, count in (("train", 24), ("val", 9)):

@@ -41,6 +41,7 @@ class ResNetTrainingArguments(TrainingArguments):
         result=True,
         bounds="(0, inf)",
         section="recipe",
+        aliases=["--lr"],
     )
     head_learning_rate: float | None = flag(
         None,
@@ -257,6 +258,7 @@ class ResNetTrainingArguments(TrainingArguments):
         result=True,
         bounds="[1, inf)",
         section="recipe",
+        aliases=["--batch-size", "-b"],
     )
     per_device_eval_batch_size: int = flag(
         64,
@@ -270,6 +272,7 @@ class ResNetTrainingArguments(TrainingArguments):
         result=True,
         resumable=True,
         section="recipe",
+        aliases=["--epochs"],
     )
     weight_decay: float = flag(
         1e-4,
@@ -277,6 +280,7 @@ class ResNetTrainingArguments(TrainingArguments):
         result=True,
         bounds="[0, inf)",
         section="recipe",
+        aliases=["--wd"],
     )
     # A short warm-up keeps the random head's first large gradients from wrecking pretrained features.
     warmup_steps: float = flag(
@@ -297,6 +301,7 @@ class ResNetTrainingArguments(TrainingArguments):
         None,
         "Where the model and results are written.",
         section="output",
+        aliases=["--output"],
     )
     # A ResNet uses every trained parameter in every step (frozen ones are not trained), so DDP need not search
     # for unused ones; the Trainer's default (True) costs an extra autograd-graph traversal per step. Gradual
@@ -347,6 +352,7 @@ class ResNetTrainingArguments(TrainingArguments):
         "DataLoader worker processes; None: as --data_overlap decides (the cores less one with workers).",
         bounds="[0, inf)",
         section="speed",
+        aliases=["--workers", "-j"],
     )
     data_overlap: str = flag(
         "auto",
@@ -377,6 +383,15 @@ class ResNetTrainingArguments(TrainingArguments):
         "Optimizer (Trainer names).",
         result=True,
         section="recipe",
+    )
+    label_smoothing_factor: float = flag(
+        0.0,
+        "Label smoothing: the target puts this much probability evenly over all classes (0.1 in timm's recipes).",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--smoothing", "--label-smoothing"],
+        section="augmentation",
     )
     # The Trainer's NaN filter reads the loss back every step, a host-GPU sync that stalls the input pipeline.
     logging_nan_inf_filter: bool = flag(
@@ -439,7 +454,7 @@ class ResNetTrainingArguments(TrainingArguments):
         ),
         "gradient_accumulation_steps": Flag(result=True, bounds="[1, inf)", section="recipe"),
         "max_grad_norm": Flag(result=True, section="recipe"),
-        "label_smoothing_factor": Flag(result=True, bounds="[0, 1)", card="augmentation", section="augmentation"),
+        "optim_args": Flag(result=True),
         "seed": Flag(result=True, section="recipe"),
         "load_best_model_at_end": Flag(section="evaluation"),
         "resume_from_checkpoint": Flag(section="output"),

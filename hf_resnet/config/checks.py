@@ -19,8 +19,9 @@ from pathlib import Path
 from ..data.arguments import DataArguments
 from ..families import BACKBONE_PARTS, Family, checkpoint_family, family_of
 from ..families.loading import source_problem
+from ..families.resnet import ARCHITECTURES
 from ..flags import Bounds, problems
-from ..model.arguments import ModelArguments
+from ..model.arguments import ModelArguments, arch_problem
 from ..model.parts import MIN_CACHED_PARTS, cached_parts
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse_metric_names
 from . import run_folder
@@ -87,9 +88,9 @@ def validate(
 
 def _layout_family(model_args, config) -> Family:
     """From scratch: the family of the layout (`finetune(config=...)`, else `--arch`)."""
-    from ..families.resnet import resnet_config
+    from ..model.build import arch_config
 
-    return family_of(config if config is not None else resnet_config(model_args.arch, model_args.variant))
+    return family_of(config if config is not None else arch_config(model_args.arch, model_args.variant))
 
 
 def _plan(model_args, data_args, args, dataset, family: Family, frozen: list[str], resume, values) -> Plan:
@@ -199,6 +200,16 @@ def _check_combinations(model_args, data_args, args, dataset, config, frozen: li
     if config is None and not model_args.model_name_or_path and not model_args.arch:
         raise ArgumentError(
             "model_name_or_path", None, "no model: pass --model_name_or_path (e.g. microsoft/resnet-50) or --arch"
+        )
+    if model_args.arch and (allowed := arch_problem(model_args.arch)):
+        raise ArgumentError("arch", model_args.arch, allowed)
+    # v1.5, the default, is how timm's ResNets stride already; v1 asks what a timm name does not say.
+    if model_args.arch and model_args.arch not in ARCHITECTURES and model_args.variant == "v1":
+        raise ArgumentError(
+            "variant",
+            model_args.variant,
+            f"applies to the transformers layouts; timm names its variants ({model_args.arch} is one as it is: "
+            "resnet50 strides in the 3x3, resnet50d adds an average-pool shortcut)",
         )
     if dataset is None:
         if data_args.dataset_name and data_args.train_dir:

@@ -23,6 +23,7 @@ from ..flags import FLAG_KEY
 from ..model.arguments import ModelArguments
 from .arguments import ResNetTrainingArguments
 from .example_flags import announce, canonical_names, flag_aliases
+from .foreign_flags import Context, flag_table_text, translate
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,13 @@ class FlagParser(HfArgumentParser):
     """
 
     def add_argument(self, *args, **kwargs):
-        kwargs.pop(FLAG_KEY, None)
+        declared = kwargs.pop(FLAG_KEY, None)
+        # What the command line is checked against before torch loads (config/foreign_flags.py): names, number
+        # types and declared ranges and choices.
+        spec = {"field": args[0].lstrip("-"), "type": getattr(kwargs.get("type"), "__name__", None)}
+        checked = dataclasses.asdict(declared) if declared is not None else {}
+        spec |= {key: checked[key] for key in ("choices", "bounds", "hint", "allowed") if checked.get(key)}
+        self.flag_table = {**getattr(self, "flag_table", {}), **dict.fromkeys(args, spec)}
         return super().add_argument(*args, **kwargs)
 
     def format_help(self) -> str:
@@ -198,7 +205,13 @@ class FlagParser(HfArgumentParser):
 
 
 def build_parser(prog: str = "hf-resnet train") -> HfArgumentParser:
-    parser = FlagParser(ARGUMENT_CLASSES, prog=prog, usage=USAGE, description=description())
+    parser = FlagParser(
+        ARGUMENT_CLASSES,
+        allow_abbrev=False,  # `--lr` must not silently become `--lr_scheduler_type`: a flag is given in full
+        prog=prog,
+        usage=USAGE,
+        description=description(),
+    )
     parser.error = _raise  # a bad value is reported once, by main, as one line (argparse prints usage and exits)
     return parser
 
@@ -240,6 +253,34 @@ def _negative_values_joined(argv: list[str]) -> list[str]:
     return joined
 
 
+def render_flags() -> str:
+    """Every option string of the parser and what its value may be: the shipped copy checked before torch loads."""
+    return flag_table_text(build_parser().flag_table)
+
+
+def _amp_flags() -> list[str]:
+    """`--amp` (timm, torchvision): autocast in bf16, or fp16 on a GPU without bf16."""
+    import torch
+
+    fp16 = torch.cuda.is_available() and not torch.cuda.is_bf16_supported()
+    return ["--fp16", "True"] if fp16 else ["--bf16", "True"]
+
+
+def _translate_foreign(argv: list[str]) -> list[str]:
+    """timm's and torchvision's flags as ours (config/foreign_flags.py), said in one line."""
+    epochs = ResNetTrainingArguments.__dataclass_fields__["num_train_epochs"].default
+    argv, mapped = translate(argv, Context(list(argv), default_epochs=epochs, amp=_amp_flags))
+    aliases = flag_aliases(ARGUMENT_CLASSES)
+    renamed = [f"{name} -> --{aliases[name.lstrip('-')]}" for name in dict.fromkeys(argv) if _is_alias(name, aliases)]
+    if mapped or renamed:
+        logger.warning("Flags of other scripts, as hf_resnet's: %s", "; ".join(mapped + renamed))
+    return argv
+
+
+def _is_alias(arg: str, aliases: dict[str, str]) -> bool:
+    return arg.startswith("-") and arg.partition("=")[0].lstrip("-") in aliases
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, ResNetTrainingArguments]:
     """Parse command-line flags, with an optional config file, into the three dataclasses.
 
@@ -252,8 +293,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     if "--help-all" in argv:
         sys.stdout.write(render_help_all())
         raise SystemExit(0)
-    argv = _negative_values_joined(expand_config(argv))
-    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    argv = _translate_foreign(_negative_values_joined(expand_config(argv)))
+    given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("-")}
     if uses_embedded(given) and not {"-h", "--help"} & set(argv):
         announce_embedded()
         defaults = [item for key, value in embedded.embedded_defaults().items() for item in (f"--{key}", str(value))]

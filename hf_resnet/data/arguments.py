@@ -197,6 +197,7 @@ class DataArguments:
         bounds="[0, 1]",
         card="augmentation",
         section="augmentation",
+        aliases=["--reprob"],
     )
     mixup_alpha: float = flag(
         0.0,
@@ -206,6 +207,7 @@ class DataArguments:
         hint="(0 turns it off)",
         card="augmentation",
         section="augmentation",
+        aliases=["--mixup"],
     )
     cutmix_alpha: float = flag(
         0.0,
@@ -215,6 +217,7 @@ class DataArguments:
         hint="(0 turns it off)",
         card="augmentation",
         section="augmentation",
+        aliases=["--cutmix"],
     )
 
     def __post_init__(self):

@@ -22,6 +22,7 @@ import json
 import os
 import pkgutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,23 @@ def model_type(config: Any) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class DropRates:
+    """Training-time regularisation inside the network, in timm's terms (`timm.models.resnet.ResNet`).
+
+    `drop_path_rate`: stochastic depth, the largest probability of skipping a residual branch; block i of
+    n skips with `drop_path_rate * i / (n - 1)` (timm's linear rule: the first block never, the last at the
+    full rate). `drop_rate`: dropout on the pooled features before the classifier. Both act only in training.
+    """
+
+    drop_path_rate: float = 0.0
+    drop_rate: float = 0.0
+
+    def as_timm_args(self) -> dict[str, float]:
+        """The `timm.create_model` keyword arguments, without the ones left at 0 (timm's default)."""
+        return {key: value for key, value in vars(self).items() if value}
+
+
 class Family:
     """One kind of network, named by its config; subclasses fill in what differs between kinds."""
 
@@ -69,11 +87,14 @@ class Family:
         """The part (`embedder`, `stage1`..`stage4`, `head`) a parameter or module name belongs to."""
         raise NotImplementedError
 
-    def load(self, path: str, labels: list[str], **hub):
-        """The checkpoint at `path` with a new head for `labels`, whose names the saved config keeps."""
+    def load(self, path: str, labels: list[str], drop_rates: DropRates | None = None, **hub):
+        """The checkpoint at `path` with a new head for `labels`, whose names the saved config keeps.
+
+        `drop_rates`: stochastic depth and dropout while training, as timm applies them (see `DropRates`).
+        """
         raise NotImplementedError
 
-    def build(self, config, labels: list[str]):
+    def build(self, config, labels: list[str], drop_rates: DropRates | None = None):
         """A randomly initialised model of `config`'s layout with a head for `labels` (from scratch)."""
         raise ValueError(f"{self.name} models are fine-tuned from a checkpoint; hf_resnet cannot build them")
 

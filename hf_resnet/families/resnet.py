@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 
-from . import HEAD, Family, model_type
+from . import HEAD, DropRates, Family, model_type
 from .loading import load_errors
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,30 @@ def same_classes(config, labels: list[str]) -> bool:
     return [config.id2label.get(i) for i in range(config.num_labels)] == list(labels)
 
 
+def add_drop_layers(model, drop_rates: DropRates | None):
+    """timm's stochastic depth and dropout, added to transformers' ResNet, which has neither.
+
+    Each residual layer's branch is an `nn.Sequential` (`layer.layer`) whose output is added to the
+    shortcut: timm's `DropPath` appended to it drops the branch exactly where timm's blocks do, at timm's
+    per-block rate. Dropout joins the head's `Flatten` (`classifier[0]`), before the `Linear`, as in timm's
+    `forward_head`. Neither holds weights, so parameter names, the saved weights and what loads them are
+    unchanged; in evaluation both are identities.
+    """
+    if drop_rates is None or not (drop_rates.drop_path_rate or drop_rates.drop_rate):
+        return model
+    from timm.layers import DropPath
+    from torch import nn
+
+    layers = [layer for stage in model.resnet.encoder.stages for layer in stage.layers]
+    for index, layer in enumerate(layers):
+        rate = drop_rates.drop_path_rate * index / max(len(layers) - 1, 1)
+        if rate > 0:
+            layer.layer.append(DropPath(rate))
+    if drop_rates.drop_rate:
+        model.classifier[0] = nn.Sequential(model.classifier[0], nn.Dropout(drop_rates.drop_rate))
+    return model
+
+
 class TransformersResNet(Family):
     name = "transformers ResNet"
     layout_keys = ("embedding_size", "hidden_sizes", "depths", "layer_type", "downsample_in_bottleneck")
@@ -94,7 +118,7 @@ class TransformersResNet(Family):
             return HEAD
         raise ValueError(f"{name!r} is not part of a transformers ResNetForImageClassification")
 
-    def load(self, path: str, labels: list[str], **hub):
+    def load(self, path: str, labels: list[str], drop_rates: DropRates | None = None, **hub):
         from transformers import AutoConfig, AutoModelForImageClassification
 
         with load_errors(path, "--model_name_or_path"):
@@ -106,14 +130,14 @@ class TransformersResNet(Family):
             # Same class count but other classes (or a resized head): the old weights mean nothing here.
             model.classifier[-1].reset_parameters()
             logger.info("New %d-class head on %s (its %d-class head is dropped)", len(labels), path, config.num_labels)
-        return model
+        return add_drop_layers(model, drop_rates)
 
-    def build(self, config, labels: list[str]):
+    def build(self, config, labels: list[str], drop_rates: DropRates | None = None):
         from transformers import ResNetForImageClassification
 
         for key, value in label_fields(labels).items():
             setattr(config, key, value)
-        return ResNetForImageClassification(config)
+        return add_drop_layers(ResNetForImageClassification(config), drop_rates)
 
     def image_processor(self, path: str | None, model, image_size: int | None = None, **hub):
         """The checkpoint's `AutoImageProcessor`; microsoft/resnet-50's preprocessing where it has none."""

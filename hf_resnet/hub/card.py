@@ -139,26 +139,39 @@ def _older_held_out(data: dict, dataset_id: str | None) -> dict:
 
 
 def inherited_license(source: str | None, revision: str | None = None, token: str | None = None) -> tuple[str, str]:
-    """(license, where it came from): the base model card's `license`, which a fine-tune inherits.
+    """(license, where it came from): the base model's license, which a fine-tune inherits.
 
-    A local checkpoint's card is its README.md; a Hub model's card data comes from the Hub (one request,
-    no retries), or from its README.md in the cache when the Hub cannot be asked (offline). A model
-    trained from scratch, or a card that names none, gives "other", which tells the Hub (and the reader)
-    that the license must be set (`--license`) before sharing it more widely.
+    Its card's `license` first: a local checkpoint's card is its README.md; a Hub model's card data comes
+    from the Hub (one request, no retries), or from its README.md in the cache when the Hub cannot be asked
+    (offline). Where the card names none (or there is no card), timm's `pretrained_cfg.license` in the
+    checkpoint's config.json, which timm writes for every checkpoint it publishes. A model trained from
+    scratch, or a base that names none, gives "other", which tells the Hub (and the reader) that the
+    license must be set (`--license`) before sharing it more widely.
     """
-    from huggingface_hub import HfApi, try_to_load_from_cache
-
     if not source:
         return "other", "no base model (trained from scratch): set one with --license"
     local = Path(source)
     name = f"local checkpoint {local.resolve().name}" if local.exists() else source
+    if not local.exists() and not _is_hub_id(source):  # a local folder that is gone (a recipe read on another machine)
+        return "other", "the base model is a folder not found here: set one with --license"
+    license, missing = _card_license(source, name, revision, token)
+    if license:
+        return str(license), f"inherited from the card of {name}"
+    if license := _config_license(source, revision):
+        return str(license), f"inherited from the pretrained_cfg in config.json of {name}"
+    return "other", missing
+
+
+def _card_license(source: str, name: str, revision: str | None, token: str | None) -> tuple[str | None, str]:
+    """(the card's license or None, why there is none, as the end of the line that says so)."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    local = Path(source)
     if local.exists():
         readme = local / "README.md"
         if not readme.is_file():
-            return "other", f"{name} has no model card (README.md): set one with --license"
+            return None, f"{name} has no model card (README.md): set one with --license"
         license = ModelCard.load(readme, ignore_metadata_errors=True).data.license
-    elif not _is_hub_id(source):  # a local folder that is gone (a recipe read on another machine)
-        return "other", "the base model is a folder not found here: set one with --license"
     else:
         try:
             card_data = HfApi(token=token).model_info(source, revision=revision, expand=["cardData"]).card_data
@@ -167,11 +180,26 @@ def inherited_license(source: str | None, revision: str | None = None, token: st
             cached = try_to_load_from_cache(source, "README.md", revision=revision)
             if not isinstance(cached, str):
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                return "other", f"the card of {source} could not be read ({reason}): set one with --license"
+                return None, f"the card of {source} could not be read ({reason}): set one with --license"
             license = ModelCard.load(cached, ignore_metadata_errors=True).data.license
-    if not license:
-        return "other", f"the card of {name} names no license: set one with --license"
-    return str(license), f"inherited from the card of {name}"
+    return license, f"the card of {name} names no license: set one with --license"
+
+
+def _config_license(source: str, revision: str | None) -> str | None:
+    """`pretrained_cfg.license` of the checkpoint's config.json (already read to know its family: no request)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    local = Path(source)
+    cached = None if local.exists() else try_to_load_from_cache(source, "config.json", revision=revision)
+    path = local / "config.json" if local.exists() else cached
+    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+        return None
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pretrained_cfg = config.get("pretrained_cfg") if isinstance(config, dict) else None
+    return pretrained_cfg.get("license") if isinstance(pretrained_cfg, dict) else None
 
 
 def _license(recipe: dict) -> str:
@@ -404,7 +432,7 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
         lines += ["", "| Augmentation | Value |", "| --- | --- |"]
         lines += [f"| {_cell(name)} | {_number(value)} |" for name, value in augmentation.items()]
     if recipe:
-        lines += ["", "Every argument of the run is in [recipe.json](recipe.json) and `training_args.bin`."]
+        lines += ["", "Every argument of the run is in [recipe.json](recipe.json)."]
     if "training" in recipe:
         relative = (
             " (its local data paths are relative to a data root: yours)" if recipe["paths"]["relative_to"] else ""

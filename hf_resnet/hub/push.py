@@ -37,9 +37,10 @@ from .card import write_model_card
 logger = logging.getLogger(__name__)
 
 #: Never pushed from an output folder: Trainer checkpoints (optimizer state; `--hub_strategy` pushes those),
-#: the resume fingerprint run_args.json (this machine's absolute paths, for local resumes only), and, as in
-#: transformers, names starting with "_" or "." (staging, caches, editor files).
-IGNORE_PATTERNS = ("checkpoint-*", "run_args.json", "_*", ".*")
+#: the resume fingerprint run_args.json (this machine's absolute paths, for local resumes only), the Trainer's
+#: pickled `training_args.bin` (nothing reads it back, recipe.json holds the recipe, and the Hub's scanner
+#: flags pickles), and, as in transformers, names starting with "_" or "." (staging, caches, editor files).
+IGNORE_PATTERNS = ("checkpoint-*", "run_args.json", "training_args.bin", "_*", ".*")
 #: What a checkpoint contributes to the repo's root while training goes on: enough to load the model.
 MODEL_FILES = (
     "config.json",
@@ -47,7 +48,6 @@ MODEL_FILES = (
     "model-*.safetensors",
     "model.safetensors.index.json",
     "preprocessor_config.json",
-    "training_args.bin",
 )
 TRAINING_ARGS_FILE = "training_args.bin"
 
@@ -141,20 +141,6 @@ def _portable_path(value: str, run_dir: Path) -> str:
     return path.name
 
 
-def _portable_training_args(path: Path, run_dir: Path) -> bytes:
-    import io
-
-    import torch
-
-    args = torch.load(path, weights_only=False)  # a file the Trainer wrote into this folder, as in redact
-    for name, value in vars(args).items():
-        if isinstance(value, str) and os.path.isabs(value):
-            setattr(args, name, _portable_path(value, run_dir))
-    buffer = io.BytesIO()
-    torch.save(args, buffer)
-    return buffer.getvalue()
-
-
 def _portable_text(text: str, run_dir: Path) -> str:
     for root in sorted({str(run_dir), str(run_dir.resolve())}, key=len, reverse=True):
         # The folder itself becomes ".", a path inside it loses the prefix; "/runs/a" in "/runs/ab" is left alone.
@@ -163,24 +149,38 @@ def _portable_text(text: str, run_dir: Path) -> str:
     return text
 
 
+def _loadable_config(content: bytes) -> bytes:
+    """config.json without `"model_args": null`, which transformers wrote for timm models before hf_resnet set it.
+
+    `timm.create_model("hf-hub:...")` cannot read a null there; without the key it loads as timm's own uploads do.
+    """
+    try:
+        config = json.loads(content)
+    except ValueError:
+        return content
+    if not isinstance(config, dict) or "model_args" not in config or config["model_args"] is not None:
+        return content
+    del config["model_args"]
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def portable_files(files: dict[str, Path], run_dir: str | Path) -> dict[str, Path | bytes]:
     """What to upload for each file: the file itself, or a copy whose paths no longer name this machine's folders.
 
-    The Trainer records absolute paths (`best_model_checkpoint` in trainer_state.json, `output_dir`
-    and `logging_dir` in training_args.bin); on the Hub they would show the user's directory layout
-    and point nowhere. Paths inside `run_dir` (the run's output folder) become relative to it, and a
-    checkpoint path in trainer_state.json relative to its run folder wherever that was when it was
-    recorded (a folder moved or copied since); anything else absolute in training_args.bin keeps its
-    last name. The local files are not changed.
+    The Trainer records absolute paths (`best_model_checkpoint` in trainer_state.json); on the Hub
+    they would show the user's directory layout and point nowhere. Paths inside `run_dir` (the run's
+    output folder) become relative to it, and a checkpoint path in trainer_state.json relative to its
+    run folder wherever that was when it was recorded (a folder moved or copied since). A config.json
+    that timm could not read (see `_loadable_config`) is uploaded without the offending key. The local
+    files are not changed.
     """
     run_dir = Path(run_dir).absolute()
     needles = {str(run_dir).encode(), str(run_dir.resolve()).encode()}
     portable: dict[str, Path | bytes] = {}
     for name, path in files.items():
         content = original = path.read_bytes()
-        if Path(name).name == TRAINING_ARGS_FILE:
-            portable[name] = _portable_training_args(path, run_dir)
-            continue
+        if Path(name).name == "config.json":
+            content = _loadable_config(content)
         if Path(name).name == run_folder.STATE_FILE:  # recorded where the folder was then, which may not be here
             state = run_folder.portable_state(json.loads(content))
             content = (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8")

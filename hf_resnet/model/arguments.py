@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from ..families.resnet import ARCHITECTURES, VARIANTS
+from ..families.timm_resnet import timm_architectures
 from ..flags import flag
 
 #: A loaded checkpoint's stem and first stage detect edges and textures that transfer to any photo;
@@ -26,9 +28,10 @@ class ModelArguments:
     )
     arch: str | None = flag(
         None,
-        f"Build a randomly initialised model instead: one of {', '.join(ARCHITECTURES)}.",
+        f"Build a randomly initialised model instead: a transformers layout ({', '.join(ARCHITECTURES)}) or an "
+        "architecture of timm's resnet module (resnet50, resnet50d, seresnext26d_32x4d, ...), built through "
+        "transformers' TimmWrapper so the output loads in both.",
         result=True,
-        choices=tuple(ARCHITECTURES),
         section="model",
     )
     variant: str = flag(
@@ -38,6 +41,26 @@ class ModelArguments:
         result=True,
         choices=VARIANTS,
         section="model",
+    )
+    # timm's ResNet recipes regularise inside the network (`timm.create_model(drop_path_rate=..., drop_rate=...)`).
+    drop_path_rate: float = flag(
+        0.0,
+        "Stochastic depth: the last residual block's branch is skipped with this probability in training, "
+        "earlier ones linearly less (timm's rule; 0.05 to 0.1 in timm's ResNet recipes). Both families.",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--drop-path"],
+        section="recipe",
+    )
+    drop_rate: float = flag(
+        0.0,
+        "Dropout on the pooled features before the classifier, in training (timm's drop_rate). Both families.",
+        result=True,
+        bounds="[0, 1)",
+        card="augmentation",
+        aliases=["--drop"],
+        section="recipe",
     )
     freeze: str | None = flag(
         None,
@@ -55,6 +78,7 @@ class ModelArguments:
         bounds="(0, inf)",
         allowed="must be a positive number of pixels (e.g. 224)",
         section="model",
+        aliases=["--img-size"],
     )
     revision: str = flag(
         "main",
@@ -99,6 +123,12 @@ class ModelArguments:
         section="example",
     )
 
+    def drop_rates(self):
+        """The network's own regularisation, as the families take it."""
+        from ..families import DropRates
+
+        return DropRates(self.drop_path_rate, self.drop_rate)
+
     def frozen_parts(self) -> list[str]:
         """The parts a run freezes: `--freeze`, else the default for a loaded checkpoint, none from scratch.
 
@@ -109,3 +139,19 @@ class ModelArguments:
 
         default = DEFAULT_FREEZE_PRETRAINED if self.model_name_or_path else "none"
         return parse_parts(self.freeze if self.freeze is not None else default)
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why `--arch` cannot be built (the end of its one-line refusal), or None; needs no torch.
+
+    >>> arch_problem("resnet-50") is None, arch_problem("resnet50d") is None
+    (True, True)
+    """
+    if arch in ARCHITECTURES or arch in timm_architectures():
+        return None
+    close = difflib.get_close_matches(arch, [*ARCHITECTURES, *timm_architectures()], n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return (
+        f"choose a transformers layout ({', '.join(ARCHITECTURES)}) or an architecture of timm's resnet module "
+        f"(resnet50, resnet50d, seresnext26d_32x4d, ...){hint}"
+    )

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from ..families import Family, checkpoint_family, family_of
 from ..families.loading import check_model_source
-from ..families.resnet import resnet_config
-from ..model.arguments import ModelArguments
+from ..families.resnet import ARCHITECTURES, resnet_config
+from ..families.timm_resnet import scratch_config
+from ..model.arguments import ModelArguments, arch_problem
 from .freezing import freeze
 
 
@@ -42,17 +43,24 @@ def build_model(
         if family is None:  # a run's plan has checked the source and read its family (config/checks.py)
             check_model_source(path, "--model_name_or_path", need_processor=False, **hub)  # a family may default
             family = checkpoint_family(path, **hub)
-        model = family.load(path, labels, **hub)
+        model = family.load(path, labels, model_args.drop_rates(), **hub)
         processor = family.image_processor(
             model_args.image_processor_name or path, model, model_args.image_size, **hub
         )
     else:
-        config = config if config is not None else resnet_config(model_args.arch, model_args.variant)
+        config = config if config is not None else arch_config(model_args.arch, model_args.variant)
         if family is None:
             family = family_of(config)
-        model = family.build(config, labels)
+        model = family.build(config, labels, model_args.drop_rates())
         processor = family.image_processor(model_args.image_processor_name, model, model_args.image_size)
     processor = family.reframe(model, processor, resize)
     frozen = list(frozen) if frozen is not None else model_args.frozen_parts()
     freeze(model, frozen, family)
     return model, processor, frozen
+
+
+def arch_config(arch: str, variant: str = "v1.5"):
+    """The config of `--arch`: a transformers layout (`resnet-50`, with its `--variant`) or a timm architecture."""
+    if problem := arch_problem(arch):
+        raise ValueError(f"--arch {arch!r}: {problem}")
+    return resnet_config(arch, variant) if arch in ARCHITECTURES else scratch_config(arch)

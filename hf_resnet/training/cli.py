@@ -3,11 +3,15 @@
 Its flags are `HfArgumentParser`'s over the run's dataclasses, which import torch and
 transformers. So that `hf-resnet train --help` and `--help-all` answer at once, they are printed
 from copies rendered at release time (`make help-text`); a test keeps the copies equal to the live ones.
+Likewise a flag that is not one of ours (a typo, an abbreviation, a timm or torchvision flag with no
+equivalent) or a value out of its declared range is refused before torch is imported, from the shipped
+flag table (config/train_flags.json, also rendered from the parser and kept equal to it by a test).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 
@@ -29,6 +33,14 @@ def run_train(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         sys.stdout.write(help_text())
         return 0
+    from ..config.foreign_flags import check_command_line
+
+    try:
+        check_command_line(argv)
+    except ValueError as error:  # every rank of a launch has the same command line: the first one says it
+        if os.environ.get("RANK", "0") == "0":
+            print(f"hf-resnet train: error: {error}", file=sys.stderr, flush=True)
+        return 2
     from .recipe import main
 
     return main(argv)

@@ -134,7 +134,7 @@ def _recipe(
             # The flags declared for the card's augmentation table (hf_resnet/flags.py), from every dataclass.
             "augmentation": {
                 key: getattr(arguments, key)
-                for arguments in (data_args, args)
+                for arguments in (model_args, data_args, args)
                 for key in named(type(arguments), card="augmentation")
             },
             "image_size": [plan.geometry.height, plan.geometry.width],
