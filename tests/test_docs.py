@@ -51,7 +51,8 @@ def hf_resnet_command(words: list[str]) -> list[str] | None:
 def check(command: list[str], scratch: Path) -> None:
     """Parse `hf-resnet COMMAND flags` with the command's own parser; an unknown flag or bad value raises.
 
-    A config file the docs' reader writes first (`my-run.yaml`, a search's `best.yaml`) stands in as one flag.
+    A config file the docs' reader writes first (`my-run.yaml`, a search's `best.yaml`) stands in as one flag;
+    timm's and torchvision's data folder, with its train and val folders, stands in for theirs.
     """
     from hf_resnet.cli import build_parser as command_parser
     from hf_resnet.config.parsing import shipped_configs
@@ -62,6 +63,11 @@ def check(command: list[str], scratch: Path) -> None:
         if word.endswith((".yaml", ".json")) and word not in shipped_configs() and not (ROOT / word).exists():
             (scratch / Path(word).name).write_text("train_dir: photos/train\n")
             argv[index] = str(scratch / Path(word).name)
+    for index, word in enumerate(argv[:-1]):  # timm's and torchvision's data folder is read as the flags are mapped
+        if word in ("--data-dir", "--data-path", "--data_dir"):
+            for split in ("train", "val"):
+                (scratch / argv[index + 1] / split).mkdir(parents=True, exist_ok=True)
+            argv[index + 1] = str(scratch / argv[index + 1])
     if {"-h", "--help", "--help-all"} & set(argv) or "--recipe" in argv:  # help; a recipe is read from the Hub
         return
     if name in ("train", "lr-find", "search"):

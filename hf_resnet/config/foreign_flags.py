@@ -323,7 +323,8 @@ def known_flags(table: dict[str, dict] | None = None) -> set[str]:
 
 
 def value_problem(argv: list[str], table: dict[str, dict]) -> str | None:
-    """The one line refusing a flag's value by its type and declared range or choices (as validate() words it)."""
+    """The one line refusing a flag's value by its type and declared range or choices (as validate() words it),
+    naming the flag as the command line gave it (an alias such as --lr or --train_val_split included)."""
     context = Context(argv)
     for name in dict.fromkeys(_flag_names(argv)):
         spec = table.get(name)
@@ -334,11 +335,11 @@ def value_problem(argv: list[str], table: dict[str, dict]) -> str | None:
         try:
             value = kind(text) if kind else text
         except ValueError:
-            return f"--{spec['field']} {text}: expected {'an integer' if kind is int else 'a number'}"
+            return f"{name} {text}: expected {'an integer' if kind is int else 'a number'}"
         declared = {key: spec[key] for key in spec if key in Flag.__dataclass_fields__}
         if declared and (allowed := Flag(**declared).problem(value)) is not None:
             shown = value if isinstance(value, str) else repr(value)
-            return f"--{spec['field']} {shown}: {allowed}"
+            return f"{name} {shown}: {allowed}"
     return None
 
 
