@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-from conftest import TEST_PYTHONPATH, assert_quiet, console_lines, make_image_folder, save_tiny_checkpoint
+from conftest import assert_quiet, console_lines, make_image_folder, save_tiny_checkpoint, train
 from test_hub import TOKEN, hub, subprocess_env  # noqa: F401
 
 from hf_resnet.runtime.console import quiet_libraries
-
-
-def train(flags: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    run_flags = ["--train_dir", "photos", "--num_train_epochs", "1", "--eval_steps", "0.5"]
-    run_flags += ["--per_device_train_batch_size", "4", "--image_cache", "off"]
-    env = {**os.environ, **(env or {}), "PYTHONPATH": TEST_PYTHONPATH}
-    command = [sys.executable, "-m", "hf_resnet", "train", *run_flags, *flags]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_hub_checkpoint_fine_tune_is_as_quiet_and_says_nothing_false_about_a_new_folder(hub, tmp_path):  # noqa: F811

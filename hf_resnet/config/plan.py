@@ -227,9 +227,12 @@ class Plan:
             + ", ".join(f"{part} {rate:g}" for part, rate in rates.items() if part not in self.frozen),
             f"batch: {self.per_device_batch} per device x {self.accumulation} accumulation x {self.processes} "
             f"processes = {self.effective_batch} per optimizer step",
-            self.rates.rule,
             f"precision: {self.precision}",
         ]
+        if brief:  # the rule that scaled the rates, on the batch's line
+            lines[-2] += f"; {self.rates.rule}"
+        else:
+            lines.insert(-1, self.rates.rule)
         if self.geometry and (self.size_why or not brief or not self.data):
             lines.append(f"images: {self.image_size()}" + (f", {self.size_why}" if self.size_why else ""))
         elif self.geometry:  # a size the run did not choose: said on the data's line, to keep a run's start short
