@@ -532,7 +532,8 @@ def _check_same_recipe(checkpoint: Path, values: dict, args) -> None:
             run_folder.RUN_ARGS_FILE,
             checkpoint.name,
         )
-    elif recorded is not None and (differing := run_folder.differences(recorded, values)):
+    defaults = run_folder.field_defaults(ModelArguments, DataArguments, ResNetTrainingArguments)
+    if recorded is not None and (differing := run_folder.differences(recorded, values, defaults)):
         raise ArgumentError(
             "resume_from_checkpoint",
             args.resume_from_checkpoint,

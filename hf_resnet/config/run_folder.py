@@ -13,6 +13,7 @@ are never replaced: `foreign_files` names them before any work.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -118,14 +119,33 @@ def fingerprint(model_args, data_args, training_args, dataset=None, config=None,
     return values
 
 
-def differences(recorded: dict, current: dict) -> list[str]:
-    """`key: recorded there, current here` for each argument that differs; compared as JSON (tuples become lists)."""
+def differences(recorded: dict, current: dict, defaults: dict | None = None) -> list[str]:
+    """`key: recorded there, current here` for each argument that differs; compared as JSON (tuples become lists).
+
+    A key the record lacks was not a flag when that run started: it differs only where this run moves it
+    off its default (`defaults`), so a run stopped before an upgrade still resumes.
+
+    >>> differences({"seed": 1}, {"seed": 1, "drop_rate": 0.0}, {"drop_rate": 0.0})
+    []
+    """
     same = json.loads(json.dumps(current))
+    defaults = json.loads(json.dumps(defaults or {}))
     return [
         f"{key} {recorded.get(key)!r} there, {same.get(key)!r} here"
         for key in sorted(set(recorded) | set(same))
         if recorded.get(key) != same.get(key)
+        and not (key not in recorded and key in defaults and same.get(key) == defaults[key])
     ]
+
+
+def field_defaults(*classes: type) -> dict:
+    """Each field's declared default, as the fingerprint records values (for `differences`)."""
+    return {
+        item.name: _plain(item.default)
+        for cls in classes
+        for item in dataclasses.fields(cls)
+        if item.default is not dataclasses.MISSING
+    }
 
 
 def read_fingerprint(run_dir: Path) -> dict | None:
