@@ -39,6 +39,16 @@ BAD_INPUT = [
         ["lr-find", "--plot", "{folder}", "--model_name_or_path", "{model}", "--train_dir", "{train}"],
         "hf-resnet lr-find: error: --plot {folder}: is a folder; pass the plot's file name, e.g. {folder}/lr_find.png",
     ),
+    (
+        ["lr-find", "--num_step", "5", "--model_name_or_path", "{model}", "--train_dir", "{train}"],
+        "hf-resnet lr-find: error: no such flag here: --num_step (abbreviations are not accepted; in full: "
+        "--num_steps); `hf-resnet train --help` lists the flags",
+    ),
+    (
+        ["search", "--n_trial", "5", "--model_name_or_path", "{model}", "--train_dir", "{train}"],
+        "hf-resnet search: error: no such flag here: --n_trial (abbreviations are not accepted; in full: "
+        "--n_trials); `hf-resnet train --help` lists the flags",
+    ),
 ]
 
 

@@ -17,8 +17,12 @@ RUN_FLAGS = "Every other flag is the run's, as for hf-resnet train (hf-resnet tr
 
 def _parser(command: str, usage: str, description: str) -> argparse.ArgumentParser:
     prog = f"hf-resnet {command}"
+    # Flags in full, as `hf-resnet train` takes them: `--num_step` must not quietly mean `--num_steps`.
     return argparse.ArgumentParser(
-        prog=prog, usage=f"{prog} {usage} [train flags ...]", description=f"{description} {RUN_FLAGS}"
+        prog=prog,
+        usage=f"{prog} {usage} [train flags ...]",
+        description=f"{description} {RUN_FLAGS}",
+        allow_abbrev=False,
     )
 
 
@@ -63,6 +67,14 @@ def _lr_find_problem(own: argparse.Namespace) -> str | None:
     return None
 
 
+def _unknown_flags(parser: argparse.ArgumentParser, rest: list[str]) -> str | None:
+    """The one line refusing a flag that is neither this command's nor the run's, before torch loads."""
+    from ..config.foreign_flags import known_flags, translate, unknown_flags_problem
+
+    own = {option for action in parser._actions for option in action.option_strings}
+    return unknown_flags_problem(translate(list(rest))[0], known_flags() | own)
+
+
 def _command(make_parser, problem, module: str):
     """A pass-through command: its own flags parsed here (`--help` without torch), the rest given to `module.main`."""
 
@@ -72,7 +84,7 @@ def _command(make_parser, problem, module: str):
             sys.stdout.write(parser.format_help())
             return 0
         own, rest = parser.parse_known_args(argv)
-        if message := problem(own):
+        if message := problem(own) or _unknown_flags(parser, rest):
             print(f"{parser.prog}: error: {message}", file=sys.stderr)
             return 2  # argparse's code for a usage error, as hf-resnet train
         return importlib.import_module(module, __package__).main(rest, own)
