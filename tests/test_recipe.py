@@ -1,6 +1,7 @@
 """The recipe as a user runs it: `accelerate launch recipes/finetune.py ...` in a subprocess."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,20 @@ def test_embedded_default_runs_offline_with_no_arguments(tmp_path):
     for name in OUTPUT_FILES:
         assert (out / name).is_file(), name
     assert json.loads((out / "eval_results.json").read_text())["eval_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+
+
+def test_an_embedded_run_whose_cache_setting_is_a_file_is_one_line_naming_it(tmp_path):
+    a_file = tmp_path / "cache"
+    a_file.write_text("not a folder")
+    env = {**os.environ, "HF_RESNET_CACHE": str(a_file), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "hf_resnet", "train", "--num_train_epochs", "1", "--dry_run"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"hf-resnet train: error: HF_RESNET_CACHE {a_file}: {a_file} is a file, not a folder; the embedded digits "
+        "are written there once: set HF_RESNET_CACHE to a folder you can write"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cache"]
 
 
 @pytest.mark.parametrize(

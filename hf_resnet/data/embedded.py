@@ -58,6 +58,12 @@ def digits_folders(root: Path | None = None) -> tuple[Path, Path]:
     train_dir, validation_dir = root / "train", root / "validation"
     if done.is_file():
         return train_dir, validation_dir
+    if problem := _unwritable(root):
+        setting = f"HF_RESNET_CACHE {CACHE}" if os.environ.get("HF_RESNET_CACHE") else f"the cache folder {CACHE}"
+        raise ValueError(
+            f"{setting}: {problem}; the embedded digits are written there once: "
+            "set HF_RESNET_CACHE to a folder you can write"
+        )
     digits = load_digits()
     indices = np.arange(len(digits.target))
     train_idx, val_idx = train_test_split(
@@ -72,6 +78,20 @@ def digits_folders(root: Path | None = None) -> tuple[Path, Path]:
             image.save(folder / str(label) / f"digit_{index:04d}.png")
     done.write_text(f"{len(train_idx)} train, {len(val_idx)} validation\n")
     return train_dir, validation_dir
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the digits cannot be written under `folder` (a file in its path, no write access), or None.
+
+    Asked of the nearest part of the path that exists, so checking creates nothing.
+    """
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} cannot be written"
+    return None
 
 
 def embedded_defaults() -> dict[str, object]:
