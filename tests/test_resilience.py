@@ -93,6 +93,49 @@ def test_checkpoints_are_published_whole(tiny_checkpoint, image_folders, tmp_pat
     assert not (out / STAGING_DIR).exists()  # emptied and removed once each checkpoint is published
 
 
+#: A training run that waits once its folder holds its record, so a signal surely lands before the first step.
+WAIT_AFTER_START = """
+import sys, time
+from hf_resnet.config import run_folder
+start = run_folder.start
+def waiting(*args, **kwargs):
+    start(*args, **kwargs)
+    print("STARTED", flush=True)
+    time.sleep(30)
+run_folder.start = waiting
+from hf_resnet.training.cli import run_train
+sys.exit(run_train(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new folder", "empty folder"])
+def test_a_stop_after_the_record_is_written_and_before_the_first_step_leaves_the_folder_as_it_was(
+    tiny_checkpoint, image_folders, tmp_path, existing
+):
+    train, val = image_folders
+    out = tmp_path / "out"
+    if existing:
+        out.mkdir()
+    flags = _args(tiny_checkpoint, train, val, out)
+    command = [
+        sys.executable,
+        "-c",
+        WAIT_AFTER_START,
+        *(part for k, v in flags.items() for part in (f"--{k}", str(v))),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stdout:
+        if line.startswith("STARTED"):
+            break
+    assert (out / "run_args.json").is_file()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stdout + stderr
+    assert stderr.strip().splitlines()[-1] == "hf-resnet train: stopped by SIGINT before training started"
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny_checkpoint, image_folders, tmp_path):
     train, val = image_folders
     out = tmp_path / "out"

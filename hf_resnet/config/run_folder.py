@@ -13,6 +13,7 @@ are never replaced: `foreign_files` names them before any work.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -343,6 +344,32 @@ def _remove_derived(output_dir: Path) -> list[str]:
         shutil.rmtree(output_dir / EXPORT_DIR)
         removed.append(f"{EXPORT_DIR}/")
     return removed
+
+
+@contextlib.contextmanager
+def withdrawn_if_stopped_early(output_dir: Path):
+    """A run stopped before training began takes back the record it wrote: the folder is left as it was found.
+
+    Only what this run made goes: its run_args.json and lock file where the folder held none, and the folder
+    where there was none. A resumed or replaced run keeps its new record, which the same command resumes.
+    Entered before the folder's lock is taken, so the lock is released first.
+    """
+    from ..runtime.signals import StopRequested
+
+    existed, recorded, locked = (
+        path.exists() for path in (output_dir, output_dir / RUN_ARGS_FILE, output_dir / LOCK_FILE)
+    )
+    try:
+        yield
+    except StopRequested as stop:
+        if not stop.after_training and not recorded:
+            (output_dir / RUN_ARGS_FILE).unlink(missing_ok=True)
+            if not locked:
+                (output_dir / LOCK_FILE).unlink(missing_ok=True)
+            if not existed:
+                with contextlib.suppress(OSError):  # anything else in it stays, and the folder with it
+                    output_dir.rmdir()
+        raise
 
 
 def start(output_dir: Path, values: dict, replace: bool) -> None:

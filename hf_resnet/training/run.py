@@ -424,6 +424,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         callbacks = [epoch_setter, stop, step_times]
     # The output folder is touched only now, once data and model are known to load: a failure before leaves no trace.
     elif training_args.should_save:
+        folder.enter_context(run_folder.withdrawn_if_stopped_early(Path(training_args.output_dir)))
         folder.enter_context(lock_output_dir(training_args))  # a second run into the folder is refused here
         run_folder.start(Path(training_args.output_dir), plan.fingerprint, replace=training_args.overwrite_output_dir)
     PartialState().wait_for_everyone()
