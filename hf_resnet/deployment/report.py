@@ -15,6 +15,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,21 +223,18 @@ def _agreement(task, config, reference: torch.Tensor, candidate: torch.Tensor) -
 def _fresh_process(form, run: Path, image: str, batch_size: int) -> tuple[float, float]:
     """(seconds to the first answer, peak resident MB) of a new process serving `form`."""
     command = [sys.executable, "-m", "hf_resnet.deployment.probe", form.name, str(run), form.path, image]
-    start = time.perf_counter()
-    with subprocess.Popen(
-        [*command, str(batch_size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        first = None
-        peak = None
-        for line in process.stdout:
-            if line.startswith("answered") and first is None:
-                first = round(time.perf_counter() - start, 3)
-            elif line.startswith("{"):
-                peak = json.loads(line)["peak_rss_mb"]
-        error = process.stderr.read()
-        process.wait()
-    if process.returncode != 0 or first is None:
-        raise RuntimeError(f"{form.name}: the serving process failed: {error.strip()[-500:]}")
+    first = peak = None
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a chatty stderr cannot block the child
+        start = time.perf_counter()
+        with subprocess.Popen([*command, str(batch_size)], stdout=subprocess.PIPE, stderr=errors, text=True) as child:
+            for line in child.stdout:
+                if line.startswith("answered") and first is None:
+                    first = round(time.perf_counter() - start, 3)
+                elif line.startswith("{"):
+                    peak = json.loads(line)["peak_rss_mb"]
+        if child.returncode != 0 or first is None:
+            errors.seek(0)
+            raise RuntimeError(f"{form.name}: the serving process failed: {errors.read().strip()[-500:]}")
     return first, peak
 
 
