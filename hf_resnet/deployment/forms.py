@@ -171,9 +171,11 @@ def calibration_images(run: Path, given: str | os.PathLike | None, test_dir: Pat
 
     if given is not None:
         return given, None
-    try:
-        train_dir = json.loads((run / "recipe.json").read_text()).get("data", {}).get("train_dir")
-    except (OSError, ValueError):
+    from ..config.run_folder import RUN_ARGS_FILE
+
+    try:  # the run's fingerprint holds the training folder's absolute path (recipe.json's is portable, relative)
+        train_dir = json.loads((run / RUN_ARGS_FILE).read_text()).get("train_dir")
+    except (OSError, ValueError, AttributeError):
         train_dir = None
     if train_dir and Path(train_dir).is_dir():
         files = sorted(p for p in Path(train_dir).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
