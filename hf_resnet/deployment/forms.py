@@ -77,6 +77,7 @@ def available_forms(
     folder: Path,
     test_dir: Path,
     calibration: str | os.PathLike | Sequence | None,
+    agrees_with: str = "agrees with",
 ) -> tuple[list[Form], list[str]]:
     """The forms `run` can take here (exports written under `folder`), and a line per form that is not there."""
     from ..runtime.hardware import NATIVE_BF16_CPU_FLAGS, native_bf16_cpu
@@ -91,7 +92,7 @@ def available_forms(
             f"pytorch-bf16: absent, the CPU has no native bf16 ({' or '.join(NATIVE_BF16_CPU_FLAGS)}); "
             "emulated bf16 is slower than fp32"
         )
-    exported, export_notes = _exported_forms(run, folder, test_dir, calibration)
+    exported, export_notes = _exported_forms(run, folder, test_dir, calibration, agrees_with)
     forms += exported
     notes += export_notes
     if torch.cuda.is_available():
@@ -103,7 +104,7 @@ def available_forms(
     return forms, notes
 
 
-def _exported_forms(run: Path, folder: Path, test_dir: Path, calibration) -> tuple[list[Form], list[str]]:
+def _exported_forms(run: Path, folder: Path, test_dir: Path, calibration, agrees_with) -> tuple[list[Form], list[str]]:
     """ONNX (and OpenVINO) forms, from one `hf-resnet export` into `folder`; its refusals become notes."""
     from ..inference.onnx_export import ExportError, check_export_extra, export
     from ..inference.openvino_export import INSTALL_HINT, missing_openvino
@@ -119,7 +120,7 @@ def _exported_forms(run: Path, folder: Path, test_dir: Path, calibration) -> tup
     try:  # the held-out images are the parity check's samples: agreement is measured where accuracy is
         export(run, folder, format, "int8", calibration, test_dir, latency_repeats=1)
     except ExportError as error:
-        notes += _refusals(folder, str(error))
+        notes += _refusals(folder, str(error), agrees_with)
     forms = []
     for name, file in FILES.items():
         if (folder / file).is_file():
@@ -136,7 +137,7 @@ FILES = {
 }
 
 
-def _refusals(folder: Path, message: str) -> list[str]:
+def _refusals(folder: Path, message: str, agrees_with: str) -> list[str]:
     """A note per form the export refused, each with the reason `onnx_export.int8_refusal` gives."""
     import json
 
@@ -153,7 +154,7 @@ def _refusals(folder: Path, message: str) -> list[str]:
             agreement = variant["label_set_agreement"] if variant.get("label_set_agreement") is not None else None
             agreement = variant["top1_agreement"] if agreement is None else agreement
             reason = int8_refusal(
-                agreement, report["sample_images"], report["min_int8_agreement"], "agrees with", folder / fp32
+                agreement, report["sample_images"], report["min_int8_agreement"], agrees_with, folder / fp32
             )
             notes.append(f"{name}: refused, {reason}")
     return notes or [f"exported forms: refused, {message}"]

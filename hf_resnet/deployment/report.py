@@ -438,7 +438,7 @@ def deploy_report(
         tta = resolve_mode(None, getattr(config, "tta", None))  # as evaluate scores it
         calibration, note = calibration_images(run, calibration_dir, test_dir)
         folder = Path(output_dir) / "forms" / name.replace("/", "--")
-        forms, notes[name] = available_forms(run, folder, test_dir, calibration)
+        forms, notes[name] = available_forms(run, folder, test_dir, calibration, task.agrees_with)
         notes[name] += [note] if note and any("int8" in form.name for form in forms) else []
         reference = None
         for form in forms:
