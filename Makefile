@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export,demo]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,export,demo,openvino]"
 	touch $(STAMP)
 
 # The launcher's "values were not passed" notice is left out: hf_resnet decides the precision and threads the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-COMMANDS = ("train", "lr-find", "search", "evaluate", "classify", "explain", "export", "push", "demo")
+COMMANDS = ("train", "lr-find", "search", "evaluate", "classify", "explain", "export", "deploy-report", "push", "demo")
 
 
 def flags() -> str:

@@ -56,6 +56,10 @@ _EXPORTS = {
     "ExportError": "inference.onnx_export",
     "ExportReport": "inference.onnx_export",
     "export": "inference.onnx_export",
+    # deployment
+    "deploy_report": "deployment.report",
+    "DeploymentError": "deployment.report",
+    "DeploymentReport": "deployment.report",
     # hub
     "PushError": "hub.push",
     "push": "hub.push",
@@ -64,6 +68,8 @@ _EXPORTS = {
 __all__ = [
     "DataArguments",
     "DataError",
+    "DeploymentError",
+    "DeploymentReport",
     "Explanation",
     "EvaluationError",
     "EvaluationResult",
@@ -80,6 +86,7 @@ __all__ = [
     "SearchResult",
     "build_model",
     "classify",
+    "deploy_report",
     "expected_calibration_error",
     "evaluate",
     "explain",
@@ -119,6 +126,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .data.arguments import DataArguments
     from .data.images import ImageError, open_image, to_rgb
     from .data.sources import DataError, ImageData, load_image_data
+    from .deployment.report import DeploymentError, DeploymentReport, deploy_report
     from .evaluation.run import EvaluationError, EvaluationResult, evaluate
     from .hub.push import PushError, push
     from .inference.classifier import classify

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "hf_resnet.tuning.cli",
     "hf_resnet.evaluation.cli",
     "hf_resnet.inference.cli",
+    "hf_resnet.deployment.cli",
     "hf_resnet.hub.cli",
     "hf_resnet.data.cli",
 )

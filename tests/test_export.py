@@ -314,3 +314,77 @@ def test_a_multi_label_int8_model_is_refused_on_label_set_agreement(multi_label_
     assert "hf-resnet export: int8 model gives the same label sets as fp32 on" in capsys.readouterr().err
     report = json.loads((tmp_path / "q" / "export_report.json").read_text())
     assert report["notes"][-1] == "int8 model refused: label-set agreement below min_int8_agreement"
+
+
+# ----------------------------------------------------------------------------- OpenVINO
+
+
+@pytest.fixture(scope="module")
+def openvino_exported(shapes_model: Path) -> ExportReport:
+    return export(
+        shapes_model,
+        format="openvino",
+        quantize="int8",
+        sample_images=_shapes(60, seed=10),
+        calibration_images=_shapes(30, seed=11),
+        latency_repeats=2,
+    )
+
+
+def test_openvino_files_agree_with_pytorch_and_sit_beside_onnx_runtimes(openvino_exported, shapes_model: Path):
+    out = shapes_model / "openvino"
+    assert {"model.xml", "model.bin", "model_int8.xml", "model.onnx", "model_int8.onnx"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert 0 < openvino_exported.openvino.max_logit_diff < 1e-4 and openvino_exported.openvino.top1_agreement == 1.0
+    assert openvino_exported.openvino_int8.top1_agreement >= openvino_exported.min_int8_agreement
+    # The weights (a tiny model's graph description outweighs them, and int8 adds quantize nodes to it).
+    assert (out / "model_int8.bin").stat().st_size < (out / "model.bin").stat().st_size
+    saved = json.loads((out / "export_report.json").read_text())
+    for runtime in ("onnx", "int8", "openvino", "openvino_int8"):  # both runtimes' latencies, side by side
+        assert saved[runtime]["latency_ms_batch1"] > 0 and saved[runtime]["latency_ms_batch32"] > 0
+
+
+def test_classify_with_the_openvino_backend_matches_torch(openvino_exported, shapes_model: Path):
+    images = _shapes(6, seed=20)
+    eager = classify(images, model=shapes_model, top_k=3)
+    for location in (shapes_model, shapes_model / "openvino", shapes_model / "openvino" / "model.xml"):
+        answers = classify(images, model=location, backend="openvino", top_k=3)
+        for ours, theirs in zip(answers, eager):
+            assert [e["label"] for e in ours] == [e["label"] for e in theirs]
+            np.testing.assert_allclose([e["score"] for e in ours], [e["score"] for e in theirs], atol=1e-5)
+    int8 = classify(images, model=shapes_model / "openvino" / "model_int8.xml", backend="openvino", top_k=1)
+    assert [a[0]["label"] for a in int8] == [a[0]["label"] for a in eager]
+
+
+def test_an_openvino_int8_model_is_refused_by_the_same_agreement_rule(shapes_model: Path, tmp_path: Path):
+    with pytest.raises(ExportError, match=r"OpenVINO int8 model agrees with fp32 on .*below the 99% minimum"):
+        export(
+            shapes_model,
+            out=tmp_path / "bad",
+            format="openvino",
+            quantize="int8",
+            sample_images=_shapes(30, seed=3),
+            calibration_images=[WHITE],
+            latency_repeats=1,
+        )
+    assert not (tmp_path / "bad" / "model_int8.xml").exists() and not (tmp_path / "bad" / "model_int8.bin").exists()
+    assert (tmp_path / "bad" / "model.xml").exists()  # the fp32 IR stays usable
+    report = json.loads((tmp_path / "bad" / "export_report.json").read_text())
+    assert report["openvino_int8"]["path"] is None and report["openvino_int8"]["top1_agreement"] < 0.99
+
+
+def test_openvino_without_its_extra_is_one_line_naming_the_install(tmp_path: Path, monkeypatch, capsys):
+    from hf_resnet.inference import openvino_export
+
+    model = save_tiny_checkpoint(tmp_path / "model")
+    WHITE.save(tmp_path / "white.png")
+    monkeypatch.setattr(openvino_export, "missing_openvino", lambda: ["nncf"])  # as without the extra
+    capsys.readouterr()
+    assert cli(["export", "--model", str(model), "--format", "openvino"]) == 2
+    assert cli(["classify", str(tmp_path / "white.png"), "--model", str(model), "--backend", "openvino"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "hf-resnet export: --format openvino needs nncf: pip install 'hf_resnet[openvino]'",
+        "hf-resnet classify: --backend openvino needs nncf: pip install 'hf_resnet[openvino]'",
+    ]
+    assert not (model / "openvino").exists()

@@ -68,9 +68,11 @@ DERIVED_FILES = (
     "test_confusion_matrix.png",
     "test_average_precision.png",
     "test_mistakes.png",
+    "deployment.json",
 )
-#: `hf-resnet export`'s default folder, removed whole only when it holds the report that shows export wrote it.
-EXPORT_DIR, EXPORT_REPORT = "onnx", "export_report.json"
+#: `hf-resnet export`'s default folders (one per format), each removed whole only when it holds the report that
+#: shows export wrote it.
+EXPORT_DIRS, EXPORT_REPORT = ("onnx", "openvino"), "export_report.json"
 #: Where a checkpoint is written before it is renamed into place (training/checkpoints.py): a checkpoint-N
 #: folder in the output folder is always whole.
 STAGING_DIR = ".staging"
@@ -340,9 +342,10 @@ def _remove_derived(output_dir: Path) -> list[str]:
     for path in examples:
         path.unlink()
     removed += [f"{EXAMPLES_DIR}/"] if examples else []
-    if (output_dir / EXPORT_DIR / EXPORT_REPORT).is_file():
-        shutil.rmtree(output_dir / EXPORT_DIR)
-        removed.append(f"{EXPORT_DIR}/")
+    for folder in EXPORT_DIRS:
+        if (output_dir / folder / EXPORT_REPORT).is_file():
+            shutil.rmtree(output_dir / folder)
+            removed.append(f"{folder}/")
     return removed
 
 
@@ -376,7 +379,7 @@ def start(output_dir: Path, values: dict, replace: bool) -> None:
     """Record the run's fingerprint and mark the folder unfinished until the run writes its recipe.json.
 
     What described or was made from the folder's previous weights goes first (`DERIVED_FILES`, kept
-    examples, an export in `EXPORT_DIR`), on a resume too, since the weights change either way; with
+    examples, an export in `EXPORT_DIRS`), on a resume too, since the weights change either way; with
     `replace`, the previous run's checkpoints too. Its config, processor and card are left to be
     overwritten at the end, so nothing but what this package writes is ever deleted. A staging folder
     left by a run killed mid-save is removed whatever the mode: the caller holds the folder's lock, so

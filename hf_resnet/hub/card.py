@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..config.run_folder import CARD_MARKER, written_by_package
 from ..data.examples import find_examples
+from ..deployment.table import deployment_section
 from ..families import config_labels, known_family
 from ..families.loading import HUB_ID
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
@@ -500,7 +501,8 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
     A README.md this package did not write (no `CARD_MARKER`) is the user's and stays as it is: it is the card.
 
     Reads `config.json`, `recipe.json`, `eval_results.json`/`all_results.json`, `train_results.json`,
-    `eval_per_class.json` and `trainer_state.json`; any of them may be missing. `repo_id` (set by
+    `eval_per_class.json`, `trainer_state.json` and `deployment.json` (the latest `hf-resnet deploy-report`, shown
+    as the Deployment section); any of them may be missing. `repo_id` (set by
     `hf_resnet.push`) names the model in the usage examples and points the Hub widget at the kept
     example images; without it they use the folder. `space_id` links the card to a demo Space.
     """
@@ -546,6 +548,7 @@ def write_model_card(output_dir: str | Path, repo_id: str | None = None, space_i
             _recipe_section(recipe, _read_json(output_dir / "train_results.json"), repo_id or str(output_dir)),
             _usage_section(repo_id or str(output_dir)),
             _demo_section(space_id, repo_id or str(output_dir)) if space_id else None,
+            deployment_section(_read_json(output_dir / "deployment.json")),
             _limitations_section(labels, metrics, report, task, recipe),
         ]
         if part is not None

@@ -133,6 +133,41 @@ def onnx_session(path: str | os.PathLike) -> Any:
     return onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
 
 
+#: Runtimes `classify` runs a model with: PyTorch, ONNX Runtime (`hf-resnet export`), OpenVINO (`--format openvino`).
+BACKENDS = ("torch", "onnx", "openvino")
+
+
+def find_openvino_file(folder: Path) -> Path:
+    """The OpenVINO IR of a model folder (`model.xml` there or in its `openvino/` subfolder)."""
+    for candidate in (folder / "model.xml", folder / "openvino" / "model.xml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no model.xml in {folder} or {folder / 'openvino'}; run `hf-resnet export --model {folder} --format openvino`"
+    )
+
+
+def _openvino_classifier(location: Path) -> Classifier:
+    from .openvino_export import INSTALL_HINT, missing_openvino, openvino_runner
+
+    if missing := missing_openvino():
+        raise ModelLoadError(f"--backend openvino needs {', '.join(missing)}: {INSTALL_HINT}")
+    xml = location if location.suffix == ".xml" else find_openvino_file(location)
+    try:
+        forward = openvino_runner(xml)
+    except Exception as error:  # OpenVINO raises RuntimeError subclasses with the parser's message
+        detail = " ".join(str(error).split())[:300]
+        raise ModelLoadError(
+            f"--model {xml}: OpenVINO cannot load it ({detail}); export it again "
+            f"(hf-resnet export --model FOLDER --format openvino)"
+        ) from None
+    with load_errors(xml.parent, "--model"):
+        config = AutoConfig.from_pretrained(xml.parent)
+        processor = AutoImageProcessor.from_pretrained(xml.parent)
+    checked_task(config, xml.parent)
+    return Classifier(config, processor, forward, torch.device("cpu"), backend="openvino")
+
+
 def _onnx_classifier(location: Path) -> Classifier:
     onnx_file = location if location.suffix == ".onnx" else find_onnx_file(location)
     try:
@@ -171,8 +206,8 @@ def _folder_stamp(location: str, backend: str) -> int:
     if not path.exists():
         return 0
     files = [path] if path.is_file() else list(path.iterdir())
-    if backend == "onnx" and path.is_dir():
-        files += list((path / "onnx").glob("*"))
+    if backend in ("onnx", "openvino") and path.is_dir():
+        files += list((path / backend).glob("*"))
     return max((f.stat().st_mtime_ns for f in files if f.is_file()), default=0)
 
 
@@ -185,6 +220,8 @@ def _load_processor(source: str) -> Any:
 def _load_cached(location: str, stamp: int, device: str, backend: str, precision: str) -> Classifier:
     if backend == "onnx":
         return _onnx_classifier(Path(location))
+    if backend == "openvino":
+        return _openvino_classifier(Path(location))
     torch_device = torch.device(device)
     check_model_source(location, "--model")
     with load_errors(location, "--model"):
@@ -210,15 +247,17 @@ def load_classifier(
     An already loaded model is switched to eval mode on `device`; its image processor comes from
     `processor` or from the folder or Hub id it was loaded from. `backend="onnx"` runs
     `model.onnx` (see `hf-resnet export`) with ONNX Runtime on CPU; `model` may then also be
-    the `.onnx` file itself. `precision` ("auto", "fp32", "bf16"): see `resolve_precision`.
+    the `.onnx` file itself; `backend="openvino"` runs `model.xml` (`hf-resnet export --format openvino`)
+    with OpenVINO on CPU, `model` then also the `.xml` file.
+    `precision` ("auto", "fp32", "bf16"): see `resolve_precision`.
     """
     if isinstance(model, Classifier):
         return model
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"backend must be 'torch' or 'onnx', not {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if isinstance(model, torch.nn.Module):
         if backend != "torch":
-            raise ValueError("backend='onnx' needs a model folder or .onnx file, not a loaded torch model")
+            raise ValueError(f"backend={backend!r} needs a model folder or exported file, not a loaded torch model")
         torch_device = pick_device(device)
         if processor is None:
             source = model.config.name_or_path
@@ -230,8 +269,8 @@ def load_classifier(
         forward = model_forward(model, torch_device, precision)
         return Classifier(model.config, processor, forward, torch_device, model=model, precision=precision)
     location = os.fspath(model)
-    torch_device = torch.device("cpu") if backend == "onnx" else pick_device(device)
-    precision = "fp32" if backend == "onnx" else resolve_precision(precision, torch_device)
+    torch_device = torch.device("cpu") if backend != "torch" else pick_device(device)
+    precision = "fp32" if backend != "torch" else resolve_precision(precision, torch_device)
     classifier = _load_cached(location, _folder_stamp(location, backend), str(torch_device), backend, precision)
     if processor is not None:
         classifier = dataclasses.replace(classifier, processor=processor)

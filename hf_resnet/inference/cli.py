@@ -121,14 +121,14 @@ def _demo(args: argparse.Namespace) -> int:
 def _print_report(report) -> None:
     # A multi-label model answers with label sets: their agreement, not the top logit's, is what counts.
     agree = "sets agree" if report.onnx.label_set_agreement is not None else "top-1 agree"
-    print(f"{'runtime':<8} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {agree:>12}")
-    for name in ("eager", "onnx", "int8"):
+    print(f"{'runtime':<13} {'size MB':>8} {'ms @1':>8} {'ms @32':>8} {'max |dlogit|':>13} {agree:>12}")
+    for name in ("eager", "onnx", "int8", "openvino", "openvino_int8"):
         variant = getattr(report, name)
         if variant is None:
             continue
         size = f"{variant.size_mb:.1f}" if variant.size_mb is not None else "-"
         print(
-            f"{name:<8} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
+            f"{name:<13} {size:>8} {variant.latency_ms_batch1:>8.1f} {variant.latency_ms_batch32:>8.1f} "
             f"{variant.max_logit_diff:>13.2g} {variant.agreement:>12.1%}"
         )
     print(f"{report.sample_images} sample images; report in {Path(report.out_dir) / 'export_report.json'}")
@@ -146,13 +146,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "images", nargs="+", metavar="IMAGE", help="image files or http(s) URLs (for a folder, its files: DIR/*)"
     )
-    parser.add_argument("--model", required=True, help="Hub id, model folder, or .onnx file with --backend onnx")
+    parser.add_argument(
+        "--model", required=True, help="Hub id, model folder, or the .onnx/.xml file with --backend onnx/openvino"
+    )
     parser.add_argument("--top-k", type=_positive, default=5, help="labels to show per image (default: 5)")
     parser.add_argument(
         "--json", action="store_true", help='print [{"image": IMAGE, "labels": [{label, score}, ...]}, ...] as JSON'
     )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default: torch)")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "openvino"),
+        default="torch",
+        help="runtime (default: torch); onnx and openvino run `hf-resnet export`'s files on CPU",
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -188,11 +195,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the fastest present)")
     parser.set_defaults(func=_explain)
 
-    parser = subparsers.add_parser("export", help="export to ONNX (and int8) with a parity check and timings")
+    parser = subparsers.add_parser(
+        "export", help="export to ONNX or OpenVINO (and int8) with a parity check and timings"
+    )
     parser.add_argument("--model", required=True, help="Hub id or model folder")
-    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "openvino"),
+        default="onnx",
+        help="onnx, or openvino: also an OpenVINO IR, int8 by NNCF (pip install 'hf_resnet[openvino]') "
+        "(default: onnx)",
+    )
     parser.add_argument("--quantize", choices=("int8",), default=None, help="also write a static int8 model")
-    parser.add_argument("--out", default=None, help="output folder (default: <model folder>/onnx)")
+    parser.add_argument("--out", default=None, help="output folder (default: <model folder>/<format>)")
     parser.add_argument("--calibration-dir", default=None, help="images to calibrate int8 ranges on")
     parser.add_argument("--sample-dir", default=None, help="images for the parity check (default: sample photos)")
     parser.add_argument(

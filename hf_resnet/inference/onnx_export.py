@@ -7,7 +7,8 @@ label sets (each label's sigmoid score against its threshold), not a softmax's t
 is checked on what it answers: the largest sigmoid-score difference and the share of images
 given the same label set. The int8 model is made by post-training static quantization (ONNX
 Runtime, QDQ, per-channel weights) calibrated on images, after Conv+BatchNorm fusion; it is
-refused when it agrees with fp32 less than `MIN_INT8_AGREEMENT` of the time.
+refused when it agrees with fp32 less than `MIN_INT8_AGREEMENT` of the time. `format="openvino"` adds an
+OpenVINO IR converted from the checked ONNX file (and NNCF's int8 model), checked and refused by the same rules.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def check_export_extra() -> None:
         raise ExportError(f'export needs {", ".join(missing)}: pip install "hf_resnet[export]"')
 
 
+def check_openvino_extra() -> None:
+    """Refuse at once, before anything is written, when `format="openvino"` lacks the [openvino] extra."""
+    from .openvino_export import INSTALL_HINT, missing_openvino
+
+    if missing := missing_openvino():
+        raise ExportError(f"--format openvino needs {', '.join(missing)}: {INSTALL_HINT}")
+
+
 def check_arguments(out: Path, latency_repeats: int) -> None:
     """Refuse, before the model loads, an output folder that cannot be written or timings of no run."""
     if problem := folder_write_problem(out):
@@ -101,6 +110,8 @@ class ExportReport:
     eager: VariantReport
     onnx: VariantReport
     int8: VariantReport | None = None
+    openvino: VariantReport | None = None
+    openvino_int8: VariantReport | None = None
     calibration_images: int = 0
     batchnorm_nodes_after_fusion: int | None = None
     min_int8_agreement: float = MIN_INT8_AGREEMENT
@@ -298,11 +309,15 @@ def _logits(run: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Ten
     return torch.cat([run(chunk) for chunk in pixel_values.split(32)])
 
 
-def _default_out(model: str | os.PathLike | torch.nn.Module) -> Path:
+#: Formats `export` writes; each has its default folder of that name in a model folder.
+FORMATS = ("onnx", "openvino")
+
+
+def _default_out(model: str | os.PathLike | torch.nn.Module, format: str = "onnx") -> Path:
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
-        return Path(model) / "onnx"
+        return Path(model) / format
     name = model if isinstance(model, (str, os.PathLike)) else model.config.name_or_path or "model"
-    return Path(str(name).replace("/", "--") + "-onnx")
+    return Path(str(name).replace("/", "--") + f"-{format}")
 
 
 def export(
@@ -315,21 +330,25 @@ def export(
     min_agreement: float = MIN_INT8_AGREEMENT,
     latency_repeats: int = 10,
 ) -> ExportReport:
-    """Export a classifier to ONNX (optionally also int8) in `out`, check parity and measure it.
+    """Export a classifier to ONNX or OpenVINO (optionally also int8) in `out`, check parity and measure it.
 
-    `out` (default: `<model folder>/onnx`) receives `model.onnx`, `model_int8.onnx`, the config and
-    image processor (so `classify(..., model=out, backend="onnx")` works) and `export_report.json`.
+    `format="openvino"` also writes `model.xml`/`.bin` (an OpenVINO IR converted from the checked ONNX file)
+    and with `quantize="int8"` NNCF's `model_int8.xml` beside ONNX Runtime's int8 file; it needs the
+    [openvino] extra. `out` (default: `<model folder>/<format>`) receives `model.onnx`, `model_int8.onnx`, the
+    config and image processor (so `classify(..., model=out, backend="onnx")` works) and `export_report.json`.
     Image sets are folders or lists of pictures; by default crops of scikit-learn's sample photos.
     Raises `ExportError` when fp32 logits drift or int8 top-1 agreement is below `min_agreement`; for a
     multi-label model, when its sigmoid scores drift or int8 gives other label sets too often.
     """
-    if format != "onnx":
-        raise ValueError(f"format must be 'onnx', not {format!r}")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-    out = Path(out) if out is not None else _default_out(model)
+    out = Path(out) if out is not None else _default_out(model, format)
     check_arguments(out, latency_repeats)
     check_export_extra()
+    if format == "openvino":
+        check_openvino_extra()
     classifier = load_classifier(model, device="cpu", precision="fp32")  # the reference the export must match
     if classifier.model is None:
         raise ValueError("export needs the PyTorch model; pass a model folder, Hub id or loaded model")
@@ -347,47 +366,96 @@ def export(
         onnx=_variant(onnx_path, _session_runner(onnx_path), samples, reference, latency_repeats, classifier),
         min_int8_agreement=min_agreement,
     )
-    _check_fp32(report, reference, onnx_path, out)
+    _check_fp32(report, report.onnx, "ONNX", reference, onnx_path, out)
+    if format == "openvino":
+        _add_openvino(report, classifier, out, onnx_path, samples, reference, latency_repeats)
     if quantize == "int8":
         _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, latency_repeats)
     _save(report, out)
     return report
 
 
-def _check_fp32(report: ExportReport, reference: torch.Tensor, onnx_path: Path, out: Path) -> None:
+def _check_fp32(report, variant, runtime, reference: torch.Tensor, path: Path, out: Path) -> None:
     """Refuse an fp32 export whose answers drift from PyTorch's: logits, or a multi-label model's sigmoid scores."""
-    if report.onnx.max_score_diff is not None:
-        what, difference, tolerance = "sigmoid scores", report.onnx.max_score_diff, FP32_TOLERANCE
+    if variant.max_score_diff is not None:
+        what, difference, tolerance = "sigmoid scores", variant.max_score_diff, FP32_TOLERANCE
     else:
-        what, difference = "logits", report.onnx.max_logit_diff
+        what, difference = "logits", variant.max_logit_diff
         tolerance = FP32_TOLERANCE * max(1.0, float(reference.abs().max()))
     if difference > tolerance:
         _save(report, out)
         raise ExportError(
-            f"ONNX {what} differ from PyTorch by up to {difference:.3g} (tolerance {tolerance:.3g}); "
-            f"the export is wrong, do not deploy {onnx_path}"
+            f"{runtime} {what} differ from PyTorch by up to {difference:.3g} (tolerance {tolerance:.3g}); "
+            f"the export is wrong, do not deploy {path}"
         )
+
+
+def _add_openvino(report, classifier, out, onnx_path, samples, reference, repeats) -> None:
+    from .openvino_export import OPENVINO_FILE_NAME, convert, ir_size_mb, openvino_runner
+
+    xml = convert(onnx_path, out / OPENVINO_FILE_NAME)
+    report.openvino = _variant(xml, openvino_runner(xml), samples, reference, repeats, classifier)
+    report.openvino.size_mb = ir_size_mb(xml)
+    _check_fp32(report, report.openvino, "OpenVINO", reference, xml, out)
 
 
 def _add_int8(report, classifier, out, onnx_path, samples, reference, calibration_images, repeats) -> None:
+    """ONNX Runtime's int8 model and, with an OpenVINO export, NNCF's; each kept only if it agrees with fp32."""
     if calibration_images is None:
         report.notes.append("int8 calibrated on crops of scikit-learn's sample photos; pass your own images")
     calibration = classifier.preprocess(_gather(calibration_images, seed=1))
-    int8_path = out / INT8_NAME
     report.calibration_images = len(calibration)
+    int8_path = out / INT8_NAME
     report.batchnorm_nodes_after_fusion = quantize_int8(onnx_path, int8_path, calibration)
     report.int8 = _variant(int8_path, _session_runner(int8_path), samples, reference, repeats, classifier)
-    if report.int8.agreement < report.min_int8_agreement:
-        int8_path.unlink()
-        report.int8.path = None
-        kind, agrees = classifier.task.agreement_kind, classifier.task.agrees_with
-        report.notes.append(f"int8 model refused: {kind} agreement below min_int8_agreement")
+    refusals = [_refuse_disagreeing_int8(report, report.int8, classifier, onnx_path)]
+    if report.openvino is not None:
+        from .openvino_export import OPENVINO_INT8_NAME, ir_size_mb, openvino_runner
+        from .openvino_export import quantize_int8 as nncf_int8
+
+        xml = Path(report.openvino.path)
+        int8_path = nncf_int8(xml, out / OPENVINO_INT8_NAME, calibration)
+        report.openvino_int8 = _variant(int8_path, openvino_runner(int8_path), samples, reference, repeats, classifier)
+        report.openvino_int8.size_mb = ir_size_mb(int8_path)
+        refusals.append(_refuse_disagreeing_int8(report, report.openvino_int8, classifier, xml))
+    if refusals := [reason for reason in refusals if reason]:
         _save(report, out)
-        raise ExportError(
-            f"int8 model {agrees} fp32 on {report.int8.agreement:.1%} of {report.sample_images} sample images, "
-            f"below the {report.min_int8_agreement:.0%} minimum, so it was not saved. Calibrate with more images "
-            f"like the ones you will classify (--calibration-dir), or deploy {onnx_path} (fp32)"
-        )
+        raise ExportError("; ".join(refusals))
+
+
+def int8_refusal(agreement: float, images: int, minimum: float, agrees_with: str, fp32_path) -> str | None:
+    """Why an int8 model must not be deployed (it agrees with fp32 on fewer than `minimum` of `images`), or None.
+
+    The one rule for every int8 model, whichever runtime made it: ONNX Runtime's, NNCF's for OpenVINO.
+
+    >>> int8_refusal(1.0, 60, 0.99, "agrees with", "model.onnx") is None
+    True
+    """
+    if agreement >= minimum:
+        return None
+    return (
+        f"int8 model {agrees_with} fp32 on {agreement:.1%} of {images} sample images, below the {minimum:.0%} "
+        f"minimum, so it was not saved. Calibrate with more images like the ones you will classify "
+        f"(--calibration-dir), or deploy {fp32_path} (fp32)"
+    )
+
+
+def _refuse_disagreeing_int8(report: ExportReport, variant: VariantReport, classifier, fp32_path) -> str | None:
+    """Delete an int8 model that fails `int8_refusal` and return the reason (None when it is kept)."""
+    reason = int8_refusal(
+        variant.agreement, report.sample_images, report.min_int8_agreement, classifier.task.agrees_with, fp32_path
+    )
+    if reason is None:
+        return None
+    path = Path(variant.path)
+    for file in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+        file.unlink(missing_ok=True)
+    variant.path = None
+    runtime = "OpenVINO " if path.suffix == ".xml" else ""
+    report.notes.append(
+        f"{runtime}int8 model refused: {classifier.task.agreement_kind} agreement below min_int8_agreement"
+    )
+    return f"{runtime}{reason}"
 
 
 def _save(report: ExportReport, out: Path) -> None:
