@@ -57,6 +57,10 @@ class FormResult:
     model_images_per_second: float
     first_answer_s: float | None = None
     peak_rss_mb: float | None = None
+    #: The form's own share of those two: loading and the first answer after the imports every form shares, and
+    #: the peak memory above the process's once those imports are done.
+    form_first_answer_s: float | None = None
+    form_rss_mb: float | None = None
     pareto: bool = False
 
 
@@ -220,22 +224,31 @@ def _agreement(task, config, reference: torch.Tensor, candidate: torch.Tensor) -
     return float(extra.get("label_set_agreement", compare_logits(reference, candidate)[1]))
 
 
-def _fresh_process(form, run: Path, image: str, batch_size: int) -> tuple[float, float]:
-    """(seconds to the first answer, peak resident MB) of a new process serving `form`."""
+def _fresh_process(form, run: Path, image: str, batch_size: int) -> dict[str, float]:
+    """A new process serving `form`: seconds to its first answer and its peak resident MB, in all and its own share
+    (after the imports every form shares), as `FormResult`'s fields."""
     command = [sys.executable, "-m", "hf_resnet.deployment.probe", form.name, str(run), form.path, image]
-    first = peak = None
+    seen: dict[str, float] = {}
     with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a chatty stderr cannot block the child
         start = time.perf_counter()
         with subprocess.Popen([*command, str(batch_size)], stdout=subprocess.PIPE, stderr=errors, text=True) as child:
             for line in child.stdout:
-                if line.startswith("answered") and first is None:
-                    first = round(time.perf_counter() - start, 3)
+                if line.startswith("answered") and "answered" not in seen:
+                    seen["answered"] = time.perf_counter() - start
                 elif line.startswith("{"):
-                    peak = json.loads(line)["peak_rss_mb"]
-        if child.returncode != 0 or first is None:
+                    record = json.loads(line)
+                    if "imported_rss_mb" in record:
+                        seen["imported"] = time.perf_counter() - start
+                    seen.update(record)
+        if child.returncode != 0 or not {"answered", "imported", "peak_rss_mb"} <= set(seen):
             errors.seek(0)
             raise RuntimeError(f"{form.name}: the serving process failed: {errors.read().strip()[-500:]}")
-    return first, peak
+    return {
+        "first_answer_s": round(seen["answered"], 3),
+        "peak_rss_mb": seen["peak_rss_mb"],
+        "form_first_answer_s": round(seen["answered"] - seen["imported"], 3),
+        "form_rss_mb": round(max(seen["peak_rss_mb"] - seen["imported_rss_mb"], 0.0), 1),
+    }
 
 
 def _measure_form(form, run_name, run, test, transform, task, config, reference, tta, repeats, batch_repeats, batch):
@@ -448,7 +461,8 @@ def deploy_report(
             if form.name == REFERENCE:
                 reference = logits
             if fresh_process:
-                result.first_answer_s, result.peak_rss_mb = _fresh_process(form, run, test.files[0], batch_size)
+                for key, value in _fresh_process(form, run, test.files[0], batch_size).items():
+                    setattr(result, key, value)
             results.append(result)
     mark_pareto(results)
     report = DeploymentReport(str(output_dir), str(test_dir), count, _machine(), results, notes, budget)

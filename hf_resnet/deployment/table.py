@@ -9,6 +9,7 @@ _COLUMNS = (
     ("agreement", "agrees with fp32", "{:.1%}"),
     ("size_mb", "size MB", "{:.3g}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("form_rss_mb", "of which the form MB", "{:.0f}"),
     ("latency_ms", "ms @1 p50", "{:.3g}"),
     ("latency_ms_p95", "ms @1 p95", "{:.3g}"),
     ("model_latency_ms", "model ms p50", "{:.3g}"),
@@ -16,6 +17,7 @@ _COLUMNS = (
     ("images_per_second", "img/s @batch", "{:.0f}"),
     ("model_images_per_second", "model img/s", "{:.0f}"),
     ("first_answer_s", "first answer s", "{:.2f}"),
+    ("form_first_answer_s", "of which the form s", "{:.2f}"),
 )
 
 
