@@ -99,8 +99,9 @@ class ResNetTrainingArguments(TrainingArguments):
     # teacher is wrong, and `--distill_alpha 1` learns from the teacher alone.
     distill_alpha: float | None = flag(
         None,
-        "With --teacher: weight of the teacher's term in the loss, (1 - alpha) x label loss + alpha x T^2 x "
-        "distillation loss (KL divergence of the softened outputs; multi-label: per class, on sigmoids). Default 0.5.",
+        "With --teacher: the teacher's share of the loss, 0 (the labels alone) to 1 (the teacher alone). The loss is "
+        "(1 - alpha) x label loss + alpha x T^2 x distillation loss (KL divergence of the softened outputs; "
+        "multi-label: per class, on sigmoids). Default 0.5.",
         result=True,
         bounds="[0, 1]",
         section="recipe",
@@ -109,8 +110,8 @@ class ResNetTrainingArguments(TrainingArguments):
     # (e.g. the knowledge-distillation benchmarks of Tian et al., 2020), where logits are far apart.
     distill_temperature: float | None = flag(
         None,
-        "With --teacher: temperature T that softens the teacher's and the student's outputs in the distillation "
-        "term (higher: more weight on the teacher's view of the wrong classes). Default 4.",
+        "With --teacher: the temperature T that softens both models' outputs in the distillation term. Higher "
+        "puts more weight on the teacher's view of the wrong classes. Default 4.",
         result=True,
         bounds="(0, inf)",
         section="recipe",
