@@ -11,7 +11,19 @@ from __future__ import annotations
 import contextlib
 import io
 
-COMMANDS = ("train", "lr-find", "search", "evaluate", "classify", "explain", "export", "deploy-report", "push", "demo")
+COMMANDS = (
+    "train",
+    "distill",
+    "lr-find",
+    "search",
+    "evaluate",
+    "classify",
+    "explain",
+    "export",
+    "deploy-report",
+    "push",
+    "demo",
+)
 
 
 def flags() -> str:
@@ -36,6 +48,11 @@ def commands() -> str:
         if command == "train":
             text = (
                 "`hf-resnet train --help` lists the flags by section; every one is in the [flag reference](flags.md)."
+            )
+        elif command == "distill":
+            text = (
+                "`hf-resnet train` with `--teacher` required (its flags are train's); see "
+                "[distil a big model into a small one](../how-to/distill.md)."
             )
         else:
             text = f"```text\n{command_help(command)}```"

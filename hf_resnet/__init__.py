@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # training
     "finetune": "training.recipe",
+    "distill": "training.recipe",
     "parse_args": "config.parsing",
     "run": "training.run",
     "FinetuneResult": "training.run",
@@ -87,6 +88,7 @@ __all__ = [
     "build_model",
     "classify",
     "deploy_report",
+    "distill",
     "expected_calibration_error",
     "evaluate",
     "explain",
@@ -136,7 +138,7 @@ if TYPE_CHECKING:  # what static tools and IDEs see
     from .model.build import build_model
     from .model.freezing import freeze, unfreeze
     from .tasks.calibration import expected_calibration_error, fit_temperature
-    from .training.recipe import finetune
+    from .training.recipe import distill, finetune
     from .training.run import FinetuneResult, run
     from .training.trainer import ResNetTrainer
     from .tuning.lr_find import LrFindResult, lr_find

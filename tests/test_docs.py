@@ -70,7 +70,7 @@ def check(command: list[str], scratch: Path) -> None:
             argv[index + 1] = str(scratch / argv[index + 1])
     if {"-h", "--help", "--help-all"} & set(argv) or "--recipe" in argv:  # help; a recipe is read from the Hub
         return
-    if name in ("train", "lr-find", "search"):
+    if name in ("train", "distill", "lr-find", "search"):
         if name != "train":
             _, argv = (lr_find_parser() if name == "lr-find" else search_parser()).parse_known_args(argv)
         parse_args(argv)

@@ -95,6 +95,27 @@ class ResNetTrainingArguments(TrainingArguments):
         bounds="[1, inf)",
         section="recipe",
     )
+    # Hinton et al. (2015) weigh the soft targets' term heavily; an even mix keeps the labels in charge where the
+    # teacher is wrong, and `--distill_alpha 1` learns from the teacher alone.
+    distill_alpha: float | None = flag(
+        None,
+        "With --teacher: the teacher's share of the loss, 0 (the labels alone) to 1 (the teacher alone). The loss is "
+        "(1 - alpha) x label loss + alpha x T^2 x distillation loss (KL divergence of the softened outputs; "
+        "multi-label: per class, on sigmoids). Default 0.5.",
+        result=True,
+        bounds="[0, 1]",
+        section="recipe",
+    )
+    # Hinton et al. (2015) soften with T between 2 and 20; 4 is the common choice for image classifiers
+    # (e.g. the knowledge-distillation benchmarks of Tian et al., 2020), where logits are far apart.
+    distill_temperature: float | None = flag(
+        None,
+        "With --teacher: the temperature T that softens both models' outputs in the distillation term. Higher "
+        "puts more weight on the teacher's view of the wrong classes. Default 4.",
+        result=True,
+        bounds="(0, inf)",
+        section="recipe",
+    )
     class_weights: str = flag(
         "none",
         "balanced: rare classes count as much as common ones in the loss; none: plain loss. Balanced weighs each "

@@ -27,7 +27,8 @@ from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, OTHER_RESULTS, parse
 from . import run_folder
 from .arguments import ResNetTrainingArguments
 from .example_flags import REFUSED, flag_aliases
-from .plan import Plan, Rates
+from .plan import Distillation, Plan, Rates
+from .recipe_file import model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def validate(
     frozen = _check_declared(model_args, data_args, training_args)
     _check_combinations(model_args, data_args, training_args, dataset, config, frozen)
     family = _check_paths(model_args, data_args, dataset, config, training_args.hub_token)
+    distillation = _check_teacher(model_args, training_args)
     _check_devices(training_args)
     _check_loggers(training_args)
     _check_output_dir(training_args, data_args if dataset is None else None)
@@ -83,7 +85,8 @@ def validate(
     values = run_folder.fingerprint(model_args, data_args, training_args, dataset, config, family)
     if resume is not None:
         _check_same_recipe(Path(resume), values, training_args)
-    return _plan(model_args, data_args, training_args, dataset, family, frozen, resume, values)
+    plan = _plan(model_args, data_args, training_args, dataset, family, frozen, resume, values)
+    return plan.with_distillation(distillation) if distillation else plan
 
 
 def _layout_family(model_args, config) -> Family:
@@ -282,6 +285,35 @@ def _check_paths(model_args, data_args, dataset, config, token) -> Family | None
         # From config.json alone: a network of no supported family (or no config to be had) is one line, now.
         return checkpoint_family(model_args.model_name_or_path, model_args.revision, model_args.cache_dir)
     return None
+
+
+#: The teacher's weight in a distilled run's loss and its temperature, where not given (see their flags).
+DISTILL_ALPHA = 0.5
+DISTILL_TEMPERATURE = 4.0
+
+
+def _check_teacher(model_args, args) -> Distillation | None:
+    """`--teacher` that can be loaded, as a supported family; the distillation flags only beside it."""
+    teacher = model_args.teacher
+    if not teacher:
+        for name in ("distill_alpha", "distill_temperature"):
+            if getattr(args, name) is not None:
+                raise ArgumentError(
+                    name, getattr(args, name), "sets how a teacher is learnt from: pass --teacher too (or drop it)"
+                )
+        return None
+    if args.cache_frozen_features:
+        raise ArgumentError(
+            "cache_frozen_features", True, "and --teacher: the teacher needs the images, not the cached features"
+        )
+    if problem := source_problem(teacher, True, None, model_args.cache_dir):
+        raise ArgumentError(
+            "teacher", teacher, f"{problem}; pass an hf_resnet run folder or the Hub id of a trained classifier"
+        )
+    family = checkpoint_family(teacher, None, model_args.cache_dir, flag="--teacher")
+    alpha = DISTILL_ALPHA if args.distill_alpha is None else args.distill_alpha
+    temperature = DISTILL_TEMPERATURE if args.distill_temperature is None else args.distill_temperature
+    return Distillation(teacher, model_reference(teacher), family.name, alpha, temperature)
 
 
 def _check_devices(args) -> None:

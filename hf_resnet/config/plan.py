@@ -132,6 +132,46 @@ class DataPlan:
 
 
 @dataclass(frozen=True)
+class Distillation:
+    """A distilled run's teacher and how its outputs enter the loss (training/distill.py)."""
+
+    #: `--teacher` as given: a run folder or a Hub id.
+    teacher: str
+    #: The teacher for people and records: a Hub id, or a local run by its folder's name (no machine's paths).
+    name: str
+    #: The teacher's family (its config.json).
+    family: str
+    alpha: float
+    temperature: float
+    #: How the teacher's own weights started (its recipe.json), once loaded; None where it does not say.
+    base_model: str | None = None
+    #: How the teacher's inputs are made from the student's batch (size, normalisation), once loaded.
+    inputs: str = ""
+
+    def completed(self, base_model: str | None, inputs: str) -> Distillation:
+        return dataclasses.replace(self, base_model=base_model, inputs=inputs)
+
+    def line(self) -> str:
+        """The plan's line: who teaches, with which weight and temperature, on what input."""
+        inputs = f"; it sees {self.inputs}" if self.inputs else ""
+        return (
+            f"teacher: {self.name} ({self.family}), loss (1 - {self.alpha:g}) x labels + {self.alpha:g} x "
+            f"T^2 x soft targets at T = {self.temperature:g}{inputs}"
+        )
+
+    def record(self) -> dict:
+        """What recipe.json and the model card say of it."""
+        return {
+            "teacher": self.name,
+            "teacher_base_model": self.base_model,
+            "teacher_family": self.family,
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "teacher_inputs": self.inputs,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a run decided, resolved once (see the module docstring); `with_data` adds what the data says."""
 
@@ -159,6 +199,8 @@ class Plan:
     push_to: str | None
     #: The arguments a resume must share with this run (run_args.json).
     fingerprint: Mapping[str, Any]
+    #: The teacher of a distilled run (`--teacher`), or None.
+    distillation: Distillation | None = None
     # Known once the data and the model are loaded (`with_data`).
     data: DataPlan | None = None
     #: What the processor produces: image size, framing (`fit`), normalisation.
@@ -188,6 +230,10 @@ class Plan:
             license=tuple(license),
             size_why=size_why,
         )
+
+    def with_distillation(self, distillation: Distillation) -> Plan:
+        """This plan with the teacher as loaded (its base model, how it sees the student's batch)."""
+        return dataclasses.replace(self, distillation=distillation)
 
     def with_image_cache(self, choice: Mapping[str, str]) -> Plan:
         """This plan with the image cache the run ended up with (a disk cache that could not be written: none)."""
@@ -237,6 +283,8 @@ class Plan:
             lines.append(f"images: {self.image_size()}" + (f", {self.size_why}" if self.size_why else ""))
         elif self.geometry:  # a size the run did not choose: said on the data's line, to keep a run's start short
             lines[1] += f", seen at {self.image_size()}"
+        if self.distillation:
+            lines.append(self.distillation.line())
         if self.threads:
             lines.append(f"threads: {self.threads_text()}")
         lines += [f"{name.replace('_', ' ')}: {c['mode']} ({c['why']})" for name, c in self.data_path().items()]

@@ -56,7 +56,7 @@ def portable_arguments(
     model = {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args) if recorded(f.name)}
     model["cache_dir"] = None
     not_recorded = []
-    for flag in ("model_name_or_path", "image_processor_name"):
+    for flag in ("model_name_or_path", "image_processor_name", "teacher"):
         if _local(model[flag]):
             model[flag] = None
             not_recorded.append(flag)
@@ -83,16 +83,19 @@ def portable_description(description: str, data_args: DataArguments) -> str:
     return description
 
 
+def model_reference(source: str) -> str:
+    """A model for people and records, never naming this machine's folders: a Hub id as given, a folder by its name."""
+    return f"local checkpoint {Path(source).resolve().name}" if _local(source) else source
+
+
 def base_model_name(model_args: ModelArguments) -> str:
     """How the weights started, for people and never naming this machine's folders.
 
     A Hub id as given; a local checkpoint by its folder's name; "from scratch" only when no checkpoint was loaded.
     """
     source = model_args.model_name_or_path
-    if _local(source):
-        return f"local checkpoint {Path(source).resolve().name}"
     if source:
-        return source
+        return model_reference(source)
     layout = f"{model_args.arch} {model_args.variant}" if model_args.arch else "custom"
     return f"from scratch ({layout} layout)"
 

@@ -183,13 +183,13 @@ def config_labels(config: Mapping) -> list[str]:
     return (known_family(config) or Family()).labels(config)
 
 
-def checkpoint_family(path: str | os.PathLike, revision: str = "main", cache_dir: str | None = None) -> Family:
+def checkpoint_family(
+    path: str | os.PathLike, revision: str = "main", cache_dir: str | None = None, flag: str = "--model_name_or_path"
+) -> Family:
     """The family of the checkpoint at `path` (a folder or Hub id), from its config.json alone: no weights are read.
 
-    Raises `ModelLoadError`, one line naming `--model_name_or_path`, when the config cannot be had or
-    belongs to no supported family.
+    Raises `ModelLoadError`, one line naming `flag`, when the config cannot be had or belongs to no supported family.
     """
-    flag = "--model_name_or_path"
     with load_errors(path, flag):
         if looks_local(path):
             file = Path(path).expanduser() / CONFIG_FILE

@@ -368,6 +368,8 @@ def _rerun_command(recipe: dict, model_ref: str) -> str:
         command += " --data_root YOUR_DATA"
     if "model_name_or_path" in recipe.get("paths", {}).get("not_recorded", []):
         command += " --model_name_or_path YOUR_BASE_MODEL"
+    if "teacher" in recipe.get("paths", {}).get("not_recorded", []):
+        command += " --teacher YOUR_TEACHER"
     return command + " --output_dir YOUR_OUTPUT"
 
 
@@ -377,6 +379,8 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
     _, dataset = _dataset(recipe)
     frozen = steps.get("frozen")
     lines = ["## Training recipe", "", f"- Weights: {base}", f"- Data: {dataset}"]
+    if distilled := steps.get("distillation"):
+        lines.insert(4, _distillation_line(distilled))
     if "validation" in recipe:
         lines.append(f"- Validation: {_validation_dataset(recipe)}")
     if recipe.get("license"):
@@ -417,6 +421,7 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
         "data_path",
         "image_size",
         "calibration",
+        "distillation",
         *RECIPE_NAMES,
     }
     lines += [
@@ -440,6 +445,20 @@ def _recipe_section(recipe: dict, train_results: dict, model_ref: str) -> str:
         )
         lines += ["", f"Rerun the recipe{relative}:", "", "```bash", _rerun_command(recipe, model_ref), "```"]
     return "\n".join(lines) + "\n"
+
+
+def _distillation_line(distilled: dict) -> str:
+    """The card's line on a distilled run: the teacher (linked where it is on the Hub), its own base, the mix."""
+    teacher = distilled["teacher"]
+    named = f"[{teacher}](https://huggingface.co/{teacher})" if _is_hub_id(teacher) else _cell(teacher)
+    base = distilled.get("teacher_base_model")
+    itself = f", itself {'trained' if str(base).startswith('from scratch') else 'fine-tuned from'} {_cell(base)}"
+    alpha, temperature = _number(distilled["alpha"]), _number(distilled["temperature"])
+    return (
+        f"- Distilled from the teacher {named} ({_cell(distilled.get('teacher_family', ''))}"
+        f"{itself if base else ''}): loss (1 - {alpha}) x labels + {alpha} x T^2 x the teacher's softened "
+        f"outputs, T = {temperature}"
+    )
 
 
 def _usage_section(model_ref: str) -> str:

@@ -42,6 +42,14 @@ class ModelArguments:
         choices=VARIANTS,
         section="model",
     )
+    teacher: str | None = flag(
+        None,
+        "Knowledge distillation: a trained classifier (an hf_resnet run folder or Hub id, any supported family) whose "
+        "temperature-softened outputs on each training batch the model also learns from; its classes must be the "
+        "data's. hf-resnet distill is train with this flag required. See --distill_alpha, --distill_temperature.",
+        result=True,
+        section="model",
+    )
     # timm's ResNet recipes regularise inside the network (`timm.create_model(drop_path_rate=..., drop_rate=...)`).
     drop_path_rate: float = flag(
         0.0,

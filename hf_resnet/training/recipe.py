@@ -80,17 +80,21 @@ def setup_logging() -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, distill: bool = False) -> int:
     """The command line's run: parse, fine-tune, print where the results are; 130 after Ctrl-C/SIGTERM.
 
     A user error (a bad flag or value, unusable data or model) is one line on stderr and exit code 2.
+    `distill`: `hf-resnet distill`, which is this run with `--teacher` required.
     """
     survive_closed_output()  # a launcher killed mid-run takes the read end of our stderr with it
     setup_logging()
+    prog = "hf-resnet distill" if distill else "hf-resnet train"
     try:  # a config that does not parse, an unknown flag, a value of the wrong type, a refused combination
         model_args, data_args, training_args = parse_args(argv)
     except (ValueError, yaml.YAMLError, OSError) as error:
-        return usage_error(error)
+        return usage_error(error, prog)
+    if distill and not model_args.teacher:
+        return usage_error(NO_TEACHER, prog)
     quiet_libraries(verbose=training_args.verbose)  # before the checks, which may ask the Hub
     try:
         with stop_at_once():  # Ctrl-C/SIGTERM from here to training: one line, nothing left behind
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
             result = run(model_args, data_args, training_args, plan=plan)
     except USER_ERRORS as error:
-        return usage_error(named_as_given(error, sys.argv[1:] if argv is None else argv, ARGUMENT_CLASSES))
+        return usage_error(named_as_given(error, sys.argv[1:] if argv is None else argv, ARGUMENT_CLASSES), prog)
     except StopRequested as stop:
         print(stop_line(stop, "hf-resnet train"), file=sys.stderr, flush=True)
         return 130  # as a stop during training: the shell's code for Ctrl-C
@@ -151,6 +155,23 @@ def finetune(dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneRes
     from .run import run
 
     return run(model_args, data_args, training_args, dataset=dataset, config=config, callbacks=callbacks)
+
+
+#: The refusal of a distillation without a teacher, from the command line and from `distill()`.
+NO_TEACHER = ArgumentError(
+    "teacher", None, "distillation needs a teacher: an hf_resnet run folder or the Hub id of a trained classifier"
+)
+
+
+def distill(teacher: str, dataset=None, config=None, callbacks=None, **kwargs) -> FinetuneResult:
+    """Train a model on the labels and a `teacher`'s softened outputs (`hf-resnet distill`); as `finetune` otherwise.
+
+    `teacher`: an hf_resnet run folder or Hub id of a classifier trained on the data's classes; `distill_alpha` and
+    `distill_temperature` set how it is learnt from. The keyword arguments are `finetune`'s (the recipe's flags).
+    """
+    if not teacher:
+        raise NO_TEACHER
+    return finetune(dataset=dataset, config=config, callbacks=callbacks, teacher=teacher, **kwargs)
 
 
 def arguments_from(kwargs: dict, dataset=None, config=None) -> tuple:

@@ -44,6 +44,7 @@ from ..runtime.launcher import local_processes
 from ..runtime.signals import GracefulStop, stop_at_once, stop_with_launcher
 from ..tasks import task_for
 from .callbacks import EpochSetter, GradualUnfreezing, StepTimes, one_line_per_evaluation
+from .distill import load_teacher
 from .ema import AverageChoice, WeightAverage, choose
 from .frozen_features import cache_frozen_features
 from .trainer import ResNetTrainer
@@ -151,6 +152,7 @@ def _recipe(
             "ema": dataclasses.asdict(average) if average else None,
             "tta": args.tta,
             "calibration": calibration,
+            "distillation": plan.distillation.record() if plan.distillation else None,
         },
     }
 
@@ -341,6 +343,18 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         model_args, data.labels, config=config, resize=data_args.resize, family=plan.family, frozen=plan.frozen
     )
     geometry = processor_geometry(processor)
+    teacher = None
+    if plan.distillation is not None:  # checked against the data's classes before anything is written
+        teacher, distillation = load_teacher(
+            plan.distillation,
+            data.labels,
+            data.problem_type,
+            geometry,
+            training_args.device,
+            torch.channels_last if training_args.channels_last else torch.contiguous_format,
+            cache_dir=model_args.cache_dir,
+        )
+        plan = plan.with_distillation(distillation)
     data_args = dataclasses.replace(data_args, resize=geometry.fit)  # recipe.json and the card name the frame used
     if not streaming:
         warn_if_cropped(data.train, geometry)
@@ -446,6 +460,7 @@ def _run(model_args, data_args, training_args, dataset, config, callbacks, plan:
         tta=training_args.tta,
         batch_mix=None if skip_frozen else task.batch_mix(len(data.labels), data_args),
         family=plan.family,
+        teacher=teacher,
     )
     if training_args.dry_run:
         estimate = {} if training_args.cache_frozen_features else _time_steps(trainer, plan, step_times)

@@ -3,7 +3,8 @@
 `ResNetTrainer` changes only what transfer learning needs: optimizer parameter groups (head
 vs backbone learning rates), batch-level mixing (mixup/cutmix) before each step, evaluation of
 the weight average beside the trained weights, test-time augmentation in evaluation, and batches
-made in a thread ahead of the step (`--data_overlap thread`). Frozen
+made in a thread ahead of the step (`--data_overlap thread`), and a teacher's term in the training loss of a
+distilled run (distill.py). Frozen
 BatchNorm layers are held in eval mode by hooks set in `model.freeze`, so the Trainer's own
 `model.train()` calls need no override.
 """
@@ -21,6 +22,7 @@ from ..families import Family
 from ..model.memory_format import use_channels_last
 from ..model.tta import views
 from .checkpoints import AtomicCheckpoints
+from .distill import Teacher
 from .ema import WeightAverage
 from .optim import parameter_groups
 
@@ -57,6 +59,7 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         weight_average: WeightAverage | None = None,
         tta: str = "none",
         family: Family | None = None,
+        teacher: Teacher | None = None,
         **kwargs,
     ):
         self.head_lr, self.backbone_lr, self.lr_decay = head_lr, backbone_lr, lr_decay
@@ -69,6 +72,9 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
         #: Views every evaluation averages over (model/tta.py), so metrics, temperature and thresholds
         #: are measured the way the model will be used.
         self.tta = tta
+        #: A distilled run's teacher (distill.py): held here, not by the model, so DDP, the optimizer, checkpoints
+        #: and the saved model never see it; each process has its own copy.
+        self.teacher = teacher
         self.step_rates: dict[str, float] = {}
         #: The epoch's batch maker with `--data_overlap thread` (data/prefetch.py).
         self.prefetch: ThreadPrefetch | None = None
@@ -216,6 +222,23 @@ class ResNetTrainer(AtomicCheckpoints, Trainer):
                 inputs["pixel_values"], inputs["labels"] = self.batch_mix(inputs["pixel_values"], inputs["labels"])
         self._share_rng()
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """In a distilled run's training steps, the label loss mixed with the teacher's term (distill.py).
+
+        The teacher sees the batch as the model does (mixed, in the same layout) under the run's autocast. Its term
+        goes in as the loss function of this one batch, so the Trainer scales both terms alike for gradient
+        accumulation and several processes; evaluation (the model in eval mode) keeps the plain label loss.
+        """
+        if self.teacher is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        plain = self.compute_loss_func
+        with self.accelerator.autocast():
+            self.compute_loss_func = self.teacher.loss(plain, inputs["pixel_values"])
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self.compute_loss_func = plain
 
     def _share_rng(self) -> None:
         """Let the prefetch thread seed torch's generator again: the forward pass draws nothing from it."""
