@@ -185,3 +185,22 @@ def test_distillation_flags_without_a_teacher_are_refused_not_ignored(shapes, tm
     )
     with pytest.raises(ArgumentError, match="^--teacher not given"):
         hf_resnet.distill(teacher=None, arch="resnet-18", output_dir=str(tmp_path / "out"))
+
+
+def test_a_distilled_run_resumes_with_its_teacher_and_refuses_another_mix(shapes, tmp_path):
+    run = dict(
+        teacher=str(shapes["teacher"]),
+        model_name_or_path=str(shapes["student"]),
+        train_dir=str(shapes["train"]),
+        validation_dir=str(shapes["validation"]),
+        per_device_train_batch_size=8,
+        output_dir=str(tmp_path / "run"),
+        **{**QUIET, "save_strategy": "steps"},
+        save_steps=1,
+        eval_strategy="no",
+    )
+    hf_resnet.distill(max_steps=1, **run)
+    with pytest.raises(ArgumentError, match="distill_alpha None there, 0.9 here"):
+        hf_resnet.distill(max_steps=2, resume_from_checkpoint="last", distill_alpha=0.9, **run)
+    resumed = hf_resnet.distill(max_steps=2, resume_from_checkpoint="last", **run)
+    assert json.loads((resumed.output_dir / "trainer_state.json").read_text())["global_step"] == 2
