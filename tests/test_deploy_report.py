@@ -96,8 +96,10 @@ def test_a_budget_no_form_meets_exits_1_with_one_line_naming_the_closest_form(re
 def test_a_fresh_serving_process_reports_its_first_answer_and_peak_memory(runs, reported):
     teacher, _, test = runs
     onnx = reported[1] / "forms" / "teacher" / "model.onnx"
+    ballast = bytearray(3 * 2**30)  # this process now holds 3 GB; the serving process it starts holds none of it
     served = _fresh_process(Form("onnx-fp32", str(onnx), 0.1), teacher, str(next(test.rglob("*.png"))), 4)
-    assert served["peak_rss_mb"] > 50  # a Python process with the runtime loaded holds tens of MB at least
+    del ballast
+    assert 50 < served["peak_rss_mb"] < 3 * 1024  # its own peak, not the memory of the process that started it
     # The form's own share (loading ONNX Runtime and the model, answering) is part of the whole, not all of it.
     assert 0 < served["form_first_answer_s"] < served["first_answer_s"]
     assert 0 <= served["form_rss_mb"] < served["peak_rss_mb"]

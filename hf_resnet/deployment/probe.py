@@ -24,23 +24,27 @@ def main(argv: list[str]) -> int:
     from ..data.transforms import build_eval_transform
     from .forms import load_forward
 
-    print(json.dumps({"imported_rss_mb": round(_resident_kb() / 1024, 1)}), flush=True)
+    print(json.dumps({"imported_rss_mb": round(_status_kb("VmRSS") / 1024, 1)}), flush=True)
     forward = load_forward(name, run, path)
     transform = build_eval_transform(AutoImageProcessor.from_pretrained(run))
     picture = load_picture(image)
     forward(transform([picture])).argmax(-1)
     print("answered", flush=True)
     forward(transform([picture] * int(batch)))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({"peak_rss_mb": round(peak_kb / 1024, 1)}), flush=True)
+    print(json.dumps({"peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1)}), flush=True)
     return 0
 
 
-def _resident_kb() -> int:
-    """The resident memory now (VmRSS), where /proc has it; else the peak so far, which it then equals."""
+def _status_kb(field: str) -> int:
+    """A memory figure of this process from /proc/self/status: `VmRSS` now, `VmHWM` its peak.
+
+    Not `getrusage`'s `ru_maxrss`: Linux carries it across `exec` from the process that spawned this one,
+    so a probe started by a report holding gigabytes would report the report's memory as its own.
+    Where /proc has no such file, `ru_maxrss` is the best there is.
+    """
     try:
         with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
     except (OSError, StopIteration, ValueError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
