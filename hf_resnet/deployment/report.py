@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..config.checks import folder_write_problem
+from ..scoring.deployment_table import markdown_table
 from .forms import REFERENCE, available_forms, calibration_images, load_forward
-from .table import markdown_table
 
 #: Files written into --output_dir, and the copy of the report each run folder keeps for its model card.
 REPORT_MD, REPORT_JSON, PLOT_PNG, RUN_COPY = "report.md", "report.json", "accuracy_latency.png", "deployment.json"

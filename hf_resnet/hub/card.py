@@ -19,9 +19,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 
 from ..config.run_folder import CARD_MARKER, written_by_package
 from ..data.examples import find_examples
-from ..deployment.table import deployment_section
 from ..families import config_labels, known_family
 from ..families.loading import HUB_ID
+from ..scoring.deployment_table import deployment_section
 from ..scoring.metrics import METRICS, MULTI_LABEL_METRICS, RESULT_TITLES
 from ..scoring.plots import plot_training_curves
 from ..tasks import Task, task_for
