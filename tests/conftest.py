@@ -266,3 +266,15 @@ def assert_quiet(result: subprocess.CompletedProcess, output: str) -> None:
     assert len(evaluations) == 2 and all("accuracy" in line for line in evaluations)
     assert lines[-2].startswith("Held-out accuracy") and lines[-2].endswith(f"results in {output}/")
     assert any("hf_resnet run: model:" in line for line in lines)
+
+
+def refused_line(argv: list[str], capfd) -> str:
+    """The last line a command refusing `argv` prints, once its exit code 2 and the absent traceback are checked."""
+    from hf_resnet.cli import main as cli
+
+    capfd.readouterr()
+    code = cli(argv)
+    out, err = capfd.readouterr()
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in out + err
+    return err.strip().splitlines()[-1]

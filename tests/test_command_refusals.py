@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_image_folder, save_tiny_checkpoint, shape_image
+from conftest import make_image_folder, refused_line, save_tiny_checkpoint, shape_image
 
-from hf_resnet.cli import main as cli
 from hf_resnet.inference import classifier as classifier_module
 
 # (command line, with {model}, {image}, {folder}, {file}, {train} standing for paths made by the test; its error line)
@@ -68,15 +67,6 @@ def paths(tmp_path: Path) -> dict[str, str]:
     )
 
 
-def _refused(argv: list[str], capfd) -> str:
-    capfd.readouterr()
-    code = cli(argv)
-    out, err = capfd.readouterr()
-    assert code == 2, err[-2000:]
-    assert "Traceback" not in out + err
-    return err.strip().splitlines()[-1]
-
-
 @pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(argv[:1] + argv[-2:]) for argv, _ in BAD_INPUT])
 def test_a_bad_argument_is_one_line_and_exit_2_before_the_model_loads(paths, argv, message, monkeypatch, capfd):
     def load(*args, **kwargs):
@@ -85,7 +75,7 @@ def test_a_bad_argument_is_one_line_and_exit_2_before_the_model_loads(paths, arg
     monkeypatch.setattr(classifier_module, "_load_cached", load)
     monkeypatch.setattr("hf_resnet.evaluation.run._load_labels", load)
     before = sorted(Path(paths["folder"]).parent.rglob("*"))
-    assert _refused([arg.format(**paths) for arg in argv], capfd).startswith(message.format(**paths))
+    assert refused_line([arg.format(**paths) for arg in argv], capfd).startswith(message.format(**paths))
     assert sorted(Path(paths["folder"]).parent.rglob("*")) == before
 
 
@@ -95,10 +85,10 @@ def test_thresholds_a_model_cannot_answer_with_are_one_line_for_classify_and_eva
     config = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**config, "problem_type": "multi_label_classification", "thresholds": stored}))
     expected = f"--model {paths['model']}: config.json thresholds "
-    assert _refused(["classify", paths["image"], "--model", paths["model"]], capfd).startswith(
+    assert refused_line(["classify", paths["image"], "--model", paths["model"]], capfd).startswith(
         f"hf-resnet classify: {expected}"
     )
-    assert _refused(["evaluate", "--model", paths["model"], "--test_dir", paths["train"]], capfd).startswith(
+    assert refused_line(["evaluate", "--model", paths["model"], "--test_dir", paths["train"]], capfd).startswith(
         f"hf-resnet evaluate: {expected}"
     )
 
@@ -117,10 +107,10 @@ def test_evaluate_into_a_read_only_folder_is_refused_before_the_model_loads(path
     try:
         given = ["evaluate", "--model", paths["model"], "--test_dir", paths["train"], "--output_dir", str(read_only)]
         assert (
-            _refused(given, capfd)
+            refused_line(given, capfd)
             == f"hf-resnet evaluate: --output_dir {read_only}: not writable; pass a folder you can write to"
         )
-        assert _refused(
+        assert refused_line(
             ["evaluate", "--model", paths["model"], "--test_dir", paths["train"], "--update_card"], capfd
         ) == (
             f"hf-resnet evaluate: --model {model}: not writable; pass a folder you can write to as --output_dir "
@@ -141,7 +131,7 @@ def test_a_truncated_onnx_file_is_one_line_saying_to_export_again(paths, capfd):
     onnx_file = Path(paths["model"]) / "model.onnx"
     onnx.save(helper.make_model(graph), onnx_file)
     onnx_file.write_bytes(onnx_file.read_bytes()[: onnx_file.stat().st_size // 2])
-    line = _refused(["classify", paths["image"], "--model", paths["model"], "--backend", "onnx"], capfd)
+    line = refused_line(["classify", paths["image"], "--model", paths["model"], "--backend", "onnx"], capfd)
     assert line.startswith(f"hf-resnet classify: --model {onnx_file}: ONNX Runtime cannot load it (")
     assert line.endswith("the file is truncated or not ONNX: export it again (hf-resnet export --model FOLDER)")
 
@@ -154,7 +144,7 @@ def test_explain_on_a_network_of_no_supported_family_is_one_line(tmp_path, paths
     config.num_attention_heads = 1
     ViTForImageClassification(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    assert _refused(
+    assert refused_line(
         ["explain", paths["image"], "--model", str(folder), "--out", str(tmp_path / "cam.png")], capfd
     ) == (
         "hf-resnet explain: a 'vit' model: hf_resnet fine-tunes transformers ResNet and timm ResNet checkpoints only "
@@ -168,7 +158,7 @@ def test_evaluate_update_card_with_a_readme_that_cannot_be_written_is_one_line_b
     card.mkdir()  # a README.md that is not a file (file permissions do not stop root, which the tests may run as)
     before = sorted(Path(paths["model"]).rglob("*"))
     argv = ["evaluate", "--model", paths["model"], "--test_dir", paths["train"], "--update_card"]
-    assert _refused(argv, capfd) == (
+    assert refused_line(argv, capfd) == (
         f"hf-resnet evaluate: --update_card: {card} cannot be written (a folder); make it a writable file, "
         "or leave out --update_card"
     )

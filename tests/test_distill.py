@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MULTI_SHAPES, make_image_folder, make_multi_label_folder, save_tiny_checkpoint
+from conftest import MULTI_SHAPES, make_image_folder, make_multi_label_folder, refused_line, save_tiny_checkpoint
 from safetensors.torch import load_file
 
 import hf_resnet
@@ -149,38 +149,29 @@ def test_a_multi_label_student_learns_from_a_multi_label_teacher(tmp_path):
     assert recorded["teacher_inputs"] == "the student's batch as is"
 
 
-def _refused(argv: list[str], capfd) -> str:
-    capfd.readouterr()
-    code = cli(argv)
-    out, err = capfd.readouterr()
-    assert code == 2, err[-2000:]
-    assert "Traceback" not in out + err
-    return err.strip().splitlines()[-1]
-
-
 def test_a_teacher_that_cannot_teach_this_run_is_one_line_naming_teacher(shapes, tmp_path, capfd):
     data = ["--train_dir", str(shapes["train"]), "--model_name_or_path", str(shapes["student"])]
     run = [*data, "--output_dir", str(tmp_path / "out"), "--image_cache", "off"]
-    stranger = _refused(["distill", "--teacher", str(shapes["stranger"]), *run], capfd)
+    stranger = refused_line(["distill", "--teacher", str(shapes["stranger"]), *run], capfd)
     assert stranger.startswith(
         f"hf-resnet distill: error: --teacher {shapes['stranger']}: was trained on other classes"
     )
     multi = save_tiny_checkpoint(tmp_path / "multi", problem_type="multi_label_classification", **_labelled(SHAPES))
-    kind = _refused(["distill", "--teacher", str(multi), *run], capfd)
+    kind = refused_line(["distill", "--teacher", str(multi), *run], capfd)
     assert kind.startswith(f"hf-resnet distill: error: --teacher {multi}: is a multi-label classifier, but this run")
-    missing = _refused(["distill", "--teacher", str(tmp_path / "nowhere"), *run], capfd)
+    missing = refused_line(["distill", "--teacher", str(tmp_path / "nowhere"), *run], capfd)
     assert missing.startswith(f"hf-resnet distill: error: --teacher {tmp_path / 'nowhere'}: no such folder")
     assert not (tmp_path / "out").exists()
 
 
 def test_distillation_flags_without_a_teacher_are_refused_not_ignored(shapes, tmp_path, capfd):
     run = ["--train_dir", str(shapes["train"]), "--arch", "resnet-18", "--output_dir", str(tmp_path / "out")]
-    assert _refused(["train", "--distill_alpha", "0.3", *run], capfd) == (
+    assert refused_line(["train", "--distill_alpha", "0.3", *run], capfd) == (
         "hf-resnet train: error: --distill_alpha 0.3: sets how a teacher is learnt from: pass --teacher too "
         "(or drop it)"
     )
-    assert _refused(["distill", *run], capfd).startswith("hf-resnet distill: error: --teacher not given:")
-    assert _refused(["distill", "--teacher", "t", "--distill_alpha", "1.5", *run], capfd) == (
+    assert refused_line(["distill", *run], capfd).startswith("hf-resnet distill: error: --teacher not given:")
+    assert refused_line(["distill", "--teacher", "t", "--distill_alpha", "1.5", *run], capfd) == (
         "hf-resnet distill: error: --distill_alpha 1.5: must be in [0, 1]"
     )
     with pytest.raises(ArgumentError, match="^--teacher not given"):

@@ -47,17 +47,22 @@ class ExportError(RuntimeError):
     """An export that cannot be made or failed its parity check; the message says what was measured and what to do."""
 
 
-def check_export_extra() -> None:
-    """Refuse at once, before anything is written, when the [export] extra is not installed."""
+def missing_modules(names: tuple[str, ...]) -> list[str]:
+    """Those of an extra's `names` that cannot be imported (none when the extra is installed)."""
     import importlib
 
     missing = []
-    for name in EXPORT_MODULES:
+    for name in names:
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
-    if missing:
+    return missing
+
+
+def check_export_extra() -> None:
+    """Refuse at once, before anything is written, when the [export] extra is not installed."""
+    if missing := missing_modules(EXPORT_MODULES):
         raise ExportError(f'export needs {", ".join(missing)}: pip install "hf_resnet[export]"')
 
 

@@ -8,7 +8,6 @@ on images, and is kept or refused by the same agreement rule as ONNX Runtime's i
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +25,9 @@ INSTALL_HINT = "pip install 'hf_resnet[openvino]'"
 
 def missing_openvino() -> list[str]:
     """The [openvino] extra's modules that cannot be imported (none when it is installed)."""
-    missing = []
-    for name in OPENVINO_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
+    from .onnx_export import missing_modules
+
+    return missing_modules(OPENVINO_MODULES)
 
 
 def ir_size_mb(xml: Path) -> float:
